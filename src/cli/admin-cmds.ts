@@ -1,0 +1,133 @@
+import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
+import { parse, UsageError } from "./usage.js";
+
+function print(value: unknown, json: boolean): void {
+  process.stdout.write((json || typeof value !== "string" ? JSON.stringify(value, null, 2) : value) + "\n");
+}
+
+export const RUOK_HELP = `zgrid ruok [--url URL | --connection-info FILE] [--timeout MS]
+
+Asks the STATUS daemon (or the DEFAULT one when the server runs no STATUS daemon) whether it is alive;
+prints "imok" and exits 0, else exits 1. Made for liveness probes.
+
+${TARGET_HELP}
+      --timeout MS               give up after MS milliseconds (default 5000)`;
+
+export async function runRuok(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { ...TARGET_OPTIONS, timeout: { type: "string" } });
+  if (values.help) return (print(RUOK_HELP, false), 0);
+  const timeout = Number(values.timeout ?? 5000);
+  if (!Number.isInteger(timeout) || timeout <= 0)
+    throw new UsageError("--timeout must be a positive integer");
+  const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch(() =>
+    withClient(values, "default", (c) => c.ruok(), timeout),
+  );
+  print(answer, false);
+  return answer === "imok" ? 0 : 1;
+}
+
+export const STATUS_HELP = `zgrid status [--url URL | --connection-info FILE] [--json]
+
+Shows the server's status from its STATUS daemon: uptime, daemons, requests, tasks, workers.
+
+${TARGET_HELP}
+      --json                     print the raw status as JSON`;
+
+function formatDuration(seconds: number): string {
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0
+    ? `${h}h${String(m).padStart(2, "0")}m`
+    : m > 0
+      ? `${m}m${String(s % 60).padStart(2, "0")}s`
+      : `${s}s`;
+}
+
+export async function runStatus(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { ...TARGET_OPTIONS, json: { type: "boolean" } });
+  if (values.help) return (print(STATUS_HELP, false), 0);
+  const status = await withClient(values, "status", (c) => c.getStatus());
+  if (values.json) return (print(status, true), 0);
+  const s = status as {
+    version: string;
+    uptimeSeconds: number;
+    daemons: string[];
+    endpoints: Record<string, unknown>;
+    requests: { total: number; byDaemon: Record<string, number> };
+    memory: { rss: number };
+    scheduler: {
+      sessions: number;
+      tasks: number;
+      workers: number;
+      slots: number;
+      busySlots: number;
+      tasksByStatus: Record<string, number>;
+      queued: Record<string, number>;
+    };
+  };
+  const tasks = Object.entries(s.scheduler.tasksByStatus)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(", ");
+  const queued = Object.entries(s.scheduler.queued)
+    .map(([p, n]) => `${p} ${n}`)
+    .join(", ");
+  print(
+    [
+      `zgrid ${s.version}, up ${formatDuration(s.uptimeSeconds)}, memory ${(s.memory.rss / 2 ** 20).toFixed(0)} MB`,
+      `daemons:  ${s.daemons.join(", ")}`,
+      `requests: ${s.requests.total} (${Object.entries(s.requests.byDaemon)
+        .map(([d, n]) => `${d} ${n}`)
+        .join(", ")})`,
+      `sessions: ${s.scheduler.sessions}`,
+      `tasks:    ${s.scheduler.tasks}${tasks ? ` (${tasks})` : ""}`,
+      `queued:   ${queued || "none"}`,
+      `workers:  ${s.scheduler.workers}, slots ${s.scheduler.busySlots}/${s.scheduler.slots} busy`,
+    ].join("\n"),
+    false,
+  );
+  return 0;
+}
+
+export const METRICS_HELP = `zgrid metrics [--category C] [--prometheus] [--url URL | --connection-info FILE]
+
+Reads the METRICS daemon: Arkouda-style metrics of one category (ALL, NUM_REQUESTS, AVG_RESPONSE_TIME,
+TOTAL_RESPONSE_TIME, TOTAL_MEMORY_USED, SYSTEM, SERVER, SERVER_INFO, NUM_ERRORS, TASKS) as JSON, or the
+Prometheus text exposition.
+
+${TARGET_HELP}
+      --category C               metric category (default ALL)
+      --prometheus               print the Prometheus exposition instead`;
+
+export async function runMetrics(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    ...TARGET_OPTIONS,
+    category: { type: "string" },
+    prometheus: { type: "boolean" },
+  });
+  if (values.help) return (print(METRICS_HELP, false), 0);
+  if (values.prometheus) {
+    process.stdout.write(await withClient(values, "metrics", (c) => c.prometheus()));
+    return 0;
+  }
+  print(
+    await withClient(values, "metrics", (c) => c.metrics((values.category as string | undefined) ?? "ALL")),
+    true,
+  );
+  return 0;
+}
+
+export const SHUTDOWN_HELP = `zgrid shutdown [--url URL | --connection-info FILE]
+
+Asks the server to shut down gracefully: it stops accepting, answers what is in flight, closes its
+sockets, removes its connection-info file and exits 0.
+
+${TARGET_HELP}`;
+
+export async function runShutdown(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { ...TARGET_OPTIONS });
+  if (values.help) return (print(SHUTDOWN_HELP, false), 0);
+  print(await withClient(values, "default", (c) => c.shutdown()), false);
+  return 0;
+}

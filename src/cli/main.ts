@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+import { ZgridError } from "../protocol/errors.js";
+import { ConfigError } from "../config/options.js";
+import { VERSION } from "../daemons/context.js";
+import {
+  METRICS_HELP,
+  RUOK_HELP,
+  SHUTDOWN_HELP,
+  STATUS_HELP,
+  runMetrics,
+  runRuok,
+  runShutdown,
+  runStatus,
+} from "./admin-cmds.js";
+import { DEMO_HELP, runDemo } from "./demo-cmd.js";
+import { HELLO_HELP, runHello } from "./hello-cmd.js";
+import { SERVER_HELP, runServer } from "./server-cmd.js";
+import { UsageError } from "./usage.js";
+import { WORKER_HELP, runWorker } from "./worker-cmd.js";
+
+interface Subcommand {
+  summary: string;
+  help: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Subcommand> = {
+  demo: {
+    summary: "start a server with local workers, run a sample workload, print a summary",
+    help: DEMO_HELP,
+    run: runDemo,
+  },
+  server: {
+    summary: "run the server (DEFAULT, METRICS, STATUS daemons and the worker endpoint)",
+    help: SERVER_HELP,
+    run: runServer,
+  },
+  worker: { summary: "run a worker host that executes tasks", help: WORKER_HELP, run: runWorker },
+  hello: {
+    summary: "submit the hello-world task (sum of numbers) and print its result",
+    help: HELLO_HELP,
+    run: runHello,
+  },
+  ruok: { summary: "check that the server is alive (prints imok)", help: RUOK_HELP, run: runRuok },
+  status: { summary: "show the server's status", help: STATUS_HELP, run: runStatus },
+  metrics: {
+    summary: "read the server's metrics (JSON or Prometheus text)",
+    help: METRICS_HELP,
+    run: runMetrics,
+  },
+  shutdown: { summary: "shut the server down gracefully", help: SHUTDOWN_HELP, run: runShutdown },
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 4;
+  return `zgrid ${VERSION}: a task grid on Node.js and ZeroMQ
+
+Usage: zgrid <command> [options]     (zgrid <command> --help for a command's options)
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`)
+  .join("\n")}
+
+Client commands find the server with --url tcp://HOST:PORT?token=..., ZGRID_URL, or
+--connection-info FILE. Exit codes: 0 success, 1 failure, 2 usage error.`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(mainHelp() + "\n");
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    process.stdout.write(VERSION + "\n");
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`zgrid: unknown command "${name}"\n\n${mainHelp()}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      process.stderr.write(`zgrid ${name}: ${err.message}\n(see zgrid ${name} --help)\n`);
+      return 2;
+    }
+    if (err instanceof ZgridError) {
+      process.stderr.write(`zgrid ${name}: ${err.message} [${err.code}]\n`);
+      return 1;
+    }
+    process.stderr.write(`zgrid ${name}: ${(err as Error)?.stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Sockets and timers of libraries must not keep a finished command alive.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`zgrid: ${String(err)}\n`);
+    process.exit(1);
+  },
+);

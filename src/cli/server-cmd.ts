@@ -1,0 +1,78 @@
+import { resolve } from "node:path";
+import {
+  ConfigError,
+  flagsToKeys,
+  optionsHelp,
+  parseArgsOptions,
+  readConfigFile,
+  resolveOptions,
+} from "../config/options.js";
+import { SERVER_OPTIONS, toServerConfig, type ServerConfig } from "../daemons/config.js";
+import { Server } from "../daemons/server.js";
+import { parse } from "./usage.js";
+
+export const SERVER_HELP = `zgrid server [options]
+
+Starts the zgrid server: the DEFAULT daemon (clients), the worker endpoint, and the METRICS and STATUS
+daemons, each on its own port. Every option is also an environment variable and a key of the --config
+JSON file; the flag wins over the environment, which wins over the file.
+
+${optionsHelp(SERVER_OPTIONS)}`;
+
+/** Reads flags, environment and config file into a ServerConfig. */
+export function serverConfigFrom(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig | null {
+  const { values } = parse(argv, parseArgsOptions(SERVER_OPTIONS));
+  if (values.help) return null;
+  const flags = flagsToKeys(SERVER_OPTIONS, values);
+  const configPath = (flags.config as string | undefined) ?? env.ZGRID_CONFIG;
+  const file = configPath ? { path: configPath, values: readConfigFile(configPath) } : undefined;
+  return toServerConfig(resolveOptions(SERVER_OPTIONS, flags, env, file));
+}
+
+/** `zgrid server`: runs until `shutdown`, SIGTERM or SIGINT, then exits 0. */
+export async function runServer(argv: string[]): Promise<number> {
+  let config: ServerConfig | null;
+  try {
+    config = serverConfigFrom(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`zgrid server: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!config) {
+    process.stdout.write(SERVER_HELP + "\n");
+    return 0;
+  }
+  const server = new Server(config);
+  let info;
+  try {
+    info = await server.start();
+  } catch (err) {
+    process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
+    server.log.flush?.();
+    return 1;
+  }
+  const stop = (signal: string): void => {
+    server.log.info({ signal }, "signal received, shutting down");
+    void server.shutdown();
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+  process.stdout.write(
+    [
+      `zgrid ${info.version} server is ready`,
+      `  connect URL:  ${info.url}`,
+      `  workers:      ${info.workerUrl}`,
+      info.metricsUrl ? `  metrics:      ${info.metricsUrl}` : "",
+      info.statusUrl ? `  status:       ${info.statusUrl}` : "",
+      `  data dir:     ${resolve(config.dataDir)} (store: ${config.store})`,
+      config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
+    ]
+      .filter(Boolean)
+      .join("\n") + "\n",
+  );
+  await server.closed;
+  return 0;
+}

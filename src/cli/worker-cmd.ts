@@ -1,0 +1,66 @@
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { createLogger } from "../log.js";
+import { intFlag, parse, UsageError } from "./usage.js";
+
+export const WORKER_HELP = `zgrid worker --connect URL --app-path DIR [options]
+
+Runs a worker host: connects to the server's worker endpoint (the workerUrl it printed), takes tasks of
+its partitions and runs them in application modules loaded from DIR (NAME.VERSION.js, else NAME.js).
+
+  -c, --connect URL        worker endpoint, tcp://HOST:PORT?token=TOKEN [ZGRID_WORKER_URL]
+  -a, --app-path DIR       where application modules live [ZGRID_APP_PATH]
+  -s, --slots N            tasks run at once, one thread each (default: CPU count) [ZGRID_SLOTS]
+  -p, --partition P        partitions served, comma-separated (default "default") [ZGRID_PARTITION]
+      --prefetch N         tasks held beyond the slots, to hide latency [ZGRID_PREFETCH]
+      --worker-id ID       name of this worker (default: host-pid-random)
+      --log-level LEVEL    trace, debug, info, warn, error (default info) [ZGRID_LOG_LEVEL]`;
+
+export async function runWorker(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    connect: { type: "string", short: "c" },
+    "app-path": { type: "string", short: "a" },
+    slots: { type: "string", short: "s" },
+    partition: { type: "string", short: "p" },
+    prefetch: { type: "string" },
+    "worker-id": { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(WORKER_HELP + "\n");
+    return 0;
+  }
+  const env = process.env;
+  const url = (values.connect as string | undefined) ?? env.ZGRID_WORKER_URL;
+  const appPath = (values["app-path"] as string | undefined) ?? env.ZGRID_APP_PATH;
+  if (!url) throw new UsageError("--connect URL is required: the workerUrl the server printed");
+  if (!appPath) throw new UsageError("--app-path DIR is required: where the application modules are");
+  const slots = intFlag(values.slots ?? env.ZGRID_SLOTS, "--slots", 1, 1024) ?? availableParallelism();
+  const prefetch = intFlag(values.prefetch ?? env.ZGRID_PREFETCH, "--prefetch", 0, 100_000);
+  const partitions = String(values.partition ?? env.ZGRID_PARTITION ?? "default")
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const log = createLogger(
+    (values["log-level"] as string | undefined) ?? env.ZGRID_LOG_LEVEL ?? "info",
+    "zgrid-worker",
+  );
+  // Loaded here so that client commands do not pay for the worker code.
+  const { WorkerHost } = await import("../worker/host.js");
+  const host = new WorkerHost({
+    url,
+    appPath: resolve(appPath),
+    slots,
+    partitions,
+    prefetch,
+    workerId: values["worker-id"] as string | undefined,
+    log,
+  });
+  const stop = (): void => void host.stop();
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  await host.start();
+  log.info({ slots, partitions }, "worker connected");
+  await host.closed;
+  return 0;
+}

@@ -1,0 +1,208 @@
+import { Connection, type ConnectOptions } from "./connection.js";
+import type {
+  CreatedResult,
+  ListQuery,
+  Page,
+  ResultInfo,
+  SessionInfo,
+  SubmittedTask,
+  TaskDefinition,
+  TaskInfo,
+  TaskOptions,
+  TaskStatus,
+  WaitOptions,
+  WaitResult,
+} from "./types.js";
+
+/** Slack added to a results.wait request's timeout so the server answers before the client gives up. */
+const WAIT_SLACK_MS = 5_000;
+
+/**
+ * The typed zgrid client: one DEALER connection to a daemon, a method per command (design §3.4, §4).
+ * Get one with {@link connect}.
+ */
+export class ZgridClient extends Connection {
+  // ---- built-ins -----------------------------------------------------------------------------------
+
+  /** `connect`: a sentence naming the server and the user. */
+  hello(): Promise<string> {
+    return this.call<string>("connect");
+  }
+  disconnect(): Promise<string> {
+    return this.call<string>("disconnect");
+  }
+  /** `"imok"` when the daemon is alive. */
+  ruok(): Promise<string> {
+    return this.call<string>("ruok");
+  }
+  noop(): Promise<string> {
+    return this.call<string>("noop");
+  }
+  getConfig(): Promise<Record<string, unknown>> {
+    return this.call("getconfig");
+  }
+  getCmdMap(): Promise<Record<string, string>> {
+    return this.call("getCmdMap");
+  }
+  getMemUsed(): Promise<number> {
+    return this.call<number>("getmemused");
+  }
+  getMemStatus(): Promise<Record<string, number>> {
+    return this.call("getmemstatus");
+  }
+  /** STATUS daemon: uptime, daemons, version, request counts, scheduler summary. */
+  getStatus(): Promise<Record<string, unknown>> {
+    return this.call("getstatus");
+  }
+  /** METRICS daemon: Arkouda-style metrics of one category (default ALL). */
+  metrics(category = "ALL"): Promise<Record<string, unknown>[]> {
+    return this.call("metrics", { category });
+  }
+  /** METRICS daemon: the Prometheus text exposition. */
+  prometheus(): Promise<string> {
+    return this.call<string>("prometheus");
+  }
+  /** Asks the server to shut down gracefully. */
+  shutdown(): Promise<string> {
+    return this.call<string>("shutdown");
+  }
+
+  // ---- sessions ------------------------------------------------------------------------------------
+
+  async createSession(defaultTaskOptions?: TaskOptions, partitionIds?: string[]): Promise<string> {
+    const r = await this.call<{ sessionId: string }>("sessions.create", { defaultTaskOptions, partitionIds });
+    return r.sessionId;
+  }
+  getSession(sessionId: string): Promise<SessionInfo> {
+    return this.call("sessions.get", { sessionId });
+  }
+  listSessions(query: ListQuery = {}): Promise<Page<SessionInfo>> {
+    return this.call("sessions.list", { ...query });
+  }
+
+  // ---- results -------------------------------------------------------------------------------------
+
+  /** Creates results: metadata only, or with data (uploaded in the same request). */
+  createResults(
+    sessionId: string,
+    results: { name?: string; data?: Uint8Array }[],
+  ): Promise<CreatedResult[]> {
+    const blobs: Buffer[] = [];
+    const items = results.map((r) => {
+      if (r.data === undefined) return { name: r.name ?? "" };
+      blobs.push(Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength));
+      return { name: r.name ?? "", data: blobs.length - 1 };
+    });
+    return this.call("results.create", { sessionId, results: items }, blobs);
+  }
+  /** Uploads the data of a CREATED result (a payload uploaded after its task was submitted, say). */
+  uploadResult(
+    resultId: string,
+    data: Uint8Array,
+  ): Promise<{ resultId: string; status: string; size: number }> {
+    return this.call("results.upload", { resultId }, [
+      Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+    ]);
+  }
+  async downloadResult(resultId: string): Promise<Buffer> {
+    const r = await this.request("results.download", { resultId });
+    return r.blobs[0] ?? Buffer.alloc(0);
+  }
+  async downloadResults(resultIds: string[]): Promise<Buffer[]> {
+    return (await this.request("results.download", { resultIds })).blobs;
+  }
+  getResult(resultId: string): Promise<ResultInfo> {
+    return this.call("results.get", { resultId });
+  }
+  listResults(query: ListQuery = {}): Promise<Page<ResultInfo>> {
+    return this.call("results.list", { ...query });
+  }
+  /** Waits, without polling, until the results are COMPLETED or ABORTED as `options` asks. */
+  waitResults(resultIds: string[], options: WaitOptions = {}): Promise<WaitResult> {
+    const timeoutMs = options.timeoutMs ?? 0;
+    return this.call(
+      "results.wait",
+      {
+        resultIds,
+        behavior: options.behavior ?? "all",
+        breakOnError: options.breakOnError ?? false,
+        timeoutMs,
+      },
+      undefined,
+      { timeoutMs: timeoutMs > 0 ? timeoutMs + WAIT_SLACK_MS : 0 },
+    );
+  }
+  /** Like waitResults, and returns the data of every COMPLETED result in the same reply. */
+  async waitResultsData(
+    resultIds: string[],
+    options: WaitOptions = {},
+  ): Promise<WaitResult & { data: Map<string, Buffer> }> {
+    const timeoutMs = options.timeoutMs ?? 0;
+    const reply = await this.request<WaitResult & { data: Record<string, number> }>(
+      "results.wait",
+      {
+        resultIds,
+        behavior: options.behavior ?? "all",
+        breakOnError: options.breakOnError ?? false,
+        timeoutMs,
+        withData: true,
+      },
+      undefined,
+      { timeoutMs: timeoutMs > 0 ? timeoutMs + WAIT_SLACK_MS : 0 },
+    );
+    const data = new Map<string, Buffer>();
+    for (const [id, index] of Object.entries(reply.msg.data)) data.set(id, reply.blobs[index]);
+    return { timedOut: reply.msg.timedOut, statuses: reply.msg.statuses, data };
+  }
+
+  // ---- tasks ---------------------------------------------------------------------------------------
+
+  /** Submits a batch of tasks in one request. */
+  submitTasks(
+    sessionId: string,
+    tasks: TaskDefinition[],
+    taskOptions?: TaskOptions,
+  ): Promise<SubmittedTask[]> {
+    const blobs: Buffer[] = [];
+    const blobOf = new Map<Uint8Array, number>();
+    const items = tasks.map((t) => {
+      const { payload, ...rest } = t;
+      if (payload === undefined) return rest;
+      let index = blobOf.get(payload);
+      if (index === undefined) {
+        index = blobs.length;
+        blobs.push(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+        blobOf.set(payload, index);
+      }
+      return { ...rest, payload: index };
+    });
+    return this.call("tasks.submit", { sessionId, taskOptions, tasks: items }, blobs);
+  }
+  getTask(taskId: string): Promise<TaskInfo> {
+    return this.call("tasks.get", { taskId });
+  }
+  listTasks(query: ListQuery = {}): Promise<Page<TaskInfo>> {
+    return this.call("tasks.list", { ...query });
+  }
+  countTasks(filter?: Record<string, unknown>): Promise<Record<TaskStatus, number>> {
+    return this.call("tasks.count", { filter });
+  }
+}
+
+/**
+ * Connects to a zgrid daemon. `url` is `tcp://HOST:PORT?token=TOKEN` (default: `ZGRID_URL`); without a
+ * token, `~/.zgrid/tokens.txt` is read.
+ *
+ * @example
+ * const client = await connect("tcp://127.0.0.1:5555?token=...");
+ * console.log(await client.ruok()); // "imok"
+ * await client.close();
+ */
+export async function connect(url?: string, options?: ConnectOptions): Promise<ZgridClient> {
+  const target = url ?? process.env.ZGRID_URL;
+  if (!target) {
+    const { ZgridError, ErrorCode } = await import("../protocol/errors.js");
+    throw new ZgridError(ErrorCode.INVALID_ARGUMENT, "no server URL: pass one, or set ZGRID_URL");
+  }
+  return new ZgridClient(target, options);
+}

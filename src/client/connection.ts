@@ -1,0 +1,198 @@
+import { userInfo } from "node:os";
+import { Dealer } from "zeromq";
+import { PROTOCOL_VERSION, decode, encode, isPlainObject } from "../protocol/codec.js";
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import { SendQueue } from "../protocol/send-queue.js";
+import { parseServerUrl, type ServerAddress } from "./url.js";
+
+const EMPTY = Buffer.alloc(0);
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return "anonymous";
+  }
+}
+
+/** Options of {@link connect}. */
+export interface ConnectOptions {
+  /** Token; overrides the one in the URL. */
+  token?: string;
+  /** Reported to the server as `user` (metrics per user); default: the OS user. */
+  user?: string;
+  /** Per-request timeout in milliseconds (default 30,000). */
+  timeoutMs?: number;
+}
+
+/** A reply: its header's `msg` and `msgType`, and the blobs that followed it. */
+export interface Reply<T = unknown> {
+  msg: T;
+  msgType: "NORMAL" | "WARNING";
+  blobs: Buffer[];
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  timeoutMs?: number;
+  /** Called with each EVENT pushed for this request (events.subscribe). */
+  onEvent?: (event: unknown) => void;
+}
+
+interface Pending {
+  resolve: (reply: Reply) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | null;
+  cmd: string;
+  onEvent?: (event: unknown) => void;
+}
+
+/**
+ * One connection to one daemon: a DEALER socket with many requests in flight, matched to their replies
+ * by id. Sends go through one queue (zeromq.js allows a single pending send per socket).
+ */
+export class Connection {
+  readonly address: ServerAddress;
+  private readonly socket = new Dealer({ linger: 0, sendHighWaterMark: 0, receiveHighWaterMark: 0 });
+  private readonly out: SendQueue;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Map<number, (event: unknown) => void>();
+  private nextId = 1;
+  private readonly token?: string;
+  private readonly user: string;
+  private readonly timeoutMs: number;
+  private readonly loop: Promise<void>;
+  private closed = false;
+
+  constructor(url: string, options: ConnectOptions = {}) {
+    this.address = parseServerUrl(url);
+    this.token = options.token ?? this.address.token;
+    this.user = options.user ?? process.env.USER ?? process.env.USERNAME ?? osUser();
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.out = new SendQueue(this.socket);
+    this.socket.connect(this.address.endpoint);
+    this.loop = this.receive();
+  }
+
+  /** Sends a request and resolves with its reply; an ERROR reply rejects with a {@link ZgridError}. */
+  request<T = unknown>(
+    cmd: string,
+    args?: Record<string, unknown>,
+    blobs?: Buffer[],
+    options: RequestOptions = {},
+  ): Promise<Reply<T>> {
+    if (this.closed) return Promise.reject(new ZgridError(ErrorCode.UNAVAILABLE, "the connection is closed"));
+    const id = this.nextId++;
+    const header = encode({ v: PROTOCOL_VERSION, id, cmd, token: this.token, user: this.user, args });
+    const frames = blobs && blobs.length > 0 ? [EMPTY, header, ...blobs] : [EMPTY, header];
+    return new Promise<Reply<T>>((resolve, reject) => {
+      const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              this.pending.delete(id);
+              reject(
+                new ZgridError(
+                  ErrorCode.TIMEOUT,
+                  `no reply to ${cmd} from ${this.address.endpoint} within ${timeoutMs} ms: is the server running?`,
+                ),
+              );
+            }, timeoutMs)
+          : null;
+      this.pending.set(id, {
+        resolve: resolve as (r: Reply) => void,
+        reject,
+        timer,
+        cmd,
+        onEvent: options.onEvent,
+      });
+      this.out.send(frames);
+    });
+  }
+
+  /** Sends a request and returns only its `msg`. */
+  async call<T = unknown>(
+    cmd: string,
+    args?: Record<string, unknown>,
+    blobs?: Buffer[],
+    options?: RequestOptions,
+  ): Promise<T> {
+    return (await this.request<T>(cmd, args, blobs, options)).msg;
+  }
+
+  /** Keeps receiving EVENTs tagged with `id` after its reply came. */
+  listen(id: number, onEvent: (event: unknown) => void): void {
+    this.listeners.set(id, onEvent);
+  }
+
+  unlisten(id: number): void {
+    this.listeners.delete(id);
+  }
+
+  /** The id the next request will carry. */
+  peekNextId(): number {
+    return this.nextId;
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const frames of this.socket) this.dispatch(frames);
+    } catch (err) {
+      if (!this.closed)
+        this.failAll(new ZgridError(ErrorCode.UNAVAILABLE, `connection lost: ${(err as Error).message}`));
+    }
+  }
+
+  private dispatch(frames: Buffer[]): void {
+    if (frames.length < 2) return;
+    let header: unknown;
+    try {
+      header = decode(frames[1]);
+    } catch {
+      return;
+    }
+    if (!isPlainObject(header) || typeof header.id !== "number") return;
+    const id = header.id;
+    if (header.msgType === "EVENT") {
+      const p = this.pending.get(id);
+      (p?.onEvent ?? this.listeners.get(id))?.(header.msg);
+      return;
+    }
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    if (p.onEvent) this.listeners.set(id, p.onEvent);
+    if (header.msgType === "ERROR") {
+      const code = (typeof header.code === "string" ? header.code : ErrorCode.INTERNAL) as ErrorCode;
+      p.reject(
+        new ZgridError(code, typeof header.msg === "string" ? header.msg : JSON.stringify(header.msg)),
+      );
+      return;
+    }
+    p.resolve({
+      msg: header.msg,
+      msgType: header.msgType === "WARNING" ? "WARNING" : "NORMAL",
+      blobs: frames.slice(2),
+    });
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(err);
+      this.pending.delete(id);
+    }
+  }
+
+  /** Rejects what is still pending and closes the socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new ZgridError(ErrorCode.UNAVAILABLE, "the connection was closed"));
+    this.listeners.clear();
+    await this.out.idle();
+    this.socket.close();
+    await this.loop;
+  }
+}

@@ -1,0 +1,7 @@
+/** zgrid's client library: `import { connect, SessionService } from "zgrid/client"`. */
+export { connect, ZgridClient } from "./client.js";
+export { Connection, type ConnectOptions, type Reply, type RequestOptions } from "./connection.js";
+export { parseServerUrl, type ServerAddress } from "./url.js";
+export { ZgridError, ErrorCode } from "../protocol/errors.js";
+export { encodePayload, decodeOutput } from "./payload.js";
+export * from "./types.js";

@@ -1,0 +1,126 @@
+/** Shapes of what the server returns, for the typed client. Times are epoch milliseconds. */
+
+export type SessionStatus = "RUNNING" | "PAUSED" | "CLOSED" | "CANCELLED" | "PURGED" | "DELETED";
+export type ResultStatus = "CREATED" | "COMPLETED" | "ABORTED" | "DELETED";
+export type TaskStatus =
+  | "PENDING"
+  | "SUBMITTED"
+  | "DISPATCHED"
+  | "PROCESSING"
+  | "COMPLETED"
+  | "ERROR"
+  | "TIMEOUT"
+  | "RETRIED"
+  | "CANCELLING"
+  | "CANCELLED"
+  | "PAUSED";
+
+export interface TaskOptions {
+  /** Milliseconds; 0: no limit. */
+  maxDuration?: number;
+  maxRetries?: number;
+  priority?: number;
+  partitionId?: string;
+  applicationName?: string;
+  applicationVersion?: string;
+  applicationNamespace?: string;
+  applicationService?: string;
+  engineType?: string;
+  options?: Record<string, string>;
+}
+
+export interface SessionInfo {
+  sessionId: string;
+  status: SessionStatus;
+  createdAt: number;
+  partitionIds: string[];
+  defaultTaskOptions: Required<TaskOptions>;
+  taskCount: number;
+}
+
+export interface ResultInfo {
+  resultId: string;
+  sessionId: string;
+  name: string;
+  status: ResultStatus;
+  ownerTaskId: string | null;
+  size: number;
+  createdAt: number;
+  completedAt: number | null;
+}
+
+export interface AttemptInfo {
+  number: number;
+  workerId: string;
+  startedAt: number;
+  endedAt: number | null;
+  status: string | null;
+  error: string | null;
+}
+
+export interface TaskInfo {
+  taskId: string;
+  sessionId: string;
+  status: TaskStatus;
+  payloadId: string;
+  expectedOutputIds: string[];
+  dataDependencies: string[];
+  options: Required<TaskOptions>;
+  createdAt: number;
+  submittedAt: number | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  error: string | null;
+  workerId: string | null;
+  attempts: AttemptInfo[];
+}
+
+/** One task of {@link ZgridClient.submitTasks}. */
+export interface TaskDefinition {
+  /** An existing result holding the payload... */
+  payloadId?: string;
+  /** ...or the payload itself, sent inline (a payload result is created for it). */
+  payload?: Uint8Array;
+  /** Existing CREATED results this task must produce; default: one new output result. */
+  expectedOutputIds?: string[];
+  /** With no expectedOutputIds: how many output results to create (default 1). */
+  outputCount?: number;
+  dataDependencies?: string[];
+  taskOptions?: TaskOptions;
+}
+
+export interface SubmittedTask {
+  taskId: string;
+  payloadId: string;
+  expectedOutputIds: string[];
+}
+
+export interface CreatedResult {
+  resultId: string;
+  name: string;
+  status: ResultStatus;
+}
+
+export interface ListQuery {
+  filter?: Record<string, unknown>;
+  sort?: { field: string; direction?: "asc" | "desc" };
+  page?: number;
+  pageSize?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+export interface WaitOptions {
+  behavior?: "all" | "any";
+  breakOnError?: boolean;
+  /** 0: wait as long as it takes. */
+  timeoutMs?: number;
+}
+
+export interface WaitResult {
+  timedOut: boolean;
+  statuses: Record<string, ResultStatus>;
+}

@@ -1,0 +1,66 @@
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { ZgridError, ErrorCode } from "../protocol/errors.js";
+
+/** A parsed connect URL: `tcp://HOST:PORT?token=TOKEN[&serverKey=KEY]`. */
+export interface ServerAddress {
+  /** `tcp://HOST:PORT`, what ZeroMQ connects to. */
+  endpoint: string;
+  host: string;
+  port: number;
+  token?: string;
+  serverKey?: string;
+}
+
+/**
+ * Parses a connect URL. Without a token in it, the token comes from `~/.zgrid/tokens.txt`
+ * (`host:port,token` a line, as Arkouda's), if that file has the address.
+ */
+export function parseServerUrl(
+  url: string,
+  tokensFile = join(homedir(), ".zgrid", "tokens.txt"),
+): ServerAddress {
+  const m = /^tcp:\/\/([^:/?]+|\[[^\]]+\]):(\d{1,5})\/?(?:\?(.*))?$/.exec(url.trim());
+  if (!m) {
+    throw new ZgridError(
+      ErrorCode.INVALID_ARGUMENT,
+      `"${url}" is not a zgrid URL: expected tcp://HOST:PORT?token=TOKEN`,
+    );
+  }
+  const [, host, portText, query] = m;
+  const port = Number(portText);
+  if (port < 1 || port > 65535)
+    throw new ZgridError(ErrorCode.INVALID_ARGUMENT, `port ${port} in "${url}" is out of range`);
+  const params = new URLSearchParams(query ?? "");
+  const address: ServerAddress = { endpoint: `tcp://${host}:${port}`, host, port };
+  const token = params.get("token") ?? tokenFromFile(tokensFile, `${host}:${port}`);
+  if (token) address.token = token;
+  const serverKey = params.get("serverKey");
+  if (serverKey) address.serverKey = serverKey;
+  return address;
+}
+
+function tokenFromFile(file: string, hostPort: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+  let found: string | undefined;
+  for (const line of text.split("\n")) {
+    const [addr, token] = line.trim().split(",", 2);
+    if (addr === hostPort && token) found = token.trim();
+  }
+  return found;
+}
+
+/** Same server, another port: how the CLI reaches the METRICS and STATUS daemons from a DEFAULT URL. */
+export function withPort(address: ServerAddress, port: number): string {
+  const q = new URLSearchParams();
+  if (address.token) q.set("token", address.token);
+  if (address.serverKey) q.set("serverKey", address.serverKey);
+  const qs = q.toString();
+  return `tcp://${address.host}:${port}${qs ? "?" + qs : ""}`;
+}

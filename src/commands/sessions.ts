@@ -1,0 +1,46 @@
+import type { ServerContext } from "../daemons/context.js";
+import { optMap, str, strList } from "../protocol/args.js";
+import type { CommandRegistrar } from "../protocol/command-map.js";
+import { invalidArgument } from "../protocol/errors.js";
+import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
+import { SESSION_STATUSES } from "../scheduler/model.js";
+import { parseTaskOptions } from "../scheduler/task-options.js";
+import { sessionView } from "../scheduler/views.js";
+
+/** sessions.create / get / list. */
+export function register(map: CommandRegistrar, server: ServerContext): void {
+  const scheduler = server.scheduler;
+
+  map.register("sessions.create", (req) => {
+    const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
+    const partitionIds = strList(req.args, "partitionIds", true);
+    const session = scheduler.createSession(defaults, partitionIds);
+    return { msg: { sessionId: session.id } };
+  });
+
+  map.register("sessions.get", (req) => ({
+    msg: sessionView(scheduler.session(str(req.args, "sessionId"))),
+  }));
+
+  map.register("sessions.list", (req) => {
+    const q = parseListQuery(
+      req.args,
+      ["status", "createdAfter", "createdBefore"],
+      ["sessionId", "status", "createdAt", "taskCount"],
+    );
+    const { status, createdAfter, createdBefore } = q.filter;
+    if (status !== undefined) {
+      for (const s of Array.isArray(status) ? status : [status]) {
+        if (!(SESSION_STATUSES as readonly unknown[]).includes(s))
+          throw invalidArgument(`unknown session status ${JSON.stringify(s)}`);
+      }
+    }
+    const items = [...scheduler.sessions.values()].filter(
+      (s) =>
+        (status === undefined || matches(s.status, status)) &&
+        (typeof createdAfter !== "number" || s.createdAt >= createdAfter) &&
+        (typeof createdBefore !== "number" || s.createdAt < createdBefore),
+    );
+    return { msg: pageOf(items, q, sessionView) };
+  });
+}

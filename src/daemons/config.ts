@@ -1,0 +1,249 @@
+import { fileURLToPath } from "node:url";
+import { ConfigError, type OptionSpec, type OptionValues } from "../config/options.js";
+
+export const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const DEFAULT_MODULES_CFG = fileURLToPath(new URL("../../../server-modules.cfg", import.meta.url));
+export const DEFAULT_APP_PATH = fileURLToPath(new URL("../../../examples/apps", import.meta.url));
+
+export const DAEMON_TYPES = ["default", "metrics", "status", "integration"] as const;
+export type DaemonType = (typeof DAEMON_TYPES)[number];
+
+/** Every `zgrid server` option (design §1–§3, §8): flag, ZGRID_* variable and config-file key. */
+export const SERVER_OPTIONS: readonly OptionSpec[] = [
+  { key: "config", flag: "--config", env: "ZGRID_CONFIG", type: "string", help: "JSON config file" },
+  {
+    key: "host",
+    flag: "--host",
+    env: "ZGRID_HOST",
+    type: "string",
+    default: "127.0.0.1",
+    help: "address to bind",
+  },
+  {
+    key: "port",
+    flag: "--port",
+    env: "ZGRID_PORT",
+    type: "int",
+    default: 5555,
+    min: 0,
+    max: 65535,
+    help: "DEFAULT daemon port (0: any free port)",
+  },
+  {
+    key: "workerPort",
+    flag: "--worker-port",
+    env: "ZGRID_WORKER_PORT",
+    type: "int",
+    default: 5558,
+    min: 0,
+    max: 65535,
+    help: "worker endpoint port",
+  },
+  {
+    key: "metricsPort",
+    flag: "--metrics-port",
+    env: "ZGRID_METRICS_PORT",
+    type: "int",
+    default: 5556,
+    min: 0,
+    max: 65535,
+    help: "METRICS daemon port",
+  },
+  {
+    key: "statusPort",
+    flag: "--status-port",
+    env: "ZGRID_STATUS_PORT",
+    type: "int",
+    default: 5557,
+    min: 0,
+    max: 65535,
+    help: "STATUS daemon port",
+  },
+  {
+    key: "daemons",
+    flag: "--daemons",
+    env: "ZGRID_DAEMONS",
+    type: "list",
+    default: ["default", "metrics", "status"],
+    help: "daemons to run",
+  },
+  {
+    key: "token",
+    flag: "--token",
+    env: "ZGRID_SERVER_TOKEN",
+    type: "string",
+    help: "access token (else <data-dir>/token, else generated)",
+  },
+  {
+    key: "workerToken",
+    flag: "--worker-token",
+    env: "ZGRID_WORKER_TOKEN",
+    type: "string",
+    help: "token workers present (default: the server token)",
+  },
+  {
+    key: "noAuth",
+    flag: "--no-auth",
+    env: "ZGRID_NO_AUTH",
+    type: "bool",
+    default: false,
+    help: "accept requests without a token",
+  },
+  {
+    key: "dataDir",
+    flag: "--data-dir",
+    env: "ZGRID_DATA_DIR",
+    type: "string",
+    default: "./.zgrid",
+    help: "where the token and the store live",
+  },
+  {
+    key: "store",
+    flag: "--store",
+    env: "ZGRID_STORE",
+    type: "string",
+    default: "memory",
+    help: "state store: memory",
+  },
+  {
+    key: "connectionInfo",
+    flag: "--connection-info",
+    env: "ZGRID_SERVER_CONNECTION_INFO",
+    type: "string",
+    help: "write the endpoints to this JSON file",
+  },
+  {
+    key: "modules",
+    flag: "--modules",
+    env: "ZGRID_MODULES",
+    type: "string",
+    default: DEFAULT_MODULES_CFG,
+    help: "server-modules.cfg to load",
+  },
+  {
+    key: "maxFrameBytes",
+    flag: "--max-frame-bytes",
+    env: "ZGRID_MAX_FRAME_BYTES",
+    type: "int",
+    default: 64 * 1024 * 1024,
+    min: 1024,
+    help: "largest frame accepted",
+  },
+  {
+    key: "maxBatch",
+    flag: "--max-batch",
+    env: "ZGRID_MAX_BATCH",
+    type: "int",
+    default: 100_000,
+    min: 1,
+    help: "most tasks or results in one request",
+  },
+  {
+    key: "prometheusPort",
+    flag: "--prometheus-port",
+    env: "ZGRID_PROMETHEUS_PORT",
+    type: "int",
+    min: 0,
+    max: 65535,
+    help: "serve /metrics over HTTP on this port",
+  },
+  {
+    key: "heartbeatMs",
+    flag: "--heartbeat-ms",
+    env: "ZGRID_HEARTBEAT_MS",
+    type: "int",
+    default: 1000,
+    min: 50,
+    help: "worker heartbeat interval (three missed: dead)",
+  },
+  {
+    key: "localWorkers",
+    flag: "--local-workers",
+    env: "ZGRID_LOCAL_WORKERS",
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 256,
+    help: "worker hosts to start beside the server",
+  },
+  {
+    key: "slots",
+    flag: "--slots",
+    env: "ZGRID_SLOTS",
+    type: "int",
+    min: 1,
+    max: 1024,
+    help: "slots of each local worker (default: CPU count)",
+  },
+  {
+    key: "appPath",
+    flag: "--app-path",
+    env: "ZGRID_APP_PATH",
+    type: "string",
+    default: DEFAULT_APP_PATH,
+    help: "application modules of local workers",
+  },
+  {
+    key: "logLevel",
+    flag: "--log-level",
+    env: "ZGRID_LOG_LEVEL",
+    type: "string",
+    default: "info",
+    help: "trace, debug, info, warn, error",
+  },
+];
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  workerPort: number;
+  metricsPort: number;
+  statusPort: number;
+  daemons: DaemonType[];
+  token?: string;
+  workerToken?: string;
+  noAuth: boolean;
+  dataDir: string;
+  store: "memory";
+  connectionInfo?: string;
+  modules: string;
+  maxFrameBytes: number;
+  maxBatch: number;
+  prometheusPort?: number;
+  heartbeatMs: number;
+  localWorkers: number;
+  slots?: number;
+  appPath: string;
+  logLevel: string;
+}
+
+const LOG_LEVELS = new Set(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
+
+/** Checks what the option types cannot: daemon names, store, log level. */
+export function toServerConfig(values: OptionValues): ServerConfig {
+  const daemons = values.daemons as string[];
+  for (const d of daemons) {
+    if (!(DAEMON_TYPES as readonly string[]).includes(d)) {
+      throw new ConfigError(
+        `unknown daemon "${d}" in --daemons: expected some of ${DAEMON_TYPES.join(", ")}`,
+      );
+    }
+  }
+  if (!daemons.includes("default")) throw new ConfigError(`--daemons must include "default"`);
+  if (values.store !== "memory") {
+    throw new ConfigError(
+      `unknown store "${String(values.store)}" for --store: this build supports "memory"`,
+    );
+  }
+  if (!LOG_LEVELS.has(String(values.logLevel))) {
+    throw new ConfigError(`unknown log level "${String(values.logLevel)}" for --log-level`);
+  }
+  return { ...(values as unknown as ServerConfig), daemons: daemons as DaemonType[] };
+}
+
+/** A config with defaults for everything not given: what tests and embedders start from. */
+export function serverConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const defaults: OptionValues = {};
+  for (const s of SERVER_OPTIONS) defaults[s.key] = s.default;
+  return { ...toServerConfig(defaults), ...overrides };
+}

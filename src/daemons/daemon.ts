@@ -1,0 +1,234 @@
+import { Router } from "zeromq";
+import type { Logger } from "../log.js";
+import type { RequestMetrics } from "../metrics/request-metrics.js";
+import { PROTOCOL_VERSION, decode, encode, isPlainObject, type MsgType } from "../protocol/codec.js";
+import { CommandMap, type CommandReply, type CommandRequest } from "../protocol/command-map.js";
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import type { TokenCheck } from "./auth.js";
+import { SendQueue } from "../protocol/send-queue.js";
+
+const EMPTY = Buffer.alloc(0);
+
+export interface DaemonOptions {
+  /** "DEFAULT", "METRICS", "STATUS". */
+  name: string;
+  host: string;
+  port: number;
+  auth: TokenCheck;
+  maxFrameBytes: number;
+  metrics: RequestMetrics;
+  log: Logger;
+}
+
+/**
+ * One daemon: a ROUTER socket on its own port, a CommandMap, token checks on every request, request
+ * metrics, and a clean stop. Subclasses only fill the CommandMap (Arkouda's ArkoudaServerDaemon).
+ *
+ * Requests are handled concurrently: a slow command never holds up the socket loop, and each parseable
+ * request gets exactly one reply, whatever its handler does.
+ */
+export class ServerDaemon {
+  readonly name: string;
+  readonly commands = new CommandMap();
+  protected readonly log: Logger;
+  private readonly socket = new Router({
+    mandatory: true,
+    sendHighWaterMark: 0,
+    receiveHighWaterMark: 0,
+    linger: 200,
+  });
+  private readonly out: SendQueue;
+  private boundPort = 0;
+  private accepting = true;
+  private inFlight = 0;
+  private drained: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  private requestCount = 0;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.name = opts.name;
+    this.log = opts.log.child({ daemon: opts.name });
+    this.out = new SendQueue(this.socket, this.log);
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get requests(): number {
+    return this.requestCount;
+  }
+
+  /** Binds the socket (port 0: any free port) and starts serving. */
+  async start(): Promise<void> {
+    const port = this.opts.port === 0 ? "*" : String(this.opts.port);
+    try {
+      await this.socket.bind(`tcp://${this.opts.host}:${port}`);
+    } catch (err) {
+      throw new Error(
+        `${this.name} daemon cannot listen on ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const endpoint = this.socket.lastEndpoint ?? "";
+    this.boundPort = Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+    this.loop = this.serve();
+  }
+
+  private async serve(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        void this.handle(frames);
+      }
+    } catch (err) {
+      if (!this.socket.closed) this.log.error({ err }, "receive loop ended");
+    }
+  }
+
+  /** Stops accepting (new requests get UNAVAILABLE), answers what is in flight, closes the socket. */
+  async stop(graceMs = 5000): Promise<void> {
+    this.accepting = false;
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.out.idle();
+    this.socket.close();
+    await this.loop;
+  }
+
+  private reply(
+    identity: Buffer,
+    id: number | null,
+    msgType: MsgType,
+    msg: unknown,
+    extra?: Record<string, unknown>,
+    blobs?: Buffer[],
+  ): void {
+    const header = encode({ v: PROTOCOL_VERSION, id, msgType, msg, ...extra });
+    const frames =
+      blobs && blobs.length > 0 ? [identity, EMPTY, header, ...blobs] : [identity, EMPTY, header];
+    this.out.send(frames);
+  }
+
+  private replyError(identity: Buffer, id: number | null, code: string, msg: string, user?: string): void {
+    this.reply(identity, id, "ERROR", msg, user === undefined ? { code } : { code, user });
+  }
+
+  private async handle(frames: Buffer[]): Promise<void> {
+    const started = performance.now();
+    const identity = frames[0];
+    let id: number | null = null;
+    let cmd = "<invalid>";
+    let user = "anonymous";
+    const fail = (code: string, msg: string): void => {
+      this.replyError(identity, id, code, msg);
+      this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, code);
+    };
+
+    // Frames after the identity: "" HEADER BLOB*. REQ sockets add the delimiter themselves.
+    if (frames.length < 3 || frames[1].length !== 0) {
+      return fail(ErrorCode.BAD_REQUEST, "expected frames: an empty delimiter, a msgpack header, then blobs");
+    }
+    const headerBuf = frames[2];
+    let oversized = -1;
+    for (let i = 2; i < frames.length; i++) {
+      if (frames[i].length > this.opts.maxFrameBytes) {
+        oversized = i;
+        break;
+      }
+    }
+    if (oversized === 2 && headerBuf.length > this.opts.maxFrameBytes) {
+      return fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `header frame of ${headerBuf.length} bytes exceeds the limit of ${this.opts.maxFrameBytes} bytes`,
+      );
+    }
+    let header: unknown;
+    try {
+      header = decode(headerBuf);
+    } catch {
+      return fail(ErrorCode.BAD_REQUEST, "the header frame is not valid msgpack");
+    }
+    if (!isPlainObject(header)) return fail(ErrorCode.BAD_REQUEST, "the header must be a msgpack map");
+    if (typeof header.id === "number" && Number.isInteger(header.id)) id = header.id;
+    if (typeof header.user === "string" && header.user.length > 0 && header.user.length <= 128)
+      user = header.user;
+    if (header.v !== PROTOCOL_VERSION) {
+      return fail(
+        ErrorCode.BAD_REQUEST,
+        `unsupported protocol version ${JSON.stringify(header.v)}: this server speaks v: ${PROTOCOL_VERSION}`,
+      );
+    }
+    if (typeof header.cmd !== "string" || header.cmd.length === 0) {
+      return fail(ErrorCode.BAD_REQUEST, "the header has no cmd: name the command to run");
+    }
+    cmd = header.cmd.length <= 128 ? header.cmd : header.cmd.slice(0, 128);
+    if (!this.opts.auth.accepts(header.token)) {
+      return fail(
+        ErrorCode.UNAUTHENTICATED,
+        header.token === undefined
+          ? "this server requires a token: pass the one it printed at start"
+          : "wrong token",
+      );
+    }
+    this.requestCount++;
+    if (oversized >= 0) {
+      return fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `frame ${oversized - 2} of ${frames[oversized].length} bytes exceeds the limit of ${this.opts.maxFrameBytes} bytes: upload large data in chunks`,
+      );
+    }
+    if (!this.accepting) return fail(ErrorCode.UNAVAILABLE, "the server is shutting down");
+    const entry = this.commands.get(cmd);
+    if (!entry) return fail(ErrorCode.UNKNOWN_COMMAND, `unknown command "${cmd}" on the ${this.name} daemon`);
+    const args = header.args ?? {};
+    if (!isPlainObject(args)) return fail(ErrorCode.INVALID_ARGUMENT, "args must be a msgpack map");
+
+    this.inFlight++;
+    const requestId = id;
+    const req: CommandRequest = {
+      cmd,
+      args,
+      blobs: frames.length > 3 ? frames.slice(3) : [],
+      user,
+      daemon: this.name,
+      peer: identity.toString("hex"),
+      push: (event: unknown) => {
+        if (this.socket.closed) return false;
+        this.reply(identity, requestId, "EVENT", event);
+        return true;
+      },
+    };
+    let errorCode: string | undefined;
+    try {
+      const result = entry.handler(req);
+      const answer: CommandReply = result instanceof Promise ? await result : result;
+      this.reply(identity, id, answer.msgType ?? "NORMAL", answer.msg, { user }, answer.blobs);
+    } catch (err) {
+      if (err instanceof ZgridError) {
+        errorCode = err.code;
+        this.replyError(identity, id, err.code, err.message, user);
+      } else {
+        errorCode = ErrorCode.INTERNAL;
+        this.log.error({ err, cmd }, "command failed");
+        this.replyError(
+          identity,
+          id,
+          ErrorCode.INTERNAL,
+          `internal error in ${cmd}: ${(err as Error)?.message ?? String(err)}`,
+          user,
+        );
+      }
+    } finally {
+      this.inFlight--;
+      this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, errorCode);
+      if (this.inFlight === 0 && this.drained) this.drained();
+    }
+  }
+}

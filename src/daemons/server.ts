@@ -1,0 +1,249 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type Server as HttpServer } from "node:http";
+import { hostname } from "node:os";
+import { rmSync, writeFileSync, renameSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { createLogger, type Logger } from "../log.js";
+import { RequestMetrics } from "../metrics/request-metrics.js";
+import { Scheduler } from "../scheduler/scheduler.js";
+import { TokenCheck, resolveToken } from "./auth.js";
+import type { ServerConfig } from "./config.js";
+import { VERSION, type Endpoints, type ServerContext } from "./context.js";
+import type { ServerDaemon } from "./daemon.js";
+import { DefaultDaemon } from "./default-daemon.js";
+import { MetricsDaemon } from "./metrics-daemon.js";
+import { StatusDaemon } from "./status-daemon.js";
+import { WorkerEndpoint } from "./worker-endpoint.js";
+
+const CLI_MAIN = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+
+/** What a started server tells the world: the connection-info file's content (design §1). */
+export interface ConnectionInfo {
+  host: string;
+  port: number;
+  url: string;
+  workerUrl: string;
+  metricsUrl: string | null;
+  statusUrl: string | null;
+  pid: number;
+  version: string;
+  dataDir: string;
+}
+
+/**
+ * One zgrid server: the daemons `--daemons` names, the worker endpoint, the scheduler, and their start
+ * and graceful stop (Arkouda's ServerDaemon set, in one process).
+ */
+export class Server implements ServerContext {
+  readonly metrics = new RequestMetrics();
+  readonly scheduler: Scheduler;
+  readonly log: Logger;
+  readonly startedAt = new Date();
+  readonly version = VERSION;
+  readonly authEnabled: boolean;
+  readonly token: string | null;
+  private readonly daemons: ServerDaemon[] = [];
+  private readonly defaultDaemon: DefaultDaemon;
+  private readonly metricsDaemon: MetricsDaemon | null = null;
+  private readonly statusDaemon: StatusDaemon | null = null;
+  private readonly workerEndpoint: WorkerEndpoint;
+  private http: HttpServer | null = null;
+  private localWorkers: ChildProcess[] = [];
+  private stopping: Promise<void> | null = null;
+  private resolveClosed!: () => void;
+  /** Resolves once the server has shut down. */
+  readonly closed = new Promise<void>((resolve) => (this.resolveClosed = resolve));
+  info: ConnectionInfo | null = null;
+
+  constructor(
+    readonly config: ServerConfig,
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger(config.logLevel);
+    this.token = config.noAuth ? null : resolveToken(config.token, config.dataDir).token;
+    this.authEnabled = this.token !== null;
+    const auth = new TokenCheck(this.token);
+    const workerAuth = new TokenCheck(config.noAuth ? null : (config.workerToken ?? this.token));
+    const common = {
+      host: config.host,
+      auth,
+      maxFrameBytes: config.maxFrameBytes,
+      metrics: this.metrics,
+      log: this.log,
+    };
+    this.scheduler = new Scheduler({ log: this.log, maxBatch: config.maxBatch });
+    this.defaultDaemon = new DefaultDaemon({ ...common, port: config.port });
+    this.daemons.push(this.defaultDaemon);
+    if (config.daemons.includes("metrics")) {
+      this.metricsDaemon = new MetricsDaemon({ ...common, port: config.metricsPort });
+      this.daemons.push(this.metricsDaemon);
+    }
+    if (config.daemons.includes("status")) {
+      this.statusDaemon = new StatusDaemon({ ...common, port: config.statusPort });
+      this.daemons.push(this.statusDaemon);
+    }
+    this.workerEndpoint = new WorkerEndpoint({
+      host: config.host,
+      port: config.workerPort,
+      auth: workerAuth,
+      heartbeatMs: config.heartbeatMs,
+      maxFrameBytes: config.maxFrameBytes,
+      scheduler: this.scheduler,
+      log: this.log,
+    });
+  }
+
+  /** Loads the command modules, binds every socket, writes the connection-info file. */
+  async start(): Promise<ConnectionInfo> {
+    const modules = await this.defaultDaemon.registerCommands(this);
+    this.metricsDaemon?.registerCommands(this);
+    this.statusDaemon?.registerCommands(this);
+    try {
+      for (const d of this.daemons) await d.start();
+      await this.workerEndpoint.start();
+      if (this.config.prometheusPort !== undefined) await this.startPrometheus(this.config.prometheusPort);
+    } catch (err) {
+      await this.closeSockets();
+      throw err;
+    }
+    if (!this.authEnabled)
+      this.log.warn("authentication is OFF (--no-auth): anyone who reaches these ports can use the grid");
+    const ep = this.endpoints();
+    const urlHost =
+      this.config.host === "0.0.0.0" || this.config.host === "*" ? hostname() : this.config.host;
+    const withToken = (port: number): string =>
+      `tcp://${urlHost}:${port}${this.token ? `?token=${this.token}` : ""}`;
+    this.info = {
+      host: urlHost,
+      port: ep.port,
+      url: withToken(ep.port),
+      workerUrl: withToken(ep.workerPort),
+      metricsUrl: ep.metricsPort === null ? null : withToken(ep.metricsPort),
+      statusUrl: ep.statusPort === null ? null : withToken(ep.statusPort),
+      pid: process.pid,
+      version: this.version,
+      dataDir: this.config.dataDir,
+    };
+    if (this.config.connectionInfo) {
+      const tmp = `${this.config.connectionInfo}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(this.info, null, 2) + "\n", { mode: 0o600 });
+      renameSync(tmp, this.config.connectionInfo);
+    }
+    this.log.info({ ...ep, modules, store: this.config.store }, "zgrid server started");
+    if (this.config.localWorkers > 0) this.startLocalWorkers(this.config.localWorkers);
+    return this.info;
+  }
+
+  endpoints(): Endpoints {
+    return {
+      host: this.config.host,
+      port: this.defaultDaemon.port,
+      workerPort: this.workerEndpoint.port,
+      metricsPort: this.metricsDaemon?.port ?? null,
+      statusPort: this.statusDaemon?.port ?? null,
+    };
+  }
+
+  daemonRequests(): Record<string, number> {
+    return Object.fromEntries(this.daemons.map((d) => [d.name, d.requests]));
+  }
+
+  requestShutdown(user: string): void {
+    this.log.info({ user }, "shutdown requested");
+    setImmediate(() => void this.shutdown());
+  }
+
+  /** Graceful: stop accepting, answer what is in flight, stop workers, close sockets, remove the info file. */
+  shutdown(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.all(this.daemons.map((d) => d.stop()));
+      await this.stopLocalWorkers();
+      await this.workerEndpoint.stop();
+      await this.closeHttp();
+      if (this.config.connectionInfo) rmSync(this.config.connectionInfo, { force: true });
+      this.log.info("zgrid server stopped");
+      this.log.flush?.();
+      this.resolveClosed();
+    })();
+    return this.stopping;
+  }
+
+  private async closeSockets(): Promise<void> {
+    await Promise.allSettled([
+      ...this.daemons.map((d) => d.stop(0)),
+      this.workerEndpoint.stop(),
+      this.closeHttp(),
+    ]);
+  }
+
+  private closeHttp(): Promise<void> {
+    const http = this.http;
+    this.http = null;
+    if (!http) return Promise.resolve();
+    return new Promise((resolve) => http.close(() => resolve()));
+  }
+
+  private startPrometheus(port: number): Promise<void> {
+    const http = createServer((req, res) => {
+      if (req.url !== "/metrics" && !req.url?.startsWith("/metrics?")) {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found: scrape /metrics\n");
+        return;
+      }
+      this.metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": this.metrics.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(err.message),
+      );
+    });
+    this.http = http;
+    return new Promise((resolve, reject) => {
+      http.once("error", (err) => reject(new Error(`cannot serve /metrics on port ${port}: ${err.message}`)));
+      http.listen(port, this.config.host, () => resolve());
+    });
+  }
+
+  get prometheusPort(): number | null {
+    const addr = this.http?.address();
+    return addr && typeof addr === "object" ? addr.port : null;
+  }
+
+  /** Worker hosts started as child processes beside the server: the laptop setup. */
+  private startLocalWorkers(n: number): void {
+    const url = this.info!.workerUrl;
+    for (let i = 0; i < n; i++) {
+      const args = [
+        CLI_MAIN,
+        "worker",
+        "--connect",
+        url,
+        "--app-path",
+        this.config.appPath,
+        "--log-level",
+        this.config.logLevel,
+      ];
+      if (this.config.slots) args.push("--slots", String(this.config.slots));
+      const child = spawn(process.execPath, args, { stdio: ["ignore", "inherit", "inherit"] });
+      child.on("exit", (code, signal) => {
+        if (!this.stopping) this.log.warn({ pid: child.pid, code, signal }, "local worker exited");
+      });
+      this.localWorkers.push(child);
+    }
+  }
+
+  private async stopLocalWorkers(): Promise<void> {
+    await Promise.all(
+      this.localWorkers.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+            child.once("exit", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.kill("SIGTERM");
+          }),
+      ),
+    );
+    this.localWorkers = [];
+  }
+}

@@ -1,0 +1,311 @@
+import { Router } from "zeromq";
+import type { Logger } from "../log.js";
+import { decode, encode, isPlainObject } from "../protocol/codec.js";
+import { SendQueue } from "../protocol/send-queue.js";
+import type { WireCompletion, WireTask, WireTaskOutcome } from "../protocol/worker-messages.js";
+import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
+import type { Task } from "../scheduler/model.js";
+import type { Completion, Scheduler, WorkerLink } from "../scheduler/scheduler.js";
+import type { TokenCheck } from "./auth.js";
+
+const EMPTY = Buffer.alloc(0);
+/** Payloads up to this size travel with the task; larger ones are fetched by the worker. */
+const INLINE_PAYLOAD_BYTES = 1024 * 1024;
+const OUTCOMES: ReadonlySet<string> = new Set<WireTaskOutcome>([
+  "COMPLETED",
+  "FAILED",
+  "ERROR",
+  "TIMEOUT",
+  "CANCELLED",
+]);
+
+export interface WorkerEndpointOptions {
+  host: string;
+  port: number;
+  auth: TokenCheck;
+  heartbeatMs: number;
+  maxFrameBytes: number;
+  scheduler: Scheduler;
+  log: Logger;
+}
+
+/**
+ * The DEFAULT daemon's worker side: a ROUTER socket that speaks the worker protocol (design §6) and
+ * carries task batches between the scheduler and the worker hosts. Heartbeats both ways; a worker not
+ * heard from for three intervals is dead and its tasks are retried.
+ */
+export class WorkerEndpoint implements WorkerLink {
+  private readonly socket = new Router({
+    mandatory: true,
+    sendHighWaterMark: 0,
+    receiveHighWaterMark: 0,
+    linger: 0,
+  });
+  private readonly out: SendQueue;
+  private readonly log: Logger;
+  private readonly identityOf = new Map<string, Buffer>();
+  private readonly workerOf = new Map<string, string>();
+  private readonly lastSeen = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private loop: Promise<void> | null = null;
+  private boundPort = 0;
+
+  constructor(private readonly opts: WorkerEndpointOptions) {
+    this.log = opts.log.child({ daemon: "WORKERS" });
+    this.out = new SendQueue(this.socket, this.log);
+    opts.scheduler.setLink(this);
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    const port = this.opts.port === 0 ? "*" : String(this.opts.port);
+    try {
+      await this.socket.bind(`tcp://${this.opts.host}:${port}`);
+    } catch (err) {
+      throw new Error(
+        `worker endpoint cannot listen on ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    const endpoint = this.socket.lastEndpoint ?? "";
+    this.boundPort = Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+    this.timer = setInterval(() => this.beat(), this.opts.heartbeatMs);
+    this.timer.unref();
+    this.loop = this.serve();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.out.idle();
+    this.socket.close();
+    await this.loop;
+  }
+
+  private async serve(): Promise<void> {
+    try {
+      for await (const frames of this.socket) this.handle(frames);
+    } catch (err) {
+      if (!this.socket.closed) this.log.error({ err }, "worker receive loop ended");
+    }
+  }
+
+  private send(identity: Buffer, header: object, blobs?: Buffer[]): void {
+    const h = encode(header);
+    this.out.send(blobs && blobs.length > 0 ? [identity, EMPTY, h, ...blobs] : [identity, EMPTY, h]);
+  }
+
+  private beat(): void {
+    const now = Date.now();
+    const deadline = now - 3 * this.opts.heartbeatMs;
+    const hb = encode({ t: "HEARTBEAT" });
+    for (const [workerId, identity] of this.identityOf) {
+      if ((this.lastSeen.get(workerId) ?? 0) < deadline) {
+        this.forget(workerId, `no heartbeat for ${3 * this.opts.heartbeatMs} ms`);
+        continue;
+      }
+      this.out.send([identity, EMPTY, hb]);
+    }
+  }
+
+  private forget(workerId: string, reason: string): void {
+    const identity = this.identityOf.get(workerId);
+    this.identityOf.delete(workerId);
+    this.lastSeen.delete(workerId);
+    if (identity) this.workerOf.delete(identity.toString("hex"));
+    this.opts.scheduler.removeWorker(workerId, reason);
+  }
+
+  private handle(frames: Buffer[]): void {
+    const identity = frames[0];
+    if (frames.length < 3 || frames[1].length !== 0) return;
+    if (frames[2].length > this.opts.maxFrameBytes) return;
+    let header: unknown;
+    try {
+      header = decode(frames[2]);
+    } catch {
+      this.send(identity, { t: "REJECT", code: "BAD_REQUEST", msg: "the header frame is not valid msgpack" });
+      return;
+    }
+    if (!isPlainObject(header) || typeof header.t !== "string") {
+      this.send(identity, {
+        t: "REJECT",
+        code: "BAD_REQUEST",
+        msg: "the header must be a map with a message type t",
+      });
+      return;
+    }
+    const key = identity.toString("hex");
+    if (header.t === "READY") return this.ready(identity, key, header);
+    const workerId = this.workerOf.get(key);
+    if (workerId === undefined) {
+      this.send(identity, { t: "RECONNECT", msg: "this server does not know you: send READY" });
+      return;
+    }
+    this.lastSeen.set(workerId, Date.now());
+    const scheduler = this.opts.scheduler;
+    try {
+      switch (header.t) {
+        case "HEARTBEAT":
+          break;
+        case "STARTED":
+          if (Array.isArray(header.taskIds)) scheduler.tasksStarted(workerId, header.taskIds as string[]);
+          break;
+        case "DONE":
+          if (Array.isArray(header.results))
+            scheduler.completeTasks(workerId, this.completions(header.results, frames));
+          break;
+        case "FETCH":
+          this.fetch(identity, header);
+          break;
+        case "BYE":
+          this.forget(workerId, "it said goodbye");
+          break;
+        default:
+          this.log.warn({ worker: workerId, t: header.t }, "unknown worker message ignored");
+      }
+    } catch (err) {
+      this.log.error({ err, worker: workerId, t: header.t }, "worker message failed");
+    }
+  }
+
+  private ready(identity: Buffer, key: string, h: Record<string, unknown>): void {
+    if (!this.opts.auth.accepts(h.token)) {
+      this.send(identity, { t: "REJECT", code: "UNAUTHENTICATED", msg: "wrong or missing worker token" });
+      return;
+    }
+    const partitions =
+      Array.isArray(h.partitions) && h.partitions.every((p) => typeof p === "string")
+        ? (h.partitions as string[])
+        : null;
+    const slots = typeof h.slots === "number" && Number.isInteger(h.slots) && h.slots > 0 ? h.slots : null;
+    const prefetch =
+      typeof h.prefetch === "number" && Number.isInteger(h.prefetch) && h.prefetch >= 0 ? h.prefetch : 0;
+    if (
+      typeof h.workerId !== "string" ||
+      !h.workerId ||
+      !partitions ||
+      partitions.length === 0 ||
+      slots === null
+    ) {
+      this.send(identity, {
+        t: "REJECT",
+        code: "INVALID_ARGUMENT",
+        msg: "READY needs workerId (string), partitions (non-empty list of strings) and slots (positive integer)",
+      });
+      return;
+    }
+    if (h.v !== WORKER_PROTOCOL_VERSION) {
+      this.send(identity, {
+        t: "REJECT",
+        code: "BAD_REQUEST",
+        msg: `worker protocol v${String(h.v)} is not v${WORKER_PROTOCOL_VERSION}`,
+      });
+      return;
+    }
+    const workerId = h.workerId;
+    const previous = this.identityOf.get(workerId);
+    if (previous) this.workerOf.delete(previous.toString("hex"));
+    const oldWorker = this.workerOf.get(key);
+    if (oldWorker !== undefined && oldWorker !== workerId)
+      this.forget(oldWorker, "its connection now belongs to another worker");
+    this.identityOf.set(workerId, identity);
+    this.workerOf.set(key, workerId);
+    this.lastSeen.set(workerId, Date.now());
+    this.opts.scheduler.addWorker({
+      id: workerId,
+      partitions,
+      slots,
+      capacity: slots + prefetch,
+      host: typeof h.host === "string" ? h.host : "",
+      pid: typeof h.pid === "number" ? h.pid : 0,
+    });
+    this.send(identity, { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs });
+  }
+
+  private completions(raw: unknown[], frames: Buffer[]): Completion[] {
+    const out: Completion[] = [];
+    for (const item of raw) {
+      if (!isPlainObject(item)) continue;
+      const c = item as unknown as WireCompletion;
+      if (typeof c.taskId !== "string" || !OUTCOMES.has(c.status)) continue;
+      const output = typeof c.output === "number" ? frames[3 + c.output] : undefined;
+      out.push({
+        taskId: c.taskId,
+        status: c.status,
+        error: typeof c.error === "string" ? c.error : undefined,
+        output,
+      });
+    }
+    return out;
+  }
+
+  private fetch(identity: Buffer, h: Record<string, unknown>): void {
+    const ids = Array.isArray(h.resultIds) ? h.resultIds : [];
+    const results: { resultId: string; blob?: number; error?: string }[] = [];
+    const blobs: Buffer[] = [];
+    for (const id of ids) {
+      const r = typeof id === "string" ? this.opts.scheduler.results.get(id) : undefined;
+      if (!r) results.push({ resultId: String(id), error: `result ${String(id)} does not exist` });
+      else if (r.status !== "COMPLETED" || !r.data)
+        results.push({ resultId: r.id, error: `result ${r.id} is ${r.status}` });
+      else {
+        results.push({ resultId: r.id, blob: blobs.length });
+        blobs.push(r.data);
+      }
+    }
+    this.send(identity, { t: "DATA", rid: h.rid, results }, blobs);
+  }
+
+  // ---- WorkerLink ----------------------------------------------------------------------------------
+
+  sendTasks(workerId: string, tasks: Task[]): void {
+    const identity = this.identityOf.get(workerId);
+    if (!identity) return;
+    const blobs: Buffer[] = [];
+    const blobOf = new Map<string, number>();
+    const wire: WireTask[] = new Array(tasks.length);
+    const results = this.opts.scheduler.results;
+    for (let i = 0; i < tasks.length; i++) {
+      const t = tasks[i];
+      let payload = blobOf.get(t.payloadId);
+      if (payload === undefined) {
+        const data = results.get(t.payloadId)?.data;
+        if (data && data.length <= INLINE_PAYLOAD_BYTES) {
+          payload = blobs.length;
+          blobs.push(data);
+          blobOf.set(t.payloadId, payload);
+        }
+      }
+      const o = t.options;
+      wire[i] = {
+        taskId: t.id,
+        sessionId: t.sessionId,
+        payloadId: t.payloadId,
+        payload,
+        dataDependencies: t.dataDependencies,
+        expectedOutputIds: t.expectedOutputIds,
+        options: {
+          applicationName: o.applicationName,
+          applicationVersion: o.applicationVersion,
+          applicationNamespace: o.applicationNamespace,
+          applicationService: o.applicationService,
+          engineType: o.engineType,
+          maxDuration: o.maxDuration,
+          options: o.options,
+        },
+        attempt: t.attempts.length,
+      };
+    }
+    this.send(identity, { t: "TASKS", tasks: wire }, blobs);
+  }
+
+  cancelTasks(workerId: string, taskIds: string[], reason: string): void {
+    const identity = this.identityOf.get(workerId);
+    if (identity) this.send(identity, { t: "CANCEL", taskIds, reason });
+  }
+}

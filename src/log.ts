@@ -1,0 +1,45 @@
+import { Writable } from "node:stream";
+import { pino, type Logger } from "pino";
+
+export type { Logger };
+
+const LEVELS: Record<number, string> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO",
+  40: "WARN",
+  50: "ERROR",
+  60: "FATAL",
+};
+
+/** One line a record on a terminal: time, level, message, then the other fields as key=value. */
+function prettyStream(out: NodeJS.WriteStream): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString("utf8").split("\n")) {
+        if (!line) continue;
+        try {
+          const rec = JSON.parse(line) as Record<string, unknown>;
+          const { time, level, msg, pid: _pid, hostname: _host, ...rest } = rec;
+          const extra = Object.entries(rest)
+            .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+            .join(" ");
+          const t = new Date(Number(time)).toISOString().slice(11, 23);
+          out.write(
+            `${t} ${(LEVELS[Number(level)] ?? String(level)).padEnd(5)} ${String(msg ?? "")}${extra ? "  " + extra : ""}\n`,
+          );
+        } catch {
+          out.write(line + "\n");
+        }
+      }
+      done();
+    },
+  });
+}
+
+/** pino to stderr: JSON lines, or readable lines when stderr is a terminal (ZGRID_LOG_FORMAT=json|pretty overrides). */
+export function createLogger(level = "info", name = "zgrid"): Logger {
+  const format = process.env.ZGRID_LOG_FORMAT ?? (process.stderr.isTTY ? "pretty" : "json");
+  const dest = format === "pretty" ? prettyStream(process.stderr) : pino.destination({ fd: 2, sync: false });
+  return pino({ name, level, base: { pid: process.pid } }, dest);
+}

@@ -1,0 +1,48 @@
+import { Packr } from "msgpackr";
+
+/** Protocol version carried in every header as `v`. */
+export const PROTOCOL_VERSION = 1;
+
+// Plain maps in, plain objects out; no msgpackr record extension so any msgpack library can read us.
+// skipValues drops undefined properties as JSON does (missing from msgpackr's typings).
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: "number",
+  encodeUndefinedAsNil: true,
+  skipValues: [undefined],
+} as ConstructorParameters<typeof Packr>[0]);
+
+export function encode(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+export function decode(buf: Uint8Array): unknown {
+  return packr.unpack(buf);
+}
+
+export type MsgType = "NORMAL" | "WARNING" | "ERROR" | "EVENT";
+
+export interface RequestHeader {
+  v: number;
+  id: number | null;
+  cmd: string;
+  token?: string;
+  user?: string;
+  args?: Record<string, unknown>;
+}
+
+export interface ReplyHeader {
+  v: number;
+  id: number | null;
+  msgType: MsgType;
+  msg: unknown;
+  user?: string;
+  code?: string;
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return (
+    typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
+  );
+}

@@ -1,0 +1,109 @@
+/** Statuses and shapes of the data model (design §5, binding names). */
+
+export const SESSION_STATUSES = ["RUNNING", "PAUSED", "CLOSED", "CANCELLED", "PURGED", "DELETED"] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+
+export const RESULT_STATUSES = ["CREATED", "COMPLETED", "ABORTED", "DELETED"] as const;
+export type ResultStatus = (typeof RESULT_STATUSES)[number];
+
+export const TASK_STATUSES = [
+  "PENDING",
+  "SUBMITTED",
+  "DISPATCHED",
+  "PROCESSING",
+  "COMPLETED",
+  "ERROR",
+  "TIMEOUT",
+  "RETRIED",
+  "CANCELLING",
+  "CANCELLED",
+  "PAUSED",
+] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+/** Statuses a task never leaves. */
+export const FINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set([
+  "COMPLETED",
+  "ERROR",
+  "TIMEOUT",
+  "CANCELLED",
+]);
+
+export interface TaskOptions {
+  /** Milliseconds; 0: no limit. */
+  maxDuration: number;
+  maxRetries: number;
+  priority: number;
+  partitionId: string;
+  applicationName: string;
+  applicationVersion: string;
+  applicationNamespace: string;
+  applicationService: string;
+  engineType: string;
+  options: Record<string, string>;
+}
+
+export const DEFAULT_TASK_OPTIONS: Readonly<TaskOptions> = Object.freeze({
+  maxDuration: 0,
+  maxRetries: 2,
+  priority: 1,
+  partitionId: "default",
+  applicationName: "",
+  applicationVersion: "",
+  applicationNamespace: "",
+  applicationService: "",
+  engineType: "",
+  options: {},
+});
+
+export interface Session {
+  id: string;
+  status: SessionStatus;
+  createdAt: number;
+  defaultTaskOptions: TaskOptions;
+  partitionIds: string[];
+  taskCount: number;
+}
+
+export interface Result {
+  id: string;
+  sessionId: string;
+  name: string;
+  status: ResultStatus;
+  /** The task that must produce it; null for data a client uploads. */
+  ownerTaskId: string | null;
+  data: Buffer | null;
+  size: number;
+  createdAt: number;
+  completedAt: number | null;
+}
+
+export interface Attempt {
+  number: number;
+  workerId: string;
+  startedAt: number;
+  endedAt: number | null;
+  status: string | null;
+  error: string | null;
+}
+
+export interface Task {
+  id: string;
+  sessionId: string;
+  payloadId: string;
+  expectedOutputIds: string[];
+  dataDependencies: string[];
+  options: TaskOptions;
+  status: TaskStatus;
+  /** Submission order, for FIFO within a priority. */
+  seq: number;
+  createdAt: number;
+  submittedAt: number | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  error: string | null;
+  attempts: Attempt[];
+  /** Payload and dependencies not yet COMPLETED. */
+  remainingDeps: number;
+  workerId: string | null;
+}

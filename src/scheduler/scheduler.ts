@@ -1,0 +1,665 @@
+import type { Logger } from "../log.js";
+import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
+import type { WireTaskOutcome } from "../protocol/worker-messages.js";
+import { IdGenerator } from "./ids.js";
+import {
+  FINAL_TASK_STATUSES,
+  TASK_STATUSES,
+  type Result,
+  type Session,
+  type Task,
+  type TaskOptions,
+  type TaskStatus,
+} from "./model.js";
+import { mergeTaskOptions } from "./task-options.js";
+import { PartitionQueue } from "./task-queue.js";
+
+/** How the scheduler reaches workers; implemented by the worker endpoint. */
+export interface WorkerLink {
+  sendTasks(workerId: string, tasks: Task[]): void;
+  cancelTasks(workerId: string, taskIds: string[], reason: string): void;
+}
+
+export interface WorkerState {
+  id: string;
+  partitions: string[];
+  slots: number;
+  /** slots + prefetch: the most tasks the worker may hold. */
+  capacity: number;
+  inflight: Set<string>;
+  /** Tasks the worker said it started. */
+  running: number;
+  host: string;
+  pid: number;
+  connectedAt: number;
+  lastHeartbeat: number;
+}
+
+export interface Completion {
+  taskId: string;
+  status: WireTaskOutcome;
+  error?: string;
+  output?: Buffer;
+}
+
+/** One task of a `tasks.submit`, already type-checked by the command module. */
+export interface TaskSubmission {
+  payloadId?: string;
+  payload?: Buffer;
+  expectedOutputIds?: string[];
+  outputCount?: number;
+  dataDependencies?: string[];
+  taskOptions?: Partial<TaskOptions>;
+}
+
+export interface NewResult {
+  name: string;
+  data?: Buffer;
+}
+
+export interface WaitSpec {
+  resultIds: string[];
+  any: boolean;
+  breakOnError: boolean;
+  timeoutMs: number;
+}
+
+interface ResultWaiter {
+  remaining: number;
+  any: boolean;
+  breakOnError: boolean;
+  done: boolean;
+  finish: () => void;
+}
+
+export interface SchedulerOptions {
+  log: Logger;
+  maxBatch: number;
+}
+
+export interface SchedulerSummary {
+  sessions: number;
+  results: number;
+  tasks: number;
+  tasksByStatus: Record<TaskStatus, number>;
+  queued: Record<string, number>;
+  workers: number;
+  slots: number;
+  busySlots: number;
+}
+
+/**
+ * Sessions, results and tasks, and the placement of tasks onto workers (design §4–§6).
+ *
+ * Everything here runs on the server's event loop and is synchronous, so a status change and what
+ * follows from it (dependents queued, waiters woken) happen in one step that no request can interleave.
+ * Dispatch is coalesced: changes mark the scheduler dirty, and one pass per event-loop turn fills every
+ * worker's free capacity with one batch.
+ */
+export class Scheduler {
+  readonly sessions = new Map<string, Session>();
+  readonly results = new Map<string, Result>();
+  readonly tasks = new Map<string, Task>();
+  readonly workers = new Map<string, WorkerState>();
+  private readonly queues = new Map<string, PartitionQueue>();
+  /** result id → tasks that wait for it (as payload or data dependency). */
+  private readonly dependents = new Map<string, Task[]>();
+  private readonly resultWaiters = new Map<string, ResultWaiter[]>();
+  private readonly counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<
+    TaskStatus,
+    number
+  >;
+  private readonly ids = new IdGenerator();
+  private link: WorkerLink | null = null;
+  private seq = 0;
+  private dispatchScheduled = false;
+  private readonly log: Logger;
+  private readonly runDispatch = (): void => this.dispatch();
+
+  constructor(private readonly opts: SchedulerOptions) {
+    this.log = opts.log.child({ component: "scheduler" });
+  }
+
+  setLink(link: WorkerLink): void {
+    this.link = link;
+  }
+
+  // ---- sessions ------------------------------------------------------------------------------------
+
+  createSession(defaultTaskOptions: Partial<TaskOptions>, partitionIds: string[]): Session {
+    const session: Session = {
+      id: this.ids.next("s"),
+      status: "RUNNING",
+      createdAt: Date.now(),
+      defaultTaskOptions: mergeTaskOptions(defaultTaskOptions),
+      partitionIds,
+      taskCount: 0,
+    };
+    if (partitionIds.length > 0 && defaultTaskOptions.partitionId === undefined) {
+      session.defaultTaskOptions.partitionId = partitionIds[0];
+    }
+    this.sessions.set(session.id, session);
+    return session;
+  }
+
+  session(id: string): Session {
+    const s = this.sessions.get(id);
+    if (!s) throw notFound(`session ${id} does not exist`);
+    return s;
+  }
+
+  // ---- results -------------------------------------------------------------------------------------
+
+  result(id: string): Result {
+    const r = this.results.get(id);
+    if (!r) throw notFound(`result ${id} does not exist`);
+    return r;
+  }
+
+  /** A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. */
+  sessionResult(sessionId: string, id: string, what = "result"): Result {
+    const r = this.results.get(id);
+    if (!r) throw notFound(`${what} ${id} does not exist`);
+    if (r.sessionId !== sessionId) {
+      throw invalidArgument(`${what} ${id} belongs to session ${r.sessionId}, not to session ${sessionId}`);
+    }
+    return r;
+  }
+
+  createResults(sessionId: string, items: NewResult[]): Result[] {
+    const session = this.session(sessionId);
+    this.requireOpen(session);
+    this.requireBatch(items.length, "results");
+    return items.map((item) => this.newResult(sessionId, item.name, item.data));
+  }
+
+  private newResult(sessionId: string, name: string, data?: Buffer): Result {
+    const r: Result = {
+      id: this.ids.next("r"),
+      sessionId,
+      name,
+      status: "CREATED",
+      ownerTaskId: null,
+      data: null,
+      size: 0,
+      createdAt: Date.now(),
+      completedAt: null,
+    };
+    this.results.set(r.id, r);
+    if (data) this.completeResult(r, data);
+    return r;
+  }
+
+  /** A client's upload: allowed for a result no task is due to produce. */
+  uploadResult(resultId: string, data: Buffer): Result {
+    const r = this.result(resultId);
+    if (r.status !== "CREATED") {
+      throw failedPrecondition(`result ${resultId} is ${r.status}: only a CREATED result takes data`);
+    }
+    if (r.ownerTaskId !== null) {
+      const owner = this.tasks.get(r.ownerTaskId);
+      if (owner && !FINAL_TASK_STATUSES.has(owner.status)) {
+        throw failedPrecondition(
+          `result ${resultId} is an expected output of task ${owner.id}, which will produce it`,
+        );
+      }
+    }
+    this.completeResult(r, data);
+    return r;
+  }
+
+  resultData(resultId: string): Buffer {
+    const r = this.result(resultId);
+    if (r.status !== "COMPLETED" || r.data === null) {
+      throw failedPrecondition(
+        `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
+      );
+    }
+    return r.data;
+  }
+
+  private completeResult(r: Result, data: Buffer): void {
+    r.data = data;
+    r.size = data.length;
+    r.status = "COMPLETED";
+    r.completedAt = Date.now();
+    this.wakeWaiters(r);
+    const waiting = this.dependents.get(r.id);
+    if (waiting) {
+      this.dependents.delete(r.id);
+      for (const task of waiting) {
+        if (task.status !== "PENDING") continue;
+        if (--task.remainingDeps === 0) this.enqueue(task);
+      }
+    }
+  }
+
+  /** Aborts a result and, down the graph, every task waiting on it. */
+  private abortResult(r: Result): void {
+    if (r.status !== "CREATED") return;
+    r.status = "ABORTED";
+    r.completedAt = Date.now();
+    this.wakeWaiters(r);
+    const waiting = this.dependents.get(r.id);
+    if (!waiting) return;
+    this.dependents.delete(r.id);
+    for (const task of waiting) {
+      if (task.status !== "PENDING") continue;
+      this.finishTask(task, "ERROR", `dependency ${r.id} was aborted`);
+    }
+  }
+
+  // ---- waiting -------------------------------------------------------------------------------------
+
+  /**
+   * Resolves when the results are settled as asked (all, any, or the first abort with breakOnError),
+   * or at the timeout. Event driven: settling a result wakes its waiters; nothing polls.
+   */
+  waitResults(spec: WaitSpec): Promise<boolean> {
+    const waiter: ResultWaiter = {
+      remaining: 0,
+      any: spec.any,
+      breakOnError: spec.breakOnError,
+      done: false,
+      finish: () => {},
+    };
+    let settled = 0;
+    for (const id of spec.resultIds) {
+      const r = this.result(id);
+      if (r.status === "COMPLETED" || r.status === "ABORTED" || r.status === "DELETED") {
+        settled++;
+        if (r.status === "ABORTED" && spec.breakOnError) return Promise.resolve(true);
+      }
+    }
+    if (settled === spec.resultIds.length || (spec.any && settled > 0)) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      waiter.finish = () => {
+        waiter.done = true;
+        if (timer) clearTimeout(timer);
+        resolve(true);
+      };
+      waiter.remaining = spec.resultIds.length - settled;
+      for (const id of spec.resultIds) {
+        const r = this.results.get(id)!;
+        if (r.status !== "CREATED") continue;
+        let list = this.resultWaiters.get(id);
+        if (!list) {
+          list = [];
+          this.resultWaiters.set(id, list);
+        }
+        list.push(waiter);
+      }
+      if (spec.timeoutMs > 0) {
+        timer = setTimeout(() => {
+          waiter.done = true;
+          resolve(false);
+        }, spec.timeoutMs);
+      }
+    });
+  }
+
+  private wakeWaiters(r: Result): void {
+    const list = this.resultWaiters.get(r.id);
+    if (!list) return;
+    this.resultWaiters.delete(r.id);
+    for (const w of list) {
+      if (w.done) continue;
+      w.remaining--;
+      if (w.any || w.remaining === 0 || (w.breakOnError && r.status === "ABORTED")) w.finish();
+    }
+  }
+
+  // ---- tasks ---------------------------------------------------------------------------------------
+
+  task(id: string): Task {
+    const t = this.tasks.get(id);
+    if (!t) throw notFound(`task ${id} does not exist`);
+    return t;
+  }
+
+  /**
+   * Submits a batch atomically: every task is checked before any is created, so a bad task leaves the
+   * session unchanged.
+   */
+  submitTasks(sessionId: string, submissionOptions: Partial<TaskOptions>, items: TaskSubmission[]): Task[] {
+    const session = this.session(sessionId);
+    this.requireOpen(session);
+    this.requireBatch(items.length, "tasks");
+    const claimed = new Set<string>();
+    const options: TaskOptions[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const where = `tasks[${i}]`;
+      if (item.payloadId !== undefined) this.sessionResult(sessionId, item.payloadId, `${where}.payloadId`);
+      else if (item.payload === undefined)
+        throw invalidArgument(`${where} needs a payloadId or an inline payload`);
+      for (const id of item.expectedOutputIds ?? []) {
+        const r = this.sessionResult(sessionId, id, `${where} expected output`);
+        if (r.status !== "CREATED")
+          throw failedPrecondition(`${where}: expected output ${id} is ${r.status}, not CREATED`);
+        if (r.ownerTaskId !== null) {
+          const owner = this.tasks.get(r.ownerTaskId);
+          if (owner && !FINAL_TASK_STATUSES.has(owner.status)) {
+            throw failedPrecondition(`${where}: expected output ${id} is already owned by task ${owner.id}`);
+          }
+        }
+        if (claimed.has(id))
+          throw invalidArgument(`${where}: expected output ${id} appears twice in this submission`);
+        claimed.add(id);
+      }
+      for (const id of item.dataDependencies ?? [])
+        this.sessionResult(sessionId, id, `${where} data dependency`);
+      const merged = mergeTaskOptions(session.defaultTaskOptions, submissionOptions, item.taskOptions ?? {});
+      if (session.partitionIds.length > 0 && !session.partitionIds.includes(merged.partitionId)) {
+        throw invalidArgument(
+          `${where}: partition "${merged.partitionId}" is not one of the session's partitions (${session.partitionIds.join(", ")})`,
+        );
+      }
+      options[i] = merged;
+    }
+
+    const now = Date.now();
+    const created: Task[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const id = this.ids.next("t");
+      let payloadId = item.payloadId;
+      if (payloadId === undefined) payloadId = this.newResult(sessionId, `${id}-payload`, item.payload).id;
+      let outputs = item.expectedOutputIds;
+      if (outputs === undefined || outputs.length === 0) {
+        const n = item.outputCount ?? (outputs === undefined ? 1 : 0);
+        outputs = [];
+        for (let k = 0; k < n; k++) outputs.push(this.newResult(sessionId, `${id}-output-${k}`).id);
+      }
+      const task: Task = {
+        id,
+        sessionId,
+        payloadId,
+        expectedOutputIds: outputs,
+        dataDependencies: item.dataDependencies ?? [],
+        options: options[i],
+        status: "PENDING",
+        seq: this.seq++,
+        createdAt: now,
+        submittedAt: null,
+        startedAt: null,
+        endedAt: null,
+        error: null,
+        attempts: [],
+        remainingDeps: 0,
+        workerId: null,
+      };
+      this.counts.PENDING++;
+      this.tasks.set(id, task);
+      for (const out of outputs) this.results.get(out)!.ownerTaskId = id;
+      session.taskCount++;
+      created[i] = task;
+      this.trackDependencies(task);
+    }
+    return created;
+  }
+
+  /** Queues the task now if its payload and dependencies are COMPLETED, else waits for them. */
+  private trackDependencies(task: Task): void {
+    const deps =
+      task.dataDependencies.length === 0 ? [task.payloadId] : [task.payloadId, ...task.dataDependencies];
+    for (const id of deps) {
+      const r = this.results.get(id)!;
+      if (r.status === "COMPLETED") continue;
+      if (r.status === "ABORTED" || r.status === "DELETED") {
+        this.finishTask(task, "ERROR", `dependency ${id} is ${r.status}`);
+        return;
+      }
+      task.remainingDeps++;
+      let list = this.dependents.get(id);
+      if (!list) {
+        list = [];
+        this.dependents.set(id, list);
+      }
+      list.push(task);
+    }
+    if (task.remainingDeps === 0) this.enqueue(task);
+  }
+
+  private setStatus(task: Task, status: TaskStatus): void {
+    this.counts[task.status]--;
+    this.counts[status]++;
+    task.status = status;
+  }
+
+  private queue(partitionId: string): PartitionQueue {
+    let q = this.queues.get(partitionId);
+    if (!q) {
+      q = new PartitionQueue(partitionId);
+      this.queues.set(partitionId, q);
+    }
+    return q;
+  }
+
+  private enqueue(task: Task, status: TaskStatus = "SUBMITTED"): void {
+    this.setStatus(task, status);
+    if (task.submittedAt === null) task.submittedAt = Date.now();
+    this.queue(task.options.partitionId).push(task);
+    this.scheduleDispatch();
+  }
+
+  private scheduleDispatch(): void {
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(this.runDispatch);
+  }
+
+  /** Fills every worker's free capacity from the queues of its partitions, highest priority first. */
+  private dispatch(): void {
+    this.dispatchScheduled = false;
+    if (!this.link) return;
+    const now = Date.now();
+    for (const w of this.workers.values()) {
+      let free = w.capacity - w.inflight.size;
+      if (free <= 0) continue;
+      let batch: Task[] | null = null;
+      while (free > 0) {
+        let best: PartitionQueue | null = null;
+        let bestPriority = -Infinity;
+        for (const p of w.partitions) {
+          const q = this.queues.get(p);
+          if (!q || q.size === 0) continue;
+          const top = q.topPriority();
+          if (top > bestPriority) {
+            best = q;
+            bestPriority = top;
+          }
+        }
+        if (!best) break;
+        const task = best.pop()!;
+        this.setStatus(task, "DISPATCHED");
+        task.workerId = w.id;
+        task.attempts.push({
+          number: task.attempts.length + 1,
+          workerId: w.id,
+          startedAt: now,
+          endedAt: null,
+          status: null,
+          error: null,
+        });
+        w.inflight.add(task.id);
+        (batch ??= []).push(task);
+        free--;
+      }
+      if (batch) this.link.sendTasks(w.id, batch);
+    }
+  }
+
+  // ---- workers -------------------------------------------------------------------------------------
+
+  addWorker(info: Omit<WorkerState, "inflight" | "running" | "connectedAt" | "lastHeartbeat">): WorkerState {
+    const existing = this.workers.get(info.id);
+    if (existing) this.removeWorker(info.id, "it connected again");
+    const w: WorkerState = {
+      ...info,
+      inflight: new Set(),
+      running: 0,
+      connectedAt: Date.now(),
+      lastHeartbeat: Date.now(),
+    };
+    this.workers.set(w.id, w);
+    this.log.info({ worker: w.id, partitions: w.partitions, slots: w.slots }, "worker joined");
+    this.scheduleDispatch();
+    return w;
+  }
+
+  /** A worker that left or died: its tasks are retried elsewhere while their retries allow. */
+  removeWorker(workerId: string, reason: string): void {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    this.workers.delete(workerId);
+    this.log.warn({ worker: workerId, tasks: w.inflight.size, reason }, "worker left");
+    for (const taskId of w.inflight) {
+      const task = this.tasks.get(taskId);
+      if (task) this.failAttempt(task, `worker ${workerId} was lost (${reason})`, true);
+    }
+    this.scheduleDispatch();
+  }
+
+  tasksStarted(workerId: string, taskIds: string[]): void {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    const now = Date.now();
+    for (const id of taskIds) {
+      const task = this.tasks.get(id);
+      if (!task || task.workerId !== workerId || task.status !== "DISPATCHED") continue;
+      this.setStatus(task, "PROCESSING");
+      task.startedAt = now;
+      task.attempts[task.attempts.length - 1].startedAt = now;
+      w.running++;
+    }
+  }
+
+  /**
+   * Completions from one worker. A completion is taken only from the worker that holds the task, and
+   * only while the task is in flight: a late or repeated report changes nothing (exactly once).
+   */
+  completeTasks(workerId: string, completions: Completion[]): void {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    for (const c of completions) {
+      const task = this.tasks.get(c.taskId);
+      if (!task || task.workerId !== workerId || !w.inflight.has(task.id)) continue;
+      w.inflight.delete(task.id);
+      if (task.status === "PROCESSING") w.running--;
+      switch (c.status) {
+        case "COMPLETED":
+          this.succeedTask(task, c.output ?? Buffer.alloc(0));
+          break;
+        case "FAILED":
+          this.failAttempt(task, c.error ?? "the application failed", false);
+          break;
+        case "ERROR":
+        case "TIMEOUT":
+        case "CANCELLED":
+          this.closeAttempt(task, c.status, c.error ?? null);
+          this.finishTask(task, c.status, c.error ?? null);
+          break;
+        default:
+          this.closeAttempt(task, "ERROR", `worker reported unknown status ${String(c.status)}`);
+          this.finishTask(task, "ERROR", `worker reported unknown status ${String(c.status)}`);
+      }
+    }
+    this.scheduleDispatch();
+  }
+
+  private closeAttempt(task: Task, status: string, error: string | null): void {
+    const a = task.attempts[task.attempts.length - 1];
+    if (a && a.endedAt === null) {
+      a.endedAt = Date.now();
+      a.status = status;
+      a.error = error;
+    }
+  }
+
+  private succeedTask(task: Task, output: Buffer): void {
+    this.closeAttempt(task, "COMPLETED", null);
+    const [first, ...rest] = task.expectedOutputIds;
+    const missing = rest.filter((id) => this.results.get(id)?.status === "CREATED");
+    if (missing.length > 0) {
+      const msg = `the task returned without producing its outputs ${missing.join(", ")}`;
+      this.finishTask(task, "ERROR", msg);
+      return;
+    }
+    task.workerId = null;
+    task.endedAt = Date.now();
+    this.setStatus(task, "COMPLETED");
+    if (first !== undefined) {
+      const r = this.results.get(first);
+      if (r && r.status === "CREATED") this.completeResult(r, output);
+    }
+  }
+
+  /** An attempt that may be retried: crash, lost worker, uncaught exception. */
+  private failAttempt(task: Task, error: string, lost: boolean): void {
+    this.closeAttempt(task, lost ? "LOST" : "FAILED", error);
+    if (task.status === "PROCESSING") {
+      const w = task.workerId ? this.workers.get(task.workerId) : undefined;
+      if (w) w.running--;
+    }
+    task.workerId = null;
+    if (task.attempts.length <= task.options.maxRetries) {
+      this.enqueue(task, "RETRIED");
+    } else {
+      this.finishTask(task, "ERROR", `${error} (after ${task.attempts.length} attempts)`);
+    }
+  }
+
+  /** Ends a task that did not succeed; its outputs are aborted, and with them what waits on them. */
+  private finishTask(task: Task, status: TaskStatus, error: string | null): void {
+    task.workerId = null;
+    task.error = error;
+    task.endedAt = Date.now();
+    this.setStatus(task, status);
+    for (const id of task.expectedOutputIds) {
+      const r = this.results.get(id);
+      if (r && r.ownerTaskId === task.id) this.abortResult(r);
+    }
+  }
+
+  // ---- views ---------------------------------------------------------------------------------------
+
+  summary(): SchedulerSummary {
+    const queued: Record<string, number> = {};
+    for (const [p, q] of this.queues) queued[p] = q.size;
+    let slots = 0;
+    let busy = 0;
+    for (const w of this.workers.values()) {
+      slots += w.slots;
+      busy += Math.min(w.slots, w.inflight.size);
+    }
+    return {
+      sessions: this.sessions.size,
+      results: this.results.size,
+      tasks: this.tasks.size,
+      tasksByStatus: { ...this.counts },
+      queued,
+      workers: this.workers.size,
+      slots,
+      busySlots: busy,
+    };
+  }
+
+  private requireOpen(session: Session): void {
+    if (session.status !== "RUNNING" && session.status !== "PAUSED") {
+      throw failedPrecondition(
+        `session ${session.id} is ${session.status}: it takes no new tasks or results`,
+      );
+    }
+  }
+
+  private requireBatch(n: number, what: string): void {
+    if (n > this.opts.maxBatch) {
+      throw new ZgridError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `${n} ${what} in one request exceeds the limit of ${this.opts.maxBatch}: split the batch`,
+      );
+    }
+  }
+}
