@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serverConfig, type ServerConfig } from "../src/daemons/config.js";
+import { Server, type ConnectionInfo } from "../src/daemons/server.js";
+import { createLogger } from "../src/log.js";
+
+/** Paths tests need: the compiled CLI, the example and fixture applications. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const CLI = join(ROOT, "dist/src/cli/main.js");
+export const EXAMPLE_APPS = join(ROOT, "examples/apps");
+export const FIXTURE_APPS = join(ROOT, "test/fixtures/apps");
+
+export function tempDir(prefix = "zgrid-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Every port 0 (any free port) on 127.0.0.1; quiet logs; a fixed token; a temp data dir. */
+export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  return serverConfig({
+    host: "127.0.0.1",
+    port: 0,
+    workerPort: 0,
+    metricsPort: 0,
+    statusPort: 0,
+    token: "test-token",
+    dataDir: tempDir(),
+    logLevel: "silent",
+    heartbeatMs: 200,
+    ...overrides,
+  });
+}
+
+/** A server in this process, on free ports. */
+export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<{ server: Server; info: ConnectionInfo }> {
+  const config = testConfig(overrides);
+  const server = new Server(config, createLogger(config.logLevel));
+  const info = await server.start();
+  return { server, info };
+}
+
+/** Polls until `check` is true or `timeoutMs` passes; bounded in time, never busy. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export interface Proc {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. */
+  stop(): Promise<void>;
+}
+
+/** Runs the zgrid CLI as a child process. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ZGRID_LOG_FORMAT: "json", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      child.kill("SIGTERM");
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Runs a CLI command to its end (bounded by timeoutMs) and returns its exit code and output. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = spawnCli(args, env);
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
+  const { code } = await p.exited;
+  clearTimeout(timer);
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+/** `zgrid server` as a child process on free ports; resolves once its connection-info file exists. */
+export async function spawnServer(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ proc: Proc; info: ConnectionInfo; infoFile: string; dir: string }> {
+  const dir = tempDir();
+  const infoFile = join(dir, "connection.json");
+  const proc = spawnCli(
+    ["server", "--port", "0", "--worker-port", "0", "--metrics-port", "0", "--status-port", "0", "--data-dir", dir, "--connection-info", infoFile, "--heartbeat-ms", "200", ...extraArgs],
+    env,
+  );
+  try {
+    await waitFor(() => existsSync(infoFile) || proc.child.exitCode !== null, 15_000, "the server's connection-info file");
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  if (!existsSync(infoFile)) throw new Error(`server exited early: ${proc.stderr()}`);
+  return { proc, info: JSON.parse(readFileSync(infoFile, "utf8")) as ConnectionInfo, infoFile, dir };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
