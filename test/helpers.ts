@@ -34,7 +34,9 @@ export function testConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
 }
 
 /** A server in this process, on free ports. */
-export async function startServer(overrides: Partial<ServerConfig> = {}): Promise<{ server: Server; info: ConnectionInfo }> {
+export async function startServer(
+  overrides: Partial<ServerConfig> = {},
+): Promise<{ server: Server; info: ConnectionInfo }> {
   const config = testConfig(overrides);
   const server = new Server(config, createLogger(config.logLevel));
   const info = await server.start();
@@ -42,7 +44,11 @@ export async function startServer(overrides: Partial<ServerConfig> = {}): Promis
 }
 
 /** Polls until `check` is true or `timeoutMs` passes; bounded in time, never busy. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = "condition"): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
@@ -89,7 +95,11 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
 }
 
 /** Runs a CLI command to its end (bounded by timeoutMs) and returns its exit code and output. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = spawnCli(args, env);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
   const { code } = await p.exited;
@@ -98,15 +108,39 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
 }
 
 /** `zgrid server` as a child process on free ports; resolves once its connection-info file exists. */
-export async function spawnServer(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ proc: Proc; info: ConnectionInfo; infoFile: string; dir: string }> {
+export async function spawnServer(
+  extraArgs: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ proc: Proc; info: ConnectionInfo; infoFile: string; dir: string }> {
   const dir = tempDir();
   const infoFile = join(dir, "connection.json");
   const proc = spawnCli(
-    ["server", "--port", "0", "--worker-port", "0", "--metrics-port", "0", "--status-port", "0", "--data-dir", dir, "--connection-info", infoFile, "--heartbeat-ms", "200", ...extraArgs],
+    [
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      dir,
+      "--connection-info",
+      infoFile,
+      "--heartbeat-ms",
+      "200",
+      ...extraArgs,
+    ],
     env,
   );
   try {
-    await waitFor(() => existsSync(infoFile) || proc.child.exitCode !== null, 15_000, "the server's connection-info file");
+    await waitFor(
+      () => existsSync(infoFile) || proc.child.exitCode !== null,
+      15_000,
+      "the server's connection-info file",
+    );
   } catch (err) {
     await proc.stop();
     throw err;

@@ -1,0 +1,209 @@
+/**
+ * `npm run bench`: the figures of design §10, one JSON line each. Server and worker host run as child
+ * processes, as they would in production; the client is this process.
+ *
+ *   node dist/bench/run.js [--only throughput,latency] [--tasks N] [--runs N]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import { encodePayload } from "../src/client/payload.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CLI = join(ROOT, "dist/src/cli/main.js");
+const APPS = join(ROOT, "examples/apps");
+
+interface Grid {
+  url: string;
+  server: ChildProcess;
+  worker: ChildProcess;
+  dir: string;
+}
+
+async function startGrid(store: string, slots: number): Promise<Grid> {
+  const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  const infoFile = join(dir, "info.json");
+  const server = spawn(
+    process.execPath,
+    [
+      CLI,
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      dir,
+      "--store",
+      store,
+      "--connection-info",
+      infoFile,
+      "--log-level",
+      "warn",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(infoFile)) {
+    if (Date.now() > deadline || server.exitCode !== null) throw new Error("the server did not start");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; workerUrl: string };
+  const worker = spawn(
+    process.execPath,
+    [
+      CLI,
+      "worker",
+      "--connect",
+      info.workerUrl,
+      "--app-path",
+      APPS,
+      "--slots",
+      String(slots),
+      "--log-level",
+      "warn",
+    ],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  const client = await connect(info.url);
+  try {
+    while (
+      ((await client.getStatus().catch(() => null)) as { scheduler?: { workers: number } } | null)?.scheduler
+        ?.workers !== 1
+    ) {
+      if (Date.now() > deadline) throw new Error("the worker did not connect");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await client.close();
+  }
+  return { url: info.url, server, worker, dir };
+}
+
+async function stopGrid(g: Grid): Promise<void> {
+  const gone = (p: ChildProcess) =>
+    new Promise<void>((resolve) =>
+      p.exitCode !== null || p.signalCode !== null ? resolve() : p.once("exit", () => resolve()),
+    );
+  g.worker.kill("SIGTERM");
+  g.server.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    g.worker.kill("SIGKILL");
+    g.server.kill("SIGKILL");
+  }, 10_000);
+  await Promise.all([gone(g.worker), gone(g.server)]);
+  clearTimeout(timer);
+  rmSync(g.dir, { recursive: true, force: true });
+}
+
+/** No-op tasks submitted in batches, until the client holds every result. */
+async function throughput(client: ZgridClient, tasks: number, batch: number): Promise<number> {
+  const sessionId = await client.createSession({ applicationName: "hello" });
+  const payload = encodePayload("noop");
+  const started = process.hrtime.bigint();
+  const waits: Promise<unknown>[] = [];
+  for (let from = 0; from < tasks; from += batch) {
+    const n = Math.min(batch, tasks - from);
+    const defs = new Array(n).fill({ payload });
+    const submitted = client.submitTasks(sessionId, defs);
+    waits.push(
+      submitted.then(async (ts) => {
+        const r = await client.waitResultsData(ts.map((t) => t.expectedOutputIds[0]));
+        if (r.data.size !== n) throw new Error(`only ${r.data.size} of ${n} results came back`);
+      }),
+    );
+  }
+  await Promise.all(waits);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** One task at a time: submit → result at the client. */
+async function latency(client: ZgridClient, n: number): Promise<number[]> {
+  const sessionId = await client.createSession({ applicationName: "hello" });
+  const payload = encodePayload("noop");
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const [t] = await client.submitTasks(sessionId, [{ payload }]);
+    await client.waitResultsData(t.expectedOutputIds);
+    samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  return samples.sort((a, b) => a - b);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: "string" },
+      tasks: { type: "string" },
+      runs: { type: "string" },
+      slots: { type: "string" },
+      batch: { type: "string" },
+    },
+  });
+  const only = new Set(String(values.only ?? "throughput,latency").split(","));
+  const tasks = Number(values.tasks ?? 200_000);
+  const runs = Number(values.runs ?? 3);
+  const slots = Number(values.slots ?? 2);
+  const batch = Number(values.batch ?? 10_000);
+  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
+
+  for (const store of ["memory"]) {
+    const grid = await startGrid(store, slots);
+    const client = await connect(grid.url, { timeoutMs: 120_000 });
+    try {
+      if (only.has("throughput")) {
+        await throughput(client, Math.min(tasks, 20_000), batch); // warm-up
+        const seconds: number[] = [];
+        for (let r = 0; r < runs; r++) seconds.push(await throughput(client, tasks, batch));
+        const s = median(seconds);
+        emit({
+          bench: "throughput",
+          store,
+          tasks,
+          seconds: +s.toFixed(3),
+          tasks_per_s: Math.round(tasks / s),
+          runs,
+          all_tasks_per_s: seconds.map((x) => Math.round(tasks / x)),
+        });
+      }
+      if (only.has("latency")) {
+        await latency(client, 200);
+        const s = await latency(client, 2000);
+        emit({
+          bench: "latency",
+          store,
+          tasks: s.length,
+          p50_us: Math.round(s[Math.floor(s.length * 0.5)]),
+          p99_us: Math.round(s[Math.floor(s.length * 0.99)]),
+        });
+      }
+    } finally {
+      await client.close();
+      await stopGrid(grid);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
