@@ -4,7 +4,9 @@ import type {
   ListQuery,
   Page,
   ResultInfo,
+  SessionEvent,
   SessionInfo,
+  Subscription,
   SubmittedTask,
   TaskDefinition,
   TaskInfo,
@@ -12,6 +14,7 @@ import type {
   TaskStatus,
   WaitOptions,
   WaitResult,
+  WorkerInfo,
 } from "./types.js";
 
 /** Slack added to a results.wait request's timeout so the server answers before the client gives up. */
@@ -78,6 +81,75 @@ export class ZgridClient extends Connection {
   }
   listSessions(query: ListQuery = {}): Promise<Page<SessionInfo>> {
     return this.call("sessions.list", { ...query });
+  }
+
+  cancelSession(
+    sessionId: string,
+  ): Promise<{ sessionId: string; status: string; cancelled: Record<string, number> }> {
+    return this.call("sessions.cancel", { sessionId });
+  }
+  pauseSession(sessionId: string): Promise<unknown> {
+    return this.call("sessions.pause", { sessionId });
+  }
+  resumeSession(sessionId: string): Promise<unknown> {
+    return this.call("sessions.resume", { sessionId });
+  }
+  closeSession(sessionId: string): Promise<unknown> {
+    return this.call("sessions.close", { sessionId });
+  }
+  stopSubmission(sessionId: string): Promise<unknown> {
+    return this.call("sessions.stopSubmission", { sessionId });
+  }
+  purgeSession(sessionId: string): Promise<{ purgedResults: number }> {
+    return this.call("sessions.purge", { sessionId });
+  }
+  deleteSession(sessionId: string): Promise<unknown> {
+    return this.call("sessions.delete", { sessionId });
+  }
+
+  // ---- events --------------------------------------------------------------------------------------
+
+  /**
+   * Streams a session's events to `onEvent`: first what already exists (newTask, newResult), then live
+   * updates, with no gap. Returns a handle whose `close()` unsubscribes.
+   */
+  async subscribe(
+    sessionId: string,
+    onEvent: (event: SessionEvent) => void,
+    options: {
+      eventTypes?: SessionEvent["type"][];
+      filters?: { taskIds?: string[]; resultIds?: string[]; statuses?: string[] };
+    } = {},
+  ): Promise<Subscription> {
+    const id = this.peekNextId();
+    const reply = await this.call<{ subscriptionId: string }>(
+      "events.subscribe",
+      { sessionId, eventTypes: options.eventTypes, filters: options.filters },
+      undefined,
+      { onEvent: onEvent as (e: unknown) => void },
+    );
+    return {
+      subscriptionId: reply.subscriptionId,
+      close: async () => {
+        this.unlisten(id);
+        await this.call("events.unsubscribe", { subscriptionId: reply.subscriptionId });
+      },
+    };
+  }
+
+  // ---- admin ---------------------------------------------------------------------------------------
+
+  listPartitions(): Promise<Page<{ partitionId: string; queued: number; workers: number; slots: number }>> {
+    return this.call("partitions.list");
+  }
+  listApplications(): Promise<Page<{ applicationName: string; applicationVersion: string; tasks: number }>> {
+    return this.call("applications.list");
+  }
+  listWorkers(): Promise<Page<WorkerInfo>> {
+    return this.call("workers.list");
+  }
+  health(): Promise<{ status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> }> {
+    return this.call("health");
   }
 
   // ---- results -------------------------------------------------------------------------------------
@@ -177,6 +249,10 @@ export class ZgridClient extends Connection {
       return { ...rest, payload: index };
     });
     return this.call("tasks.submit", { sessionId, taskOptions, tasks: items }, blobs);
+  }
+  /** Cancels tasks, running ones included; returns counts by the status they had. */
+  cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
+    return this.call("tasks.cancel", { taskIds });
   }
   getTask(taskId: string): Promise<TaskInfo> {
     return this.call("tasks.get", { taskId });

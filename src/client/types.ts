@@ -124,3 +124,51 @@ export interface WaitResult {
   timedOut: boolean;
   statuses: Record<string, ResultStatus>;
 }
+
+/** An event of `events.subscribe` (design §4). */
+export type SessionEvent =
+  | {
+      type: "newTask";
+      sessionId: string;
+      taskId: string;
+      status: TaskStatus;
+      payloadId: string;
+      expectedOutputIds: string[];
+      dataDependencies: string[];
+      partitionId: string;
+    }
+  | { type: "taskStatusUpdate"; sessionId: string; taskId: string; status: TaskStatus }
+  | {
+      type: "newResult";
+      sessionId: string;
+      resultId: string;
+      name: string;
+      status: ResultStatus;
+      ownerTaskId: string | null;
+    }
+  | { type: "resultStatusUpdate"; sessionId: string; resultId: string; status: ResultStatus }
+  | {
+      type: "resultOwnerUpdate";
+      sessionId: string;
+      resultId: string;
+      previousOwnerId: string | null;
+      currentOwnerId: string | null;
+    };
+
+export interface Subscription {
+  subscriptionId: string;
+  close(): Promise<void>;
+}
+
+export interface WorkerInfo {
+  workerId: string;
+  partitions: string[];
+  slots: number;
+  capacity: number;
+  busy: number;
+  inflight: number;
+  host: string;
+  pid: number;
+  connectedAt: number;
+  lastHeartbeat: number;
+}

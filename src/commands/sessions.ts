@@ -7,7 +7,7 @@ import { SESSION_STATUSES } from "../scheduler/model.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { sessionView } from "../scheduler/views.js";
 
-/** sessions.create / get / list. */
+/** sessions.create / get / list and the session life cycle: cancel, pause, resume, close, stopSubmission, purge, delete. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
@@ -42,5 +42,36 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
         (typeof createdBefore !== "number" || s.createdAt < createdBefore),
     );
     return { msg: pageOf(items, q, sessionView) };
+  });
+
+  const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
+  map.register("sessions.cancel", (req) => {
+    const id = sessionId(req.args);
+    const { cancelled } = scheduler.cancelSession(id);
+    return { msg: { sessionId: id, status: "CANCELLED", cancelled } };
+  });
+  map.register("sessions.pause", (req) => {
+    scheduler.pauseSession(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), status: "PAUSED" } };
+  });
+  map.register("sessions.resume", (req) => {
+    scheduler.resumeSession(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), status: "RUNNING" } };
+  });
+  map.register("sessions.close", (req) => {
+    scheduler.closeSession(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), status: "CLOSED" } };
+  });
+  map.register("sessions.stopSubmission", (req) => {
+    scheduler.stopSubmission(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), submissionStopped: true } };
+  });
+  map.register("sessions.purge", (req) => {
+    const { purged } = scheduler.purgeSession(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), status: "PURGED", purgedResults: purged } };
+  });
+  map.register("sessions.delete", (req) => {
+    const removed = scheduler.deleteSession(sessionId(req.args));
+    return { msg: { sessionId: sessionId(req.args), status: "DELETED", removed } };
   });
 }

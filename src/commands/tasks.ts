@@ -1,5 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
-import { list, optMap, str } from "../protocol/args.js";
+import { list, optMap, str, strList } from "../protocol/args.js";
 import { isPlainObject } from "../protocol/codec.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { invalidArgument } from "../protocol/errors.js";
@@ -87,7 +87,7 @@ function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
     (typeof createdBefore !== "number" || t.createdAt < createdBefore);
 }
 
-/** tasks.submit / get / list / count. */
+/** tasks.submit / get / list / count / cancel. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
@@ -133,5 +133,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
     for (const t of scheduler.tasks.values()) if (keep(t)) counts[t.status]++;
     return { msg: counts };
+  });
+
+  map.register("tasks.cancel", (req) => {
+    const taskIds = strList(req.args, "taskIds");
+    return { msg: { cancelled: scheduler.cancelTasks(taskIds) } };
   });
 }

@@ -9,6 +9,14 @@ import { SendQueue } from "../protocol/send-queue.js";
 
 const EMPTY = Buffer.alloc(0);
 
+/** A request whose handler is running: answered with UNAVAILABLE if it outlives the shutdown grace. */
+interface OpenRequest {
+  identity: Buffer;
+  id: number | null;
+  user: string;
+  answered: boolean;
+}
+
 export interface DaemonOptions {
   /** "DEFAULT", "METRICS", "STATUS". */
   name: string;
@@ -41,6 +49,7 @@ export class ServerDaemon {
   private boundPort = 0;
   private accepting = true;
   private inFlight = 0;
+  private readonly open = new Set<OpenRequest>();
   private drained: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private requestCount = 0;
@@ -85,7 +94,10 @@ export class ServerDaemon {
     }
   }
 
-  /** Stops accepting (new requests get UNAVAILABLE), answers what is in flight, closes the socket. */
+  /**
+   * Stops accepting (new requests get UNAVAILABLE), lets what is in flight finish for up to `graceMs`,
+   * answers what is still running then with UNAVAILABLE (every request gets its one reply), closes the socket.
+   */
   async stop(graceMs = 5000): Promise<void> {
     this.accepting = false;
     if (this.inFlight > 0) {
@@ -97,6 +109,17 @@ export class ServerDaemon {
         };
       });
     }
+    for (const r of this.open) {
+      r.answered = true;
+      this.replyError(
+        r.identity,
+        r.id,
+        ErrorCode.UNAVAILABLE,
+        "the server shut down before this request finished",
+        r.user,
+      );
+    }
+    this.open.clear();
     await this.out.idle();
     this.socket.close();
     await this.loop;
@@ -191,6 +214,8 @@ export class ServerDaemon {
     if (!isPlainObject(args)) return fail(ErrorCode.INVALID_ARGUMENT, "args must be a msgpack map");
 
     this.inFlight++;
+    const open: OpenRequest = { identity, id, user, answered: false };
+    this.open.add(open);
     const requestId = id;
     const req: CommandRequest = {
       cmd,
@@ -199,9 +224,12 @@ export class ServerDaemon {
       user,
       daemon: this.name,
       peer: identity.toString("hex"),
-      push: (event: unknown) => {
+      push: (event: unknown, gone?: () => void) => {
         if (this.socket.closed) return false;
-        this.reply(identity, requestId, "EVENT", event);
+        this.out.send(
+          [identity, EMPTY, encode({ v: PROTOCOL_VERSION, id: requestId, msgType: "EVENT", msg: event })],
+          gone,
+        );
         return true;
       },
     };
@@ -209,9 +237,12 @@ export class ServerDaemon {
     try {
       const result = entry.handler(req);
       const answer: CommandReply = result instanceof Promise ? await result : result;
-      this.reply(identity, id, answer.msgType ?? "NORMAL", answer.msg, { user }, answer.blobs);
+      if (!open.answered)
+        this.reply(identity, id, answer.msgType ?? "NORMAL", answer.msg, { user }, answer.blobs);
     } catch (err) {
-      if (err instanceof ZgridError) {
+      if (open.answered) {
+        errorCode = ErrorCode.UNAVAILABLE;
+      } else if (err instanceof ZgridError) {
         errorCode = err.code;
         this.replyError(identity, id, err.code, err.message, user);
       } else {
@@ -226,6 +257,9 @@ export class ServerDaemon {
         );
       }
     } finally {
+      if (open.answered && errorCode === undefined) errorCode = ErrorCode.UNAVAILABLE;
+      open.answered = true;
+      this.open.delete(open);
       this.inFlight--;
       this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, errorCode);
       if (this.inFlight === 0 && this.drained) this.drained();

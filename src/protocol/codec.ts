@@ -41,8 +41,9 @@ export interface ReplyHeader {
   code?: string;
 }
 
+/** A msgpack map as decoded: a plain object (not an array, a blob, a Date or an extension value). */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return (
-    typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
-  );
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }

@@ -8,8 +8,11 @@ export interface CommandRequest {
   readonly daemon: string;
   /** Opaque id of the peer connection (ROUTER identity, hex). */
   readonly peer: string;
-  /** Push an EVENT frame to this peer, tagged with this request's id. False when the peer cannot take events. */
-  push(event: unknown): boolean;
+  /**
+   * Push an EVENT frame to this peer, tagged with this request's id. `gone` runs when the peer turns out
+   * to be disconnected. False when the daemon is closed.
+   */
+  push(event: unknown, gone?: () => void): boolean;
 }
 
 /** A handler's answer. `msg` goes in the reply header, `blobs` as frames after it. */

@@ -11,6 +11,8 @@ export interface FrameSocket {
  */
 export class SendQueue {
   private queue: Buffer[][] = [];
+  /** Called when a message cannot reach its peer (gone): message → callback. */
+  private readonly onUnreachable = new Map<Buffer[], () => void>();
   private head = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -24,7 +26,9 @@ export class SendQueue {
     return this.queue.length - this.head;
   }
 
-  send(frames: Buffer[]): void {
+  /** Queues a message; `unreachable` runs if the peer is gone (ROUTER sockets with mandatory). */
+  send(frames: Buffer[], unreachable?: () => void): void {
+    if (unreachable) this.onUnreachable.set(frames, unreachable);
     this.queue.push(frames);
     if (!this.draining) void this.drain();
   }
@@ -44,10 +48,13 @@ export class SendQueue {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
+      const unreachable = this.onUnreachable.size > 0 ? this.onUnreachable.get(frames) : undefined;
+      if (unreachable) this.onUnreachable.delete(frames);
       try {
         await this.socket.send(frames);
       } catch (err) {
         const code = (err as { code?: string }).code;
+        if (code === "EHOSTUNREACH") unreachable?.();
         // A peer that went away (EHOSTUNREACH) or a socket closing under us: the message has nowhere to go.
         if (code !== "EHOSTUNREACH" && code !== "ENOTSOCK" && code !== "EAGAIN") {
           this.log?.warn({ err: (err as Error).message, code }, "send failed");

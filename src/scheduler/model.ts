@@ -63,6 +63,8 @@ export interface Session {
   defaultTaskOptions: TaskOptions;
   partitionIds: string[];
   taskCount: number;
+  /** sessions.stopSubmission: no new tasks, though the session keeps its status. */
+  submissionStopped: boolean;
 }
 
 export interface Result {

@@ -1,12 +1,14 @@
 import type { Logger } from "../log.js";
 import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
 import type { WireTaskOutcome } from "../protocol/worker-messages.js";
+import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
 import { IdGenerator } from "./ids.js";
 import {
   FINAL_TASK_STATUSES,
   TASK_STATUSES,
   type Result,
   type Session,
+  type SessionStatus,
   type Task,
   type TaskOptions,
   type TaskStatus,
@@ -27,8 +29,6 @@ export interface WorkerState {
   /** slots + prefetch: the most tasks the worker may hold. */
   capacity: number;
   inflight: Set<string>;
-  /** Tasks the worker said it started. */
-  running: number;
   host: string;
   pid: number;
   connectedAt: number;
@@ -75,6 +75,7 @@ interface ResultWaiter {
 export interface SchedulerOptions {
   log: Logger;
   maxBatch: number;
+  storeName?: string;
 }
 
 export interface SchedulerSummary {
@@ -110,6 +111,7 @@ export class Scheduler {
     number
   >;
   private readonly ids = new IdGenerator();
+  readonly events = new EventHub();
   private link: WorkerLink | null = null;
   private seq = 0;
   private dispatchScheduled = false;
@@ -134,6 +136,7 @@ export class Scheduler {
       defaultTaskOptions: mergeTaskOptions(defaultTaskOptions),
       partitionIds,
       taskCount: 0,
+      submissionStopped: false,
     };
     if (partitionIds.length > 0 && defaultTaskOptions.partitionId === undefined) {
       session.defaultTaskOptions.partitionId = partitionIds[0];
@@ -186,6 +189,7 @@ export class Scheduler {
       completedAt: null,
     };
     this.results.set(r.id, r);
+    this.events.newResult(r);
     if (data) this.completeResult(r, data);
     return r;
   }
@@ -223,6 +227,7 @@ export class Scheduler {
     r.size = data.length;
     r.status = "COMPLETED";
     r.completedAt = Date.now();
+    this.events.resultStatus(r);
     this.wakeWaiters(r);
     const waiting = this.dependents.get(r.id);
     if (waiting) {
@@ -239,6 +244,7 @@ export class Scheduler {
     if (r.status !== "CREATED") return;
     r.status = "ABORTED";
     r.completedAt = Date.now();
+    this.events.resultStatus(r);
     this.wakeWaiters(r);
     const waiting = this.dependents.get(r.id);
     if (!waiting) return;
@@ -324,7 +330,7 @@ export class Scheduler {
    */
   submitTasks(sessionId: string, submissionOptions: Partial<TaskOptions>, items: TaskSubmission[]): Task[] {
     const session = this.session(sessionId);
-    this.requireOpen(session);
+    this.requireSubmission(session);
     this.requireBatch(items.length, "tasks");
     const claimed = new Set<string>();
     const options: TaskOptions[] = new Array(items.length);
@@ -392,9 +398,15 @@ export class Scheduler {
       };
       this.counts.PENDING++;
       this.tasks.set(id, task);
-      for (const out of outputs) this.results.get(out)!.ownerTaskId = id;
       session.taskCount++;
       created[i] = task;
+      this.events.newTask(task);
+      for (const out of outputs) {
+        const r = this.results.get(out)!;
+        const previous = r.ownerTaskId;
+        r.ownerTaskId = id;
+        this.events.resultOwner(r, previous);
+      }
       this.trackDependencies(task);
     }
     return created;
@@ -426,6 +438,7 @@ export class Scheduler {
     this.counts[task.status]--;
     this.counts[status]++;
     task.status = status;
+    this.events.taskStatus(task);
   }
 
   private queue(partitionId: string): PartitionQueue {
@@ -438,8 +451,12 @@ export class Scheduler {
   }
 
   private enqueue(task: Task, status: TaskStatus = "SUBMITTED"): void {
-    this.setStatus(task, status);
     if (task.submittedAt === null) task.submittedAt = Date.now();
+    if (this.sessions.get(task.sessionId)?.status === "PAUSED") {
+      this.setStatus(task, "PAUSED");
+      return;
+    }
+    this.setStatus(task, status);
     this.queue(task.options.partitionId).push(task);
     this.scheduleDispatch();
   }
@@ -493,13 +510,12 @@ export class Scheduler {
 
   // ---- workers -------------------------------------------------------------------------------------
 
-  addWorker(info: Omit<WorkerState, "inflight" | "running" | "connectedAt" | "lastHeartbeat">): WorkerState {
+  addWorker(info: Omit<WorkerState, "inflight" | "connectedAt" | "lastHeartbeat">): WorkerState {
     const existing = this.workers.get(info.id);
     if (existing) this.removeWorker(info.id, "it connected again");
     const w: WorkerState = {
       ...info,
       inflight: new Set(),
-      running: 0,
       connectedAt: Date.now(),
       lastHeartbeat: Date.now(),
     };
@@ -532,7 +548,6 @@ export class Scheduler {
       this.setStatus(task, "PROCESSING");
       task.startedAt = now;
       task.attempts[task.attempts.length - 1].startedAt = now;
-      w.running++;
     }
   }
 
@@ -547,7 +562,11 @@ export class Scheduler {
       const task = this.tasks.get(c.taskId);
       if (!task || task.workerId !== workerId || !w.inflight.has(task.id)) continue;
       w.inflight.delete(task.id);
-      if (task.status === "PROCESSING") w.running--;
+      if (task.status === "CANCELLING") {
+        this.closeAttempt(task, "CANCELLED", "cancelled");
+        this.finishTask(task, "CANCELLED", task.error ?? "cancelled");
+        continue;
+      }
       switch (c.status) {
         case "COMPLETED":
           this.succeedTask(task, c.output ?? Buffer.alloc(0));
@@ -599,11 +618,11 @@ export class Scheduler {
   /** An attempt that may be retried: crash, lost worker, uncaught exception. */
   private failAttempt(task: Task, error: string, lost: boolean): void {
     this.closeAttempt(task, lost ? "LOST" : "FAILED", error);
-    if (task.status === "PROCESSING") {
-      const w = task.workerId ? this.workers.get(task.workerId) : undefined;
-      if (w) w.running--;
-    }
     task.workerId = null;
+    if (task.status === "CANCELLING") {
+      this.finishTask(task, "CANCELLED", task.error ?? "cancelled");
+      return;
+    }
     if (task.attempts.length <= task.options.maxRetries) {
       this.enqueue(task, "RETRIED");
     } else {
@@ -621,6 +640,234 @@ export class Scheduler {
       const r = this.results.get(id);
       if (r && r.ownerTaskId === task.id) this.abortResult(r);
     }
+  }
+
+  // ---- session life cycle and cancellation (design §5) ---------------------------------------------
+
+  private transition(sessionId: string, to: SessionStatus, allowed: readonly SessionStatus[]): Session {
+    const session = this.session(sessionId);
+    if (!allowed.includes(session.status)) {
+      throw failedPrecondition(
+        `session ${sessionId} is ${session.status}: it cannot become ${to} (allowed from ${allowed.join(", ")})`,
+      );
+    }
+    return session;
+  }
+
+  /** Tasks of a session, in submission order. */
+  sessionTasks(sessionId: string): Task[] {
+    const out: Task[] = [];
+    for (const t of this.tasks.values()) if (t.sessionId === sessionId) out.push(t);
+    return out;
+  }
+
+  /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
+  cancelSession(sessionId: string): { cancelled: Record<string, number> } {
+    const session = this.transition(sessionId, "CANCELLED", ["RUNNING", "PAUSED", "CLOSED"]);
+    session.status = "CANCELLED";
+    const cancelled = this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was cancelled`);
+    for (const r of this.results.values()) if (r.sessionId === sessionId) this.abortResult(r);
+    return { cancelled };
+  }
+
+  pauseSession(sessionId: string): void {
+    const session = this.transition(sessionId, "PAUSED", ["RUNNING"]);
+    session.status = "PAUSED";
+    for (const q of this.queues.values()) {
+      for (const t of q.remove((t) => t.sessionId === sessionId)) this.setStatus(t, "PAUSED");
+    }
+  }
+
+  resumeSession(sessionId: string): void {
+    const session = this.transition(sessionId, "RUNNING", ["PAUSED"]);
+    session.status = "RUNNING";
+    for (const t of this.sessionTasks(sessionId)) if (t.status === "PAUSED") this.enqueue(t);
+  }
+
+  closeSession(sessionId: string): void {
+    this.transition(sessionId, "CLOSED", ["RUNNING", "PAUSED"]).status = "CLOSED";
+  }
+
+  stopSubmission(sessionId: string): void {
+    const session = this.transition(sessionId, "RUNNING", ["RUNNING", "PAUSED"]);
+    session.submissionStopped = true;
+  }
+
+  /** Result data deleted, metadata kept. */
+  purgeSession(sessionId: string): { purged: number } {
+    const session = this.transition(sessionId, "PURGED", ["CLOSED", "CANCELLED"]);
+    session.status = "PURGED";
+    let purged = 0;
+    for (const r of this.results.values()) {
+      if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
+      r.data = null;
+      r.status = "DELETED";
+      this.events.resultStatus(r);
+      purged++;
+    }
+    return { purged };
+  }
+
+  /** Everything of the session removed; running tasks are stopped first. */
+  deleteSession(sessionId: string): { tasks: number; results: number } {
+    const session = this.session(sessionId);
+    if (session.status !== "CANCELLED" && session.status !== "PURGED") {
+      this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was deleted`);
+    }
+    session.status = "DELETED";
+    let tasks = 0;
+    let results = 0;
+    for (const t of this.sessionTasks(sessionId)) {
+      // A task still on a worker stays known until the worker answers, so nothing completes twice.
+      if (t.status === "CANCELLING") continue;
+      this.counts[t.status]--;
+      this.tasks.delete(t.id);
+      tasks++;
+    }
+    for (const [id, r] of this.results) {
+      if (r.sessionId !== sessionId) continue;
+      this.results.delete(id);
+      this.dependents.delete(id);
+      const waiters = this.resultWaiters.get(id);
+      if (waiters) {
+        r.status = "DELETED";
+        this.wakeWaiters(r);
+      }
+      results++;
+    }
+    this.events.removeSession(sessionId);
+    this.sessions.delete(sessionId);
+    return { tasks, results };
+  }
+
+  /** tasks.cancel: queued and pending tasks end CANCELLED now, running ones once their worker stopped them. */
+  cancelTasks(taskIds: string[]): Record<string, number> {
+    const tasks = taskIds.map((id) => this.task(id));
+    return this.cancel(tasks, "cancelled by request");
+  }
+
+  /** Cancels tasks; returns counts by the status each task had (HTC-Grid's cancel_sessions shape). */
+  private cancel(tasks: Task[], reason: string): Record<string, number> {
+    const counts: Record<string, number> = {};
+    const byWorker = new Map<string, string[]>();
+    const dequeued = new Set<string>();
+    const queuedIds = new Set(
+      tasks.filter((t) => t.status === "SUBMITTED" || t.status === "RETRIED").map((t) => t.id),
+    );
+    if (queuedIds.size > 0) {
+      for (const q of this.queues.values())
+        for (const t of q.remove((t) => queuedIds.has(t.id))) dequeued.add(t.id);
+    }
+    for (const t of tasks) {
+      if (FINAL_TASK_STATUSES.has(t.status) || t.status === "CANCELLING") continue;
+      counts[t.status] = (counts[t.status] ?? 0) + 1;
+      if ((t.status === "DISPATCHED" || t.status === "PROCESSING") && t.workerId) {
+        let list = byWorker.get(t.workerId);
+        if (!list) byWorker.set(t.workerId, (list = []));
+        list.push(t.id);
+        t.error = reason;
+        this.setStatus(t, "CANCELLING");
+        for (const id of t.expectedOutputIds) {
+          const r = this.results.get(id);
+          if (r && r.ownerTaskId === t.id) this.abortResult(r);
+        }
+        continue;
+      }
+      this.closeAttempt(t, "CANCELLED", reason);
+      this.finishTask(t, "CANCELLED", reason);
+    }
+    for (const [workerId, ids] of byWorker) this.link?.cancelTasks(workerId, ids, reason);
+    return counts;
+  }
+
+  // ---- events --------------------------------------------------------------------------------------
+
+  /**
+   * Subscribes to a session's events: first a snapshot of what already matches (newTask and newResult
+   * with current statuses), then live updates. Both happen in this one synchronous call, so nothing
+   * can slip between them.
+   */
+  subscribe(sub: Subscriber): void {
+    this.session(sub.sessionId);
+    const f = sub.filter;
+    for (const r of this.results.values()) {
+      if (r.sessionId === sub.sessionId && wants(f, "newResult", null, r.id, r.status))
+        sub.send(newResultEvent(r));
+    }
+    for (const t of this.tasks.values()) {
+      if (t.sessionId === sub.sessionId && wants(f, "newTask", t.id, null, t.status))
+        sub.send(newTaskEvent(t));
+    }
+    this.events.add(sub);
+  }
+
+  // ---- admin views ---------------------------------------------------------------------------------
+
+  partitions(): { partitionId: string; queued: number; workers: number; slots: number }[] {
+    const out = new Map<string, { partitionId: string; queued: number; workers: number; slots: number }>();
+    const get = (p: string) => {
+      let e = out.get(p);
+      if (!e) out.set(p, (e = { partitionId: p, queued: 0, workers: 0, slots: 0 }));
+      return e;
+    };
+    for (const [p, q] of this.queues) get(p).queued = q.size;
+    for (const w of this.workers.values()) {
+      for (const p of w.partitions) {
+        const e = get(p);
+        e.workers++;
+        e.slots += w.slots;
+      }
+    }
+    for (const s of this.sessions.values()) for (const p of s.partitionIds) get(p);
+    return [...out.values()].sort((a, b) => a.partitionId.localeCompare(b.partitionId));
+  }
+
+  applications(): { applicationName: string; applicationVersion: string; tasks: number }[] {
+    const out = new Map<string, { applicationName: string; applicationVersion: string; tasks: number }>();
+    for (const t of this.tasks.values()) {
+      const key = `${t.options.applicationName}\u0000${t.options.applicationVersion}`;
+      let e = out.get(key);
+      if (!e)
+        out.set(
+          key,
+          (e = {
+            applicationName: t.options.applicationName,
+            applicationVersion: t.options.applicationVersion,
+            tasks: 0,
+          }),
+        );
+      e.tasks++;
+    }
+    return [...out.values()];
+  }
+
+  workerList(): Record<string, unknown>[] {
+    return [...this.workers.values()].map((w) => ({
+      workerId: w.id,
+      partitions: w.partitions,
+      slots: w.slots,
+      capacity: w.capacity,
+      busy: Math.min(w.slots, w.inflight.size),
+      inflight: w.inflight.size,
+      host: w.host,
+      pid: w.pid,
+      connectedAt: w.connectedAt,
+      lastHeartbeat: w.lastHeartbeat,
+    }));
+  }
+
+  /** HEALTHY; DEGRADED when tasks wait in a partition no worker serves; UNHEALTHY never here (no store yet). */
+  health(): { status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> } {
+    const starving = this.partitions().filter((p) => p.queued > 0 && p.workers === 0);
+    const checks: Record<string, string> = {
+      store: `ok (${this.opts.storeName ?? "memory"})`,
+      queue:
+        starving.length === 0
+          ? "ok"
+          : `tasks wait in partitions no worker serves: ${starving.map((p) => p.partitionId).join(", ")}`,
+      workers: `${this.workers.size} connected`,
+    };
+    return { status: starving.length === 0 ? "HEALTHY" : "DEGRADED", checks };
   }
 
   // ---- views ---------------------------------------------------------------------------------------
@@ -651,6 +898,13 @@ export class Scheduler {
       throw failedPrecondition(
         `session ${session.id} is ${session.status}: it takes no new tasks or results`,
       );
+    }
+  }
+
+  private requireSubmission(session: Session): void {
+    this.requireOpen(session);
+    if (session.submissionStopped) {
+      throw failedPrecondition(`session ${session.id} stopped taking submissions (sessions.stopSubmission)`);
     }
   }
 
