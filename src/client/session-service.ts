@@ -140,8 +140,7 @@ export class SessionService {
       if (!this.tracked.has(id)) throw new Error(`task ${id} was not submitted by this SessionService`);
     }
     const deadline = options.timeoutMs ? Date.now() + options.timeoutMs : 0;
-    let handledAny = ids.some((id) => this.tracked.get(id)!.handled);
-    if (any && handledAny) return;
+    if (any && ids.some((id) => this.tracked.get(id)!.handled)) return;
     for (;;) {
       const pending = ids.filter((id) => !this.tracked.get(id)!.handled);
       if (pending.length === 0) return;
@@ -159,10 +158,8 @@ export class SessionService {
         const status = r.statuses[t.outputId];
         if (status === "COMPLETED") {
           await this.deliver(id, t, r.data.get(t.outputId) ?? Buffer.alloc(0));
-          handledAny = true;
         } else if (status === "ABORTED" || status === "DELETED") {
           await this.deliver(id, t, null);
-          handledAny = true;
           aborted = true;
         }
       }
