@@ -1,0 +1,254 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { pack, unpack } from "msgpackr";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import { decodeOutput, encodePayload } from "../src/client/payload.js";
+import { SessionService, WaitBehavior } from "../src/client/session-service.js";
+import type { Server } from "../src/daemons/server.js";
+import { EXAMPLE_APPS, FIXTURE_APPS, runCli, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+
+function startWorker(server: Server, appPath: string, extra: string[] = []): Proc {
+  return spawnCli([
+    "worker",
+    "--connect",
+    server.info!.workerUrl,
+    "--app-path",
+    appPath,
+    "--log-level",
+    "warn",
+    ...extra,
+  ]);
+}
+
+async function workersConnected(server: Server, n: number): Promise<void> {
+  await waitFor(() => server.scheduler.workers.size === n, 15_000, `${n} worker(s) connected`);
+}
+
+describe("scheduling onto real worker processes", () => {
+  let server: Server;
+  let client: ZgridClient;
+  const procs: Proc[] = [];
+  const worker = (appPath: string, extra: string[] = []): Proc => {
+    const p = startWorker(server, appPath, extra);
+    procs.push(p);
+    return p;
+  };
+
+  before(async () => {
+    ({ server } = await startServer({ heartbeatMs: 200 }));
+    client = await connect(server.info!.url, { timeoutMs: 60_000 });
+  });
+  after(async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+    await client.close();
+    await server.shutdown();
+  });
+
+  it("runs hello and addition through the CLI and through SessionService", async () => {
+    worker(EXAMPLE_APPS, ["--slots", "2"]);
+    await workersConnected(server, 1);
+    const hello = await runCli(["hello", "-e", server.info!.url, "-n", "10"]);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.match(hello.stdout, /^Result : 45$/m);
+    assert.match(hello.stdout, /Good bye !/);
+    const values = await runCli(["hello", "-e", server.info!.url, "-v", "1.5", "2", "3"]);
+    assert.match(values.stdout, /^Result : 6\.5$/m);
+
+    const service = new SessionService({
+      configuration: { endpoint: server.info!.url },
+      taskOptions: { applicationName: "addition" },
+    });
+    const answers = new Map<string, number>();
+    const errors: string[] = [];
+    const ids = await service.submit(
+      Array.from({ length: 50 }, (_, i) => ({ method: "add", args: pack([i, 1000]) })),
+      {
+        handleResponse: (data, taskId) => void answers.set(taskId, unpack(data) as number),
+        handleError: (err, taskId) => void errors.push(`${taskId}: ${err.message}`),
+      },
+    );
+    await service.waitResults([], WaitBehavior.All);
+    assert.deepEqual(errors, []);
+    assert.equal(answers.size, 50);
+    ids.forEach((id, i) => assert.equal(answers.get(id), i + 1000));
+    await service.close();
+  });
+
+  it("starts tasks of higher priority first within a partition", async () => {
+    const sessionId = await client.createSession({ applicationName: "hello", partitionId: "prio" });
+    const payload = encodePayload("noop");
+    const low = await client.submitTasks(
+      sessionId,
+      Array.from({ length: 6 }, () => ({ payload })),
+      { priority: 1 },
+    );
+    const high = await client.submitTasks(
+      sessionId,
+      Array.from({ length: 6 }, () => ({ payload })),
+      { priority: 5 },
+    );
+    worker(EXAMPLE_APPS, ["--slots", "1", "--prefetch", "0", "--partition", "prio"]);
+    const outputs = [...low, ...high].map((t) => t.expectedOutputIds[0]);
+    const r = await client.waitResults(outputs, { timeoutMs: 30_000 });
+    assert.equal(r.timedOut, false);
+    const order = [...server.scheduler.tasks.values()]
+      .filter((t) => t.sessionId === sessionId)
+      .sort((a, b) => a.attempts[0].startedAt - b.attempts[0].startedAt || a.seq - b.seq);
+    const highIds = new Set(high.map((t) => t.taskId));
+    const firstLow = order.findIndex((t) => !highIds.has(t.id));
+    assert.equal(firstLow, 6, `order: ${order.map((t) => t.options.priority).join(",")}`);
+  });
+
+  it("runs a partition's tasks only on its workers, and waits while none is connected", async () => {
+    const before = server.scheduler.workers.size;
+    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pa"]);
+    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pb"]);
+    await workersConnected(server, before + 2);
+    const sessionId = await client.createSession({ applicationName: "testapp" }, ["pa", "pb", "pc"]);
+    const payload = encodePayload("whoami");
+    const ta = await client.submitTasks(
+      sessionId,
+      Array.from({ length: 5 }, () => ({ payload })),
+      { partitionId: "pa" },
+    );
+    const tb = await client.submitTasks(
+      sessionId,
+      Array.from({ length: 5 }, () => ({ payload })),
+      { partitionId: "pb" },
+    );
+    const tc = await client.submitTasks(
+      sessionId,
+      Array.from({ length: 3 }, () => ({ payload })),
+      { partitionId: "pc" },
+    );
+    await client.waitResults(
+      [...ta, ...tb].map((t) => t.expectedOutputIds[0]),
+      { timeoutMs: 30_000 },
+    );
+    const workerOf = async (id: string) => (await client.getTask(id)).attempts[0].workerId;
+    const wa = new Set(await Promise.all(ta.map((t) => workerOf(t.taskId))));
+    const wb = new Set(await Promise.all(tb.map((t) => workerOf(t.taskId))));
+    assert.equal(wa.size, 1);
+    assert.equal(wb.size, 1);
+    assert.notDeepEqual([...wa], [...wb]);
+    for (const w of wa) assert.deepEqual(server.scheduler.workers.get(w)!.partitions, ["pa"]);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const t of tc) assert.equal((await client.getTask(t.taskId)).status, "SUBMITTED");
+    assert.equal((await client.health()).status, "DEGRADED");
+    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pc"]);
+    const r = await client.waitResults(
+      tc.map((t) => t.expectedOutputIds[0]),
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(r.timedOut, false);
+    for (const t of tc) assert.equal((await client.getTask(t.taskId)).status, "COMPLETED");
+  });
+
+  it("retries a task whose worker was killed with SIGKILL, once, on another worker", async () => {
+    const victim = worker(FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
+    await waitFor(
+      () => [...server.scheduler.workers.values()].some((w) => w.partitions.includes("kill")),
+      15_000,
+      "victim worker",
+    );
+    const sessionId = await client.createSession({
+      applicationName: "testapp",
+      partitionId: "kill",
+      maxRetries: 2,
+    });
+    const [t] = await client.submitTasks(sessionId, [{ payload: encodePayload("sleep", [1500]) }]);
+    await waitFor(
+      async () => (await client.getTask(t.taskId)).status === "PROCESSING",
+      15_000,
+      "task processing",
+    );
+    victim.child.kill("SIGKILL");
+    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
+    const r = await client.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
+    assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
+    const info = await client.getTask(t.taskId);
+    assert.equal(info.status, "COMPLETED");
+    assert.equal(info.attempts.length, 2);
+    assert.notEqual(info.attempts[0].workerId, info.attempts[1].workerId);
+    assert.match(info.attempts[0].error ?? "", /lost/);
+    const completions = (await client.listTasks({ filter: { sessionId } })).items.filter(
+      (x) => x.status === "COMPLETED",
+    );
+    assert.equal(completions.length, 1);
+  });
+
+  it("retries a method that throws maxRetries times, then ERROR with the error text; an ApplicationError is final", async () => {
+    const sessionId = await client.createSession({
+      applicationName: "testapp",
+      partitionId: "pa",
+      maxRetries: 2,
+    });
+    const [t, final] = await client.submitTasks(sessionId, [
+      { payload: encodePayload("fail", ["boom-123"]) },
+      { payload: encodePayload("appfail", ["bad input"]) },
+    ]);
+    await client.waitResults([t.expectedOutputIds[0], final.expectedOutputIds[0]], { timeoutMs: 30_000 });
+    const info = await client.getTask(t.taskId);
+    assert.equal(info.status, "ERROR");
+    assert.equal(info.attempts.length, 3);
+    assert.match(info.error ?? "", /boom-123/);
+    assert.equal((await client.getResult(t.expectedOutputIds[0])).status, "ABORTED");
+    const f = await client.getTask(final.taskId);
+    assert.equal(f.status, "ERROR");
+    assert.equal(f.attempts.length, 1);
+    assert.match(f.error ?? "", /bad input/);
+  });
+
+  it("stops a task past maxDuration as TIMEOUT, and the same worker then runs another task", async () => {
+    const sessionId = await client.createSession({ applicationName: "testapp", partitionId: "pb" });
+    const [spin] = await client.submitTasks(sessionId, [
+      { payload: encodePayload("spin", [20_000]), taskOptions: { maxDuration: 400 } },
+    ]);
+    await client.waitResults(spin.expectedOutputIds, { timeoutMs: 15_000 });
+    const info = await client.getTask(spin.taskId);
+    assert.equal(info.status, "TIMEOUT");
+    assert.equal(info.attempts.length, 1);
+    const [echo] = await client.submitTasks(sessionId, [{ payload: encodePayload("echo", ["after"]) }]);
+    const r = await client.waitResultsData(echo.expectedOutputIds, { timeoutMs: 15_000 });
+    assert.equal(decodeOutput(r.data.get(echo.expectedOutputIds[0])!), "after");
+    assert.equal((await client.getTask(echo.taskId)).attempts[0].workerId, info.attempts[0].workerId);
+  });
+
+  it("reports an unknown application or method as ERROR naming what was looked for", async () => {
+    const sessionId = await client.createSession({ partitionId: "pa" });
+    const [noApp] = await client.submitTasks(sessionId, [
+      { payload: encodePayload("x"), taskOptions: { applicationName: "nosuchapp", applicationVersion: "2" } },
+    ]);
+    const [noMethod] = await client.submitTasks(sessionId, [
+      { payload: encodePayload("nosuchmethod"), taskOptions: { applicationName: "testapp" } },
+    ]);
+    await client.waitResults([noApp.expectedOutputIds[0], noMethod.expectedOutputIds[0]], {
+      timeoutMs: 15_000,
+    });
+    const a = await client.getTask(noApp.taskId);
+    assert.equal(a.status, "ERROR");
+    assert.match(a.error ?? "", /nosuchapp\.2\.js/);
+    assert.match(a.error ?? "", /nosuchapp\.js/);
+    const m = await client.getTask(noMethod.taskId);
+    assert.equal(m.status, "ERROR");
+    assert.match(m.error ?? "", /nosuchmethod/);
+  });
+
+  it("completes a 20,000-task session", async () => {
+    const sessionId = await client.createSession({ applicationName: "hello" });
+    const outputs: string[] = [];
+    for (let b = 0; b < 4; b++) {
+      const ts = await client.submitTasks(
+        sessionId,
+        Array.from({ length: 5000 }, (_, i) => ({ payload: encodePayload("sum", [[b, i]]) })),
+      );
+      outputs.push(...ts.map((t) => t.expectedOutputIds[0]));
+    }
+    const r = await client.waitResultsData(outputs, { timeoutMs: 120_000 });
+    assert.equal(r.timedOut, false);
+    assert.equal(r.data.size, 20_000);
+    assert.equal(decodeOutput(r.data.get(outputs[5003])!), 1 + 3);
+    const counts = await client.countTasks({ sessionId });
+    assert.equal(counts.COMPLETED, 20_000);
+  });
+});
