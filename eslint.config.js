@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", ".zgrid/", "coverage/"] },
+  { ignores: ["dist/", "node_modules/", ".zgrid/", "coverage/", ".scratch/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -17,6 +17,16 @@ export default tseslint.config(
         clearInterval: "readonly",
         setImmediate: "readonly",
         URL: "readonly",
+        URLSearchParams: "readonly",
+        performance: "readonly",
+        fetch: "readonly",
+        queueMicrotask: "readonly",
+        structuredClone: "readonly",
+        SharedArrayBuffer: "readonly",
+        Atomics: "readonly",
+        TextEncoder: "readonly",
+        TextDecoder: "readonly",
+        AbortController: "readonly",
       },
     },
     rules: {

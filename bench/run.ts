@@ -77,13 +77,14 @@ async function startGrid(store: string, slots: number): Promise<Grid> {
   );
   const client = await connect(info.url);
   try {
-    while (
-      ((await client.getStatus().catch(() => null)) as { scheduler?: { workers: number } } | null)?.scheduler
-        ?.workers !== 1
-    ) {
+    while ((await client.listWorkers().catch(() => null))?.total !== 1) {
       if (Date.now() > deadline) throw new Error("the worker did not connect");
       await new Promise((r) => setTimeout(r, 50));
     }
+  } catch (err) {
+    worker.kill("SIGKILL");
+    server.kill("SIGKILL");
+    throw err;
   } finally {
     await client.close();
   }

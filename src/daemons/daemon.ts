@@ -39,10 +39,14 @@ export class ServerDaemon {
   readonly name: string;
   readonly commands = new CommandMap();
   protected readonly log: Logger;
+  // sendTimeout 0: a send never waits. With `mandatory`, a ROUTER reports POLLOUT only while some peer
+  // is connected, so a waiting send to a peer that has just gone would block forever, and with it every
+  // later reply of this socket; without waiting it fails at once with EHOSTUNREACH.
   private readonly socket = new Router({
     mandatory: true,
     sendHighWaterMark: 0,
     receiveHighWaterMark: 0,
+    sendTimeout: 0,
     linger: 200,
   });
   private readonly out: SendQueue;

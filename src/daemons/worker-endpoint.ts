@@ -35,10 +35,14 @@ export interface WorkerEndpointOptions {
  * heard from for three intervals is dead and its tasks are retried.
  */
 export class WorkerEndpoint implements WorkerLink {
+  // sendTimeout 0: a send never waits. With `mandatory`, a ROUTER reports POLLOUT only while some peer
+  // is connected, so a waiting send to a peer that has just gone would block forever, and with it every
+  // later reply of this socket; without waiting it fails at once with EHOSTUNREACH.
   private readonly socket = new Router({
     mandatory: true,
     sendHighWaterMark: 0,
     receiveHighWaterMark: 0,
+    sendTimeout: 0,
     linger: 0,
   });
   private readonly out: SendQueue;

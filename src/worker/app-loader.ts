@@ -68,7 +68,8 @@ export class AppLoader {
       throw new ApplicationError(`application module ${path} failed to load: ${String(err)}`, { cause: err });
     }
     // Also accept `export default defineService(...)`.
-    const mod = typeof ns.createService === "function" ? ns : (ns.default as Record<string, unknown> | undefined);
+    const mod =
+      typeof ns.createService === "function" ? ns : (ns.default as Record<string, unknown> | undefined);
     if (!mod || typeof mod.createService !== "function") {
       throw new ApplicationError(
         `application module ${path} does not export createService(serviceName, serviceNamespace)`,

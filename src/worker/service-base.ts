@@ -12,7 +12,15 @@ export interface ServiceSession {
 }
 
 // Names that belong to the lifecycle or to ServiceBase itself, never dispatched to as task methods.
-const RESERVED = new Set(["constructor", "call", "enterSession", "leaveSession", "destroy", "agent", "session"]);
+const RESERVED = new Set([
+  "constructor",
+  "call",
+  "enterSession",
+  "leaveSession",
+  "destroy",
+  "agent",
+  "session",
+]);
 
 /**
  * Base class of a service: default lifecycle methods, and `call`, which dispatches a task to the method of
@@ -50,7 +58,12 @@ export class ServiceBase {
   destroy(): void | Promise<void> {}
 
   /** Runs the task method `methodName` with the msgpack-packed `args`; returns the packed result. */
-  async call(session: ServiceSession, methodName: string, args: Uint8Array, agent: TaskAgent): Promise<Buffer> {
+  async call(
+    session: ServiceSession,
+    methodName: string,
+    args: Uint8Array,
+    agent: TaskAgent,
+  ): Promise<Buffer> {
     const method = this.#findMethod(methodName);
     let decoded: unknown;
     try {
@@ -73,18 +86,7 @@ export class ServiceBase {
 
   /** The names task methods can be called by, sorted. */
   methodNames(): string[] {
-    if (!this.#methods) {
-      const names = new Set<string>();
-      // Own properties first (arrow-function fields), then the class chain down to ServiceBase.
-      for (let obj: object | null = this; obj && obj !== ServiceBase.prototype && obj !== Object.prototype; ) {
-        for (const name of Object.getOwnPropertyNames(obj)) {
-          const desc = Object.getOwnPropertyDescriptor(obj, name);
-          if (typeof desc?.value === "function" && !name.startsWith("_") && !RESERVED.has(name)) names.add(name);
-        }
-        obj = Object.getPrototypeOf(obj) as object | null;
-      }
-      this.#methods = [...names].sort();
-    }
+    this.#methods ??= taskMethodNames(this);
     return this.#methods;
   }
 
@@ -100,8 +102,32 @@ export class ServiceBase {
   }
 }
 
+/** Function-valued own properties (arrow-function fields), then methods up the class chain to ServiceBase. */
+function taskMethodNames(service: ServiceBase): string[] {
+  const names = new Set<string>();
+  let obj: object | null = service;
+  while (obj && obj !== ServiceBase.prototype && obj !== Object.prototype) {
+    for (const name of Object.getOwnPropertyNames(obj)) {
+      const desc = Object.getOwnPropertyDescriptor(obj, name);
+      if (typeof desc?.value === "function" && !name.startsWith("_") && !RESERVED.has(name)) names.add(name);
+    }
+    obj = Object.getPrototypeOf(obj) as object | null;
+  }
+  return [...names].sort();
+}
+
 /** The lifecycle functions {@link defineService} returns, ready to be exported by an application module. */
-export type ServiceLifecycle<T extends ServiceBase> = Required<ApplicationModule<T, ServiceSession>>;
+export interface ServiceLifecycle<T extends ServiceBase> extends Required<
+  ApplicationModule<T, ServiceSession>
+> {
+  call(
+    service: T,
+    session: ServiceSession,
+    methodName: string,
+    args: Uint8Array,
+    agent: TaskAgent,
+  ): Promise<Buffer>;
+}
 
 /**
  * Wires the five lifecycle functions of an application module to a {@link ServiceBase}:

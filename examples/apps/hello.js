@@ -1,0 +1,26 @@
+// hello: the worker side of `zgrid hello` (seed 001). `sum(values)` returns the sum of a list of numbers;
+// `noop()` does nothing and returns null (what the benchmarks run).
+// Payload: { method: "sum", args: pack([[1, 2, 3]]) } → output: pack(6). The numbers may also come
+// spread, args: pack([1, 2, 3]).
+import { ApplicationError, ServiceBase, defineService } from "zgrid/worker";
+
+class HelloService extends ServiceBase {
+  sum(...values) {
+    const list = values.length === 1 && Array.isArray(values[0]) ? values[0] : values;
+    let total = 0;
+    for (const v of list) {
+      if (typeof v !== "number")
+        throw new ApplicationError(`sum takes a list of numbers, got ${JSON.stringify(v)}`);
+      total += v;
+    }
+    return total;
+  }
+
+  noop() {
+    return null;
+  }
+}
+
+export const { createService, enterSession, call, leaveSession, destroyService } = defineService(
+  () => new HelloService(),
+);

@@ -1,0 +1,105 @@
+/**
+ * What the pool (main thread) and an executor thread say to each other over postMessage. This is the hot
+ * path, so batches travel in columns (typed arrays, arrays of strings): structured clone is much cheaper
+ * on those than on one object per task. Payloads and outputs of a batch travel concatenated in one
+ * transferred ArrayBuffer: cloning a Uint8Array view copies its whole backing buffer (often an 8 KB pool
+ * slab), which would dwarf a no-op task.
+ */
+import type { WireTaskOptions, WireTaskOutcome } from "../protocol/worker-messages.js";
+
+/** The task options an executor thread needs: which service runs the task. */
+export type ThreadApp = Pick<
+  WireTaskOptions,
+  "applicationName" | "applicationVersion" | "applicationNamespace" | "applicationService"
+>;
+
+/** A task as an executor thread runs it. */
+export interface ThreadTask {
+  /** The pool's sequence number: unique per pool. */
+  seq: number;
+  taskId: string;
+  sessionId: string;
+  /** Shared by the tasks of a batch that run on the same service. */
+  options: ThreadApp;
+  expectedOutputIds: string[];
+  dataDependencies: string[];
+  attempt: number;
+}
+
+/** Per-task numbers of a {@link RunBatch}: `RUN_STRIDE` numbers per task, at these offsets. */
+export const RUN_STRIDE = 4;
+export const RUN_SEQ = 0;
+export const RUN_ATTEMPT = 1;
+export const RUN_APP = 2;
+export const RUN_PAYLOAD_LENGTH = 3;
+
+/** Tasks for a thread's queue, in columns; task i's payload is the next payload-length bytes of `payloads`. */
+export interface RunBatch {
+  t: "run";
+  numbers: Float64Array;
+  taskIds: string[];
+  sessionIds: string[];
+  expectedOutputIds: string[][];
+  dataDependencies: string[][];
+  /** The distinct services of the batch; RUN_APP indexes it. */
+  apps: ThreadApp[];
+  payloads: ArrayBuffer;
+}
+
+/** Pool → thread. */
+export type ToThread =
+  | RunBatch
+  /** Drop these queued tasks (cancelled): the thread reports them CANCELLED instead of running them. */
+  | { t: "skip"; seqs: number[] }
+  /** Drop the queue, finish the current task, leave sessions, destroy services, answer "stopped". */
+  | { t: "stop" };
+
+/** Outcomes as numbers, for the report's columns. */
+export const OUTCOMES: readonly WireTaskOutcome[] = ["COMPLETED", "FAILED", "ERROR", "TIMEOUT", "CANCELLED"];
+export const OUTCOME_CODE: Readonly<Record<WireTaskOutcome, number>> = {
+  COMPLETED: 0,
+  FAILED: 1,
+  ERROR: 2,
+  TIMEOUT: 3,
+  CANCELLED: 4,
+};
+
+/** Per-result numbers of a report: seq, outcome code, output length (-1: no output). */
+export const REPORT_STRIDE = 3;
+
+/**
+ * Thread → pool: tasks up to and including `started` (a seq, -1 if none yet) have begun; the results ended,
+ * in queue order. Result i's output is the next output-length bytes of `outputs`; its error, if any, is
+ * `errors[i]`. `busyMs`: time spent running those tasks (the pool sizes its batches from it).
+ */
+export interface Report {
+  t: "report";
+  started: number;
+  busyMs: number;
+  count: number;
+  numbers: Float64Array;
+  errors: (string | null)[] | null;
+  outputs: ArrayBuffer | null;
+}
+
+/** Thread → pool. */
+export type FromThread =
+  Report | { t: "log"; level: "info" | "warn" | "error"; msg: string; err?: string } | { t: "stopped" };
+
+/** What an executor thread is started with (`workerData`). */
+export interface ExecutorThreadData {
+  appPath: string;
+  /** A {@link ThreadState} buffer. */
+  state: SharedArrayBuffer;
+}
+
+/** Whether two tasks run on the same service (same application, version, namespace, service name). */
+export function sameApp(a: ThreadApp, b: ThreadApp): boolean {
+  return (
+    a === b ||
+    (a.applicationName === b.applicationName &&
+      (a.applicationVersion ?? "") === (b.applicationVersion ?? "") &&
+      (a.applicationNamespace ?? "") === (b.applicationNamespace ?? "") &&
+      (a.applicationService ?? "") === (b.applicationService ?? ""))
+  );
+}

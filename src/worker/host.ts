@@ -1,0 +1,365 @@
+import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
+import { hostname } from "node:os";
+import type { Dealer } from "zeromq";
+import type { Logger } from "../log.js";
+import { decode, isPlainObject } from "../protocol/codec.js";
+import { SendQueue } from "../protocol/send-queue.js";
+import {
+  WORKER_PROTOCOL_VERSION,
+  type ServerToWorker,
+  type TasksMsg,
+  type CancelMsg,
+} from "../protocol/worker-messages.js";
+import { ExecutorPool } from "./executor-pool.js";
+import { Outbox } from "./outbox.js";
+import { PayloadFetcher, type ReadyTask } from "./payload-fetcher.js";
+import { parseWorkerUrl } from "./worker-url.js";
+
+/** Options of a {@link WorkerHost}. */
+export interface WorkerHostOptions {
+  /** The server's worker endpoint, `tcp://HOST:PORT?token=TOKEN`. */
+  url: string;
+  /** The directory holding the application modules (`NAME.js`, `NAME.VER.js`). */
+  appPath: string;
+  /** Tasks run at once: one executor thread each. */
+  slots: number;
+  /** Partitions this worker takes tasks from. Default `["default"]`. */
+  partitions?: string[];
+  /**
+   * Tasks the server may send beyond `slots`, so threads never wait for the network. Default
+   * max(128, 32 × slots): short tasks need a deep pipeline for throughput (about 35k no-op tasks/s with 32,
+   * 70k with 128 on two cores). Lower it when tasks are long and several workers share them, so one worker
+   * does not hold tasks another could start at once.
+   */
+  prefetch?: number;
+  /** Default `HOSTNAME-PID-RANDOM`. */
+  workerId?: string;
+  /** Heartbeat interval, ms; the server's own interval (from WELCOME) wins when shorter. Default 1000. */
+  heartbeatMs?: number;
+  /** Heap limit of each executor thread, MB (default: Node's); a task going past it fails (FAILED). */
+  threadMemoryLimitMb?: number;
+  /** How long stop() lets a running task finish before its thread is terminated, ms. Default 3000. */
+  stopGraceMs?: number;
+  log?: Logger;
+}
+
+type HostState = "new" | "connecting" | "ready" | "stopping" | "closed";
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A worker host (`zgrid worker`): connects to the server's worker endpoint, takes task batches, runs them
+ * on executor threads and reports them. The main thread only talks to the server (READY, heartbeats,
+ * STARTED/DONE batches); application code runs on the threads, so a busy task never silences heartbeats.
+ *
+ * If nothing is heard from the server for three heartbeat intervals, it is considered lost: READY is sent
+ * every interval until a WELCOME comes back. Tasks keep running meanwhile and are still reported.
+ */
+export class WorkerHost {
+  /** Resolves once the host has stopped (after {@link stop}, or after the server rejected it). */
+  readonly closed: Promise<void>;
+  readonly workerId: string;
+
+  private readonly opts: Required<
+    Omit<WorkerHostOptions, "log" | "workerId" | "url" | "threadMemoryLimitMb">
+  > &
+    Pick<WorkerHostOptions, "threadMemoryLimitMb">;
+  private readonly endpoint: string;
+  private readonly token: string | undefined;
+  private log: Logger | undefined;
+  private pool: ExecutorPool | undefined;
+  private socket: Dealer | undefined;
+  private outbox: Outbox | undefined;
+  private sendQueue: SendQueue | undefined;
+  private fetcher: PayloadFetcher | undefined;
+  private state: HostState = "new";
+  private welcomed = false;
+  private lastHeard = 0;
+  private serverHeartbeatMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private welcome: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  private stopping: Promise<void> | undefined;
+  private resolveClosed!: () => void;
+
+  constructor(options: WorkerHostOptions) {
+    const { endpoint, token } = parseWorkerUrl(options.url);
+    this.endpoint = endpoint;
+    this.token = token;
+    if (!Number.isInteger(options.slots) || options.slots < 1) {
+      throw new Error(`slots must be a whole number of at least 1, got ${options.slots}`);
+    }
+    if (!isDirectory(options.appPath)) {
+      throw new Error(`the application directory ${options.appPath} does not exist or is not a directory`);
+    }
+    this.opts = {
+      appPath: options.appPath,
+      slots: options.slots,
+      partitions: options.partitions?.length ? options.partitions : ["default"],
+      prefetch: options.prefetch ?? Math.max(128, options.slots * 32),
+      heartbeatMs: options.heartbeatMs ?? 1000,
+      stopGraceMs: options.stopGraceMs ?? 3000,
+      threadMemoryLimitMb: options.threadMemoryLimitMb,
+    };
+    this.serverHeartbeatMs = this.opts.heartbeatMs;
+    this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    this.log = options.log?.child({ workerId: this.workerId });
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Connects and resolves once the server welcomed this worker; rejects if it refused (e.g. wrong token). */
+  start(): Promise<void> {
+    if (this.state !== "new") return Promise.reject(new Error("this worker host was already started"));
+    this.state = "connecting";
+    const welcomed = new Promise<void>((resolve, reject) => (this.welcome = { resolve, reject }));
+    // Handled by the caller through the promise returned below; this keeps a rejection that comes while
+    // connect() is still loading from being reported as unhandled.
+    welcomed.catch(() => {});
+    return this.connect().then(() => welcomed);
+  }
+
+  private async connect(): Promise<void> {
+    // zeromq and pino load here, not at import: application modules import "zgrid/worker" too, and each
+    // executor thread would otherwise load a ZeroMQ context and a logger it never uses.
+    const [{ Dealer }, log] = await Promise.all([import("zeromq"), this.log ?? defaultLogger(this.workerId)]);
+    this.log = log;
+    if (this.state !== "connecting") return; // stopped meanwhile
+    this.pool = new ExecutorPool({
+      appPath: this.opts.appPath,
+      slots: this.opts.slots,
+      threadMemoryLimitMb: this.opts.threadMemoryLimitMb,
+      log,
+      onStarted: (ids) => this.outbox?.taskStarted(ids),
+      onDone: (results) => this.outbox?.taskDone(results),
+    });
+    this.pool.start();
+    // linger: give BYE and the last DONE a moment to leave at close. immediate: while there is no
+    // connection, sends wait in the SendQueue instead of piling up in ZeroMQ, so tick() can see that and
+    // keep a single READY waiting (a server receiving a burst of READY would re-admit this worker each time).
+    const socket = new Dealer({ linger: 1000, immediate: true });
+    this.socket = socket;
+    this.sendQueue = new SendQueue(socket, log);
+    this.outbox = new Outbox(this.sendQueue);
+    this.fetcher = new PayloadFetcher(this.outbox);
+    socket.connect(this.endpoint);
+    void this.receive(socket);
+    this.lastHeard = Date.now();
+    this.sendReady();
+    this.timer = setInterval(() => this.tick(), this.heartbeatInterval());
+    log.info(
+      {
+        endpoint: this.endpoint,
+        slots: this.opts.slots,
+        partitions: this.opts.partitions,
+        appPath: this.opts.appPath,
+      },
+      "worker connecting",
+    );
+  }
+
+  /**
+   * Stops gracefully: reports what finished, says BYE (the server requeues what this worker still holds),
+   * lets each thread finish its current task (up to stopGraceMs), leave its sessions and destroy its
+   * services, then closes the socket.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.state = "stopping";
+    clearInterval(this.timer);
+    this.welcome?.reject(new Error("the worker host was stopped before the server welcomed it"));
+    this.welcome = undefined;
+    if (this.outbox) {
+      this.outbox.flush();
+      this.outbox.send({ t: "BYE" });
+    }
+    this.fetcher?.clear();
+    await this.pool?.stop(this.opts.stopGraceMs);
+    if (this.socket) {
+      // Let BYE reach ZeroMQ, but never hang on a server that is gone.
+      await Promise.race([this.sendQueue?.idle(), sleep(1000)]);
+      this.socket.close();
+    }
+    this.state = "closed";
+    this.log?.info("worker stopped");
+    this.resolveClosed();
+  }
+
+  private heartbeatInterval(): number {
+    return Math.min(this.opts.heartbeatMs, this.serverHeartbeatMs);
+  }
+
+  private sendReady(): void {
+    this.outbox?.send({
+      t: "READY",
+      v: WORKER_PROTOCOL_VERSION,
+      token: this.token,
+      workerId: this.workerId,
+      partitions: this.opts.partitions,
+      slots: this.opts.slots,
+      prefetch: this.opts.prefetch,
+      host: hostname(),
+      pid: process.pid,
+    });
+  }
+
+  /** Every heartbeat interval: heartbeat while welcomed; notice a silent server; READY until welcomed. */
+  private tick(): void {
+    const silentMs = Date.now() - this.lastHeard;
+    if (this.welcomed && silentMs > 3 * this.serverHeartbeatMs) {
+      this.welcomed = false;
+      this.state = "connecting";
+      this.log?.warn(
+        { silentMs, held: this.pool!.held },
+        "server lost: nothing heard from it; sending READY until it answers",
+      );
+    }
+    if (this.welcomed) {
+      this.outbox?.send({ t: "HEARTBEAT" });
+    } else if (this.sendQueue?.pending === 0) {
+      // (While ZeroMQ accepts nothing, READYs would only pile up in memory.)
+      this.sendReady();
+    }
+  }
+
+  private async receive(socket: Dealer): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        this.lastHeard = Date.now();
+        this.onFrames(frames);
+      }
+    } catch (err) {
+      if (this.state !== "stopping" && this.state !== "closed") {
+        this.log?.error({ err: (err as Error).message }, "worker socket failed");
+      }
+    }
+    // The socket is gone: without it this host can do nothing more.
+    if (this.state !== "stopping" && this.state !== "closed") void this.stop();
+  }
+
+  private onFrames(frames: Buffer[]): void {
+    // A DEALER receives what the ROUTER sent after the peer's identity: "" HEADER BLOB*.
+    const h = frames.length > 0 && frames[0].length === 0 ? 1 : 0;
+    let msg: unknown;
+    try {
+      msg = decode(frames[h] ?? EMPTY);
+    } catch {
+      this.log?.warn("ignoring a message from the server that is not msgpack");
+      return;
+    }
+    if (!isPlainObject(msg) || typeof msg.t !== "string") {
+      this.log?.warn("ignoring a message from the server without a type");
+      return;
+    }
+    if (this.state === "stopping" || this.state === "closed") return;
+    this.handle(msg as unknown as ServerToWorker, frames, h + 1);
+  }
+
+  private handle(msg: ServerToWorker, frames: Buffer[], base: number): void {
+    switch (msg.t) {
+      case "WELCOME":
+        this.onWelcome(msg.heartbeatMs);
+        break;
+      case "REJECT": {
+        const err = new Error(`the server rejected this worker: ${msg.msg} (${msg.code})`);
+        this.log?.error({ code: msg.code }, err.message);
+        this.welcome?.reject(err);
+        this.welcome = undefined;
+        void this.stop();
+        break;
+      }
+      case "HEARTBEAT":
+        break;
+      case "TASKS":
+        this.onTasks(msg, frames, base);
+        break;
+      case "CANCEL":
+        this.onCancel(msg);
+        break;
+      case "DATA": {
+        const { ready, failed } = this.fetcher!.onData(msg, frames, base);
+        if (failed.length > 0) this.outbox!.taskDone(failed);
+        if (ready.length > 0) this.pool!.submit(ready);
+        break;
+      }
+      case "RECONNECT":
+        this.log?.warn({ reason: msg.msg }, "the server does not know this worker; sending READY again");
+        this.welcomed = false;
+        this.state = "connecting";
+        this.sendReady();
+        break;
+      default:
+        this.log?.warn({ t: (msg as { t: string }).t }, "ignoring a message of unknown type from the server");
+    }
+  }
+
+  private onWelcome(heartbeatMs: number | undefined): void {
+    const wasLost = this.state === "connecting" && this.welcome === undefined;
+    this.welcomed = true;
+    this.state = "ready";
+    if (typeof heartbeatMs === "number" && heartbeatMs > 0 && heartbeatMs !== this.serverHeartbeatMs) {
+      // The server counts our missed heartbeats by its interval: beat at least that often.
+      this.serverHeartbeatMs = heartbeatMs;
+      clearInterval(this.timer);
+      this.timer = setInterval(() => this.tick(), this.heartbeatInterval());
+    }
+    if (this.welcome) {
+      this.log?.info({ heartbeatMs: this.serverHeartbeatMs }, "worker welcomed by the server");
+      this.welcome.resolve();
+      this.welcome = undefined;
+    } else if (wasLost) {
+      this.log?.info({ held: this.pool!.held }, "server back: worker welcomed again");
+      this.fetcher?.refetch();
+    }
+  }
+
+  private onTasks(msg: TasksMsg, frames: Buffer[], base: number): void {
+    const ready: ReadyTask[] = [];
+    for (const task of msg.tasks ?? []) {
+      // A task already held is a duplicate delivery (e.g. after a reconnection): run it once.
+      if (this.pool!.has(task.taskId) || this.fetcher!.has(task.taskId)) continue;
+      if (typeof task.payload === "number") {
+        const payload = frames[base + task.payload];
+        if (payload) {
+          ready.push({ task, payload });
+          continue;
+        }
+        this.log?.warn({ taskId: task.taskId }, "TASKS named a payload frame that is missing; fetching it");
+      }
+      this.fetcher!.need(task);
+    }
+    if (ready.length > 0) this.pool!.submit(ready);
+  }
+
+  private onCancel(msg: CancelMsg): void {
+    const ids = msg.taskIds ?? [];
+    const reason = msg.reason ? `cancelled: ${msg.reason}` : "cancelled";
+    const waiting = this.fetcher!.cancel(ids);
+    if (waiting.length > 0) {
+      this.outbox!.taskDone(
+        waiting.map((taskId) => ({ taskId, status: "CANCELLED" as const, error: reason })),
+      );
+    }
+    this.pool!.cancel(ids, reason);
+  }
+}
+
+async function defaultLogger(workerId: string): Promise<Logger> {
+  const { createLogger } = await import("../log.js");
+  return createLogger("info", "zgrid-worker").child({ workerId });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,21 @@
+/** Where and how a worker host connects: the parts of `tcp://HOST:PORT?token=T`. */
+export interface WorkerEndpoint {
+  /** The ZeroMQ endpoint, `tcp://HOST:PORT`. */
+  endpoint: string;
+  token: string | undefined;
+}
+
+/** Splits a worker URL into the ZeroMQ endpoint and the token; throws a clear Error when it is not one. */
+export function parseWorkerUrl(url: string): WorkerEndpoint {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`invalid worker URL "${url}": expected tcp://HOST:PORT?token=TOKEN`);
+  }
+  if (parsed.protocol !== "tcp:" || !parsed.hostname || !parsed.port) {
+    throw new Error(`invalid worker URL "${url}": expected tcp://HOST:PORT?token=TOKEN`);
+  }
+  const token = parsed.searchParams.get("token") ?? undefined;
+  return { endpoint: `tcp://${parsed.host}`, token: token || undefined };
+}
