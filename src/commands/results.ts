@@ -1,11 +1,10 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
-import { isPlainObject } from "../protocol/codec.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { RESULT_STATUSES } from "../scheduler/model.js";
-import type { NewResult } from "../scheduler/scheduler.js";
+import { parseNewResult } from "../scheduler/submission-args.js";
 import { resultView } from "../scheduler/views.js";
 
 /** The longest a results.wait may hold its reply. */
@@ -17,23 +16,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("results.create", (req) => {
     const sessionId = str(req.args, "sessionId");
-    const items: NewResult[] = list(req.args, "results").map((raw, i) => {
-      if (!isPlainObject(raw)) throw invalidArgument(`results[${i}] must be a map {name, data?}`);
-      const name = raw.name ?? "";
-      if (typeof name !== "string") throw invalidArgument(`results[${i}].name must be a string`);
-      if (raw.data === undefined || raw.data === null) return { name };
-      if (
-        typeof raw.data !== "number" ||
-        !Number.isInteger(raw.data) ||
-        raw.data < 0 ||
-        raw.data >= req.blobs.length
-      ) {
-        throw invalidArgument(
-          `results[${i}].data must be the index of a blob of this request (it has ${req.blobs.length})`,
-        );
-      }
-      return { name, data: req.blobs[raw.data] };
-    });
+    const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
     const created = scheduler.createResults(sessionId, items);
     return { msg: created.map((r) => ({ resultId: r.id, name: r.name, status: r.status })) };
   });

@@ -1,11 +1,10 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optMap, str, strList } from "../protocol/args.js";
-import { isPlainObject } from "../protocol/codec.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
-import type { TaskSubmission } from "../scheduler/scheduler.js";
+import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
 
@@ -17,58 +16,6 @@ const TASK_FILTERS = [
   "createdAfter",
   "createdBefore",
 ] as const;
-
-function idList(raw: Record<string, unknown>, key: string, where: string): string[] | undefined {
-  const v = raw[key];
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
-    throw invalidArgument(`${where}.${key} must be a list of ids`);
-  return v as string[];
-}
-
-/** One task of tasks.submit, type-checked; the scheduler checks that the ids exist. */
-function parseSubmission(raw: unknown, i: number, blobs: Buffer[]): TaskSubmission {
-  const where = `tasks[${i}]`;
-  if (!isPlainObject(raw))
-    throw invalidArgument(
-      `${where} must be a map {payloadId, expectedOutputIds, dataDependencies?, taskOptions?}`,
-    );
-  const sub: TaskSubmission = {};
-  if (raw.payloadId !== undefined) {
-    if (typeof raw.payloadId !== "string") throw invalidArgument(`${where}.payloadId must be a result id`);
-    sub.payloadId = raw.payloadId;
-  } else if (raw.payload !== undefined) {
-    if (
-      typeof raw.payload !== "number" ||
-      !Number.isInteger(raw.payload) ||
-      raw.payload < 0 ||
-      raw.payload >= blobs.length
-    ) {
-      throw invalidArgument(
-        `${where}.payload must be the index of a blob of this request (it has ${blobs.length})`,
-      );
-    }
-    sub.payload = blobs[raw.payload];
-  } else {
-    throw invalidArgument(`${where} needs a payloadId (or an inline payload blob index)`);
-  }
-  sub.expectedOutputIds = idList(raw, "expectedOutputIds", where);
-  sub.dataDependencies = idList(raw, "dataDependencies", where);
-  if (raw.outputCount !== undefined) {
-    if (
-      typeof raw.outputCount !== "number" ||
-      !Number.isInteger(raw.outputCount) ||
-      raw.outputCount < 0 ||
-      raw.outputCount > 1000
-    ) {
-      throw invalidArgument(`${where}.outputCount must be an integer from 0 to 1000`);
-    }
-    sub.outputCount = raw.outputCount;
-  }
-  if (raw.taskOptions !== undefined)
-    sub.taskOptions = parseTaskOptions(raw.taskOptions, `${where}.taskOptions`);
-  return sub;
-}
 
 function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
   const { sessionId, status, partitionId, applicationName, createdAfter, createdBefore } = q;

@@ -1,6 +1,10 @@
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
+import { list, optMap, str, strList } from "../protocol/args.js";
 import { decode, encode, isPlainObject } from "../protocol/codec.js";
+import { ZgridError, invalidArgument } from "../protocol/errors.js";
+import { parseNewResult, parseSubmission } from "../scheduler/submission-args.js";
+import { parseTaskOptions } from "../scheduler/task-options.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import type { WireCompletion, WireTask, WireTaskOutcome } from "../protocol/worker-messages.js";
 import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
@@ -166,6 +170,9 @@ export class WorkerEndpoint implements WorkerLink {
         case "FETCH":
           this.fetch(identity, header);
           break;
+        case "AGENT":
+          this.agent(identity, workerId, header, frames);
+          break;
         case "BYE":
           this.forget(workerId, "it said goodbye");
           break;
@@ -246,6 +253,60 @@ export class WorkerEndpoint implements WorkerLink {
       });
     }
     return out;
+  }
+
+  /** An agent call of a running task: answered with AGENT_REPLY, errors as protocol codes. */
+  private agent(identity: Buffer, workerId: string, h: Record<string, unknown>, frames: Buffer[]): void {
+    const rid = h.rid;
+    const blobs = frames.slice(3);
+    const scheduler = this.opts.scheduler;
+    const args = isPlainObject(h.args) ? h.args : {};
+    try {
+      if (typeof h.taskId !== "string") throw invalidArgument("AGENT needs the taskId of the running task");
+      const taskId = h.taskId;
+      let msg: unknown;
+      let out: Buffer[] | undefined;
+      switch (h.op) {
+        case "createResults":
+          msg = scheduler
+            .agentCreateResults(
+              workerId,
+              taskId,
+              list(args, "results").map((raw, i) => parseNewResult(raw, i, blobs)),
+            )
+            .map((r) => ({ resultId: r.id, name: r.name, status: r.status }));
+          break;
+        case "uploadData": {
+          if (blobs.length === 0) throw invalidArgument("uploadData needs the data as a blob");
+          const resultId = str(args, "resultId");
+          const data = blobs.length === 1 ? blobs[0] : Buffer.concat(blobs);
+          scheduler.agentUpload(workerId, taskId, resultId, data);
+          msg = { resultId, size: data.length };
+          break;
+        }
+        case "submitTasks": {
+          const options = parseTaskOptions(optMap(args, "taskOptions"), "taskOptions");
+          const items = list(args, "tasks").map((raw, i) => parseSubmission(raw, i, blobs));
+          msg = scheduler
+            .agentSubmit(workerId, taskId, options, items)
+            .map((t) => ({ taskId: t.id, payloadId: t.payloadId, expectedOutputIds: t.expectedOutputIds }));
+          break;
+        }
+        case "getData": {
+          const resultIds = strList(args, "resultIds");
+          out = scheduler.agentGetData(workerId, taskId, resultIds);
+          msg = { resultIds };
+          break;
+        }
+        default:
+          throw invalidArgument(`unknown agent operation ${JSON.stringify(h.op)}`);
+      }
+      this.send(identity, { t: "AGENT_REPLY", rid, ok: true, msg }, out);
+    } catch (err) {
+      const code = err instanceof ZgridError ? err.code : "INTERNAL";
+      if (!(err instanceof ZgridError)) this.log.error({ err, worker: workerId }, "agent call failed");
+      this.send(identity, { t: "AGENT_REPLY", rid, ok: false, code, error: (err as Error).message });
+    }
   }
 
   private fetch(identity: Buffer, h: Record<string, unknown>): void {

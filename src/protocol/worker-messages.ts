@@ -79,7 +79,25 @@ export interface FetchMsg {
 export interface ByeMsg {
   t: "BYE";
 }
-export type WorkerToServer = ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | FetchMsg | ByeMsg;
+/**
+ * An agent call made by application code during a task (design §6; seed 002's agent/worker exchange).
+ * What it creates is staged and committed only if the task's attempt succeeds.
+ * - createResults: args {results: [{name, data?: blob index}]} → msg [{resultId, name, status}]
+ * - uploadData: args {resultId} + one blob → msg {resultId, size}; for a result this task created or
+ *   one of its expected outputs
+ * - submitTasks: args {tasks: [{payloadId? | payload?: blob index, expectedOutputIds?, outputCount?,
+ *   dataDependencies?, taskOptions?}], taskOptions?} → msg [{taskId, payloadId, expectedOutputIds}];
+ *   a child whose expectedOutputIds include one of the parent's takes it over (delegation)
+ * - getData: args {resultIds} → msg {resultIds}, one blob per id in order (each must be COMPLETED)
+ */
+export interface AgentMsg {
+  t: "AGENT";
+  rid: number;
+  taskId: string;
+  op: "createResults" | "uploadData" | "submitTasks" | "getData";
+  args: Record<string, unknown>;
+}
+export type WorkerToServer = ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | FetchMsg | ByeMsg | AgentMsg;
 
 // ---- server → worker -------------------------------------------------------------------------------
 export interface WelcomeMsg {

@@ -72,6 +72,16 @@ interface ResultWaiter {
   finish: () => void;
 }
 
+/** What one running attempt created through its agent. */
+interface AttemptStaging {
+  /** Results created (metadata in the results map, not yet announced). */
+  results: Set<string>;
+  /** Data for results, applied at commit. */
+  uploads: Map<string, Buffer>;
+  /** Child tasks, inserted at commit. */
+  children: Task[];
+}
+
 export interface SchedulerOptions {
   log: Logger;
   maxBatch: number;
@@ -112,6 +122,8 @@ export class Scheduler {
   >;
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
+  /** task id → what its running attempt created through the agent, committed only on success. */
+  private readonly staged = new Map<string, AttemptStaging>();
   private link: WorkerLink | null = null;
   private seq = 0;
   private dispatchScheduled = false;
@@ -176,7 +188,8 @@ export class Scheduler {
     return items.map((item) => this.newResult(sessionId, item.name, item.data));
   }
 
-  private newResult(sessionId: string, name: string, data?: Buffer): Result {
+  /** A new result; with `staging` it belongs to a running attempt and is announced only when committed. */
+  private newResult(sessionId: string, name: string, data?: Buffer, staging?: AttemptStaging | null): Result {
     const r: Result = {
       id: this.ids.next("r"),
       sessionId,
@@ -189,6 +202,11 @@ export class Scheduler {
       completedAt: null,
     };
     this.results.set(r.id, r);
+    if (staging) {
+      staging.results.add(r.id);
+      if (data) staging.uploads.set(r.id, data);
+      return r;
+    }
     this.events.newResult(r);
     if (data) this.completeResult(r, data);
     return r;
@@ -332,6 +350,23 @@ export class Scheduler {
     const session = this.session(sessionId);
     this.requireSubmission(session);
     this.requireBatch(items.length, "tasks");
+    const options = this.validateSubmission(session, submissionOptions, items, null);
+    const tasks = this.buildTasks(sessionId, items, options, null);
+    for (const t of tasks) this.insertTask(t);
+    return tasks;
+  }
+
+  /**
+   * Checks a batch before anything is created. `parent`: the task submitting children through its
+   * agent; its own expected outputs may be handed to a child (delegation).
+   */
+  private validateSubmission(
+    session: Session,
+    submissionOptions: Partial<TaskOptions>,
+    items: TaskSubmission[],
+    parent: Task | null,
+  ): TaskOptions[] {
+    const sessionId = session.id;
     const claimed = new Set<string>();
     const options: TaskOptions[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
@@ -344,7 +379,7 @@ export class Scheduler {
         const r = this.sessionResult(sessionId, id, `${where} expected output`);
         if (r.status !== "CREATED")
           throw failedPrecondition(`${where}: expected output ${id} is ${r.status}, not CREATED`);
-        if (r.ownerTaskId !== null) {
+        if (r.ownerTaskId !== null && r.ownerTaskId !== parent?.id) {
           const owner = this.tasks.get(r.ownerTaskId);
           if (owner && !FINAL_TASK_STATUSES.has(owner.status)) {
             throw failedPrecondition(`${where}: expected output ${id} is already owned by task ${owner.id}`);
@@ -364,21 +399,33 @@ export class Scheduler {
       }
       options[i] = merged;
     }
+    return options;
+  }
 
+  /** Makes the Task objects and their inline payload / new output results; inserts no task. */
+  private buildTasks(
+    sessionId: string,
+    items: TaskSubmission[],
+    options: TaskOptions[],
+    staging: AttemptStaging | null,
+  ): Task[] {
     const now = Date.now();
     const created: Task[] = new Array(items.length);
+    const result = (name: string, data?: Buffer): string => {
+      const r = this.newResult(sessionId, name, data, staging);
+      return r.id;
+    };
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const id = this.ids.next("t");
-      let payloadId = item.payloadId;
-      if (payloadId === undefined) payloadId = this.newResult(sessionId, `${id}-payload`, item.payload).id;
+      const payloadId = item.payloadId ?? result(`${id}-payload`, item.payload);
       let outputs = item.expectedOutputIds;
       if (outputs === undefined || outputs.length === 0) {
         const n = item.outputCount ?? (outputs === undefined ? 1 : 0);
         outputs = [];
-        for (let k = 0; k < n; k++) outputs.push(this.newResult(sessionId, `${id}-output-${k}`).id);
+        for (let k = 0; k < n; k++) outputs.push(result(`${id}-output-${k}`));
       }
-      const task: Task = {
+      created[i] = {
         id,
         sessionId,
         payloadId,
@@ -386,7 +433,7 @@ export class Scheduler {
         dataDependencies: item.dataDependencies ?? [],
         options: options[i],
         status: "PENDING",
-        seq: this.seq++,
+        seq: 0,
         createdAt: now,
         submittedAt: null,
         startedAt: null,
@@ -396,20 +443,115 @@ export class Scheduler {
         remainingDeps: 0,
         workerId: null,
       };
-      this.counts.PENDING++;
-      this.tasks.set(id, task);
-      session.taskCount++;
-      created[i] = task;
-      this.events.newTask(task);
-      for (const out of outputs) {
-        const r = this.results.get(out)!;
-        const previous = r.ownerTaskId;
-        r.ownerTaskId = id;
-        this.events.resultOwner(r, previous);
-      }
-      this.trackDependencies(task);
     }
     return created;
+  }
+
+  /** Makes a built task live: known, owning its outputs, queued once its dependencies are there. */
+  private insertTask(task: Task): void {
+    task.seq = this.seq++;
+    this.counts.PENDING++;
+    this.tasks.set(task.id, task);
+    const session = this.sessions.get(task.sessionId);
+    if (session) session.taskCount++;
+    this.events.newTask(task);
+    for (const out of task.expectedOutputIds) {
+      const r = this.results.get(out);
+      if (!r) continue;
+      const previous = r.ownerTaskId;
+      r.ownerTaskId = task.id;
+      this.events.resultOwner(r, previous);
+    }
+    this.trackDependencies(task);
+  }
+
+  // ---- the agent: what a running task creates, staged until it succeeds ----------------------------
+
+  /** The task `taskId` if it is running on `workerId`, else FAILED_PRECONDITION. */
+  private runningTask(workerId: string, taskId: string): Task {
+    const t = this.tasks.get(taskId);
+    if (!t || t.workerId !== workerId || (t.status !== "DISPATCHED" && t.status !== "PROCESSING")) {
+      throw failedPrecondition(
+        `task ${taskId} is not running on worker ${workerId}: its agent calls are refused`,
+      );
+    }
+    return t;
+  }
+
+  private staging(task: Task): AttemptStaging {
+    let st = this.staged.get(task.id);
+    if (!st) {
+      st = { results: new Set(), uploads: new Map(), children: [] };
+      this.staged.set(task.id, st);
+    }
+    return st;
+  }
+
+  agentCreateResults(workerId: string, taskId: string, items: NewResult[]): Result[] {
+    const task = this.runningTask(workerId, taskId);
+    this.requireBatch(items.length, "results");
+    const st = this.staging(task);
+    return items.map((item) => {
+      const r = this.newResult(task.sessionId, item.name, undefined, st);
+      if (item.data) st.uploads.set(r.id, item.data);
+      return r;
+    });
+  }
+
+  agentUpload(workerId: string, taskId: string, resultId: string, data: Buffer): void {
+    const task = this.runningTask(workerId, taskId);
+    const st = this.staging(task);
+    const r = this.sessionResult(task.sessionId, resultId);
+    const own =
+      st.results.has(resultId) || (task.expectedOutputIds.includes(resultId) && r.ownerTaskId === task.id);
+    if (!own)
+      throw failedPrecondition(
+        `task ${taskId} may upload only results it created or its expected outputs, not ${resultId}`,
+      );
+    if (r.status !== "CREATED")
+      throw failedPrecondition(`result ${resultId} is ${r.status}: only a CREATED result takes data`);
+    st.uploads.set(resultId, data);
+  }
+
+  agentSubmit(
+    workerId: string,
+    taskId: string,
+    submissionOptions: Partial<TaskOptions>,
+    items: TaskSubmission[],
+  ): Task[] {
+    const task = this.runningTask(workerId, taskId);
+    const session = this.session(task.sessionId);
+    this.requireSubmission(session);
+    this.requireBatch(items.length, "tasks");
+    const options = this.validateSubmission(session, submissionOptions, items, task);
+    const st = this.staging(task);
+    const children = this.buildTasks(task.sessionId, items, options, st);
+    st.children.push(...children);
+    return children;
+  }
+
+  agentGetData(workerId: string, taskId: string, resultIds: string[]): Buffer[] {
+    const task = this.runningTask(workerId, taskId);
+    const st = this.staged.get(task.id);
+    return resultIds.map((id) => {
+      const own = st?.uploads.get(id);
+      if (own) return own;
+      const r = this.sessionResult(task.sessionId, id);
+      if (r.status !== "COMPLETED" || !r.data)
+        throw failedPrecondition(`result ${id} is ${r.status}: it has no data yet`);
+      return r.data;
+    });
+  }
+
+  /** A failed or retried attempt leaves nothing behind: its results and children vanish. */
+  private discardStaging(task: Task): void {
+    const st = this.staged.get(task.id);
+    if (!st) return;
+    this.staged.delete(task.id);
+    for (const id of st.results) {
+      this.results.delete(id);
+      this.dependents.delete(id);
+    }
   }
 
   /** Queues the task now if its payload and dependencies are COMPLETED, else waits for them. */
@@ -597,26 +739,53 @@ export class Scheduler {
     }
   }
 
+  /**
+   * A successful attempt: every expected output must be produced (the returned value completes the
+   * first), uploaded through the agent, or delegated to a child; then what the attempt staged is
+   * committed, and the outputs completed.
+   */
   private succeedTask(task: Task, output: Buffer): void {
     this.closeAttempt(task, "COMPLETED", null);
-    const [first, ...rest] = task.expectedOutputIds;
-    const missing = rest.filter((id) => this.results.get(id)?.status === "CREATED");
+    const st = this.staged.get(task.id);
+    const delegated = new Set<string>();
+    if (st) for (const child of st.children) for (const id of child.expectedOutputIds) delegated.add(id);
+    const [first] = task.expectedOutputIds;
+    const missing = task.expectedOutputIds.filter((id, i) => {
+      const r = this.results.get(id);
+      if (!r || r.ownerTaskId !== task.id || r.status !== "CREATED") return false;
+      return i > 0 && !delegated.has(id) && !st?.uploads.has(id);
+    });
     if (missing.length > 0) {
-      const msg = `the task returned without producing its outputs ${missing.join(", ")}`;
-      this.finishTask(task, "ERROR", msg);
+      this.finishTask(task, "ERROR", `the task returned without producing its outputs ${missing.join(", ")}`);
       return;
     }
     task.workerId = null;
     task.endedAt = Date.now();
+    if (st) {
+      this.staged.delete(task.id);
+      for (const id of st.results) {
+        const r = this.results.get(id);
+        if (r) this.events.newResult(r);
+      }
+      for (const [id, data] of st.uploads) {
+        const r = this.results.get(id);
+        if (r && r.status === "CREATED" && !task.expectedOutputIds.includes(id)) this.completeResult(r, data);
+      }
+      for (const child of st.children) this.insertTask(child);
+    }
     this.setStatus(task, "COMPLETED");
-    if (first !== undefined) {
-      const r = this.results.get(first);
-      if (r && r.status === "CREATED") this.completeResult(r, output);
+    for (const id of task.expectedOutputIds) {
+      const r = this.results.get(id);
+      if (!r || r.ownerTaskId !== task.id || r.status !== "CREATED") continue;
+      const uploaded = st?.uploads.get(id);
+      if (uploaded) this.completeResult(r, uploaded);
+      else if (id === first) this.completeResult(r, output);
     }
   }
 
   /** An attempt that may be retried: crash, lost worker, uncaught exception. */
   private failAttempt(task: Task, error: string, lost: boolean): void {
+    this.discardStaging(task);
     this.closeAttempt(task, lost ? "LOST" : "FAILED", error);
     task.workerId = null;
     if (task.status === "CANCELLING") {
@@ -632,6 +801,7 @@ export class Scheduler {
 
   /** Ends a task that did not succeed; its outputs are aborted, and with them what waits on them. */
   private finishTask(task: Task, status: TaskStatus, error: string | null): void {
+    this.discardStaging(task);
     task.workerId = null;
     task.error = error;
     task.endedAt = Date.now();
