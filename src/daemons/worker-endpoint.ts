@@ -154,8 +154,11 @@ export class WorkerEndpoint implements WorkerLink {
       this.send(identity, { t: "RECONNECT", msg: "this server does not know you: send READY" });
       return;
     }
-    this.lastSeen.set(workerId, Date.now());
+    const now = Date.now();
+    this.lastSeen.set(workerId, now);
     const scheduler = this.opts.scheduler;
+    const state = scheduler.workers.get(workerId);
+    if (state) state.lastHeartbeat = now;
     try {
       switch (header.t) {
         case "HEARTBEAT":
