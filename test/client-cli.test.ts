@@ -1,6 +1,7 @@
 /**
  * The admin commands of the zgrid CLI (design §7): ruok, status, metrics, shutdown, each finding the
- * server by --url, ZGRID_URL or --connection-info; usage errors exit 2.
+ * server by --url, ZGRID_URL or --connection-info; usage errors exit 2. Each test spawns CLI processes and
+ * waits for them, so the tests of a suite run concurrently.
  */
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
@@ -28,7 +29,7 @@ function target(
   }
 }
 
-describe("zgrid ruok, status, metrics against a running server", () => {
+describe("zgrid ruok, status, metrics against a running server", { concurrency: true }, () => {
   let server: Server;
   let info: ConnectionInfo;
   let dir: string;
@@ -100,7 +101,7 @@ describe("zgrid ruok, status, metrics against a running server", () => {
   });
 });
 
-describe("zgrid shutdown", () => {
+describe("zgrid shutdown", { concurrency: true }, () => {
   for (const mode of MODES) {
     it(`with ${mode}: the server stops and removes its connection-info file`, async () => {
       const dir = tempDir();
@@ -123,7 +124,7 @@ describe("zgrid shutdown", () => {
   }
 });
 
-describe("usage errors exit 2", () => {
+describe("usage errors exit 2", { concurrency: true }, () => {
   it("an unknown command, bad flags, no server given, an unreadable connection-info file", async () => {
     const dir = tempDir();
     try {

@@ -53,7 +53,7 @@ async function pendingResult(client: ZgridClient): Promise<string> {
   return created.resultId;
 }
 
-describe("stopping a zgrid server child process", () => {
+describe("stopping a zgrid server child process", { concurrency: true }, () => {
   it("the shutdown command: in-flight requests are answered, exit 0, connection-info file removed", async (t) => {
     const { proc, info, infoFile, dir } = await spawnServer();
     t.after(async () => {

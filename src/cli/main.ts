@@ -12,6 +12,7 @@ import {
   runShutdown,
   runStatus,
 } from "./admin-cmds.js";
+import { EVENTS_HELP, dataHelp, runData, runEvents } from "./data-cmds.js";
 import { DEMO_HELP, runDemo } from "./demo-cmd.js";
 import { HELLO_HELP, runHello } from "./hello-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
@@ -48,6 +49,14 @@ const COMMANDS: Record<string, Subcommand> = {
     help: METRICS_HELP,
     run: runMetrics,
   },
+  sessions: {
+    summary: "list, show or cancel sessions",
+    help: dataHelp("sessions"),
+    run: (a) => runData("sessions", a),
+  },
+  tasks: { summary: "list, show or cancel tasks", help: dataHelp("tasks"), run: (a) => runData("tasks", a) },
+  results: { summary: "list or show results", help: dataHelp("results"), run: (a) => runData("results", a) },
+  events: { summary: "watch a session's events live", help: EVENTS_HELP, run: runEvents },
   shutdown: { summary: "shut the server down gracefully", help: SHUTDOWN_HELP, run: runShutdown },
 };
 

@@ -46,9 +46,40 @@ export interface RunBatch {
   payloads: ArrayBuffer;
 }
 
+/** The agent operations of the worker protocol (AGENT's `op`). */
+export type AgentOp = "createResults" | "uploadData" | "submitTasks" | "getData";
+
+/**
+ * Thread → pool: an agent call of the running task. `rid` is the thread's own call number; the blobs
+ * travel concatenated in `data` (transferred), blob i being the next `sizes[i]` bytes.
+ */
+export interface AgentCall {
+  t: "agent";
+  seq: number;
+  taskId: string;
+  rid: number;
+  op: AgentOp;
+  args: Record<string, unknown>;
+  data: ArrayBuffer | null;
+  sizes: number[] | null;
+}
+
+/** Pool → thread: the answer to the thread's agent call `rid` (AGENT_REPLY, or a local failure). */
+export interface AgentAnswer {
+  t: "agentReply";
+  rid: number;
+  ok: boolean;
+  msg?: unknown;
+  code?: string;
+  error?: string;
+  data: ArrayBuffer | null;
+  sizes: number[] | null;
+}
+
 /** Pool → thread. */
 export type ToThread =
   | RunBatch
+  | AgentAnswer
   /** Drop these queued tasks (cancelled): the thread reports them CANCELLED instead of running them. */
   | { t: "skip"; seqs: number[] }
   /** Drop the queue, finish the current task, leave sessions, destroy services, answer "stopped". */
@@ -84,7 +115,10 @@ export interface Report {
 
 /** Thread → pool. */
 export type FromThread =
-  Report | { t: "log"; level: "info" | "warn" | "error"; msg: string; err?: string } | { t: "stopped" };
+  | Report
+  | AgentCall
+  | { t: "log"; level: "info" | "warn" | "error"; msg: string; err?: string }
+  | { t: "stopped" };
 
 /** What an executor thread is started with (`workerData`). */
 export interface ExecutorThreadData {
@@ -102,4 +136,33 @@ export function sameApp(a: ThreadApp, b: ThreadApp): boolean {
       (a.applicationNamespace ?? "") === (b.applicationNamespace ?? "") &&
       (a.applicationService ?? "") === (b.applicationService ?? ""))
   );
+}
+
+/** Packs blobs for postMessage: one buffer to transfer, and the size of each blob. */
+export function packBlobs(blobs: readonly Uint8Array[]): { data: ArrayBuffer | null; sizes: number[] | null } {
+  if (blobs.length === 0) return { data: null, sizes: null };
+  let total = 0;
+  for (const b of blobs) total += b.length;
+  const data = new ArrayBuffer(total);
+  const bytes = new Uint8Array(data);
+  const sizes = new Array<number>(blobs.length);
+  let offset = 0;
+  for (let i = 0; i < blobs.length; i++) {
+    bytes.set(blobs[i], offset);
+    offset += blobs[i].length;
+    sizes[i] = blobs[i].length;
+  }
+  return { data, sizes };
+}
+
+/** The blobs {@link packBlobs} packed, as Buffers over the received buffer (no copy). */
+export function unpackBlobs(data: ArrayBuffer | null, sizes: number[] | null): Buffer[] {
+  if (!data || !sizes) return [];
+  const blobs = new Array<Buffer>(sizes.length);
+  let offset = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    blobs[i] = Buffer.from(data, offset, sizes[i]);
+    offset += sizes[i];
+  }
+  return blobs;
 }
