@@ -307,7 +307,8 @@ describe("request metrics match the requests made", () => {
       // This first metrics request is counted only after its own reply.
       const requests = (await carol.metrics("NUM_REQUESTS")) as unknown as MetricItem[];
       assert.equal(pick(requests, "GLOBAL", "total"), 11);
-      assert.equal(pick(requests, "REQUEST", "noop"), 4);
+      assert.equal(pick(requests, "REQUEST", "noop"), 3);
+      assert.equal(pick(requests, "REQUEST", "<unauthenticated>"), 1, "a bad token is counted apart");
       assert.equal(pick(requests, "REQUEST", "ruok"), 6);
       assert.equal(pick(requests, "REQUEST", "no.such.cmd"), 1);
       assert.equal(pick(requests, "REQUEST", "metrics"), undefined);
@@ -316,15 +317,17 @@ describe("request metrics match the requests made", () => {
       assert.equal(pick(requests, "USER", "no.such.cmd", "alice"), 1);
       assert.equal(pick(requests, "USER", "total", "alice"), 6);
       assert.equal(pick(requests, "USER", "ruok", "bob"), 4);
-      assert.equal(pick(requests, "USER", "noop", "bob"), 1);
-      assert.equal(pick(requests, "USER", "total", "bob"), 5);
+      assert.equal(pick(requests, "USER", "noop", "bob"), undefined, "not labelled with a stranger's name");
+      assert.equal(pick(requests, "USER", "total", "bob"), 4);
+      assert.equal(pick(requests, "USER", "<unauthenticated>", "anonymous"), 1);
       assert.equal(pick(requests, "USER", "total", "carol"), undefined);
       for (const m of requests) assert.equal(m.category, "NUM_REQUESTS");
 
       const errors = (await carol.metrics("NUM_ERRORS")) as unknown as MetricItem[];
       assert.equal(pick(errors, "GLOBAL", "total"), 2);
       assert.equal(pick(errors, "REQUEST", "no.such.cmd"), 1);
-      assert.equal(pick(errors, "REQUEST", "noop"), 1);
+      assert.equal(pick(errors, "REQUEST", "noop"), 0);
+      assert.equal(pick(errors, "REQUEST", "<unauthenticated>"), 1);
       assert.equal(pick(errors, "REQUEST", "ruok"), 0);
       assert.equal(
         pick(errors, "REQUEST", "metrics"),
@@ -333,7 +336,7 @@ describe("request metrics match the requests made", () => {
       );
       assert.equal(pick(errors, "USER", "no.such.cmd", "alice"), 1);
       assert.equal(pick(errors, "USER", "total", "alice"), 1);
-      assert.equal(pick(errors, "USER", "noop", "bob"), 1);
+      assert.equal(pick(errors, "USER", "<unauthenticated>", "anonymous"), 1);
       assert.equal(pick(errors, "USER", "total", "carol"), 0);
 
       const avg = (await carol.metrics("AVG_RESPONSE_TIME")) as unknown as MetricItem[];
@@ -356,13 +359,16 @@ describe("request metrics match the requests made", () => {
       assert.equal(req({ daemon: "DEFAULT", command: "ruok", user: "alice" }), 2);
       assert.equal(req({ daemon: "DEFAULT", command: "no.such.cmd", user: "alice" }), 1);
       assert.equal(req({ daemon: "STATUS", command: "ruok", user: "bob" }), 4);
-      assert.equal(req({ daemon: "STATUS", command: "noop", user: "bob" }), 1);
+      assert.equal(req({ daemon: "STATUS", command: "<unauthenticated>", user: "anonymous" }), 1);
       assert.equal(req({ daemon: "METRICS", command: "metrics", user: "carol" }), 4);
       assert.equal(req({}), 11 + 4, "nothing else was counted");
       const err = (labels: Record<string, string>): number | undefined =>
         sampleValue(samples, "zgrid_request_errors_total", labels);
       assert.equal(err({ command: "no.such.cmd", user: "alice", code: "UNKNOWN_COMMAND" }), 1);
-      assert.equal(err({ daemon: "STATUS", command: "noop", user: "bob", code: "UNAUTHENTICATED" }), 1);
+      assert.equal(
+        err({ daemon: "STATUS", command: "<unauthenticated>", user: "anonymous", code: "UNAUTHENTICATED" }),
+        1,
+      );
       assert.equal(err({}), 2);
       assert.equal(
         sampleValue(samples, "zgrid_request_duration_seconds_count", { daemon: "STATUS", command: "ruok" }),

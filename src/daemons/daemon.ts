@@ -197,6 +197,9 @@ export class ServerDaemon {
     }
     cmd = header.cmd.length <= 128 ? header.cmd : header.cmd.slice(0, 128);
     if (!this.opts.auth.accepts(header.token)) {
+      // Metrics labels must not come from strangers: one series for all unauthenticated requests.
+      cmd = "<unauthenticated>";
+      user = "anonymous";
       return fail(
         ErrorCode.UNAUTHENTICATED,
         header.token === undefined
@@ -208,7 +211,7 @@ export class ServerDaemon {
     if (oversized >= 0) {
       return fail(
         ErrorCode.RESOURCE_EXHAUSTED,
-        `frame ${oversized - 2} of ${frames[oversized].length} bytes exceeds the limit of ${this.opts.maxFrameBytes} bytes: upload large data in chunks`,
+        `blob ${oversized - 3} of ${frames[oversized].length} bytes exceeds the limit of ${this.opts.maxFrameBytes} bytes: upload large data in chunks`,
       );
     }
     if (!this.accepting) return fail(ErrorCode.UNAVAILABLE, "the server is shutting down");

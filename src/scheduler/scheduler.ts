@@ -654,7 +654,16 @@ export class Scheduler {
 
   addWorker(info: Omit<WorkerState, "inflight" | "connectedAt" | "lastHeartbeat">): WorkerState {
     const existing = this.workers.get(info.id);
-    if (existing) this.removeWorker(info.id, "it connected again");
+    if (existing) {
+      // The same worker process saying READY again (it thought the server lost): its tasks are still
+      // running there, so they stay its own rather than being retried elsewhere.
+      existing.partitions = info.partitions;
+      existing.slots = info.slots;
+      existing.capacity = info.capacity;
+      existing.lastHeartbeat = Date.now();
+      this.scheduleDispatch();
+      return existing;
+    }
     const w: WorkerState = {
       ...info,
       inflight: new Set(),

@@ -45,8 +45,9 @@ export class AgentChannel {
     const rid = this.nextRid++;
     const { data, sizes } = packBlobs(blobs);
     return new Promise<AgentResponse>((resolve, reject) => {
-      this.pending.set(rid, { seq, resolve, reject });
+      // Posted first: arguments that cannot be cloned throw here and reject the call, leaving nothing behind.
       this.post({ t: "agent", seq, taskId, rid, op, args, data, sizes }, data ? [data] : []);
+      this.pending.set(rid, { seq, resolve, reject });
     });
   }
 

@@ -5,7 +5,7 @@
  * transferred ArrayBuffer: cloning a Uint8Array view copies its whole backing buffer (often an 8 KB pool
  * slab), which would dwarf a no-op task.
  */
-import type { WireTaskOptions, WireTaskOutcome } from "../protocol/worker-messages.js";
+import type { AgentMsg, WireTaskOptions, WireTaskOutcome } from "../protocol/worker-messages.js";
 
 /** The task options an executor thread needs: which service runs the task. */
 export type ThreadApp = Pick<
@@ -47,7 +47,7 @@ export interface RunBatch {
 }
 
 /** The agent operations of the worker protocol (AGENT's `op`). */
-export type AgentOp = "createResults" | "uploadData" | "submitTasks" | "getData";
+export type AgentOp = AgentMsg["op"];
 
 /**
  * Thread → pool: an agent call of the running task. `rid` is the thread's own call number; the blobs
@@ -139,7 +139,10 @@ export function sameApp(a: ThreadApp, b: ThreadApp): boolean {
 }
 
 /** Packs blobs for postMessage: one buffer to transfer, and the size of each blob. */
-export function packBlobs(blobs: readonly Uint8Array[]): { data: ArrayBuffer | null; sizes: number[] | null } {
+export function packBlobs(blobs: readonly Uint8Array[]): {
+  data: ArrayBuffer | null;
+  sizes: number[] | null;
+} {
   if (blobs.length === 0) return { data: null, sizes: null };
   let total = 0;
   for (const b of blobs) total += b.length;

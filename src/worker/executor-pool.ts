@@ -1,6 +1,16 @@
 import type { Logger } from "../log.js";
 import type { WireTask, WireTaskOutcome } from "../protocol/worker-messages.js";
-import { OUTCOMES, REPORT_STRIDE, type FromThread, type Report } from "./executor-messages.js";
+import { ErrorCode } from "../protocol/errors.js";
+import type { AgentOutcome, AgentRequest } from "./agent-relay.js";
+import {
+  OUTCOMES,
+  REPORT_STRIDE,
+  packBlobs,
+  unpackBlobs,
+  type AgentCall,
+  type FromThread,
+  type Report,
+} from "./executor-messages.js";
 import { Executor, type PoolTask } from "./executor.js";
 
 /** How a task the pool held ended. */
@@ -25,6 +35,13 @@ export interface ExecutorPoolOptions {
   threadMemoryLimitMb?: number;
   /** How often running tasks are checked against maxDuration and cancellation, ms. Default 25. */
   monitorMs?: number;
+  /**
+   * Agent calls of running tasks, to be sent to the server; `request.answer` takes the outcome back to
+   * the thread. Without it, agent calls fail with UNAVAILABLE.
+   */
+  onAgent?: (request: AgentRequest) => void;
+  /** A thread was terminated or died: its agent calls in flight can be forgotten. */
+  onThreadGone?: (thread: object) => void;
 }
 
 // Batch sizing: a thread gets about this much work at a time (by the measured task duration)...
@@ -173,6 +190,9 @@ export class ExecutorPool {
         e.reported = true;
         this.onReport(e, msg);
         break;
+      case "agent":
+        this.onAgentCall(e, msg);
+        break;
       case "log":
         this.opts.log?.[msg.level]({ slot: e.slot, err: msg.err }, msg.msg);
         break;
@@ -223,8 +243,48 @@ export class ExecutorPool {
     this.dispatch();
   }
 
+  /** An agent call of the task running on `e`: to the host, if the task is still ours to run. */
+  private onAgentCall(e: Executor, call: AgentCall): void {
+    const answer = (o: AgentOutcome): void => {
+      const { data, sizes } = packBlobs(o.blobs);
+      e.answer({
+        t: "agentReply",
+        rid: call.rid,
+        ok: o.ok,
+        msg: o.msg,
+        code: o.code,
+        error: o.error,
+        data,
+        sizes,
+      });
+    };
+    const t = this.tasks.get(call.taskId);
+    if (this.stopping) {
+      answer({ ok: false, code: ErrorCode.UNAVAILABLE, error: "the worker is stopping", blobs: [] });
+    } else if (!t || t.seq !== call.seq || t.executor !== e || t.state !== "assigned") {
+      answer({
+        ok: false,
+        code: ErrorCode.FAILED_PRECONDITION,
+        error: `task ${call.taskId} is no longer running on this worker (cancelled or timed out)`,
+        blobs: [],
+      });
+    } else if (!this.opts.onAgent) {
+      answer({ ok: false, code: ErrorCode.UNAVAILABLE, error: "no server to take agent calls", blobs: [] });
+    } else {
+      this.opts.onAgent({
+        taskId: call.taskId,
+        op: call.op,
+        args: call.args,
+        blobs: unpackBlobs(call.data, call.sizes),
+        owner: e,
+        answer,
+      });
+    }
+  }
+
   private onExit(e: Executor, code: number): void {
     this.threads.delete(e);
+    this.opts.onThreadGone?.(e);
     if (this.stopping) return;
     if (!e.retired) {
       // The thread died on its own: process.exit in application code, an uncaught error, out of memory.
@@ -258,6 +318,7 @@ export class ExecutorPool {
     const begun = e.lastStartedIndex();
     this.requeue(e.queue.splice(begun + 1).filter((t) => t.state !== "done"));
     void e.worker.terminate();
+    this.opts.onThreadGone?.(e);
     setTimeout(() => this.salvage(e), SALVAGE_WAIT_MS).unref();
     this.replace(e);
   }

@@ -5,6 +5,7 @@
  */
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
+import { AgentChannel } from "./agent-channel.js";
 import { AppLoader } from "./app-loader.js";
 import {
   OUTCOME_CODE,
@@ -30,7 +31,13 @@ const state = new ThreadState(data.state);
 const registry = new ServiceRegistry(new AppLoader(data.appPath), (msg, err) =>
   send({ t: "log", level: "warn", msg, err: describeError(err) }),
 );
-const runner = new TaskRunner(registry);
+// Agent calls of the running task: one message to the pool and one back per call. The task's start is
+// reported first, so the server sees it running (STARTED) before its calls.
+const channel = new AgentChannel((msg, transfer) => {
+  if (started !== reportedStarted) report();
+  send(msg, transfer);
+});
+const runner = new TaskRunner(registry, channel);
 
 // The local queue: a thread may hold a small batch of tasks.
 let queue: { task: ThreadTask; payload: Uint8Array }[] = [];
@@ -61,6 +68,9 @@ function handle(msg: ToThread): void {
     case "run":
       enqueue(msg);
       if (!pumping && !stopping) void pump();
+      break;
+    case "agentReply":
+      channel.onAnswer(msg);
       break;
     case "skip":
       for (const seq of msg.seqs) skipped.add(seq);

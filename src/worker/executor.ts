@@ -7,6 +7,7 @@ import {
   RUN_SEQ,
   RUN_STRIDE,
   sameApp,
+  type AgentAnswer,
   type ExecutorThreadData,
   type FromThread,
   type RunBatch,
@@ -45,6 +46,8 @@ export class Executor {
   reported = false;
   /** The uncaught error that killed the thread, if one did. */
   lastError: Error | undefined;
+  /** The thread has exited: messages to it go nowhere. */
+  gone = false;
   readonly exited: Promise<number>;
 
   constructor(
@@ -62,7 +65,12 @@ export class Executor {
     });
     this.worker.on("message", (msg: FromThread) => onMessage(this, msg));
     this.worker.on("error", (err) => (this.lastError = err));
-    this.exited = new Promise((resolve) => this.worker.once("exit", resolve));
+    this.exited = new Promise((resolve) =>
+      this.worker.once("exit", (code: number) => {
+        this.gone = true;
+        resolve(code);
+      }),
+    );
   }
 
   /** Hands tasks to the thread, in columns, their payloads concatenated in one transferred buffer. */
@@ -128,6 +136,11 @@ export class Executor {
 
   stop(): void {
     this.post({ t: "stop" });
+  }
+
+  /** Answers one of the thread's agent calls; its blobs are transferred (the buffer becomes unusable here). */
+  answer(msg: AgentAnswer): void {
+    if (!this.gone) this.post(msg, msg.data ? [msg.data] : undefined);
   }
 
   /** The queued task the thread is running now, if it is running one of ours. */

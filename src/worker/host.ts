@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import type { Dealer } from "zeromq";
 import type { Logger } from "../log.js";
 import { decode, isPlainObject } from "../protocol/codec.js";
+import { ErrorCode } from "../protocol/errors.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import {
   WORKER_PROTOCOL_VERSION,
@@ -11,6 +12,7 @@ import {
   type TasksMsg,
   type CancelMsg,
 } from "../protocol/worker-messages.js";
+import { AgentRelay, type AgentReplyMsg } from "./agent-relay.js";
 import { ExecutorPool } from "./executor-pool.js";
 import { Outbox } from "./outbox.js";
 import { PayloadFetcher, type ReadyTask } from "./payload-fetcher.js";
@@ -41,6 +43,11 @@ export interface WorkerHostOptions {
   threadMemoryLimitMb?: number;
   /** How long stop() lets a running task finish before its thread is terminated, ms. Default 3000. */
   stopGraceMs?: number;
+  /**
+   * How long an agent call (createResults, submitTasks, ...) waits for the server's answer before it
+   * fails with TIMEOUT, ms: what keeps a task from hanging when the server is lost. Default 60000.
+   */
+  agentTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -73,6 +80,7 @@ export class WorkerHost {
   private outbox: Outbox | undefined;
   private sendQueue: SendQueue | undefined;
   private fetcher: PayloadFetcher | undefined;
+  private agents: AgentRelay | undefined;
   private state: HostState = "new";
   private welcomed = false;
   private lastHeard = 0;
@@ -99,6 +107,7 @@ export class WorkerHost {
       prefetch: options.prefetch ?? Math.max(128, options.slots * 32),
       heartbeatMs: options.heartbeatMs ?? 1000,
       stopGraceMs: options.stopGraceMs ?? 3000,
+      agentTimeoutMs: options.agentTimeoutMs ?? 60_000,
       threadMemoryLimitMb: options.threadMemoryLimitMb,
     };
     this.serverHeartbeatMs = this.opts.heartbeatMs;
@@ -131,6 +140,8 @@ export class WorkerHost {
       log,
       onStarted: (ids) => this.outbox?.taskStarted(ids),
       onDone: (results) => this.outbox?.taskDone(results),
+      onAgent: (request) => this.agents?.request(request),
+      onThreadGone: (thread) => this.agents?.drop(thread),
     });
     this.pool.start();
     // linger: give BYE and the last DONE a moment to leave at close. immediate: while there is no
@@ -141,6 +152,8 @@ export class WorkerHost {
     this.sendQueue = new SendQueue(socket, log);
     this.outbox = new Outbox(this.sendQueue);
     this.fetcher = new PayloadFetcher(this.outbox);
+    const outbox = this.outbox;
+    this.agents = new AgentRelay((msg, blobs) => outbox.agent(msg, blobs), this.opts.agentTimeoutMs);
     socket.connect(this.endpoint);
     void this.receive(socket);
     this.lastHeard = Date.now();
@@ -177,6 +190,8 @@ export class WorkerHost {
       this.outbox.send({ t: "BYE" });
     }
     this.fetcher?.clear();
+    // Replies would no longer be read: let the tasks waiting on agent calls end now.
+    this.agents?.failAll(ErrorCode.UNAVAILABLE, "the worker is stopping");
     await this.pool?.stop(this.opts.stopGraceMs);
     if (this.socket) {
       // Let BYE reach ZeroMQ, but never hang on a server that is gone.
@@ -208,7 +223,9 @@ export class WorkerHost {
 
   /** Every heartbeat interval: heartbeat while welcomed; notice a silent server; READY until welcomed. */
   private tick(): void {
-    const silentMs = Date.now() - this.lastHeard;
+    const now = Date.now();
+    this.agents?.expire(now);
+    const silentMs = now - this.lastHeard;
     if (this.welcomed && silentMs > 3 * this.serverHeartbeatMs) {
       this.welcomed = false;
       this.state = "connecting";
@@ -255,11 +272,16 @@ export class WorkerHost {
       return;
     }
     if (this.state === "stopping" || this.state === "closed") return;
-    this.handle(msg as unknown as ServerToWorker, frames, h + 1);
+    this.handle(msg as unknown as ServerToWorker | AgentReplyMsg, frames, h + 1);
   }
 
-  private handle(msg: ServerToWorker, frames: Buffer[], base: number): void {
+  private handle(msg: ServerToWorker | AgentReplyMsg, frames: Buffer[], base: number): void {
     switch (msg.t) {
+      case "AGENT_REPLY":
+        if (!this.agents!.onReply(msg, frames.slice(base))) {
+          this.log?.debug({ rid: msg.rid }, "AGENT_REPLY for no call in flight (timed out or dropped)");
+        }
+        break;
       case "WELCOME":
         this.onWelcome(msg.heartbeatMs);
         break;
@@ -287,6 +309,8 @@ export class WorkerHost {
       }
       case "RECONNECT":
         this.log?.warn({ reason: msg.msg }, "the server does not know this worker; sending READY again");
+        // It failed the tasks this worker held: their agent calls will never be answered.
+        this.agents!.failAll(ErrorCode.UNAVAILABLE, `the server lost track of this worker: ${msg.msg}`);
         this.welcomed = false;
         this.state = "connecting";
         this.sendReady();

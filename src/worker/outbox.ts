@@ -1,6 +1,6 @@
 import { encode } from "../protocol/codec.js";
 import type { SendQueue } from "../protocol/send-queue.js";
-import type { WireCompletion, WorkerToServer } from "../protocol/worker-messages.js";
+import type { AgentMsg, WireCompletion, WorkerToServer } from "../protocol/worker-messages.js";
 import type { PoolCompletion } from "./executor-pool.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -24,6 +24,15 @@ export class Outbox {
   /** Sends a message now (READY, HEARTBEAT, BYE). */
   send(msg: WorkerToServer, blobs: Buffer[] = []): void {
     this.queue.send([EMPTY, encode(msg), ...blobs]);
+  }
+
+  /**
+   * Sends an agent call now: a task waits on it. Any STARTED gathered goes first, so the server sees the
+   * task running before its calls; DONE is sent later, so it never overtakes them.
+   */
+  agent(msg: AgentMsg, blobs: Buffer[]): void {
+    this.flushStarted();
+    this.send(msg, blobs);
   }
 
   taskStarted(taskIds: string[]): void {
@@ -53,10 +62,7 @@ export class Outbox {
   /** Sends what was gathered: STARTED before DONE, so the server sees a task begin before it ends. */
   flush(): void {
     this.scheduled = false;
-    if (this.started.length > 0) {
-      this.send({ t: "STARTED", taskIds: this.started });
-      this.started = [];
-    }
+    this.flushStarted();
     this.flushDone();
     if (this.fetches.length > 0) {
       this.send({ t: "FETCH", rid: this.nextRid++, resultIds: this.fetches });
@@ -67,13 +73,16 @@ export class Outbox {
   private flushDone(): void {
     if (this.done.length === 0) return;
     // A DONE must not overtake the STARTED of its tasks.
-    if (this.started.length > 0) {
-      this.send({ t: "STARTED", taskIds: this.started });
-      this.started = [];
-    }
+    this.flushStarted();
     this.send({ t: "DONE", results: this.done }, this.blobs);
     this.done = [];
     this.blobs = [];
+  }
+
+  private flushStarted(): void {
+    if (this.started.length === 0) return;
+    this.send({ t: "STARTED", taskIds: this.started });
+    this.started = [];
   }
 
   private schedule(): void {

@@ -1,6 +1,7 @@
 import { Packr } from "msgpackr";
 import { decode, isPlainObject } from "../protocol/codec.js";
-import { createAgent } from "./agent.js";
+import type { AgentChannel } from "./agent-channel.js";
+import { createAgent, type ClosableTaskAgent } from "./agent.js";
 import { ApplicationError, isApplicationError } from "./errors.js";
 import type { ThreadTask } from "./executor-messages.js";
 import type { WireTaskOutcome } from "../protocol/worker-messages.js";
@@ -42,14 +43,19 @@ export function decodePayload(payload: Uint8Array): TaskCall {
 
 /** Runs tasks on the services of one executor thread, turning whatever happens into a {@link TaskOutcome}. */
 export class TaskRunner {
-  constructor(private readonly services: ServiceRegistry) {}
+  /** `channel`: how task agents reach the server (none: agent calls reject with UNAVAILABLE). */
+  constructor(
+    private readonly services: ServiceRegistry,
+    private readonly channel?: AgentChannel,
+  ) {}
 
   async run(task: ThreadTask, payload: Uint8Array): Promise<TaskOutcome> {
+    let agent: ClosableTaskAgent | undefined;
     try {
       const { method, args } = decodePayload(payload);
       const entry = await this.services.serviceFor(task.options);
       const session = await this.services.enter(entry, task.sessionId);
-      const agent = createAgent(task);
+      agent = createAgent(task, this.channel);
       const call = entry.app.module.call;
       let value: unknown;
       if (call) {
@@ -67,6 +73,8 @@ export class TaskRunner {
       return isApplicationError(err)
         ? { status: "ERROR", error: err.message }
         : { status: "FAILED", error: describeError(err) };
+    } finally {
+      agent?.close();
     }
   }
 }
