@@ -682,7 +682,10 @@ export class Scheduler {
     if (!w) return;
     this.workers.delete(workerId);
     // Leaving with tasks in hand is worth a warning; a clean goodbye is not.
-    this.log[w.inflight.size > 0 ? "warn" : "info"]({ worker: workerId, tasks: w.inflight.size, reason }, "worker left");
+    this.log[w.inflight.size > 0 ? "warn" : "info"](
+      { worker: workerId, tasks: w.inflight.size, reason },
+      "worker left",
+    );
     for (const taskId of w.inflight) {
       const task = this.tasks.get(taskId);
       if (task) this.failAttempt(task, `worker ${workerId} was lost (${reason})`, true);
