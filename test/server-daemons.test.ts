@@ -142,7 +142,7 @@ describe("built-ins on every daemon", () => {
       assert.equal(config.statusPort, Number(new URL(info.statusUrl!).port));
       assert.equal(config.workerPort, Number(new URL(info.workerUrl).port));
       assert.deepEqual(config.daemons, ["default", "metrics", "status"]);
-      assert.equal(config.store, "memory");
+      assert.equal(config.store, "sqlite");
       assert.equal(config.authEnabled, true);
       assert.equal(config.maxFrameBytes, server.config.maxFrameBytes);
       assert.equal(config.maxBatch, server.config.maxBatch);

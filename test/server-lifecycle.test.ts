@@ -453,7 +453,7 @@ describe("configuration of zgrid server: flag > env > --config file > default", 
     assert.equal(config.maxBatch, 222, "env > file");
     assert.equal(config.maxFrameBytes, 50_000, "file > default");
     assert.equal(config.heartbeatMs, 200, "flag > file");
-    assert.equal(config.store, "memory", "default");
+    assert.equal(config.store, "sqlite", "default");
   });
 
   it("a spawned zgrid server with a bad value exits 2 naming the setting and its source", async () => {

@@ -62,6 +62,7 @@ export async function runStatus(argv: string[]): Promise<number> {
       workers: number;
       slots: number;
       busySlots: number;
+      store: { name: string; location: string; sizeBytes: number; pendingWrites: number };
       tasksByStatus: Record<string, number>;
       queued: Record<string, number>;
     };
@@ -84,6 +85,7 @@ export async function runStatus(argv: string[]): Promise<number> {
       `tasks:    ${s.scheduler.tasks}${tasks ? ` (${tasks})` : ""}`,
       `queued:   ${queued || "none"}`,
       `workers:  ${s.scheduler.workers}, slots ${s.scheduler.busySlots}/${s.scheduler.slots} busy`,
+      `store:    ${s.scheduler.store.name} ${s.scheduler.store.location}, ${(s.scheduler.store.sizeBytes / 2 ** 20).toFixed(1)} MB, ${s.scheduler.store.pendingWrites} pending writes`,
     ].join("\n"),
     false,
   );

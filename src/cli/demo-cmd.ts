@@ -1,4 +1,6 @@
-import { availableParallelism } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect } from "../client/client.js";
 import { decodeOutput, encodePayload } from "../client/payload.js";
 import { generateToken } from "../daemons/auth.js";
@@ -36,8 +38,11 @@ export async function runDemo(argv: string[]): Promise<number> {
   const slots = intFlag(values.slots, "--slots", 1, 1024) ?? availableParallelism();
   const batch = intFlag(values.batch, "--batch", 1, 100_000) ?? 5000;
 
+  // A data dir of its own, so the demo never meets a server running in this directory.
+  const dataDir = mkdtempSync(join(tmpdir(), "zgrid-demo-"));
   const server = new Server(
     serverConfig({
+      dataDir,
       port: 0,
       workerPort: 0,
       metricsPort: 0,
@@ -111,5 +116,6 @@ export async function runDemo(argv: string[]): Promise<number> {
   } finally {
     await client.close();
     await server.shutdown();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -45,8 +45,14 @@ export async function runServer(argv: string[]): Promise<number> {
     process.stdout.write(SERVER_HELP + "\n");
     return 0;
   }
-  const server = new Server(config);
+  let server: Server;
   let info;
+  try {
+    server = new Server(config);
+  } catch (err) {
+    process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
   try {
     info = await server.start();
   } catch (err) {
@@ -67,7 +73,7 @@ export async function runServer(argv: string[]): Promise<number> {
       `  workers:      ${info.workerUrl}`,
       info.metricsUrl ? `  metrics:      ${info.metricsUrl}` : "",
       info.statusUrl ? `  status:       ${info.statusUrl}` : "",
-      `  data dir:     ${resolve(config.dataDir)} (store: ${config.store})`,
+      `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
     ]
       .filter(Boolean)

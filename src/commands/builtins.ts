@@ -39,7 +39,7 @@ export function serverConfigSummary(server: ServerContext, daemon: string): Reco
     authEnabled: server.authEnabled,
     maxFrameBytes: server.config.maxFrameBytes,
     maxBatch: server.config.maxBatch,
-    chunkBytes: server.config.maxFrameBytes,
+    chunkBytes: Math.min(8 * 1024 * 1024, server.config.maxFrameBytes),
     heartbeatMs: server.config.heartbeatMs,
     nodeVersion: process.versions.node,
     zmqVersion,

@@ -1,11 +1,14 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
-import { invalidArgument } from "../protocol/errors.js";
+import { failedPrecondition, invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { RESULT_STATUSES } from "../scheduler/model.js";
 import { parseNewResult } from "../scheduler/submission-args.js";
 import { resultView } from "../scheduler/views.js";
+
+/** The largest result a chunked upload may announce. */
+const MAX_RESULT_BYTES = 2 ** 32;
 
 /** The longest a results.wait may hold its reply. */
 const MAX_WAIT_MS = 24 * 3600 * 1000;
@@ -14,22 +17,57 @@ const MAX_WAIT_MS = 24 * 3600 * 1000;
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
-  map.register("results.create", (req) => {
+  map.register("results.create", async (req) => {
     const sessionId = str(req.args, "sessionId");
     const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
     const created = scheduler.createResults(sessionId, items);
+    await scheduler.store.flush();
     return { msg: created.map((r) => ({ resultId: r.id, name: r.name, status: r.status })) };
   });
 
-  map.register("results.upload", (req) => {
+  /** Chunked uploads under way: result id → the buffer being filled (the one copy the server holds). */
+  const assemblies = new Map<string, { buf: Buffer; next: number }>();
+
+  map.register("results.upload", async (req) => {
     const resultId = str(req.args, "resultId");
     const sessionId = optStr(req.args, "sessionId");
     if (req.blobs.length === 0)
       throw invalidArgument(`results.upload needs the data as one or more blobs after the header`);
     if (sessionId !== undefined) scheduler.sessionResult(sessionId, resultId);
     const data = req.blobs.length === 1 ? req.blobs[0] : Buffer.concat(req.blobs);
-    const r = scheduler.uploadResult(resultId, data);
-    return { msg: { resultId: r.id, status: r.status, size: r.size } };
+    const offset = optInt(req.args, "offset");
+    if (offset === undefined) {
+      const r = scheduler.uploadResult(resultId, data);
+      await scheduler.store.flush();
+      return { msg: { resultId: r.id, status: r.status, size: r.size } };
+    }
+    // Chunked: the first chunk (offset 0) gives the total size; chunks follow in order.
+    let a = assemblies.get(resultId);
+    if (offset === 0) {
+      const size = optInt(req.args, "size", 0, MAX_RESULT_BYTES);
+      if (size === undefined) throw invalidArgument(`the first chunk (offset 0) must give the total size`);
+      scheduler.checkUploadable(resultId);
+      a = { buf: Buffer.allocUnsafe(size), next: 0 };
+      assemblies.set(resultId, a);
+    }
+    if (!a)
+      throw failedPrecondition(
+        `no upload of ${resultId} is under way: start with offset 0 and the total size`,
+      );
+    if (offset !== a.next) throw invalidArgument(`expected the chunk at offset ${a.next}, got ${offset}`);
+    if (offset + data.length > a.buf.length) {
+      assemblies.delete(resultId);
+      throw invalidArgument(
+        `the chunk ends at ${offset + data.length}, past the announced size ${a.buf.length}`,
+      );
+    }
+    data.copy(a.buf, offset);
+    a.next += data.length;
+    if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
+    assemblies.delete(resultId);
+    const r = scheduler.uploadResult(resultId, a.buf);
+    await scheduler.store.flush();
+    return { msg: { resultId: r.id, status: r.status, size: r.size, received: a.next } };
   });
 
   map.register("results.download", (req) => {
@@ -38,6 +76,14 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       return { msg: { resultIds: ids }, blobs: ids.map((id) => scheduler.resultData(id)) };
     }
     const id = str(req.args, "resultId");
+    const offset = optInt(req.args, "offset");
+    if (offset !== undefined) {
+      // One range of the data: how large results are downloaded without a frame past the limit.
+      const length =
+        optInt(req.args, "length", 0, server.config.maxFrameBytes) ?? server.config.maxFrameBytes;
+      const { data, size } = scheduler.resultRange(id, offset, length);
+      return { msg: { resultId: id, offset, size, length: data.length }, blobs: [data] };
+    }
     return { msg: { resultId: id }, blobs: [scheduler.resultData(id)] };
   });
 
@@ -79,15 +125,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       breakOnError,
       timeoutMs,
     });
+    // What the reply reports as COMPLETED must survive a crash of the server.
+    await scheduler.store.flush();
     const statuses: Record<string, string> = {};
     const blobs: Buffer[] = [];
     const data: Record<string, number> = {};
     for (const id of resultIds) {
       const r = scheduler.results.get(id);
       statuses[id] = r ? r.status : "DELETED";
-      if (withData && r?.status === "COMPLETED" && r.data) {
+      if (withData && r?.status === "COMPLETED") {
         data[id] = blobs.length;
-        blobs.push(r.data);
+        blobs.push(scheduler.resultData(id));
       }
     }
     return {

@@ -11,10 +11,11 @@ import { sessionView } from "../scheduler/views.js";
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
-  map.register("sessions.create", (req) => {
+  map.register("sessions.create", async (req) => {
     const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
     const partitionIds = strList(req.args, "partitionIds", true);
     const session = scheduler.createSession(defaults, partitionIds);
+    await scheduler.store.flush();
     return { msg: { sessionId: session.id } };
   });
 
@@ -45,33 +46,40 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
 
   const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
-  map.register("sessions.cancel", (req) => {
+  map.register("sessions.cancel", async (req) => {
     const id = sessionId(req.args);
     const { cancelled } = scheduler.cancelSession(id);
+    await scheduler.store.flush();
     return { msg: { sessionId: id, status: "CANCELLED", cancelled } };
   });
-  map.register("sessions.pause", (req) => {
+  map.register("sessions.pause", async (req) => {
     scheduler.pauseSession(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "PAUSED" } };
   });
-  map.register("sessions.resume", (req) => {
+  map.register("sessions.resume", async (req) => {
     scheduler.resumeSession(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "RUNNING" } };
   });
-  map.register("sessions.close", (req) => {
+  map.register("sessions.close", async (req) => {
     scheduler.closeSession(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "CLOSED" } };
   });
-  map.register("sessions.stopSubmission", (req) => {
+  map.register("sessions.stopSubmission", async (req) => {
     scheduler.stopSubmission(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), submissionStopped: true } };
   });
-  map.register("sessions.purge", (req) => {
+  map.register("sessions.purge", async (req) => {
     const { purged } = scheduler.purgeSession(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "PURGED", purgedResults: purged } };
   });
-  map.register("sessions.delete", (req) => {
+  map.register("sessions.delete", async (req) => {
     const removed = scheduler.deleteSession(sessionId(req.args));
+    await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "DELETED", removed } };
   });
 }

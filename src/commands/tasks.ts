@@ -38,11 +38,12 @@ function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
-  map.register("tasks.submit", (req) => {
+  map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
     const tasks = scheduler.submitTasks(sessionId, options, items);
+    await scheduler.store.flush();
     return {
       msg: tasks.map((t) => ({
         taskId: t.id,
@@ -82,8 +83,9 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: counts };
   });
 
-  map.register("tasks.cancel", (req) => {
+  map.register("tasks.cancel", async (req) => {
     const taskIds = strList(req.args, "taskIds");
+    await scheduler.store.flush();
     return { msg: { cancelled: scheduler.cancelTasks(taskIds) } };
   });
 }

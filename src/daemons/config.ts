@@ -102,8 +102,8 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     flag: "--store",
     env: "ZGRID_STORE",
     type: "string",
-    default: "memory",
-    help: "state store: memory",
+    default: "sqlite",
+    help: "state store: sqlite (embedded, in the data dir) or memory (nothing survives a restart)",
   },
   {
     key: "connectionInfo",
@@ -204,7 +204,7 @@ export interface ServerConfig {
   workerToken?: string;
   noAuth: boolean;
   dataDir: string;
-  store: "memory";
+  store: "sqlite" | "memory";
   connectionInfo?: string;
   modules: string;
   maxFrameBytes: number;
@@ -230,10 +230,8 @@ export function toServerConfig(values: OptionValues): ServerConfig {
     }
   }
   if (!daemons.includes("default")) throw new ConfigError(`--daemons must include "default"`);
-  if (values.store !== "memory") {
-    throw new ConfigError(
-      `unknown store "${String(values.store)}" for --store: this build supports "memory"`,
-    );
+  if (values.store !== "memory" && values.store !== "sqlite") {
+    throw new ConfigError(`unknown store "${String(values.store)}" for --store: expected sqlite or memory`);
   }
   if (!LOG_LEVELS.has(String(values.logLevel))) {
     throw new ConfigError(`unknown log level "${String(values.logLevel)}" for --log-level`);

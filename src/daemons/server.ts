@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { createLogger, type Logger } from "../log.js";
 import { RequestMetrics } from "../metrics/request-metrics.js";
 import { Scheduler } from "../scheduler/scheduler.js";
+import { openStore, type Store } from "../store/index.js";
 import { TokenCheck, resolveToken } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { VERSION, type Endpoints, type ServerContext } from "./context.js";
@@ -28,6 +29,8 @@ export interface ConnectionInfo {
   pid: number;
   version: string;
   dataDir: string;
+  /** Where the state lives: the SQLite file, or "memory". */
+  store: string;
 }
 
 /**
@@ -37,6 +40,7 @@ export interface ConnectionInfo {
 export class Server implements ServerContext {
   readonly metrics = new RequestMetrics();
   readonly scheduler: Scheduler;
+  readonly store: Store;
   readonly log: Logger;
   readonly startedAt = new Date();
   readonly version = VERSION;
@@ -71,7 +75,8 @@ export class Server implements ServerContext {
       metrics: this.metrics,
       log: this.log,
     };
-    this.scheduler = new Scheduler({ log: this.log, maxBatch: config.maxBatch });
+    this.store = openStore(config.store, config.dataDir, this.log);
+    this.scheduler = new Scheduler({ log: this.log, maxBatch: config.maxBatch, store: this.store });
     this.defaultDaemon = new DefaultDaemon({ ...common, port: config.port });
     this.daemons.push(this.defaultDaemon);
     if (config.daemons.includes("metrics")) {
@@ -95,6 +100,14 @@ export class Server implements ServerContext {
 
   /** Loads the command modules, binds every socket, writes the connection-info file. */
   async start(): Promise<ConnectionInfo> {
+    const loadStarted = Date.now();
+    const recovered = this.scheduler.restore(this.store.load());
+    if (recovered.tasks > 0) {
+      this.log.info(
+        { ...recovered, ms: Date.now() - loadStarted, store: this.store.stats().location },
+        "state recovered from the store",
+      );
+    }
     const modules = await this.defaultDaemon.registerCommands(this);
     this.metricsDaemon?.registerCommands(this);
     this.statusDaemon?.registerCommands(this);
@@ -104,6 +117,7 @@ export class Server implements ServerContext {
       if (this.config.prometheusPort !== undefined) await this.startPrometheus(this.config.prometheusPort);
     } catch (err) {
       await this.closeSockets();
+      await this.store.close();
       throw err;
     }
     if (!this.authEnabled)
@@ -123,6 +137,7 @@ export class Server implements ServerContext {
       pid: process.pid,
       version: this.version,
       dataDir: this.config.dataDir,
+      store: this.store.stats().location,
     };
     if (this.config.connectionInfo) {
       const tmp = `${this.config.connectionInfo}.${process.pid}.tmp`;
@@ -160,6 +175,7 @@ export class Server implements ServerContext {
       await this.stopLocalWorkers();
       await this.workerEndpoint.stop();
       await this.closeHttp();
+      await this.store.close();
       if (this.config.connectionInfo) rmSync(this.config.connectionInfo, { force: true });
       this.log.info("zgrid server stopped");
       this.log.flush?.();

@@ -317,13 +317,12 @@ export class WorkerEndpoint implements WorkerLink {
     const results: { resultId: string; blob?: number; error?: string }[] = [];
     const blobs: Buffer[] = [];
     for (const id of ids) {
-      const r = typeof id === "string" ? this.opts.scheduler.results.get(id) : undefined;
-      if (!r) results.push({ resultId: String(id), error: `result ${String(id)} does not exist` });
-      else if (r.status !== "COMPLETED" || !r.data)
-        results.push({ resultId: r.id, error: `result ${r.id} is ${r.status}` });
-      else {
-        results.push({ resultId: r.id, blob: blobs.length });
-        blobs.push(r.data);
+      try {
+        const data = this.opts.scheduler.resultData(String(id));
+        results.push({ resultId: String(id), blob: blobs.length });
+        blobs.push(data);
+      } catch (err) {
+        results.push({ resultId: String(id), error: (err as Error).message });
       }
     }
     this.send(identity, { t: "DATA", rid: h.rid, results }, blobs);
@@ -342,8 +341,13 @@ export class WorkerEndpoint implements WorkerLink {
       const t = tasks[i];
       let payload = blobOf.get(t.payloadId);
       if (payload === undefined) {
-        const data = results.get(t.payloadId)?.data;
-        if (data && data.length <= INLINE_PAYLOAD_BYTES) {
+        const r = results.get(t.payloadId);
+        // After a restart, data lives in the store until someone asks for it.
+        const data =
+          r && r.size <= INLINE_PAYLOAD_BYTES
+            ? (r.data ?? (r.stored ? this.opts.scheduler.resultData(r.id) : null))
+            : null;
+        if (data) {
           payload = blobs.length;
           blobs.push(data);
           blobOf.set(t.payloadId, payload);

@@ -78,6 +78,8 @@ export interface Result {
   size: number;
   createdAt: number;
   completedAt: number | null;
+  /** Its data is in the store (after a restart, `data` is read back from there on demand). */
+  stored?: boolean;
 }
 
 export interface Attempt {

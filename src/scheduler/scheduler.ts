@@ -3,6 +3,8 @@ import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } 
 import type { WireTaskOutcome } from "../protocol/worker-messages.js";
 import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
 import { IdGenerator } from "./ids.js";
+import { MemoryStore } from "../store/memory-store.js";
+import type { LoadedState, Store, StoreStats } from "../store/store.js";
 import {
   FINAL_TASK_STATUSES,
   TASK_STATUSES,
@@ -85,7 +87,7 @@ interface AttemptStaging {
 export interface SchedulerOptions {
   log: Logger;
   maxBatch: number;
-  storeName?: string;
+  store?: Store;
 }
 
 export interface SchedulerSummary {
@@ -97,6 +99,7 @@ export interface SchedulerSummary {
   workers: number;
   slots: number;
   busySlots: number;
+  store: StoreStats;
 }
 
 /**
@@ -130,8 +133,67 @@ export class Scheduler {
   private readonly log: Logger;
   private readonly runDispatch = (): void => this.dispatch();
 
+  readonly store: Store;
+
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.log.child({ component: "scheduler" });
+    this.store = opts.store ?? new MemoryStore();
+  }
+
+  private setSessionStatus(session: Session, status: SessionStatus): void {
+    session.status = status;
+    this.store.session(session);
+  }
+
+  /**
+   * Rebuilds the state a store kept (design §8): final tasks stay as they are; tasks that were on a
+   * worker when the server died lose that attempt and go back to the queue while retries allow;
+   * queued tasks keep their place (submission order); pending ones wait for their dependencies again.
+   */
+  restore(state: LoadedState): { tasks: number; requeued: number; lost: number } {
+    for (const s of state.sessions) {
+      s.taskCount = 0;
+      this.sessions.set(s.id, s);
+    }
+    for (const r of state.results) this.results.set(r.id, r);
+    let requeued = 0;
+    let lost = 0;
+    for (const t of state.tasks) {
+      this.tasks.set(t.id, t);
+      this.counts[t.status]++;
+      this.seq = Math.max(this.seq, t.seq + 1);
+      t.remainingDeps = 0;
+      const session = this.sessions.get(t.sessionId);
+      if (session) session.taskCount++;
+    }
+    for (const t of state.tasks) {
+      switch (t.status) {
+        case "DISPATCHED":
+        case "PROCESSING":
+          lost++;
+          t.workerId = null;
+          this.failAttempt(t, "the server stopped while the task was on a worker", true);
+          break;
+        case "CANCELLING":
+          this.closeAttempt(t, "CANCELLED", t.error);
+          this.finishTask(t, "CANCELLED", t.error ?? "cancelled");
+          break;
+        case "SUBMITTED":
+        case "RETRIED":
+          requeued++;
+          this.enqueue(t, t.status);
+          break;
+        case "PAUSED":
+          if (this.sessions.get(t.sessionId)?.status !== "PAUSED") this.enqueue(t);
+          break;
+        case "PENDING":
+          this.trackDependencies(t);
+          break;
+        default:
+          break;
+      }
+    }
+    return { tasks: state.tasks.length, requeued, lost };
   }
 
   setLink(link: WorkerLink): void {
@@ -154,6 +216,7 @@ export class Scheduler {
       session.defaultTaskOptions.partitionId = partitionIds[0];
     }
     this.sessions.set(session.id, session);
+    this.store.session(session);
     return session;
   }
 
@@ -208,12 +271,13 @@ export class Scheduler {
       return r;
     }
     this.events.newResult(r);
+    this.store.result(r);
     if (data) this.completeResult(r, data);
     return r;
   }
 
-  /** A client's upload: allowed for a result no task is due to produce. */
-  uploadResult(resultId: string, data: Buffer): Result {
+  /** Throws unless a client may upload data for this result now. */
+  checkUploadable(resultId: string): Result {
     const r = this.result(resultId);
     if (r.status !== "CREATED") {
       throw failedPrecondition(`result ${resultId} is ${r.status}: only a CREATED result takes data`);
@@ -226,12 +290,34 @@ export class Scheduler {
         );
       }
     }
+    return r;
+  }
+
+  /** A client's upload: allowed for a result no task is due to produce. */
+  uploadResult(resultId: string, data: Buffer): Result {
+    const r = this.checkUploadable(resultId);
     this.completeResult(r, data);
     return r;
   }
 
+  /** A range of a COMPLETED result's data, from memory or from the store. */
+  resultRange(resultId: string, offset: number, length: number): { data: Buffer; size: number } {
+    const r = this.result(resultId);
+    if (r.status !== "COMPLETED") {
+      throw failedPrecondition(
+        `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
+      );
+    }
+    const end = Math.min(r.size, offset + length);
+    if (offset > r.size)
+      throw invalidArgument(`offset ${offset} is past the end of result ${resultId} (${r.size} bytes)`);
+    const data = r.data ? r.data.subarray(offset, end) : this.store.readData(r.id, offset, end - offset);
+    return { data, size: r.size };
+  }
+
   resultData(resultId: string): Buffer {
     const r = this.result(resultId);
+    if (r.status === "COMPLETED" && r.data === null && r.stored) return this.store.readData(r.id, 0, r.size);
     if (r.status !== "COMPLETED" || r.data === null) {
       throw failedPrecondition(
         `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
@@ -244,6 +330,7 @@ export class Scheduler {
     r.data = data;
     r.size = data.length;
     r.status = "COMPLETED";
+    this.store.result(r);
     r.completedAt = Date.now();
     this.events.resultStatus(r);
     this.wakeWaiters(r);
@@ -261,6 +348,7 @@ export class Scheduler {
   private abortResult(r: Result): void {
     if (r.status !== "CREATED") return;
     r.status = "ABORTED";
+    this.store.result(r);
     r.completedAt = Date.now();
     this.events.resultStatus(r);
     this.wakeWaiters(r);
@@ -451,6 +539,7 @@ export class Scheduler {
   private insertTask(task: Task): void {
     task.seq = this.seq++;
     this.counts.PENDING++;
+    this.store.task(task);
     this.tasks.set(task.id, task);
     const session = this.sessions.get(task.sessionId);
     if (session) session.taskCount++;
@@ -460,6 +549,7 @@ export class Scheduler {
       if (!r) continue;
       const previous = r.ownerTaskId;
       r.ownerTaskId = task.id;
+      this.store.result(r);
       this.events.resultOwner(r, previous);
     }
     this.trackDependencies(task);
@@ -536,10 +626,8 @@ export class Scheduler {
     return resultIds.map((id) => {
       const own = st?.uploads.get(id);
       if (own) return own;
-      const r = this.sessionResult(task.sessionId, id);
-      if (r.status !== "COMPLETED" || !r.data)
-        throw failedPrecondition(`result ${id} is ${r.status}: it has no data yet`);
-      return r.data;
+      this.sessionResult(task.sessionId, id);
+      return this.resultData(id);
     });
   }
 
@@ -580,6 +668,7 @@ export class Scheduler {
     this.counts[task.status]--;
     this.counts[status]++;
     task.status = status;
+    this.store.task(task);
     this.events.taskStatus(task);
   }
 
@@ -598,7 +687,7 @@ export class Scheduler {
       this.setStatus(task, "PAUSED");
       return;
     }
-    this.setStatus(task, status);
+    if (task.status !== status) this.setStatus(task, status);
     this.queue(task.options.partitionId).push(task);
     this.scheduleDispatch();
   }
@@ -778,7 +867,10 @@ export class Scheduler {
       this.staged.delete(task.id);
       for (const id of st.results) {
         const r = this.results.get(id);
-        if (r) this.events.newResult(r);
+        if (r) {
+          this.events.newResult(r);
+          this.store.result(r);
+        }
       }
       for (const [id, data] of st.uploads) {
         const r = this.results.get(id);
@@ -847,7 +939,7 @@ export class Scheduler {
   /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
   cancelSession(sessionId: string): { cancelled: Record<string, number> } {
     const session = this.transition(sessionId, "CANCELLED", ["RUNNING", "PAUSED", "CLOSED"]);
-    session.status = "CANCELLED";
+    this.setSessionStatus(session, "CANCELLED");
     const cancelled = this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was cancelled`);
     for (const r of this.results.values()) if (r.sessionId === sessionId) this.abortResult(r);
     return { cancelled };
@@ -855,7 +947,7 @@ export class Scheduler {
 
   pauseSession(sessionId: string): void {
     const session = this.transition(sessionId, "PAUSED", ["RUNNING"]);
-    session.status = "PAUSED";
+    this.setSessionStatus(session, "PAUSED");
     for (const q of this.queues.values()) {
       for (const t of q.remove((t) => t.sessionId === sessionId)) this.setStatus(t, "PAUSED");
     }
@@ -863,28 +955,32 @@ export class Scheduler {
 
   resumeSession(sessionId: string): void {
     const session = this.transition(sessionId, "RUNNING", ["PAUSED"]);
-    session.status = "RUNNING";
+    this.setSessionStatus(session, "RUNNING");
     for (const t of this.sessionTasks(sessionId)) if (t.status === "PAUSED") this.enqueue(t);
   }
 
   closeSession(sessionId: string): void {
-    this.transition(sessionId, "CLOSED", ["RUNNING", "PAUSED"]).status = "CLOSED";
+    this.setSessionStatus(this.transition(sessionId, "CLOSED", ["RUNNING", "PAUSED"]), "CLOSED");
   }
 
   stopSubmission(sessionId: string): void {
     const session = this.transition(sessionId, "RUNNING", ["RUNNING", "PAUSED"]);
     session.submissionStopped = true;
+    this.store.session(session);
   }
 
   /** Result data deleted, metadata kept. */
   purgeSession(sessionId: string): { purged: number } {
     const session = this.transition(sessionId, "PURGED", ["CLOSED", "CANCELLED"]);
-    session.status = "PURGED";
+    this.setSessionStatus(session, "PURGED");
     let purged = 0;
     for (const r of this.results.values()) {
       if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
       r.data = null;
       r.status = "DELETED";
+      r.stored = false;
+      this.store.result(r);
+      this.store.deleteResultData(r.id);
       this.events.resultStatus(r);
       purged++;
     }
@@ -920,6 +1016,7 @@ export class Scheduler {
     }
     this.events.removeSession(sessionId);
     this.sessions.delete(sessionId);
+    this.store.deleteSession(sessionId);
     return { tasks, results };
   }
 
@@ -1043,7 +1140,7 @@ export class Scheduler {
   health(): { status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> } {
     const starving = this.partitions().filter((p) => p.queued > 0 && p.workers === 0);
     const checks: Record<string, string> = {
-      store: `ok (${this.opts.storeName ?? "memory"})`,
+      store: `ok (${this.store.name}, ${this.store.stats().pendingWrites} pending writes)`,
       queue:
         starving.length === 0
           ? "ok"
@@ -1073,6 +1170,7 @@ export class Scheduler {
       workers: this.workers.size,
       slots,
       busySlots: busy,
+      store: this.store.stats(),
     };
   }
 

@@ -1,0 +1,27 @@
+import { failedPrecondition } from "../protocol/errors.js";
+import type { LoadedState, Store, StoreStats } from "./store.js";
+
+/** `--store memory`: the scheduler's own maps are the only copy; nothing survives a restart. */
+export class MemoryStore implements Store {
+  readonly name = "memory";
+  private static readonly done = Promise.resolve();
+
+  load(): LoadedState {
+    return { sessions: [], results: [], tasks: [] };
+  }
+  session(): void {}
+  result(): void {}
+  task(): void {}
+  deleteSession(): void {}
+  deleteResultData(): void {}
+  readData(resultId: string): Buffer {
+    throw failedPrecondition(`result ${resultId} has no data in memory`);
+  }
+  flush(): Promise<void> {
+    return MemoryStore.done;
+  }
+  stats(): StoreStats {
+    return { name: this.name, sizeBytes: 0, pendingWrites: 0, location: "memory" };
+  }
+  async close(): Promise<void> {}
+}

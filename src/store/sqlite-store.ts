@@ -1,0 +1,265 @@
+import { accessSync, constants, mkdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import Database from "better-sqlite3";
+import type { Logger } from "../log.js";
+import { decode, encode } from "../protocol/codec.js";
+import { failedPrecondition } from "../protocol/errors.js";
+import type { Result, Session, Task } from "../scheduler/model.js";
+import { lockDataDir } from "./lock.js";
+import type { LoadedState, Store, StoreStats } from "./store.js";
+
+/** Bumped when the schema changes; a database from a newer zgrid is refused. */
+export const SCHEMA_VERSION = 1;
+/** Result data is stored in rows of this size, and read back by range. */
+export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
+const FLUSH_MS = 2;
+const FLUSH_RECORDS = 20_000;
+
+/** A start-up problem with the store: printed as a sentence, the server exits non-zero. */
+export class StoreOpenError extends Error {
+  override readonly name = "StoreOpenError";
+}
+
+type Row = Record<string, unknown>;
+
+/**
+ * The embedded store: one SQLite file in WAL mode in the data dir. Changes reported by the scheduler
+ * are collected (a changed object is written once however often it changed) and committed in one
+ * transaction every few milliseconds.
+ */
+export class SqliteStore implements Store {
+  readonly name = "sqlite";
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly unlock: () => void;
+  private dirtySessions = new Set<Session>();
+  private dirtyResults = new Set<Result>();
+  private dirtyTasks = new Set<Task>();
+  private deletes: (() => void)[] = [];
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly stmt: Record<string, Database.Statement>;
+  /** Milliseconds of the last commits, for the metrics and the bench. */
+  lastCommitMs = 0;
+
+  constructor(
+    dataDir: string,
+    private readonly log?: Logger,
+  ) {
+    const dir = resolve(dataDir);
+    try {
+      mkdirSync(dir, { recursive: true });
+      accessSync(dir, constants.W_OK);
+    } catch (err) {
+      throw new StoreOpenError(
+        `the data dir ${dir} is not writable (${(err as Error).message}): choose another with --data-dir`,
+      );
+    }
+    this.unlock = lockDataDir(dir);
+    this.file = join(dir, "zgrid.db");
+    try {
+      this.db = new Database(this.file);
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = NORMAL");
+      this.migrate();
+    } catch (err) {
+      this.unlock();
+      if (err instanceof StoreOpenError) throw err;
+      throw new StoreOpenError(`cannot open the store ${this.file}: ${(err as Error).message}`);
+    }
+    this.stmt = {
+      session: this.db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
+      result: this.db.prepare(
+        "INSERT OR REPLACE INTO results (id, session_id, status, doc) VALUES (?, ?, ?, ?)",
+      ),
+      data: this.db.prepare("INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)"),
+      task: this.db.prepare(
+        "INSERT OR REPLACE INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?)",
+      ),
+      readData: this.db.prepare(
+        "SELECT off, bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
+      ),
+      deleteData: this.db.prepare("DELETE FROM result_data WHERE result_id = ?"),
+    };
+  }
+
+  private migrate(): void {
+    this.db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+      { value: string } | undefined;
+    const version = row ? Number(row.value) : 0;
+    if (version > SCHEMA_VERSION) {
+      throw new StoreOpenError(
+        `the store ${this.file} was written by a newer zgrid (schema ${version}, this one knows ${SCHEMA_VERSION}): upgrade zgrid or use another --data-dir`,
+      );
+    }
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
+      CREATE INDEX IF NOT EXISTS results_session ON results (session_id);
+      CREATE TABLE IF NOT EXISTS result_data (result_id TEXT NOT NULL, off INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (result_id, off));
+      CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
+      CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id);
+    `);
+    this.db
+      .prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)")
+      .run(String(SCHEMA_VERSION));
+  }
+
+  load(): LoadedState {
+    const sessions = (this.db.prepare("SELECT doc FROM sessions").all() as Row[]).map(
+      (r) => decode(r.doc as Buffer) as Session,
+    );
+    const results = (this.db.prepare("SELECT doc FROM results").all() as Row[]).map((r) => {
+      const res = decode(r.doc as Buffer) as Result;
+      res.data = null;
+      return res;
+    });
+    const tasks = (this.db.prepare("SELECT doc FROM tasks ORDER BY seq").all() as Row[]).map(
+      (r) => decode(r.doc as Buffer) as Task,
+    );
+    return { sessions, results, tasks };
+  }
+
+  session(s: Session): void {
+    this.dirtySessions.add(s);
+    this.schedule();
+  }
+  result(r: Result): void {
+    this.dirtyResults.add(r);
+    this.schedule();
+  }
+  task(t: Task): void {
+    this.dirtyTasks.add(t);
+    this.schedule();
+  }
+  deleteSession(sessionId: string): void {
+    this.deletes.push(() => {
+      this.db
+        .prepare("DELETE FROM result_data WHERE result_id IN (SELECT id FROM results WHERE session_id = ?)")
+        .run(sessionId);
+      this.db.prepare("DELETE FROM results WHERE session_id = ?").run(sessionId);
+      this.db.prepare("DELETE FROM tasks WHERE session_id = ?").run(sessionId);
+      this.db.prepare("DELETE FROM sessions WHERE id = ?").run(sessionId);
+    });
+    this.schedule();
+  }
+  deleteResultData(resultId: string): void {
+    this.deletes.push(() => this.stmt.deleteData.run(resultId));
+    this.schedule();
+  }
+
+  readData(resultId: string, offset: number, length: number): Buffer {
+    const rows = this.stmt.readData.all(resultId, offset, offset + length) as {
+      off: number;
+      bytes: Buffer;
+    }[];
+    if (rows.length === 0 && length > 0) throw failedPrecondition(`result ${resultId} has no stored data`);
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    for (const { off, bytes } of rows) {
+      const from = Math.max(0, offset - off);
+      const to = Math.min(bytes.length, offset + length - off);
+      bytes.copy(out, off + from - offset, from, to);
+      filled += to - from;
+    }
+    return filled === length ? out : out.subarray(0, filled);
+  }
+
+  private get pending(): number {
+    return this.dirtySessions.size + this.dirtyResults.size + this.dirtyTasks.size + this.deletes.length;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.pending >= FLUSH_RECORDS) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      setImmediate(() => this.commit());
+      return;
+    }
+    this.timer ??= setTimeout(() => this.commit(), FLUSH_MS);
+  }
+
+  flush(): Promise<void> {
+    if (this.pending === 0 && this.waiters.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** One transaction with every change reported since the last one. */
+  private commit(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const waiters = this.waiters;
+    this.waiters = [];
+    if (this.pending === 0) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    const sessions = this.dirtySessions;
+    const results = this.dirtyResults;
+    const tasks = this.dirtyTasks;
+    const deletes = this.deletes;
+    this.dirtySessions = new Set();
+    this.dirtyResults = new Set();
+    this.dirtyTasks = new Set();
+    this.deletes = [];
+    const started = performance.now();
+    try {
+      this.db.transaction(() => {
+        for (const s of sessions) this.stmt.session.run(s.id, encode(s));
+        for (const r of results) {
+          const { data, ...meta } = r;
+          if (data && !r.stored) {
+            for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
+              this.stmt.data.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
+              if (data.length === 0) break;
+            }
+            r.stored = true;
+            meta.stored = true;
+          }
+          this.stmt.result.run(r.id, r.sessionId, r.status, encode(meta));
+        }
+        for (const t of tasks) this.stmt.task.run(t.id, t.sessionId, t.seq, t.status, encode(t));
+        for (const d of deletes) d();
+      })();
+    } catch (err) {
+      // Nothing was committed: keep the changes for the next try and tell the waiters.
+      for (const s of sessions) this.dirtySessions.add(s);
+      for (const r of results) this.dirtyResults.add(r);
+      for (const t of tasks) this.dirtyTasks.add(t);
+      this.deletes.unshift(...deletes);
+      this.log?.error({ err }, "store commit failed");
+      const e = new Error(`the store could not commit: ${(err as Error).message}`);
+      for (const w of waiters) w.reject(e);
+      return;
+    }
+    this.lastCommitMs = performance.now() - started;
+    for (const w of waiters) w.resolve();
+  }
+
+  stats(): StoreStats {
+    let size = 0;
+    for (const f of [this.file, `${this.file}-wal`]) {
+      try {
+        size += statSync(f).size;
+      } catch {
+        /* not there yet */
+      }
+    }
+    return { name: this.name, sizeBytes: size, pendingWrites: this.pending, location: this.file };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.commit();
+    this.closed = true;
+    this.db.close();
+    this.unlock();
+  }
+}

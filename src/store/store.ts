@@ -1,0 +1,40 @@
+import type { Result, Session, Task } from "../scheduler/model.js";
+
+/** What a store gives back at start: everything it kept, for the scheduler to rebuild its state. */
+export interface LoadedState {
+  sessions: Session[];
+  results: Result[];
+  /** In submission order (seq). */
+  tasks: Task[];
+}
+
+export interface StoreStats {
+  name: string;
+  /** Bytes on disk (0 for memory). */
+  sizeBytes: number;
+  /** Records changed but not yet committed. */
+  pendingWrites: number;
+  /** Where the data lives ("memory" for the memory store). */
+  location: string;
+}
+
+/**
+ * Where the scheduler writes through (design §8). The scheduler keeps its hot state in memory and
+ * tells the store what changed; the store groups the changes into transactions off the hot path.
+ * `flush()` resolves once everything reported so far is committed: a command is acknowledged after it.
+ */
+export interface Store {
+  readonly name: string;
+  load(): LoadedState;
+  session(s: Session): void;
+  result(r: Result): void;
+  task(t: Task): void;
+  deleteSession(sessionId: string): void;
+  /** Drops the stored data of a result (purge). */
+  deleteResultData(resultId: string): void;
+  /** Reads `length` bytes of a stored result's data from `offset`. */
+  readData(resultId: string, offset: number, length: number): Buffer;
+  flush(): Promise<void>;
+  stats(): StoreStats;
+  close(): Promise<void>;
+}

@@ -1,0 +1,258 @@
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import { downloadLarge, uploadLarge } from "../src/client/large-data.js";
+import { decodeOutput, encodePayload } from "../src/client/payload.js";
+import { Server } from "../src/daemons/server.js";
+import {
+  EXAMPLE_APPS,
+  runCli,
+  spawnCli,
+  spawnServer,
+  tempDir,
+  testConfig,
+  waitFor,
+  type Proc,
+} from "./helpers.js";
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve) => {
+          const s = createServer();
+          s.listen(0, "127.0.0.1", () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+describe("the embedded SQLite store", () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+
+  it("refuses a second server on the same data dir (a dead one's lock is taken over: see the kill -9 test)", async () => {
+    const config = testConfig();
+    const first = new Server(config);
+    await first.start();
+    cleanup.push(() => first.shutdown());
+    assert.throws(() => new Server({ ...config }), /in use by another zgrid server \(pid \d+\)/);
+    const cli = await runCli([
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      config.dataDir,
+      "--token",
+      "x",
+    ]);
+    assert.equal(cli.code, 1);
+    assert.match(cli.stderr, /in use by another zgrid server/);
+    assert.doesNotMatch(cli.stderr, /^\s+at /m, "a sentence, not a stack trace");
+  });
+
+  it("explains a data dir that cannot be written and a store from a newer zgrid", async () => {
+    const dir = tempDir();
+    const file = join(dir, "not-a-dir");
+    writeFileSync(file, "x");
+    const bad = await runCli([
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      join(file, "sub"),
+      "--token",
+      "x",
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not writable/);
+    const newer = tempDir();
+    const db = new Database(join(newer, "zgrid.db"));
+    db.exec(
+      "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '99')",
+    );
+    db.close();
+    const r = await runCli([
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      newer,
+      "--token",
+      "x",
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /newer zgrid \(schema 99/);
+  });
+
+  it("restarts with nothing running as a no-op: same sessions, tasks and results", async () => {
+    const config = testConfig();
+    const a = new Server(config);
+    const infoA = await a.start();
+    const c1 = await connect(infoA.url);
+    const s = await c1.createSession({ partitionId: "nobody", priority: 3 });
+    const [payload] = await c1.createResults(s, [{ name: "p", data: Buffer.from("payload-bytes") }]);
+    const tasks = await c1.submitTasks(
+      s,
+      Array.from({ length: 50 }, () => ({ payloadId: payload.resultId })),
+    );
+    const before = await c1.listTasks({
+      filter: { sessionId: s },
+      pageSize: 1000,
+      sort: { field: "taskId" },
+    });
+    await c1.close();
+    await a.shutdown();
+
+    const b = new Server(config);
+    const infoB = await b.start();
+    cleanup.push(() => b.shutdown());
+    const c2 = await connect(infoB.url);
+    cleanup.push(() => c2.close());
+    const after = await c2.listTasks({ filter: { sessionId: s }, pageSize: 1000, sort: { field: "taskId" } });
+    assert.deepEqual(after, before);
+    assert.equal((await c2.getSession(s)).defaultTaskOptions.priority, 3);
+    assert.deepEqual(await c2.downloadResult(payload.resultId), Buffer.from("payload-bytes"));
+    assert.equal(b.scheduler.summary().queued.nobody, tasks.length, "queued tasks kept their place");
+  });
+
+  it("round-trips 200 MB byte for byte in chunks, holding it once", { timeout: 120_000 }, async () => {
+    const { proc, info } = await spawnServer(["--token", "t"]);
+    cleanup.push(() => proc.stop());
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => client.close());
+    const s = await client.createSession();
+    const [r] = await client.createResults(s, [{ name: "big" }]);
+    const data = Buffer.allocUnsafe(200 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const rssBefore = (await client.getMemStatus()).rss;
+    await uploadLarge(client, r.resultId, data);
+    const back = await downloadLarge(client, r.resultId);
+    const rssAfter = (await client.getMemStatus()).rss;
+    assert.equal(back.length, data.length);
+    assert.ok(back.equals(data), "same bytes");
+    const grown = (rssAfter - rssBefore) / 2 ** 20;
+    assert.ok(grown < 400, `the server grew by ${grown.toFixed(0)} MB for a 200 MB result`);
+  });
+
+  it(
+    "after kill -9 mid-session, a restart on the same data dir completes every task exactly once",
+    { timeout: 240_000 },
+    async () => {
+      const dir = tempDir();
+      const ports = await freePorts(4);
+      const args = [
+        "server",
+        "--port",
+        String(ports[0]),
+        "--worker-port",
+        String(ports[1]),
+        "--metrics-port",
+        String(ports[2]),
+        "--status-port",
+        String(ports[3]),
+        "--data-dir",
+        dir,
+        "--token",
+        "kill9",
+        "--heartbeat-ms",
+        "200",
+        "--connection-info",
+        join(dir, "info.json"),
+      ];
+      const url = `tcp://127.0.0.1:${ports[0]}?token=kill9`;
+      const workerUrl = `tcp://127.0.0.1:${ports[1]}?token=kill9`;
+      let server: Proc = spawnCli(args);
+      cleanup.push(() => server.stop());
+      const workers = [0, 1].map(() =>
+        spawnCli([
+          "worker",
+          "--connect",
+          workerUrl,
+          "--app-path",
+          EXAMPLE_APPS,
+          "--slots",
+          "2",
+          "--log-level",
+          "warn",
+        ]),
+      );
+      for (const w of workers) cleanup.push(() => w.stop());
+      let client: ZgridClient = await connect(url, { timeoutMs: 30_000 });
+      await waitFor(
+        async () => (await client.listWorkers().catch(() => ({ total: 0 }))).total === 2,
+        20_000,
+        "two workers",
+      );
+      const sessionId = await client.createSession({ applicationName: "hello" });
+      const outputs: string[] = [];
+      for (let b = 0; b < 4; b++) {
+        const ts = await client.submitTasks(
+          sessionId,
+          Array.from({ length: 5000 }, (_, i) => ({ payload: encodePayload("sum", [[b * 5000 + i, 1]]) })),
+        );
+        outputs.push(...ts.map((t) => t.expectedOutputIds[0]));
+      }
+      await waitFor(
+        async () => (await client.countTasks({ sessionId })).COMPLETED >= 1000,
+        60_000,
+        "some tasks done",
+      );
+      server.child.kill("SIGKILL");
+      await server.exited;
+      await client.close();
+
+      server = spawnCli(args);
+      client = await connect(url, { timeoutMs: 60_000 });
+      cleanup.push(() => client.close());
+      await waitFor(
+        async () => (await client.ruok().catch(() => "")) === "imok",
+        20_000,
+        "the restarted server",
+      );
+      const r = await client.waitResultsData(outputs, { timeoutMs: 180_000 });
+      assert.equal(r.timedOut, false);
+      outputs.forEach((id, i) => assert.equal(decodeOutput(r.data.get(id)!), i + 1, `output ${i}`));
+      const counts = await client.countTasks({ sessionId });
+      assert.equal(counts.COMPLETED, 20_000);
+      for (let page = 0; page < 2; page++) {
+        const items = (await client.listTasks({ filter: { sessionId }, pageSize: 10_000, page })).items;
+        for (const t of items) {
+          assert.equal(
+            t.attempts.filter((a) => a.status === "COMPLETED").length,
+            1,
+            `task ${t.taskId} completed once`,
+          );
+        }
+      }
+    },
+  );
+});
