@@ -142,6 +142,106 @@ async function latency(client: ZgridClient, n: number): Promise<number[]> {
   return samples.sort((a, b) => a - b);
 }
 
+/** A server process on its own data dir; resolves once its connection-info file exists. */
+async function startServerProcess(
+  dir: string,
+  store: string,
+): Promise<{ server: ChildProcess; url: string }> {
+  const infoFile = join(dir, "info.json");
+  rmSync(infoFile, { force: true });
+  const server = spawn(
+    process.execPath,
+    [
+      CLI,
+      "server",
+      "--port",
+      "0",
+      "--worker-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--status-port",
+      "0",
+      "--data-dir",
+      dir,
+      "--store",
+      store,
+      "--token",
+      "bench",
+      "--connection-info",
+      infoFile,
+      "--log-level",
+      "warn",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(infoFile)) {
+    if (Date.now() > deadline || server.exitCode !== null) throw new Error("the server did not start");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { server, url: (JSON.parse(readFileSync(infoFile, "utf8")) as { url: string }).url };
+}
+
+async function queueTasks(url: string, n: number): Promise<void> {
+  const client = await connect(url, { timeoutMs: 600_000 });
+  try {
+    const sessionId = await client.createSession({ applicationName: "hello", partitionId: "nobody" });
+    const [payload] = await client.createResults(sessionId, [{ name: "p", data: encodePayload("noop") }]);
+    for (let from = 0; from < n; from += 50_000) {
+      const defs = new Array(Math.min(50_000, n - from)).fill({ payloadId: payload.resultId });
+      await client.submitTasks(sessionId, defs);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+/** Time from start to serving after kill -9 with `tasks` queued tasks in the SQLite store. */
+async function recovery(tasks: number): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  try {
+    const first = await startServerProcess(dir, "sqlite");
+    await queueTasks(first.url, tasks);
+    first.server.kill("SIGKILL");
+    await new Promise((r) => first.server.once("exit", r));
+    const started = process.hrtime.bigint();
+    const second = await startServerProcess(dir, "sqlite");
+    const client = await connect(second.url, { timeoutMs: 60_000 });
+    const counts = await client.countTasks();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    await client.close();
+    second.server.kill("SIGTERM");
+    await new Promise((r) => second.server.once("exit", r));
+    return {
+      bench: "recovery",
+      store: "sqlite",
+      tasks,
+      seconds: +seconds.toFixed(3),
+      recovered_queued: counts.SUBMITTED,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Resident memory of a server holding `tasks` queued tasks (SQLite store, the default). */
+async function memory(tasks: number): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  try {
+    const { server, url } = await startServerProcess(dir, "sqlite");
+    await queueTasks(url, tasks);
+    const client = await connect(url);
+    const rss = (await client.getMemStatus()).rss;
+    await client.close();
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+    return { bench: "memory", store: "sqlite", tasks, rss_mb: Math.round(rss / 2 ** 20) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -155,16 +255,19 @@ async function main(): Promise<void> {
       runs: { type: "string" },
       slots: { type: "string" },
       batch: { type: "string" },
+      recoveryTasks: { type: "string" },
+      memoryTasks: { type: "string" },
     },
   });
-  const only = new Set(String(values.only ?? "throughput,latency").split(","));
+  const only = new Set(String(values.only ?? "throughput,latency,recovery,memory").split(","));
   const tasks = Number(values.tasks ?? 200_000);
   const runs = Number(values.runs ?? 3);
   const slots = Number(values.slots ?? 2);
   const batch = Number(values.batch ?? 10_000);
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
-  for (const store of ["memory"]) {
+  for (const store of ["memory", "sqlite"]) {
+    if (!only.has("throughput") && !only.has("latency")) break;
     const grid = await startGrid(store, slots);
     const client = await connect(grid.url, { timeoutMs: 120_000 });
     try {
@@ -199,6 +302,8 @@ async function main(): Promise<void> {
       await stopGrid(grid);
     }
   }
+  if (only.has("recovery")) emit(await recovery(Number(values.recoveryTasks ?? 100_000)));
+  if (only.has("memory")) emit(await memory(Number(values.memoryTasks ?? 1_000_000)));
 }
 
 main().then(
