@@ -39,6 +39,7 @@ export class SqliteStore implements Store {
   private deletes: (() => void)[] = [];
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private immediate = false;
   private closed = false;
   private readonly stmt: Record<string, Database.Statement>;
   /** Milliseconds of the last commits, for the metrics and the bench. */
@@ -183,11 +184,21 @@ export class SqliteStore implements Store {
     this.timer ??= setTimeout(() => this.commit(), FLUSH_MS);
   }
 
+  /**
+   * Someone waits for an acknowledgement: commit at the end of this event-loop turn rather than after
+   * the timer, so everything that arrived in the same turn shares one transaction (group commit).
+   */
   flush(): Promise<void> {
     if (this.pending === 0 && this.waiters.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      this.schedule();
+      if (!this.immediate) {
+        this.immediate = true;
+        setImmediate(() => {
+          this.immediate = false;
+          this.commit();
+        });
+      }
     });
   }
 
