@@ -18,6 +18,9 @@ import {
 import { mergeTaskOptions } from "./task-options.js";
 import { PartitionQueue } from "./task-queue.js";
 
+/** The dependencies of a task that has none: shared, never written to. */
+const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
+
 /** How the scheduler reaches workers; implemented by the worker endpoint. */
 export interface WorkerLink {
   sendTasks(workerId: string, tasks: Task[]): void;
@@ -457,6 +460,7 @@ export class Scheduler {
     const sessionId = session.id;
     const claimed = new Set<string>();
     const options: TaskOptions[] = new Array(items.length);
+    let shared: TaskOptions | undefined;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const where = `tasks[${i}]`;
@@ -479,7 +483,11 @@ export class Scheduler {
       }
       for (const id of item.dataDependencies ?? [])
         this.sessionResult(sessionId, id, `${where} data dependency`);
-      const merged = mergeTaskOptions(session.defaultTaskOptions, submissionOptions, item.taskOptions ?? {});
+      // Tasks without options of their own share one merged object: a million queued tasks, one copy.
+      const merged =
+        item.taskOptions === undefined
+          ? (shared ??= mergeTaskOptions(session.defaultTaskOptions, submissionOptions))
+          : mergeTaskOptions(session.defaultTaskOptions, submissionOptions, item.taskOptions);
       if (session.partitionIds.length > 0 && !session.partitionIds.includes(merged.partitionId)) {
         throw invalidArgument(
           `${where}: partition "${merged.partitionId}" is not one of the session's partitions (${session.partitionIds.join(", ")})`,
@@ -518,7 +526,7 @@ export class Scheduler {
         sessionId,
         payloadId,
         expectedOutputIds: outputs,
-        dataDependencies: item.dataDependencies ?? [],
+        dataDependencies: item.dataDependencies ?? NO_IDS,
         options: options[i],
         status: "PENDING",
         seq: 0,
