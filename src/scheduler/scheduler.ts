@@ -1,10 +1,9 @@
 import type { Logger } from "../log.js";
 import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
-import type { WireTaskOutcome } from "../protocol/worker-messages.js";
 import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
 import { IdGenerator } from "./ids.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { LoadedState, Store, StoreStats } from "../store/store.js";
+import type { LoadedState, Store } from "../store/store.js";
 import {
   FINAL_TASK_STATUSES,
   TASK_STATUSES,
@@ -17,93 +16,32 @@ import {
 } from "./model.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { PartitionQueue } from "./task-queue.js";
+import { ResultWaiters } from "./result-waiters.js";
+import type {
+  AttemptStaging,
+  Completion,
+  NewResult,
+  SchedulerOptions,
+  SchedulerSummary,
+  TaskSubmission,
+  WaitSpec,
+  WorkerLink,
+  WorkerState,
+} from "./types.js";
+
+export type {
+  Completion,
+  NewResult,
+  SchedulerOptions,
+  SchedulerSummary,
+  TaskSubmission,
+  WaitSpec,
+  WorkerLink,
+  WorkerState,
+} from "./types.js";
 
 /** The dependencies of a task that has none: shared, never written to. */
 const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
-
-/** How the scheduler reaches workers; implemented by the worker endpoint. */
-export interface WorkerLink {
-  sendTasks(workerId: string, tasks: Task[]): void;
-  cancelTasks(workerId: string, taskIds: string[], reason: string): void;
-}
-
-export interface WorkerState {
-  id: string;
-  partitions: string[];
-  slots: number;
-  /** slots + prefetch: the most tasks the worker may hold. */
-  capacity: number;
-  inflight: Set<string>;
-  host: string;
-  pid: number;
-  connectedAt: number;
-  lastHeartbeat: number;
-}
-
-export interface Completion {
-  taskId: string;
-  status: WireTaskOutcome;
-  error?: string;
-  output?: Buffer;
-}
-
-/** One task of a `tasks.submit`, already type-checked by the command module. */
-export interface TaskSubmission {
-  payloadId?: string;
-  payload?: Buffer;
-  expectedOutputIds?: string[];
-  outputCount?: number;
-  dataDependencies?: string[];
-  taskOptions?: Partial<TaskOptions>;
-}
-
-export interface NewResult {
-  name: string;
-  data?: Buffer;
-}
-
-export interface WaitSpec {
-  resultIds: string[];
-  any: boolean;
-  breakOnError: boolean;
-  timeoutMs: number;
-}
-
-interface ResultWaiter {
-  remaining: number;
-  any: boolean;
-  breakOnError: boolean;
-  done: boolean;
-  finish: () => void;
-}
-
-/** What one running attempt created through its agent. */
-interface AttemptStaging {
-  /** Results created (metadata in the results map, not yet announced). */
-  results: Set<string>;
-  /** Data for results, applied at commit. */
-  uploads: Map<string, Buffer>;
-  /** Child tasks, inserted at commit. */
-  children: Task[];
-}
-
-export interface SchedulerOptions {
-  log: Logger;
-  maxBatch: number;
-  store?: Store;
-}
-
-export interface SchedulerSummary {
-  sessions: number;
-  results: number;
-  tasks: number;
-  tasksByStatus: Record<TaskStatus, number>;
-  queued: Record<string, number>;
-  workers: number;
-  slots: number;
-  busySlots: number;
-  store: StoreStats;
-}
 
 /**
  * Sessions, results and tasks, and the placement of tasks onto workers (design §4–§6).
@@ -121,7 +59,7 @@ export class Scheduler {
   private readonly queues = new Map<string, PartitionQueue>();
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
-  private readonly resultWaiters = new Map<string, ResultWaiter[]>();
+  private readonly waiters = new ResultWaiters();
   private readonly counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<
     TaskStatus,
     number
@@ -336,7 +274,7 @@ export class Scheduler {
     this.store.result(r);
     r.completedAt = Date.now();
     this.events.resultStatus(r);
-    this.wakeWaiters(r);
+    this.waiters.settled(r.id, r.status);
     const waiting = this.dependents.get(r.id);
     if (waiting) {
       this.dependents.delete(r.id);
@@ -354,7 +292,7 @@ export class Scheduler {
     this.store.result(r);
     r.completedAt = Date.now();
     this.events.resultStatus(r);
-    this.wakeWaiters(r);
+    this.waiters.settled(r.id, r.status);
     const waiting = this.dependents.get(r.id);
     if (!waiting) return;
     this.dependents.delete(r.id);
@@ -371,58 +309,7 @@ export class Scheduler {
    * or at the timeout. Event driven: settling a result wakes its waiters; nothing polls.
    */
   waitResults(spec: WaitSpec): Promise<boolean> {
-    const waiter: ResultWaiter = {
-      remaining: 0,
-      any: spec.any,
-      breakOnError: spec.breakOnError,
-      done: false,
-      finish: () => {},
-    };
-    let settled = 0;
-    for (const id of spec.resultIds) {
-      const r = this.result(id);
-      if (r.status === "COMPLETED" || r.status === "ABORTED" || r.status === "DELETED") {
-        settled++;
-        if (r.status === "ABORTED" && spec.breakOnError) return Promise.resolve(true);
-      }
-    }
-    if (settled === spec.resultIds.length || (spec.any && settled > 0)) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      waiter.finish = () => {
-        waiter.done = true;
-        if (timer) clearTimeout(timer);
-        resolve(true);
-      };
-      waiter.remaining = spec.resultIds.length - settled;
-      for (const id of spec.resultIds) {
-        const r = this.results.get(id)!;
-        if (r.status !== "CREATED") continue;
-        let list = this.resultWaiters.get(id);
-        if (!list) {
-          list = [];
-          this.resultWaiters.set(id, list);
-        }
-        list.push(waiter);
-      }
-      if (spec.timeoutMs > 0) {
-        timer = setTimeout(() => {
-          waiter.done = true;
-          resolve(false);
-        }, spec.timeoutMs);
-      }
-    });
-  }
-
-  private wakeWaiters(r: Result): void {
-    const list = this.resultWaiters.get(r.id);
-    if (!list) return;
-    this.resultWaiters.delete(r.id);
-    for (const w of list) {
-      if (w.done) continue;
-      w.remaining--;
-      if (w.any || w.remaining === 0 || (w.breakOnError && r.status === "ABORTED")) w.finish();
-    }
+    return this.waiters.wait(spec, (id) => this.result(id).status);
   }
 
   // ---- tasks ---------------------------------------------------------------------------------------
@@ -1015,10 +902,9 @@ export class Scheduler {
       if (r.sessionId !== sessionId) continue;
       this.results.delete(id);
       this.dependents.delete(id);
-      const waiters = this.resultWaiters.get(id);
-      if (waiters) {
+      if (this.waiters.has(id)) {
         r.status = "DELETED";
-        this.wakeWaiters(r);
+        this.waiters.settled(r.id, r.status);
       }
       results++;
     }

@@ -1,0 +1,82 @@
+import type { Logger } from "../log.js";
+import type { WireTaskOutcome } from "../protocol/worker-messages.js";
+import type { Store, StoreStats } from "../store/store.js";
+import type { Task, TaskOptions, TaskStatus } from "./model.js";
+
+/** The scheduler's inputs and outputs: what commands, the worker endpoint and the store hand it. */
+
+/** How the scheduler reaches workers; implemented by the worker endpoint. */
+export interface WorkerLink {
+  sendTasks(workerId: string, tasks: Task[]): void;
+  cancelTasks(workerId: string, taskIds: string[], reason: string): void;
+}
+
+export interface WorkerState {
+  id: string;
+  partitions: string[];
+  slots: number;
+  /** slots + prefetch: the most tasks the worker may hold. */
+  capacity: number;
+  inflight: Set<string>;
+  host: string;
+  pid: number;
+  connectedAt: number;
+  lastHeartbeat: number;
+}
+
+export interface Completion {
+  taskId: string;
+  status: WireTaskOutcome;
+  error?: string;
+  output?: Buffer;
+}
+
+/** One task of a `tasks.submit`, already type-checked by the command module. */
+export interface TaskSubmission {
+  payloadId?: string;
+  payload?: Buffer;
+  expectedOutputIds?: string[];
+  outputCount?: number;
+  dataDependencies?: string[];
+  taskOptions?: Partial<TaskOptions>;
+}
+
+export interface NewResult {
+  name: string;
+  data?: Buffer;
+}
+
+export interface WaitSpec {
+  resultIds: string[];
+  any: boolean;
+  breakOnError: boolean;
+  timeoutMs: number;
+}
+
+/** What one running attempt created through its agent. */
+export interface AttemptStaging {
+  /** Results created (metadata in the results map, not yet announced). */
+  results: Set<string>;
+  /** Data for results, applied at commit. */
+  uploads: Map<string, Buffer>;
+  /** Child tasks, inserted at commit. */
+  children: Task[];
+}
+
+export interface SchedulerOptions {
+  log: Logger;
+  maxBatch: number;
+  store?: Store;
+}
+
+export interface SchedulerSummary {
+  sessions: number;
+  results: number;
+  tasks: number;
+  tasksByStatus: Record<TaskStatus, number>;
+  queued: Record<string, number>;
+  workers: number;
+  slots: number;
+  busySlots: number;
+  store: StoreStats;
+}
