@@ -102,7 +102,10 @@ export async function runCli(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = spawnCli(args, env);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
+  // "exit" can come before the last of stdout was read; "close" waits for the pipes (bounded).
+  const closed = new Promise<void>((resolve) => p.child.once("close", () => resolve()));
   const { code } = await p.exited;
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
   clearTimeout(timer);
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }

@@ -17,15 +17,34 @@ const LIST_OPTIONS = {
   "page-size": { type: "string" },
 } as const;
 
+const STATUS_EXAMPLES: Record<Kind, string> = {
+  sessions: "RUNNING, PAUSED, CLOSED, CANCELLED, ...",
+  tasks: "SUBMITTED, PROCESSING, COMPLETED, ERROR, ...",
+  results: "CREATED, COMPLETED, ABORTED, DELETED",
+};
+
 export function dataHelp(kind: Kind): string {
   const one = kind.slice(0, -1);
-  return `zgrid ${kind} list [--session ID] [--status S[,S]] [--sort FIELD [--desc]] [--page N] [--page-size N] [--json]
-zgrid ${kind} get ID [--json]${kind === "results" ? "" : `\nzgrid ${kind} cancel ID [ID ...]`}
-
-Lists ${kind}, shows one ${one}${kind === "results" ? "" : `, or cancels ${kind}`}. Tables on a terminal; --json prints
-what the server returned.
-
-${TARGET_HELP}`;
+  const session = kind === "sessions" ? "" : "[--session ID] ";
+  const lines = [
+    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--page N] [--json]`,
+    `zgrid ${kind} get ID [--json]`,
+    ...(kind === "results" ? [] : [`zgrid ${kind} cancel ID [ID ...] [--json]`]),
+    "",
+    `list: a page of ${kind}, as a table. get: one ${one}, a line per field.` +
+      (kind === "results" ? "" : ` cancel: cancels ${kind}`),
+    (kind === "results" ? "" : "and prints how many were cancelled, by status. ") +
+      "--json prints what the server returned.",
+    "",
+    TARGET_HELP,
+    ...(kind === "sessions" ? [] : [`  -s, --session ID               only the ${kind} of this session`]),
+    `      --status S[,S]             only these statuses (${STATUS_EXAMPLES[kind]})`,
+    `      --sort FIELD [--desc]      sort by a field (createdAt, status, ...), descending with --desc`,
+    `      --page N                   which page, from 0 (default 0)`,
+    `      --page-size N              ${kind} a page (default 100, at most 10000)`,
+    `      --json                     print JSON`,
+  ];
+  return lines.join("\n");
 }
 
 function row(kind: Kind, item: SessionInfo | TaskInfo | ResultInfo): string[] {

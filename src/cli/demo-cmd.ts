@@ -10,7 +10,7 @@ import { createLogger } from "../log.js";
 import { Progress } from "./progress.js";
 import { intFlag, parse } from "./usage.js";
 
-export const DEMO_HELP = `zgrid demo [--tasks N] [--workers N] [--slots N]
+export const DEMO_HELP = `zgrid demo [--tasks N] [--workers N] [--slots N] [--batch N]
 
 The whole grid on one machine, nothing else installed: starts a server on free ports with the embedded
 store, starts local worker hosts running the example applications, submits a sample workload (sums of

@@ -16,6 +16,7 @@ import { EVENTS_HELP, dataHelp, runData, runEvents } from "./data-cmds.js";
 import { DEMO_HELP, runDemo } from "./demo-cmd.js";
 import { HELLO_HELP, runHello } from "./hello-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
+import { SUBMIT_HELP, runSubmit } from "./submit-cmd.js";
 import { UsageError } from "./usage.js";
 import { WORKER_HELP, runWorker } from "./worker-cmd.js";
 
@@ -41,6 +42,11 @@ const COMMANDS: Record<string, Subcommand> = {
     summary: "submit the hello-world task (sum of numbers) and print its result",
     help: HELLO_HELP,
     run: runHello,
+  },
+  submit: {
+    summary: "submit tasks calling an application's method, optionally wait for their outputs",
+    help: SUBMIT_HELP,
+    run: runSubmit,
   },
   ruok: { summary: "check that the server is alive (prints imok)", help: RUOK_HELP, run: runRuok },
   status: { summary: "show the server's status", help: STATUS_HELP, run: runStatus },
@@ -72,7 +78,10 @@ ${Object.entries(COMMANDS)
   .join("\n")}
 
 Client commands find the server with --url tcp://HOST:PORT?token=..., ZGRID_URL, or
---connection-info FILE. Exit codes: 0 success, 1 failure, 2 usage error.`;
+--connection-info FILE; those that print listings take --json. Exit codes: 0 success,
+1 failure, 2 usage error.
+
+Start here: zgrid demo, or zgrid server --local-workers 1, then zgrid hello.`;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -9,8 +9,8 @@ export const TARGET_OPTIONS = {
   "connection-info": { type: "string" },
 } as const;
 
-export const TARGET_HELP = `  -u, --url URL              server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]
-      --connection-info FILE the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]`;
+export const TARGET_HELP = `  -u, --url URL                  server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]
+      --connection-info FILE     the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]`;
 
 export type DaemonKind = "default" | "metrics" | "status";
 

@@ -31,6 +31,7 @@ export class ZgridClient extends Connection {
   hello(): Promise<string> {
     return this.call<string>("connect");
   }
+  /** `disconnect`: a sentence; nothing is torn down (call {@link close} to close the socket). */
   disconnect(): Promise<string> {
     return this.call<string>("disconnect");
   }
@@ -38,18 +39,23 @@ export class ZgridClient extends Connection {
   ruok(): Promise<string> {
     return this.call<string>("ruok");
   }
+  /** `noop`: answers `"noop"`, touching nothing (latency probes). */
   noop(): Promise<string> {
     return this.call<string>("noop");
   }
+  /** `getconfig`: version, host, ports, daemons, store, auth, limits (`maxFrameBytes`, `maxBatch`). */
   getConfig(): Promise<Record<string, unknown>> {
     return this.call("getconfig");
   }
+  /** `getCmdMap`: every command this daemon answers → the module that registered it. */
   getCmdMap(): Promise<Record<string, string>> {
     return this.call("getCmdMap");
   }
+  /** `getmemused`: the server's resident memory, in bytes. */
   getMemUsed(): Promise<number> {
     return this.call<number>("getmemused");
   }
+  /** `getmemstatus`: the server's memory figures (rss, heap, external, ...), in bytes. */
   getMemStatus(): Promise<Record<string, number>> {
     return this.call("getmemstatus");
   }
@@ -72,37 +78,53 @@ export class ZgridClient extends Connection {
 
   // ---- sessions ------------------------------------------------------------------------------------
 
+  /**
+   * `sessions.create`: a new RUNNING session whose tasks default to `defaultTaskOptions`; with
+   * `partitionIds`, its tasks may only run in those partitions. Returns the session id.
+   */
   async createSession(defaultTaskOptions?: TaskOptions, partitionIds?: string[]): Promise<string> {
     const r = await this.call<{ sessionId: string }>("sessions.create", { defaultTaskOptions, partitionIds });
     return r.sessionId;
   }
+  /** `sessions.get`: a session's status, defaults, partitions and task count. */
   getSession(sessionId: string): Promise<SessionInfo> {
     return this.call("sessions.get", { sessionId });
   }
+  /** `sessions.list`: a page of sessions; `filter` by status, createdAfter, createdBefore. */
   listSessions(query: ListQuery = {}): Promise<Page<SessionInfo>> {
     return this.call("sessions.list", { ...query });
   }
 
+  /**
+   * `sessions.cancel`: cancels the session's unfinished tasks (running ones are stopped on their
+   * workers) and aborts its results. `cancelled` counts the tasks by the status they had.
+   */
   cancelSession(
     sessionId: string,
   ): Promise<{ sessionId: string; status: string; cancelled: Record<string, number> }> {
     return this.call("sessions.cancel", { sessionId });
   }
+  /** `sessions.pause`: queued tasks are held (PAUSED) until {@link resumeSession}; running ones finish. */
   pauseSession(sessionId: string): Promise<unknown> {
     return this.call("sessions.pause", { sessionId });
   }
+  /** `sessions.resume`: PAUSED tasks are queued again. */
   resumeSession(sessionId: string): Promise<unknown> {
     return this.call("sessions.resume", { sessionId });
   }
+  /** `sessions.close`: no new tasks; those submitted run to their end. */
   closeSession(sessionId: string): Promise<unknown> {
     return this.call("sessions.close", { sessionId });
   }
+  /** `sessions.stopSubmission`: clients may submit no more tasks (tasks may still submit children). */
   stopSubmission(sessionId: string): Promise<unknown> {
     return this.call("sessions.stopSubmission", { sessionId });
   }
+  /** `sessions.purge`: deletes the data of a CLOSED or CANCELLED session's results. */
   purgeSession(sessionId: string): Promise<{ purgedResults: number }> {
     return this.call("sessions.purge", { sessionId });
   }
+  /** `sessions.delete`: removes the session, its tasks and results entirely. */
   deleteSession(sessionId: string): Promise<unknown> {
     return this.call("sessions.delete", { sessionId });
   }
@@ -139,15 +161,19 @@ export class ZgridClient extends Connection {
 
   // ---- admin ---------------------------------------------------------------------------------------
 
+  /** `partitions.list`: each partition's queue length, workers and slots. */
   listPartitions(): Promise<Page<{ partitionId: string; queued: number; workers: number; slots: number }>> {
     return this.call("partitions.list");
   }
+  /** `applications.list`: the applications tasks have named, with their task counts. */
   listApplications(): Promise<Page<{ applicationName: string; applicationVersion: string; tasks: number }>> {
     return this.call("applications.list");
   }
+  /** `workers.list`: the connected worker hosts. */
   listWorkers(): Promise<Page<WorkerInfo>> {
     return this.call("workers.list");
   }
+  /** `health`: HEALTHY, DEGRADED (e.g. queued tasks no worker serves) or UNHEALTHY, with each check. */
   health(): Promise<{ status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> }> {
     return this.call("health");
   }
@@ -176,16 +202,20 @@ export class ZgridClient extends Connection {
       Buffer.from(data.buffer, data.byteOffset, data.byteLength),
     ]);
   }
+  /** `results.download`: the data of a COMPLETED result. */
   async downloadResult(resultId: string): Promise<Buffer> {
     const r = await this.request("results.download", { resultId });
     return r.blobs[0] ?? Buffer.alloc(0);
   }
+  /** `results.download` of several results in one request; the data in the order of `resultIds`. */
   async downloadResults(resultIds: string[]): Promise<Buffer[]> {
     return (await this.request("results.download", { resultIds })).blobs;
   }
+  /** `results.get`: a result's status, owner task, size. */
   getResult(resultId: string): Promise<ResultInfo> {
     return this.call("results.get", { resultId });
   }
+  /** `results.list`: a page of results; `filter` by sessionId, status, createdAfter, createdBefore. */
   listResults(query: ListQuery = {}): Promise<Page<ResultInfo>> {
     return this.call("results.list", { ...query });
   }
@@ -229,7 +259,12 @@ export class ZgridClient extends Connection {
 
   // ---- tasks ---------------------------------------------------------------------------------------
 
-  /** Submits a batch of tasks in one request. */
+  /**
+   * `tasks.submit`: a batch of tasks in one request (at most the server's `maxBatch`, 100,000 by
+   * default). Each task gets its payload inline (`payload`, sent once per distinct buffer) or as an
+   * existing result (`payloadId`), and one new output result unless `expectedOutputIds` are given.
+   * `taskOptions` apply to the whole batch, over the session's defaults, under each task's own.
+   */
   submitTasks(
     sessionId: string,
     tasks: TaskDefinition[],
@@ -254,12 +289,15 @@ export class ZgridClient extends Connection {
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
     return this.call("tasks.cancel", { taskIds });
   }
+  /** `tasks.get`: a task's status, options, times, error and attempts. */
   getTask(taskId: string): Promise<TaskInfo> {
     return this.call("tasks.get", { taskId });
   }
+  /** `tasks.list`: a page of tasks; `filter` by sessionId, status, partitionId, applicationName, times. */
   listTasks(query: ListQuery = {}): Promise<Page<TaskInfo>> {
     return this.call("tasks.list", { ...query });
   }
+  /** `tasks.count`: how many tasks in each status, with the same filters as {@link listTasks}. */
   countTasks(filter?: Record<string, unknown>): Promise<Record<TaskStatus, number>> {
     return this.call("tasks.count", { filter });
   }

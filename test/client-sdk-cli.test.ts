@@ -1,0 +1,324 @@
+/**
+ * The CLI side of the client: `zgrid submit` (batches, --wait with progress, outputs or a summary, exit
+ * codes), --json output of the listing commands, and help texts. CLI processes run against a server in
+ * this process and a real worker on examples/apps; their output is a pipe, so progress comes as lines.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import { Progress } from "../src/cli/progress.js";
+import type { Server } from "../src/daemons/server.js";
+import { CLI, EXAMPLE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+
+/**
+ * Runs a CLI command to its end. Resolves on "close", once stdout and stderr are drained: "exit" may
+ * come first on a loaded machine, with output still in the pipes.
+ */
+function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ZGRID_URL: "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  return new Promise((resolve) =>
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+}
+
+interface SubmitJson {
+  sessionId: string;
+  count: number;
+  taskIds?: string[];
+  completed?: number;
+  failed?: number;
+  tasks?: { taskId: string; status: string; output?: unknown; error?: string | null }[];
+}
+
+describe("zgrid submit and --json", { concurrency: true }, () => {
+  let server: Server;
+  let client: ZgridClient;
+  let worker: Proc;
+  let url: string;
+
+  before(async () => {
+    ({ server } = await startServer({ heartbeatMs: 200 }));
+    url = server.info!.url;
+    client = await connect(url, { timeoutMs: 10_000 });
+    worker = spawnCli([
+      "worker",
+      "--connect",
+      server.info!.workerUrl,
+      "--app-path",
+      EXAMPLE_APPS,
+      "--slots",
+      "4",
+      "--log-level",
+      "warn",
+    ]);
+    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker");
+  });
+  after(async () => {
+    await worker.stop();
+    await client.close();
+    await server.shutdown();
+  });
+
+  it("submit --wait: outputs in a table, progress as plain lines on a pipe, exit 0", async () => {
+    const r = await runCli(
+      [
+        "submit",
+        "--url",
+        url,
+        "--app",
+        "hello",
+        "--method",
+        "sum",
+        "--args",
+        "[[1, 2, 3]]",
+        "-n",
+        "3",
+        "--wait",
+      ],
+      {},
+      20_000,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Session \S+: 3 tasks submitted, waiting$/m);
+    const rows = r.stdout.split("\n").filter((l) => /^t\S+\s+COMPLETED\s+6$/.test(l));
+    assert.equal(rows.length, 3, r.stdout);
+    assert.match(r.stdout, /^3 completed, 0 failed in \d+\.\d\d s/m);
+    // Not a terminal: no carriage returns or escape sequences, lines of the form "tasks: 3/3 (...)".
+    assert.ok(!r.stderr.includes("\r") && !r.stderr.includes("\u001b"), JSON.stringify(r.stderr));
+    assert.match(r.stderr, /^tasks: 3\/3 \(3 done, 0 failed, 0 running, \d+\/s\)$/m);
+  });
+
+  it("submit --count 500 --batch 120: batches, a summary instead of a table", async () => {
+    const r = await runCli(
+      [
+        "submit",
+        "--url",
+        url,
+        "-a",
+        "addition",
+        "-m",
+        "add",
+        "--args",
+        "[2, 3]",
+        "-n",
+        "500",
+        "--batch",
+        "120",
+        "-w",
+      ],
+      {},
+      20_000,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^500 completed, 0 failed in /m);
+    assert.doesNotMatch(r.stdout, /COMPLETED/);
+    assert.match(r.stderr, /^tasks: 500\/500 /m);
+    const sessionId = /Session (\S+):/.exec(r.stdout)![1];
+    assert.equal((await client.countTasks({ sessionId })).COMPLETED, 500);
+  });
+
+  it("submit --json: the ids without --wait; every outcome with it, exit 1 when some failed", async () => {
+    const plain = await runCli([
+      "submit",
+      "--url",
+      url,
+      "-a",
+      "echo",
+      "-m",
+      "echo",
+      "--args",
+      '["hi"]',
+      "-n",
+      "2",
+      "--json",
+    ]);
+    assert.equal(plain.code, 0, plain.stderr);
+    const submitted = JSON.parse(plain.stdout) as SubmitJson;
+    assert.equal(submitted.count, 2);
+    assert.equal(submitted.taskIds!.length, 2);
+    assert.equal((await client.getTask(submitted.taskIds![0])).sessionId, submitted.sessionId);
+
+    // addition.add with a string is an ApplicationError: ERROR, not retried.
+    const failing = await runCli(
+      [
+        "submit",
+        "--url",
+        url,
+        "-a",
+        "addition",
+        "-m",
+        "add",
+        "--args",
+        '["x", 1]',
+        "-n",
+        "2",
+        "--wait",
+        "--json",
+      ],
+      {},
+      20_000,
+    );
+    assert.equal(failing.code, 1, failing.stderr);
+    const report = JSON.parse(failing.stdout) as SubmitJson;
+    assert.equal(report.completed, 0);
+    assert.equal(report.failed, 2);
+    for (const t of report.tasks!) {
+      assert.equal(t.status, "ERROR");
+      assert.match(t.error ?? "", /add takes two numbers/);
+    }
+    const ok = await runCli(
+      ["submit", "--url", url, "-a", "echo", "-m", "echo", "--args", '[{"a": [1, 2]}]', "--wait", "--json"],
+      {},
+      20_000,
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual((JSON.parse(ok.stdout) as SubmitJson).tasks![0].output, { a: [1, 2] });
+  });
+
+  it("submit --wait --timeout: gives up, says what is still running, exit 1", async () => {
+    const started = Date.now();
+    const r = await runCli(
+      [
+        "submit",
+        "--url",
+        url,
+        "-a",
+        "echo",
+        "-m",
+        "echo",
+        "-p",
+        "nobody-serves-this",
+        "-n",
+        "2",
+        "-w",
+        "--timeout",
+        "1",
+      ],
+      {},
+      20_000,
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /0 completed, 0 failed, 2 still running in .*gave up after --timeout 1 s/);
+    assert.ok(Date.now() - started < 10_000);
+  });
+
+  it("usage errors exit 2 and say what is wrong", async () => {
+    const cases: [string[], RegExp][] = [
+      [["submit", "--url", url, "--method", "sum"], /--app NAME is required/],
+      [["submit", "--url", url, "--app", "hello"], /--method M is required/],
+      [["submit", "--url", url, "-a", "hello", "-m", "sum", "--args", "{"], /--args is not valid JSON/],
+      [["submit", "--url", url, "-a", "hello", "-m", "sum", "--args", "3"], /--args must be a JSON array/],
+      [
+        ["submit", "--url", url, "-a", "hello", "-m", "sum", "--count", "0"],
+        /--count must be an integer from 1/,
+      ],
+      [["submit", "--url", url, "-a", "hello", "-m", "sum", "--timeout", "5"], /--timeout goes with --wait/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((r, i) => {
+      assert.equal(r.code, 2, `${cases[i][0].join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, cases[i][1]);
+      assert.match(r.stderr, /see zgrid submit --help/);
+    });
+  });
+
+  it("--json of the listing commands parses", async () => {
+    const sessionId = await client.createSession({ applicationName: "echo" });
+    const [task] = await client.submitTasks(sessionId, [{ payload: Buffer.from([0x80]) }]);
+    await client.waitResults(task.expectedOutputIds, { timeoutMs: 10_000 });
+    const runs = await Promise.all([
+      runCli(["sessions", "list", "--url", url, "--json"]),
+      runCli(["sessions", "get", sessionId, "--url", url, "--json"]),
+      runCli(["tasks", "list", "--session", sessionId, "--url", url, "--json"]),
+      runCli(["tasks", "get", task.taskId, "--url", url, "--json"]),
+      runCli(["results", "list", "--session", sessionId, "--url", url, "--json"]),
+      runCli(["results", "get", task.expectedOutputIds[0], "--url", url, "--json"]),
+      runCli(["status", "--url", url, "--json"]),
+      runCli(["metrics", "--url", url, "--category", "NUM_REQUESTS"]),
+    ]);
+    const parsed = runs.map((r, i) => {
+      assert.equal(r.code, 0, `command ${i}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    });
+    assert.ok((parsed[0].items as { sessionId: string }[]).some((s) => s.sessionId === sessionId));
+    assert.equal(parsed[1].sessionId, sessionId);
+    assert.equal((parsed[2].items as unknown[]).length, 1);
+    assert.equal(parsed[3].taskId, task.taskId);
+    assert.equal(parsed[4].total, 2); // the payload and the output
+    assert.equal(parsed[5].resultId, task.expectedOutputIds[0]);
+    assert.equal(typeof parsed[6].version, "string");
+    assert.ok(Array.isArray(parsed[7]));
+    const cancelled = await runCli(["sessions", "cancel", sessionId, "--url", url, "--json"]);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.deepEqual(JSON.parse(cancelled.stdout), { [sessionId]: {} });
+  });
+
+  it("help: zgrid --help lists submit; every subcommand's --help exits 0 with aligned options", async () => {
+    const main = await runCli(["--help"]);
+    assert.equal(main.code, 0);
+    assert.match(main.stdout, /^ {2}submit {6}submit tasks/m);
+    const commands = [...main.stdout.matchAll(/^ {2}([a-z]+) {2,}\S/gm)].map((m) => m[1]);
+    assert.ok(commands.length >= 13, commands.join(","));
+    const helps = await Promise.all(commands.map((c) => runCli([c, "--help"])));
+    helps.forEach((h, i) => {
+      assert.equal(h.code, 0, `${commands[i]} --help: ${h.stderr}`);
+      assert.match(h.stdout, new RegExp(`^zgrid ${commands[i]}\\b`));
+      // The option lines of one help text describe their options from one column.
+      const columns = new Set(
+        h.stdout
+          .split("\n")
+          .filter((l) => /^ {2}(-\w, |\s{4})--[a-z]/.test(l))
+          .map((l) => /^\s*\S.*?\s{2,}/.exec(l)?.[0].length),
+      );
+      assert.ok(
+        columns.size <= 1,
+        `${commands[i]} --help has options described from columns ${[...columns]}`,
+      );
+    });
+  });
+});
+
+describe("Progress", () => {
+  const sink = (isTTY: boolean) => {
+    let text = "";
+    const out = { isTTY, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    return { out, text: () => text };
+  };
+  it("draws a bar in place on a terminal, prints plain lines elsewhere", () => {
+    const tty = sink(true);
+    const p = new Progress(10, "tasks", tty.out, 0);
+    p.update(5, 1, 2);
+    p.finish(9, 1);
+    assert.match(tty.text(), /^\rtasks \[#{18}\.{12}\] {2}60% 5 done, 1 failed, 2 running/);
+    assert.match(tty.text(), /\rtasks \[#{30}\] 100% 9 done, 1 failed, 0 running.*\n$/);
+    const pipe = sink(false);
+    const q = new Progress(10, "tasks", pipe.out, 0);
+    q.update(5, 1, 2);
+    q.finish(9, 1);
+    assert.ok(!pipe.text().includes("\r") && !pipe.text().includes("\u001b"));
+    assert.deepEqual(
+      pipe
+        .text()
+        .trim()
+        .split("\n")
+        .map((l) => l.replace(/, \d+\/s.*\)$/, ")")),
+      ["tasks: 6/10 (5 done, 1 failed, 2 running)", "tasks: 10/10 (9 done, 1 failed, 0 running)"],
+    );
+  });
+});
