@@ -130,5 +130,14 @@ export interface ReconnectMsg {
   t: "RECONNECT";
   msg: string;
 }
+/** The answer to an AgentMsg: ok with msg (and blobs for getData), or an error with a protocol code. */
+export interface AgentReplyMsg {
+  t: "AGENT_REPLY";
+  rid: number;
+  ok: boolean;
+  msg?: unknown;
+  code?: string;
+  error?: string;
+}
 export type ServerToWorker =
-  WelcomeMsg | RejectMsg | HeartbeatMsg | TasksMsg | CancelMsg | DataMsg | ReconnectMsg;
+  WelcomeMsg | RejectMsg | HeartbeatMsg | TasksMsg | CancelMsg | DataMsg | ReconnectMsg | AgentReplyMsg;

@@ -1,16 +1,8 @@
 import { ErrorCode } from "../protocol/errors.js";
-import type { AgentMsg } from "../protocol/worker-messages.js";
-import type { AgentOp } from "./executor-messages.js";
+import type { AgentMsg, AgentReplyMsg } from "../protocol/worker-messages.js";
 
-/** Server → worker: the answer to an AGENT message; blobs (getData) follow the header. */
-export interface AgentReplyMsg {
-  t: "AGENT_REPLY";
-  rid: number;
-  ok: boolean;
-  msg?: unknown;
-  code?: string;
-  error?: string;
-}
+export type { AgentReplyMsg };
+import type { AgentOp } from "./executor-messages.js";
 
 /** How an agent call ended, as the relay hands it back. */
 export interface AgentOutcome {

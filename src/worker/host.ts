@@ -12,7 +12,7 @@ import {
   type TasksMsg,
   type CancelMsg,
 } from "../protocol/worker-messages.js";
-import { AgentRelay, type AgentReplyMsg } from "./agent-relay.js";
+import { AgentRelay } from "./agent-relay.js";
 import { ExecutorPool } from "./executor-pool.js";
 import { Outbox } from "./outbox.js";
 import { PayloadFetcher, type ReadyTask } from "./payload-fetcher.js";
@@ -272,10 +272,10 @@ export class WorkerHost {
       return;
     }
     if (this.state === "stopping" || this.state === "closed") return;
-    this.handle(msg as unknown as ServerToWorker | AgentReplyMsg, frames, h + 1);
+    this.handle(msg as unknown as ServerToWorker, frames, h + 1);
   }
 
-  private handle(msg: ServerToWorker | AgentReplyMsg, frames: Buffer[], base: number): void {
+  private handle(msg: ServerToWorker, frames: Buffer[], base: number): void {
     switch (msg.t) {
       case "AGENT_REPLY":
         if (!this.agents!.onReply(msg, frames.slice(base))) {
