@@ -26,37 +26,9 @@ interface Grid {
 
 async function startGrid(store: string, slots: number): Promise<Grid> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
-  const infoFile = join(dir, "info.json");
-  const server = spawn(
-    process.execPath,
-    [
-      CLI,
-      "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
-      "--data-dir",
-      dir,
-      "--store",
-      store,
-      "--connection-info",
-      infoFile,
-      "--log-level",
-      "warn",
-    ],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
+  const { server, url, workerUrl } = await startServerProcess(dir, store);
+  const info = { url, workerUrl };
   const deadline = Date.now() + 20_000;
-  while (!existsSync(infoFile)) {
-    if (Date.now() > deadline || server.exitCode !== null) throw new Error("the server did not start");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; workerUrl: string };
   const worker = spawn(
     process.execPath,
     [
@@ -146,7 +118,7 @@ async function latency(client: ZgridClient, n: number): Promise<number[]> {
 async function startServerProcess(
   dir: string,
   store: string,
-): Promise<{ server: ChildProcess; url: string }> {
+): Promise<{ server: ChildProcess; url: string; workerUrl: string }> {
   const infoFile = join(dir, "info.json");
   rmSync(infoFile, { force: true });
   const server = spawn(
@@ -180,7 +152,8 @@ async function startServerProcess(
     if (Date.now() > deadline || server.exitCode !== null) throw new Error("the server did not start");
     await new Promise((r) => setTimeout(r, 10));
   }
-  return { server, url: (JSON.parse(readFileSync(infoFile, "utf8")) as { url: string }).url };
+  const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; workerUrl: string };
+  return { server, url: info.url, workerUrl: info.workerUrl };
 }
 
 async function queueTasks(url: string, n: number): Promise<void> {
