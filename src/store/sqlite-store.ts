@@ -12,6 +12,8 @@ import type { LoadedState, Store, StoreStats } from "./store.js";
 export const SCHEMA_VERSION = 1;
 /** Result data is stored in rows of this size, and read back by range. */
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
+/** Data up to this size is kept in the result's row, larger data in chunk rows. */
+const INLINE_DATA_BYTES = 16 * 1024;
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
 const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
@@ -114,8 +116,9 @@ export class SqliteStore implements Store {
       (r) => decode(r.doc as Buffer) as Session,
     );
     const results = (this.db.prepare("SELECT doc FROM results").all() as Row[]).map((r) => {
-      const res = decode(r.doc as Buffer) as Result;
-      res.data = null;
+      const res = decode(r.doc as Buffer) as Result & { inline?: Uint8Array };
+      res.data = res.inline ? Buffer.from(res.inline.buffer, res.inline.byteOffset, res.inline.byteLength) : null;
+      delete res.inline;
       return res;
     });
     const tasks = (this.db.prepare("SELECT doc FROM tasks ORDER BY seq").all() as Row[]).map(
@@ -226,7 +229,10 @@ export class SqliteStore implements Store {
         for (const s of sessions) this.stmt.session.run(s.id, encode(s));
         for (const r of results) {
           const { data, ...meta } = r;
-          if (data && !r.stored) {
+          if (data && data.length <= INLINE_DATA_BYTES) {
+            // Small data rides in the result's own row: one write instead of two.
+            (meta as Row).inline = data;
+          } else if (data && !r.stored) {
             for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
               this.stmt.data.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
               if (data.length === 0) break;
