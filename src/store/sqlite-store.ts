@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
 import { failedPrecondition } from "../protocol/errors.js";
-import type { Result, Session, Task } from "../scheduler/model.js";
+import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
@@ -42,6 +42,9 @@ export class SqliteStore implements Store {
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
   private immediate = false;
+  /** Ids of the task-options objects already written (shared by the tasks of a submission). */
+  private readonly optionIds = new WeakMap<TaskOptions, number>();
+  private nextOptionId = 1;
   private closed = false;
   private readonly stmt: Record<string, Database.Statement>;
   /** Milliseconds of the last commits, for the metrics and the bench. */
@@ -85,6 +88,7 @@ export class SqliteStore implements Store {
         "SELECT off, bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
       ),
       deleteData: this.db.prepare("DELETE FROM result_data WHERE result_id = ?"),
+      options: this.db.prepare("INSERT OR REPLACE INTO task_options (id, doc) VALUES (?, ?)"),
     };
   }
 
@@ -104,6 +108,7 @@ export class SqliteStore implements Store {
       CREATE INDEX IF NOT EXISTS results_session ON results (session_id);
       CREATE TABLE IF NOT EXISTS result_data (result_id TEXT NOT NULL, off INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (result_id, off));
       CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS task_options (id INTEGER PRIMARY KEY, doc BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id);
     `);
     this.db
@@ -117,13 +122,27 @@ export class SqliteStore implements Store {
     );
     const results = (this.db.prepare("SELECT doc FROM results").all() as Row[]).map((r) => {
       const res = decode(r.doc as Buffer) as Result & { inline?: Uint8Array };
-      res.data = res.inline ? Buffer.from(res.inline.buffer, res.inline.byteOffset, res.inline.byteLength) : null;
+      res.data = res.inline
+        ? Buffer.from(res.inline.buffer, res.inline.byteOffset, res.inline.byteLength)
+        : null;
       delete res.inline;
       return res;
     });
-    const tasks = (this.db.prepare("SELECT doc FROM tasks ORDER BY seq").all() as Row[]).map(
-      (r) => decode(r.doc as Buffer) as Task,
-    );
+    const options = new Map<number, TaskOptions>();
+    for (const r of this.db.prepare("SELECT id, doc FROM task_options").all() as Row[]) {
+      const o = decode(r.doc as Buffer) as TaskOptions;
+      options.set(r.id as number, o);
+      this.optionIds.set(o, r.id as number);
+      this.nextOptionId = Math.max(this.nextOptionId, (r.id as number) + 1);
+    }
+    const tasks = (this.db.prepare("SELECT doc FROM tasks ORDER BY seq").all() as Row[]).map((r) => {
+      const t = decode(r.doc as Buffer) as Task & { o?: number };
+      if (t.o !== undefined) {
+        t.options = options.get(t.o)!;
+        delete t.o;
+      }
+      return t;
+    });
     return { sessions, results, tasks };
   }
 
@@ -242,7 +261,17 @@ export class SqliteStore implements Store {
           }
           this.stmt.result.run(r.id, r.sessionId, r.status, encode(meta));
         }
-        for (const t of tasks) this.stmt.task.run(t.id, t.sessionId, t.seq, t.status, encode(t));
+        for (const t of tasks) {
+          // Options are shared by many tasks: written once, referenced by id.
+          let o = this.optionIds.get(t.options);
+          if (o === undefined) {
+            o = this.nextOptionId++;
+            this.optionIds.set(t.options, o);
+            this.stmt.options.run(o, encode(t.options));
+          }
+          const { options: _options, remainingDeps: _deps, ...rest } = t;
+          this.stmt.task.run(t.id, t.sessionId, t.seq, t.status, encode({ ...rest, o }));
+        }
         for (const d of deletes) d();
       })();
     } catch (err) {
