@@ -10,6 +10,7 @@ import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import { Server } from "../src/daemons/server.js";
 import {
   EXAMPLE_APPS,
+  FIXTURE_APPS,
   runCli,
   spawnCli,
   spawnServer,
@@ -162,6 +163,53 @@ describe("the embedded SQLite store", () => {
     const grown = (rssAfter - rssBefore) / 2 ** 20;
     assert.ok(grown < 400, `the server grew by ${grown.toFixed(0)} MB for a 200 MB result`);
   });
+
+  it(
+    "hands a task still running on a worker back to it after a server restart, instead of running it twice",
+    { timeout: 60_000 },
+    async () => {
+      const dir = tempDir();
+      const [port, workerPort] = await freePorts(2);
+      const config = testConfig({ dataDir: dir, port, workerPort, heartbeatMs: 200 });
+      const first = new Server(config);
+      const info = await first.start();
+      const worker = spawnCli([
+        "worker",
+        "--connect",
+        info.workerUrl,
+        "--app-path",
+        FIXTURE_APPS,
+        "--slots",
+        "1",
+        "--log-level",
+        "warn",
+      ]);
+      cleanup.push(() => worker.stop());
+      const c1 = await connect(info.url);
+      await waitFor(() => first.scheduler.workers.size === 1, 15_000, "worker");
+      const s = await c1.createSession({ applicationName: "testapp" });
+      const [t] = await c1.submitTasks(s, [{ payload: encodePayload("sleep", [6000]) }]);
+      await waitFor(async () => (await c1.getTask(t.taskId)).status === "PROCESSING", 10_000, "processing");
+      await new Promise((r) => setTimeout(r, 2500));
+      await c1.close();
+      await first.shutdown();
+      const restarted = Date.now();
+
+      const second = new Server(config);
+      const info2 = await second.start();
+      cleanup.push(() => second.shutdown());
+      const c2 = await connect(info2.url, { timeoutMs: 30_000 });
+      cleanup.push(() => c2.close());
+      const r = await c2.waitResults(t.expectedOutputIds, { timeoutMs: 20_000 });
+      assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
+      const task = await c2.getTask(t.taskId);
+      assert.equal(task.attempts.length, 2, "the lost attempt, then the worker's own, adopted");
+      assert.equal(task.attempts[0].status, "LOST");
+      assert.equal(task.attempts[1].workerId, task.attempts[0].workerId);
+      // Run again from the start it would take 6 s after the restart; adopted, about 3.5 s.
+      assert.ok(Date.now() - restarted < 5000, `done ${Date.now() - restarted} ms after the restart`);
+    },
+  );
 
   it(
     "after kill -9 mid-session, a restart on the same data dir completes every task exactly once",

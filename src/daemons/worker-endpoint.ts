@@ -239,6 +239,12 @@ export class WorkerEndpoint implements WorkerLink {
       pid: typeof h.pid === "number" ? h.pid : 0,
     });
     this.send(identity, { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs });
+    if (Array.isArray(h.held) && h.held.length > 0) {
+      const held = h.held.filter((id): id is string => typeof id === "string");
+      const notYours = this.opts.scheduler.adoptTasks(workerId, held);
+      if (notYours.length > 0)
+        this.cancelTasks(workerId, notYours, "not this worker's any more: finished or reassigned");
+    }
   }
 
   private completions(raw: unknown[], frames: Buffer[]): Completion[] {

@@ -59,6 +59,11 @@ export interface ReadyMsg {
   prefetch: number;
   host?: string;
   pid?: number;
+  /**
+   * Tasks the worker still holds (after losing the server, say). The server adopts those still waiting
+   * in its queue and CANCELs the others (finished elsewhere, or unknown), so nothing runs twice.
+   */
+  held?: string[];
 }
 export interface HeartbeatMsg {
   t: "HEARTBEAT";

@@ -677,6 +677,47 @@ export class Scheduler {
     this.scheduleDispatch();
   }
 
+  /**
+   * A worker (re)joining says which tasks it still holds. Those it already has, or that wait in a queue
+   * (requeued after a restart of the server), become its own again; the ids of the others are returned
+   * so that the worker drops them.
+   */
+  adoptTasks(workerId: string, taskIds: string[]): string[] {
+    const w = this.workers.get(workerId);
+    if (!w) return taskIds;
+    const adopt = new Set<string>();
+    const notYours: string[] = [];
+    for (const id of taskIds) {
+      const t = this.tasks.get(id);
+      if (t && t.workerId === workerId && w.inflight.has(id)) continue;
+      if (
+        t &&
+        (t.status === "SUBMITTED" || t.status === "RETRIED") &&
+        w.partitions.includes(t.options.partitionId)
+      ) {
+        adopt.add(id);
+      } else notYours.push(id);
+    }
+    if (adopt.size === 0) return notYours;
+    const now = Date.now();
+    for (const q of this.queues.values()) {
+      for (const t of q.remove((t) => adopt.has(t.id))) {
+        this.setStatus(t, "DISPATCHED");
+        t.workerId = workerId;
+        t.attempts.push({
+          number: t.attempts.length + 1,
+          workerId,
+          startedAt: now,
+          endedAt: null,
+          status: null,
+          error: null,
+        });
+        w.inflight.add(t.id);
+      }
+    }
+    return notYours;
+  }
+
   tasksStarted(workerId: string, taskIds: string[]): void {
     const w = this.workers.get(workerId);
     if (!w) return;

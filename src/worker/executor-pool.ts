@@ -97,6 +97,11 @@ export class ExecutorPool {
     return this.tasks.has(taskId);
   }
 
+  /** Ids of the tasks held, for READY: the server says which are still this worker's. */
+  heldIds(): string[] {
+    return [...this.tasks.keys()];
+  }
+
   /** Queues tasks; a task already held (a duplicate delivery) is ignored. */
   submit(batch: { task: WireTask; payload: Uint8Array }[]): void {
     if (this.stopping) return;

@@ -218,6 +218,7 @@ export class WorkerHost {
       prefetch: this.opts.prefetch,
       host: hostname(),
       pid: process.pid,
+      held: this.pool?.heldIds() ?? [],
     });
   }
 
