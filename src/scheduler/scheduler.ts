@@ -6,6 +6,7 @@ import { MemoryStore } from "../store/memory-store.js";
 import type { LoadedState, Store } from "../store/store.js";
 import {
   FINAL_TASK_STATUSES,
+  type Attempt,
   TASK_STATUSES,
   type Result,
   type Session,
@@ -39,6 +40,18 @@ export type {
   WorkerLink,
   WorkerState,
 } from "./types.js";
+
+/** The attempts of a task never dispatched: shared until its first attempt. */
+const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
+
+/** The task's own attempts list, made on its first attempt. */
+function attemptsOf(task: Task): Attempt[] {
+  if (task.attempts === NO_ATTEMPTS) task.attempts = [];
+  return task.attempts;
+}
+
+/** Names of the results a submission creates for a task: shared strings, not one per task. */
+const OUTPUT_NAMES = Array.from({ length: 16 }, (_, k) => `output-${k}`);
 
 /** The dependencies of a task that has none: shared, never written to. */
 const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
@@ -401,12 +414,12 @@ export class Scheduler {
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const id = this.ids.next("t");
-      const payloadId = item.payloadId ?? result(`${id}-payload`, item.payload);
+      const payloadId = item.payloadId ?? result("payload", item.payload);
       let outputs = item.expectedOutputIds;
       if (outputs === undefined || outputs.length === 0) {
         const n = item.outputCount ?? (outputs === undefined ? 1 : 0);
         outputs = [];
-        for (let k = 0; k < n; k++) outputs.push(result(`${id}-output-${k}`));
+        for (let k = 0; k < n; k++) outputs.push(result(OUTPUT_NAMES[k] ?? `output-${k}`));
       }
       created[i] = {
         id,
@@ -422,7 +435,7 @@ export class Scheduler {
         startedAt: null,
         endedAt: null,
         error: null,
-        attempts: [],
+        attempts: NO_ATTEMPTS,
         remainingDeps: 0,
         workerId: null,
       };
@@ -618,7 +631,7 @@ export class Scheduler {
         const task = best.pop()!;
         this.setStatus(task, "DISPATCHED");
         task.workerId = w.id;
-        task.attempts.push({
+        attemptsOf(task).push({
           number: task.attempts.length + 1,
           workerId: w.id,
           startedAt: now,
@@ -704,7 +717,7 @@ export class Scheduler {
       for (const t of q.remove((t) => adopt.has(t.id))) {
         this.setStatus(t, "DISPATCHED");
         t.workerId = workerId;
-        t.attempts.push({
+        attemptsOf(t).push({
           number: t.attempts.length + 1,
           workerId,
           startedAt: now,
