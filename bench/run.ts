@@ -215,6 +215,67 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * STATUS daemon `ruok` round trips while clients submit to the DEFAULT daemon as fast as they can
+ * (tasks queued in a partition no worker serves, so the load is the submissions themselves).
+ */
+async function statusUnderLoad(seconds: number, store: string): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  const { server, url } = await startServerProcess(dir, store);
+  try {
+    const status = await connect(withStatusPort(url, await statusPort(url)), { timeoutMs: 30_000 });
+    const loaders = await Promise.all([0, 1].map(() => connect(url, { timeoutMs: 120_000 })));
+    const payload = encodePayload("noop");
+    const deadline = Date.now() + seconds * 1000;
+    let submitted = 0;
+    const load = loaders.map(async (c) => {
+      const sessionId = await c.createSession({ partitionId: "nobody" });
+      const defs = new Array(5000).fill({ payload });
+      while (Date.now() < deadline) {
+        await c.submitTasks(sessionId, defs);
+        submitted += defs.length;
+      }
+    });
+    const samples: number[] = [];
+    while (Date.now() < deadline) {
+      const t0 = process.hrtime.bigint();
+      await status.ruok();
+      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(load);
+    await Promise.all([status.close(), ...loaders.map((c) => c.close())]);
+    samples.sort((a, b) => a - b);
+    return {
+      bench: "status_under_load",
+      store,
+      seconds,
+      submitted_tasks_per_s: Math.round(submitted / seconds),
+      samples: samples.length,
+      p50_ms: +samples[Math.floor(samples.length * 0.5)].toFixed(2),
+      p99_ms: +samples[Math.floor(samples.length * 0.99)].toFixed(2),
+      max_ms: +samples[samples.length - 1].toFixed(2),
+    };
+  } finally {
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function statusPort(url: string): Promise<number> {
+  const c = await connect(url);
+  try {
+    return (await c.getConfig()).statusPort as number;
+  } finally {
+    await c.close();
+  }
+}
+
+function withStatusPort(url: string, port: number): string {
+  return url.replace(/:(\d+)\?/, `:${port}?`);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -232,7 +293,9 @@ async function main(): Promise<void> {
       memoryTasks: { type: "string" },
     },
   });
-  const only = new Set(String(values.only ?? "throughput,latency,recovery,memory").split(","));
+  const only = new Set(
+    String(values.only ?? "throughput,latency,status_under_load,recovery,memory").split(","),
+  );
   const tasks = Number(values.tasks ?? 200_000);
   const runs = Number(values.runs ?? 3);
   const slots = Number(values.slots ?? 2);
@@ -274,6 +337,9 @@ async function main(): Promise<void> {
       await client.close();
       await stopGrid(grid);
     }
+  }
+  if (only.has("status_under_load")) {
+    for (const store of ["memory", "sqlite"]) emit(await statusUnderLoad(10, store));
   }
   if (only.has("recovery")) emit(await recovery(Number(values.recoveryTasks ?? 100_000)));
   if (only.has("memory")) emit(await memory(Number(values.memoryTasks ?? 1_000_000)));

@@ -254,8 +254,10 @@ describe("timeouts and close()", () => {
     const waiting = c.waitResults([r.resultId], { timeoutMs: 400 });
     assert.equal(await c.ruok(), "imok");
     const started = Date.now();
+    // Handled before close() rejects it, as any caller must (else it is an unhandled rejection).
+    const rejected = assert.rejects(waiting, isCode("UNAVAILABLE"));
     await c.close();
-    await assert.rejects(waiting, isCode("UNAVAILABLE"));
+    await rejected;
     assert.ok(Date.now() - started < 350, "rejected by close(), not answered by the server");
   });
 });

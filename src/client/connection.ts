@@ -1,3 +1,4 @@
+import { FairShare } from "../protocol/fair-share.js";
 import { userInfo } from "node:os";
 import { Dealer } from "zeromq";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject } from "../protocol/codec.js";
@@ -136,7 +137,12 @@ export class Connection {
 
   private async receive(): Promise<void> {
     try {
-      for await (const frames of this.socket) this.dispatch(frames);
+      const fair = new FairShare();
+      for await (const frames of this.socket) {
+        this.dispatch(frames);
+        const pause = fair.pause();
+        if (pause) await pause;
+      }
     } catch (err) {
       if (!this.closed)
         this.failAll(new ZgridError(ErrorCode.UNAVAILABLE, `connection lost: ${(err as Error).message}`));

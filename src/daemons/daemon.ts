@@ -1,3 +1,4 @@
+import { FairShare } from "../protocol/fair-share.js";
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import type { RequestMetrics } from "../metrics/request-metrics.js";
@@ -90,8 +91,11 @@ export class ServerDaemon {
 
   private async serve(): Promise<void> {
     try {
+      const fair = new FairShare();
       for await (const frames of this.socket) {
         void this.handle(frames);
+        const pause = fair.pause();
+        if (pause) await pause;
       }
     } catch (err) {
       if (!this.socket.closed) this.log.error({ err }, "receive loop ended");

@@ -1,3 +1,4 @@
+import { FairShare } from "../protocol/fair-share.js";
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import { list, optMap, str, strList } from "../protocol/args.js";
@@ -96,7 +97,12 @@ export class WorkerEndpoint implements WorkerLink {
 
   private async serve(): Promise<void> {
     try {
-      for await (const frames of this.socket) this.handle(frames);
+      const fair = new FairShare();
+      for await (const frames of this.socket) {
+        this.handle(frames);
+        const pause = fair.pause();
+        if (pause) await pause;
+      }
     } catch (err) {
       if (!this.socket.closed) this.log.error({ err }, "worker receive loop ended");
     }

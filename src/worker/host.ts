@@ -1,3 +1,4 @@
+import { FairShare } from "../protocol/fair-share.js";
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { hostname } from "node:os";
@@ -245,9 +246,12 @@ export class WorkerHost {
 
   private async receive(socket: Dealer): Promise<void> {
     try {
+      const fair = new FairShare();
       for await (const frames of socket) {
         this.lastHeard = Date.now();
         this.onFrames(frames);
+        const pause = fair.pause();
+        if (pause) await pause;
       }
     } catch (err) {
       if (this.state !== "stopping" && this.state !== "closed") {
