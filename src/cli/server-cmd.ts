@@ -53,6 +53,18 @@ export async function runServer(argv: string[]): Promise<number> {
     process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
+  // Handlers first: a signal that arrives while the server starts (its connection-info file may
+  // already be there) must still end in a clean shutdown, not kill the process.
+  let started = false;
+  let stopSignal: string | null = null;
+  const stop = (signal: string): void => {
+    stopSignal = signal;
+    if (!started) return;
+    server.log.info({ signal }, "signal received, shutting down");
+    void server.shutdown();
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
   try {
     info = await server.start();
   } catch (err) {
@@ -60,12 +72,8 @@ export async function runServer(argv: string[]): Promise<number> {
     server.log.flush?.();
     return 1;
   }
-  const stop = (signal: string): void => {
-    server.log.info({ signal }, "signal received, shutting down");
-    void server.shutdown();
-  };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
+  started = true;
+  if (stopSignal) stop(stopSignal);
   process.stdout.write(
     [
       `zgrid ${info.version} server is ready`,

@@ -45,10 +45,18 @@ function categoryMetrics(server: ServerContext, category: MetricCategory): Metri
       if (ep.statusPort !== null) out.push(gauge("statusPort", category, ep.statusPort));
       return out.map((m) => ({ ...m, host: hostname(), version: server.version }));
     }
-    case "TASKS":
-      return Object.entries(server.scheduler.summary().tasksByStatus).map(([status, n]) =>
-        gauge(status, category, n),
+    case "TASKS": {
+      const summary = server.scheduler.summary();
+      const out = Object.entries(summary.tasksByStatus).map(([status, n]) => gauge(status, category, n));
+      for (const p of server.scheduler.partitions())
+        out.push(gauge(`queue.${p.partitionId}`, category, p.queued));
+      out.push(
+        gauge("workers", category, summary.workers),
+        gauge("workerSlots", category, summary.slots),
+        gauge("workerBusySlots", category, summary.busySlots),
       );
+      return out;
+    }
     case "ALL":
       return METRIC_CATEGORIES.filter((c) => c !== "ALL").flatMap((c) => categoryMetrics(server, c));
   }

@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { rmSync, writeFileSync, renameSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { createLogger, type Logger } from "../log.js";
+import { GridMetrics } from "../metrics/grid-metrics.js";
 import { RequestMetrics } from "../metrics/request-metrics.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { openStore, type Store } from "../store/index.js";
@@ -77,6 +78,7 @@ export class Server implements ServerContext {
     };
     this.store = openStore(config.store, config.dataDir, this.log);
     this.scheduler = new Scheduler({ log: this.log, maxBatch: config.maxBatch, store: this.store });
+    new GridMetrics(this.metrics.registry, this.scheduler, this.store);
     this.defaultDaemon = new DefaultDaemon({ ...common, port: config.port });
     this.daemons.push(this.defaultDaemon);
     if (config.daemons.includes("metrics")) {

@@ -57,6 +57,10 @@ export class RequestMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "zgrid_" });
+    // prom-client names these gauges `_total`, which Prometheus reserves for counters (promtool rejects
+    // them); the same counts remain, by type, in zgrid_nodejs_active_{handles,requests,resources}.
+    for (const name of ["handles", "requests", "resources"])
+      this.registry.removeSingleMetric(`zgrid_nodejs_active_${name}_total`);
     this.requests = new Counter({
       name: "zgrid_requests_total",
       help: "Requests answered, by daemon, command and user.",

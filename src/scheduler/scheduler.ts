@@ -86,6 +86,10 @@ export class Scheduler {
   private dispatchScheduled = false;
   private readonly log: Logger;
   private readonly runDispatch = (): void => this.dispatch();
+  /** Called once when a task ends COMPLETED, ERROR or TIMEOUT (the metrics observe durations here). */
+  onTaskEnd: ((task: Task) => void) | null = null;
+  /** Bytes of the COMPLETED results, in memory or in the store: a running sum, for the metrics. */
+  resultBytes = 0;
 
   readonly store: Store;
 
@@ -109,7 +113,10 @@ export class Scheduler {
       s.taskCount = 0;
       this.sessions.set(s.id, s);
     }
-    for (const r of state.results) this.results.set(r.id, r);
+    for (const r of state.results) {
+      this.results.set(r.id, r);
+      if (r.status === "COMPLETED") this.resultBytes += r.size;
+    }
     let requeued = 0;
     let lost = 0;
     for (const t of state.tasks) {
@@ -283,6 +290,7 @@ export class Scheduler {
   private completeResult(r: Result, data: Buffer): void {
     r.data = data;
     r.size = data.length;
+    this.resultBytes += data.length;
     r.status = "COMPLETED";
     this.store.result(r);
     r.completedAt = Date.now();
@@ -828,6 +836,7 @@ export class Scheduler {
       for (const child of st.children) this.insertTask(child);
     }
     this.setStatus(task, "COMPLETED");
+    this.onTaskEnd?.(task);
     for (const id of task.expectedOutputIds) {
       const r = this.results.get(id);
       if (!r || r.ownerTaskId !== task.id || r.status !== "CREATED") continue;
@@ -860,6 +869,7 @@ export class Scheduler {
     task.error = error;
     task.endedAt = Date.now();
     this.setStatus(task, status);
+    if (status !== "CANCELLED") this.onTaskEnd?.(task);
     for (const id of task.expectedOutputIds) {
       const r = this.results.get(id);
       if (r && r.ownerTaskId === task.id) this.abortResult(r);
@@ -925,6 +935,7 @@ export class Scheduler {
     let purged = 0;
     for (const r of this.results.values()) {
       if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
+      this.resultBytes -= r.size;
       r.data = null;
       r.status = "DELETED";
       r.stored = false;
@@ -954,6 +965,7 @@ export class Scheduler {
     }
     for (const [id, r] of this.results) {
       if (r.sessionId !== sessionId) continue;
+      if (r.status === "COMPLETED") this.resultBytes -= r.size;
       this.results.delete(id);
       this.dependents.delete(id);
       if (this.waiters.has(id)) {

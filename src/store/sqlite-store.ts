@@ -49,6 +49,8 @@ export class SqliteStore implements Store {
   private readonly stmt: Record<string, Database.Statement>;
   /** Milliseconds of the last commits, for the metrics and the bench. */
   lastCommitMs = 0;
+  /** Called after each successful commit with its latency in milliseconds (the metrics' histogram). */
+  onCommit: ((ms: number) => void) | null = null;
 
   constructor(
     dataDir: string,
@@ -286,6 +288,7 @@ export class SqliteStore implements Store {
       return;
     }
     this.lastCommitMs = performance.now() - started;
+    this.onCommit?.(this.lastCommitMs);
     for (const w of waiters) w.resolve();
   }
 

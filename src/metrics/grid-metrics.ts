@@ -1,0 +1,121 @@
+import { Gauge, Histogram, type Registry } from "prom-client";
+import type { Scheduler } from "../scheduler/scheduler.js";
+import type { Task } from "../scheduler/model.js";
+import { SqliteStore } from "../store/sqlite-store.js";
+import type { Store } from "../store/index.js";
+
+type DurationChild = ReturnType<Histogram<"application">["labels"]>;
+
+/**
+ * The grid's own series (design §9), in the server's registry: gauges read from the scheduler at scrape
+ * time, task durations observed as tasks end, SQLite commit latency observed as commits happen.
+ */
+export class GridMetrics {
+  private readonly durations: Histogram<"application">;
+  /** application → its histogram child, so a finished task costs one lookup and one observe. */
+  private readonly durationChildren = new Map<string, DurationChild>();
+
+  constructor(registry: Registry, scheduler: Scheduler, store: Store) {
+    const registers = [registry];
+    new Gauge({
+      name: "zgrid_tasks",
+      help: "Tasks known to the server, by status.",
+      labelNames: ["status"],
+      registers,
+      collect() {
+        const counts = scheduler.summary().tasksByStatus;
+        for (const status of Object.keys(counts)) this.set({ status }, counts[status as keyof typeof counts]);
+      },
+    });
+    new Gauge({
+      name: "zgrid_queue_length",
+      help: "Tasks queued (SUBMITTED or RETRIED, waiting for a worker slot), by partition: what an autoscaler reads.",
+      labelNames: ["partition"],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of scheduler.partitions()) this.set({ partition: p.partitionId }, p.queued);
+      },
+    });
+    new Gauge({
+      name: "zgrid_workers_connected",
+      help: "Worker hosts connected.",
+      registers,
+      collect() {
+        this.set(scheduler.workers.size);
+      },
+    });
+    new Gauge({
+      name: "zgrid_worker_slots",
+      help: "Task slots of the connected worker hosts.",
+      registers,
+      collect() {
+        let slots = 0;
+        for (const w of scheduler.workers.values()) slots += w.slots;
+        this.set(slots);
+      },
+    });
+    new Gauge({
+      name: "zgrid_worker_busy_slots",
+      help: "Task slots of the connected worker hosts that hold a task.",
+      registers,
+      collect() {
+        let busy = 0;
+        for (const w of scheduler.workers.values()) busy += Math.min(w.slots, w.inflight.size);
+        this.set(busy);
+      },
+    });
+    new Gauge({
+      name: "zgrid_results",
+      help: "Results known to the server (any status).",
+      registers,
+      collect() {
+        this.set(scheduler.results.size);
+      },
+    });
+    new Gauge({
+      name: "zgrid_result_bytes",
+      help: "Bytes of data held by COMPLETED results, in memory or in the store.",
+      registers,
+      collect() {
+        this.set(scheduler.resultBytes);
+      },
+    });
+    new Gauge({
+      name: "zgrid_store_pending_writes",
+      help: "Changes reported to the store and not yet committed.",
+      registers,
+      collect() {
+        this.set(store.stats().pendingWrites);
+      },
+    });
+    this.durations = new Histogram({
+      name: "zgrid_task_duration_seconds",
+      help: "Run time of tasks that ended COMPLETED, ERROR or TIMEOUT (start of the last attempt to the end), by application.",
+      labelNames: ["application"],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800],
+      registers,
+    });
+    scheduler.onTaskEnd = (task) => this.taskEnded(task);
+    const commits = new Histogram({
+      name: "zgrid_store_commit_seconds",
+      help: "Latency of the store's SQLite commits (one transaction each).",
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+    if (store instanceof SqliteStore) store.onCommit = (ms) => commits.observe(ms / 1000);
+  }
+
+  private taskEnded(task: Task): void {
+    const attempts = task.attempts;
+    if (attempts.length === 0) return;
+    const started = attempts[attempts.length - 1].startedAt;
+    const app = task.options.applicationName;
+    let child = this.durationChildren.get(app);
+    if (!child) {
+      child = this.durations.labels(app);
+      this.durationChildren.set(app, child);
+    }
+    child.observe(Math.max(0, ((task.endedAt ?? Date.now()) - started) / 1000));
+  }
+}
