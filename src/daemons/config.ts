@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { ConfigError, type OptionSpec, type OptionValues } from "../config/options.js";
+import { SA_CA_FILE, SA_TOKEN_FILE } from "../integration/kubernetes.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const DEFAULT_MODULES_CFG = fileURLToPath(new URL("../../../server-modules.cfg", import.meta.url));
@@ -7,6 +8,8 @@ export const DEFAULT_APP_PATH = fileURLToPath(new URL("../../../examples/apps", 
 
 export const DAEMON_TYPES = ["default", "metrics", "status", "integration"] as const;
 export type DaemonType = (typeof DAEMON_TYPES)[number];
+export const INTEGRATION_KINDS = ["kubernetes", "etcd"] as const;
+export type IntegrationKind = (typeof INTEGRATION_KINDS)[number];
 
 /** Every `zgrid server` option (design §1–§3, §8): flag, ZGRID_* variable and config-file key. */
 export const SERVER_OPTIONS: readonly OptionSpec[] = [
@@ -184,6 +187,84 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "application modules of local workers",
   },
   {
+    key: "integration",
+    flag: "--integration",
+    env: "ZGRID_INTEGRATION",
+    type: "string",
+    help: "INTEGRATION daemon: register the endpoints with kubernetes or etcd",
+  },
+  {
+    key: "integrationName",
+    flag: "--integration-name",
+    env: "ZGRID_INTEGRATION_NAME",
+    type: "string",
+    help: "name registered (default: HOSTNAME-PORT)",
+  },
+  {
+    key: "etcdEndpoints",
+    flag: "--etcd-endpoints",
+    env: "ZGRID_ETCD_ENDPOINTS",
+    type: "list",
+    default: ["http://127.0.0.1:2379"],
+    help: "etcd client URLs (comma-separated)",
+  },
+  {
+    key: "etcdLeaseTtl",
+    flag: "--etcd-lease-ttl",
+    env: "ZGRID_ETCD_LEASE_TTL",
+    type: "int",
+    default: 10,
+    min: 1,
+    max: 3600,
+    help: "seconds the etcd key outlives a crashed server",
+  },
+  {
+    key: "k8sApiServer",
+    flag: "--k8s-api-server",
+    env: "ZGRID_K8S_API_SERVER",
+    type: "string",
+    default: "https://kubernetes.default.svc",
+    help: "Kubernetes API server URL",
+  },
+  {
+    key: "k8sNamespace",
+    flag: "--k8s-namespace",
+    env: "ZGRID_K8S_NAMESPACE",
+    type: "string",
+    help: "namespace of the Service (default: the pod's, else default)",
+  },
+  {
+    key: "k8sTokenFile",
+    flag: "--k8s-token-file",
+    env: "ZGRID_K8S_TOKEN_FILE",
+    type: "string",
+    default: SA_TOKEN_FILE,
+    help: "service-account token",
+  },
+  {
+    key: "k8sCaFile",
+    flag: "--k8s-ca-file",
+    env: "ZGRID_K8S_CA_FILE",
+    type: "string",
+    default: SA_CA_FILE,
+    help: "CA certificate of the API server",
+  },
+  {
+    key: "k8sServiceName",
+    flag: "--k8s-service-name",
+    env: "ZGRID_K8S_SERVICE_NAME",
+    type: "string",
+    default: "zgrid",
+    help: "name of the Service (and Endpoints)",
+  },
+  {
+    key: "k8sExternal",
+    flag: "--k8s-external",
+    env: "ZGRID_K8S_EXTERNAL",
+    type: "bool",
+    help: "also create Endpoints with this host's IP (default: true unless KUBERNETES_SERVICE_HOST is set)",
+  },
+  {
     key: "logLevel",
     flag: "--log-level",
     env: "ZGRID_LOG_LEVEL",
@@ -215,6 +296,16 @@ export interface ServerConfig {
   slots?: number;
   appPath: string;
   logLevel: string;
+  integration?: IntegrationKind;
+  integrationName?: string;
+  etcdEndpoints: string[];
+  etcdLeaseTtl: number;
+  k8sApiServer: string;
+  k8sNamespace?: string;
+  k8sTokenFile: string;
+  k8sCaFile: string;
+  k8sServiceName: string;
+  k8sExternal?: boolean;
 }
 
 const LOG_LEVELS = new Set(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
@@ -235,6 +326,25 @@ export function toServerConfig(values: OptionValues): ServerConfig {
   }
   if (!LOG_LEVELS.has(String(values.logLevel))) {
     throw new ConfigError(`unknown log level "${String(values.logLevel)}" for --log-level`);
+  }
+  const integration = values.integration as string | undefined;
+  if (integration !== undefined && !(INTEGRATION_KINDS as readonly string[]).includes(integration)) {
+    throw new ConfigError(
+      `unknown integration "${integration}" for --integration: expected ${INTEGRATION_KINDS.join(" or ")}`,
+    );
+  }
+  if (daemons.includes("integration") && integration === undefined) {
+    throw new ConfigError(`--daemons integration needs --integration ${INTEGRATION_KINDS.join("|")}`);
+  }
+  for (const url of (values.etcdEndpoints as string[] | undefined) ?? []) {
+    if (!/^https?:\/\/[^/]+/.test(url)) {
+      throw new ConfigError(`invalid etcd endpoint "${url}" in --etcd-endpoints: expected http://HOST:PORT`);
+    }
+  }
+  if (values.k8sApiServer !== undefined && !/^https?:\/\/[^/]+/.test(String(values.k8sApiServer))) {
+    throw new ConfigError(
+      `invalid --k8s-api-server "${String(values.k8sApiServer)}": expected https://HOST[:PORT]`,
+    );
   }
   return { ...(values as unknown as ServerConfig), daemons: daemons as DaemonType[] };
 }

@@ -13,6 +13,7 @@ import type { ServerConfig } from "./config.js";
 import { VERSION, type Endpoints, type ServerContext } from "./context.js";
 import type { ServerDaemon } from "./daemon.js";
 import { DefaultDaemon } from "./default-daemon.js";
+import { IntegrationDaemon } from "./integration-daemon.js";
 import { MetricsDaemon } from "./metrics-daemon.js";
 import { StatusDaemon } from "./status-daemon.js";
 import { WorkerEndpoint } from "./worker-endpoint.js";
@@ -52,6 +53,8 @@ export class Server implements ServerContext {
   private readonly metricsDaemon: MetricsDaemon | null = null;
   private readonly statusDaemon: StatusDaemon | null = null;
   private readonly workerEndpoint: WorkerEndpoint;
+  /** INTEGRATION (`--integration kubernetes|etcd`): registers the endpoints, deregisters at shutdown. */
+  readonly integration: IntegrationDaemon | null;
   private http: HttpServer | null = null;
   private localWorkers: ChildProcess[] = [];
   private stopping: Promise<void> | null = null;
@@ -89,6 +92,7 @@ export class Server implements ServerContext {
       this.statusDaemon = new StatusDaemon({ ...common, port: config.statusPort });
       this.daemons.push(this.statusDaemon);
     }
+    this.integration = IntegrationDaemon.fromConfig(config, this.log);
     this.workerEndpoint = new WorkerEndpoint({
       host: config.host,
       port: config.workerPort,
@@ -141,6 +145,8 @@ export class Server implements ServerContext {
       dataDir: this.config.dataDir,
       store: this.store.stats().location,
     };
+    // Registered before the connection-info file appears; a failure is logged, never fatal.
+    await this.integration?.start(ep, this.info);
     if (this.config.connectionInfo) {
       const tmp = `${this.config.connectionInfo}.${process.pid}.tmp`;
       writeFileSync(tmp, JSON.stringify(this.info, null, 2) + "\n", { mode: 0o600 });
@@ -173,6 +179,7 @@ export class Server implements ServerContext {
   /** Graceful: stop accepting, answer what is in flight, stop workers, close sockets, remove the info file. */
   shutdown(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.integration?.stop();
       await Promise.all(this.daemons.map((d) => d.stop()));
       await this.stopLocalWorkers();
       await this.workerEndpoint.stop();
