@@ -17,6 +17,7 @@ import { DEMO_HELP, runDemo } from "./demo-cmd.js";
 import { HELLO_HELP, runHello } from "./hello-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
 import { SUBMIT_HELP, runSubmit } from "./submit-cmd.js";
+import { TOP_HELP, runTop } from "./top-cmd.js";
 import { UsageError } from "./usage.js";
 import { WORKER_HELP, runWorker } from "./worker-cmd.js";
 
@@ -50,6 +51,7 @@ const COMMANDS: Record<string, Subcommand> = {
   },
   ruok: { summary: "check that the server is alive (prints imok)", help: RUOK_HELP, run: runRuok },
   status: { summary: "show the server's status", help: STATUS_HELP, run: runStatus },
+  top: { summary: "a live view of tasks, queues, workers and throughput", help: TOP_HELP, run: runTop },
   metrics: {
     summary: "read the server's metrics (JSON or Prometheus text)",
     help: METRICS_HELP,

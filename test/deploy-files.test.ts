@@ -1,0 +1,116 @@
+/**
+ * Structural checks of the deployment files (no Docker engine or cluster here): every Kubernetes
+ * document names its apiVersion, kind and metadata.name; the probes call `ruok`; the HPA scales on
+ * zgrid_queue_length; the server mounts /data; the Dockerfile runs as non-root from the built CLI.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { CLI, ROOT } from "./helpers.js";
+
+const K8S = join(ROOT, "deploy/kubernetes");
+const read = (file: string): string => readFileSync(join(K8S, file), "utf8");
+
+/** The YAML documents of a file, split on `---` lines, comment-only documents dropped. */
+function documents(text: string): string[] {
+  return text
+    .split(/^---\s*$/m)
+    .filter((d) => d.split("\n").some((l) => l.trim() !== "" && !l.trim().startsWith("#")));
+}
+
+describe("deployment files", () => {
+  const files = readdirSync(K8S).filter((f) => f.endsWith(".yaml"));
+
+  it("every Kubernetes document has apiVersion, kind and metadata.name, and no tabs", () => {
+    assert.ok(files.length >= 6, `found ${files.join(", ")}`);
+    const kinds: string[] = [];
+    for (const file of files) {
+      const text = read(file);
+      assert.doesNotMatch(text, /\t/, `${file} has a tab`);
+      for (const doc of documents(text)) {
+        assert.match(doc, /^apiVersion: \S+/m, `${file}: apiVersion`);
+        const kind = /^kind: (\S+)/m.exec(doc)?.[1];
+        assert.ok(kind, `${file}: kind`);
+        assert.match(doc, /^metadata:\n(?: {2}.*\n)*? {2}name: \S+/m, `${file} (${kind}): metadata.name`);
+        kinds.push(kind);
+      }
+    }
+    for (const k of [
+      "StatefulSet",
+      "Service",
+      "Deployment",
+      "HorizontalPodAutoscaler",
+      "Secret",
+      "ConfigMap",
+    ])
+      assert.ok(kinds.includes(k), `a ${k}`);
+  });
+
+  it("the kustomization lists files that exist", () => {
+    const listed = [...read("kustomization.yaml").matchAll(/^ {2}- (\S+\.yaml)$/gm)].map((m) => m[1]!);
+    assert.ok(listed.length >= 4);
+    for (const f of listed) assert.ok(files.includes(f), `${f} is missing`);
+  });
+
+  it("the server StatefulSet mounts /data from a claim, takes the token from a Secret, probes with ruok", () => {
+    const s = read("server.yaml");
+    assert.match(s, /^kind: StatefulSet$/m);
+    assert.match(s, /volumeClaimTemplates:\n\s+- metadata:\n\s+name: data/);
+    assert.match(s, /- name: data\n\s+mountPath: \/data/);
+    assert.match(s, /- --data-dir\n\s+- \/data/);
+    assert.match(s, /- --prometheus-port\n\s+- "9464"/);
+    assert.match(s, /name: ZGRID_SERVER_TOKEN\n\s+valueFrom:\n\s+secretKeyRef:/);
+    for (const probe of ["livenessProbe", "readinessProbe"]) {
+      const block = s.slice(s.indexOf(probe));
+      assert.match(
+        block,
+        /^\s+exec:\n\s+command:\n(?:\s+- .*\n)*?\s+- node \/app\/dist\/src\/cli\/main\.js ruok .*--url "tcp:\/\/127\.0\.0\.1:5557\?token=\$\{ZGRID_SERVER_TOKEN\}"/m,
+        probe,
+      );
+    }
+    for (const port of [5555, 5556, 5557, 5558, 9464])
+      assert.match(s, new RegExp(`containerPort: ${port}\\b`));
+  });
+
+  it("the Services expose every port, the worker connects to zgrid-worker:5558 with the token", () => {
+    const svc = read("services.yaml");
+    for (const port of [5555, 5556, 5557, 5558, 9464]) assert.match(svc, new RegExp(`port: ${port}\\b`));
+    const w = read("worker.yaml");
+    assert.match(w, /^kind: Deployment$/m);
+    assert.match(w, /- worker\n\s+- --connect\n\s+- tcp:\/\/zgrid-worker:5558\?token=\$\(TOKEN\)/);
+    assert.match(w, /- --app-path\n\s+- (\S+)/);
+  });
+
+  it("the HPA scales the worker Deployment on zgrid_queue_length; the adapter rule serves it", () => {
+    const h = read("hpa.yaml");
+    assert.match(h, /^apiVersion: autoscaling\/v2$/m);
+    assert.match(h, /scaleTargetRef:\n\s+apiVersion: apps\/v1\n\s+kind: Deployment\n\s+name: zgrid-worker/);
+    assert.match(h, /type: External\n\s+external:\n\s+metric:\n\s+name: zgrid_queue_length/);
+    assert.match(read("prometheus-adapter-rules.yaml"), /seriesQuery: 'zgrid_queue_length\{/);
+  });
+
+  it("the Dockerfile: multi-stage on node:20-slim, non-root, VOLUME /data, an ENTRYPOINT that was built", () => {
+    const d = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+    assert.equal(d.match(/^FROM node:20-slim\b/gm)?.length, 2);
+    const user = /^USER (\S+)/m.exec(d)?.[1];
+    assert.ok(user && user !== "root" && user !== "0", `USER ${user}`);
+    assert.match(d, /^VOLUME \/data$/m);
+    assert.match(d, /^EXPOSE 5555 5556 5557 5558\b/m);
+    assert.match(d, /^HEALTHCHECK .*\n(?:.*\\\n)*?.*\bruok\b/m);
+    const entry = /^ENTRYPOINT (\[.*\])$/m.exec(d)?.[1];
+    assert.deepEqual(JSON.parse(entry!), ["node", "/app/dist/src/cli/main.js"]);
+    assert.deepEqual(JSON.parse(/^CMD (\[.*\])$/m.exec(d)![1]!), [
+      "server",
+      "--host",
+      "0.0.0.0",
+      "--data-dir",
+      "/data",
+    ]);
+    // /app in the image is the repository root here: the entry point is the CLI the build produced.
+    assert.equal(join(ROOT, "dist/src/cli/main.js"), CLI);
+    assert.ok(existsSync(CLI), "dist/src/cli/main.js");
+    for (const src of [...d.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(" ")))
+      assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: missing from the build context`);
+  });
+});
