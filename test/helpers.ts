@@ -13,6 +13,9 @@ export const CLI = join(ROOT, "dist/src/cli/main.js");
 export const EXAMPLE_APPS = join(ROOT, "examples/apps");
 export const FIXTURE_APPS = join(ROOT, "test/fixtures/apps");
 
+/** `zgrid server` flags that put every daemon on a free port of 127.0.0.1. */
+export const ANY_PORTS = ["--port", "0", "--worker-port", "0", "--metrics-port", "0", "--status-port", "0"];
+
 export function tempDir(prefix = "zgrid-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
@@ -120,14 +123,7 @@ export async function spawnServer(
   const proc = spawnCli(
     [
       "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
+      ...ANY_PORTS,
       "--data-dir",
       dir,
       "--connection-info",

@@ -9,6 +9,7 @@ import { downloadLarge, uploadLarge } from "../src/client/large-data.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import { Server } from "../src/daemons/server.js";
 import {
+  ANY_PORTS,
   EXAMPLE_APPS,
   FIXTURE_APPS,
   runCli,
@@ -48,21 +49,7 @@ describe("the embedded SQLite store", () => {
     await first.start();
     cleanup.push(() => first.shutdown());
     assert.throws(() => new Server({ ...config }), /in use by another zgrid server \(pid \d+\)/);
-    const cli = await runCli([
-      "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
-      "--data-dir",
-      config.dataDir,
-      "--token",
-      "x",
-    ]);
+    const cli = await runCli(["server", ...ANY_PORTS, "--data-dir", config.dataDir, "--token", "x"]);
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /in use by another zgrid server/);
     assert.doesNotMatch(cli.stderr, /^\s+at /m, "a sentence, not a stack trace");
@@ -72,21 +59,7 @@ describe("the embedded SQLite store", () => {
     const dir = tempDir();
     const file = join(dir, "not-a-dir");
     writeFileSync(file, "x");
-    const bad = await runCli([
-      "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
-      "--data-dir",
-      join(file, "sub"),
-      "--token",
-      "x",
-    ]);
+    const bad = await runCli(["server", ...ANY_PORTS, "--data-dir", join(file, "sub"), "--token", "x"]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /not writable/);
     const newer = tempDir();
@@ -95,21 +68,7 @@ describe("the embedded SQLite store", () => {
       "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '99')",
     );
     db.close();
-    const r = await runCli([
-      "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
-      "--data-dir",
-      newer,
-      "--token",
-      "x",
-    ]);
+    const r = await runCli(["server", ...ANY_PORTS, "--data-dir", newer, "--token", "x"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /newer zgrid \(schema 99/);
   });
