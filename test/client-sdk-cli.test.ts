@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { Progress } from "../src/cli/progress.js";
 import type { Server } from "../src/daemons/server.js";
-import { CLI, EXAMPLE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { CLI, EXAMPLE_APPS, startServer, type Proc, spawnWorker } from "./helpers.js";
 
 /**
  * Runs a CLI command to its end. Resolves on "close", once stdout and stderr are drained: "exit" may
@@ -56,18 +56,7 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
     ({ server } = await startServer({ heartbeatMs: 200 }));
     url = server.info!.url;
     client = await connect(url, { timeoutMs: 10_000 });
-    worker = spawnCli([
-      "worker",
-      "--connect",
-      server.info!.workerUrl,
-      "--app-path",
-      EXAMPLE_APPS,
-      "--slots",
-      "4",
-      "--log-level",
-      "warn",
-    ]);
-    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker");
+    worker = await spawnWorker(server, EXAMPLE_APPS, 4);
   });
   after(async () => {
     await worker.stop();

@@ -9,7 +9,7 @@ import { connect, type ZgridClient } from "../src/client/client.js";
 import { HtcGridConnector } from "../src/client/htc-grid.js";
 import type { Server } from "../src/daemons/server.js";
 import { ZgridError } from "../src/protocol/errors.js";
-import { EXAMPLE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { EXAMPLE_APPS, startServer, waitFor, type Proc, spawnWorker } from "./helpers.js";
 
 const KEYS = [
   "finished",
@@ -40,20 +40,7 @@ describe("HtcGridConnector with a real worker", () => {
     ({ server } = await startServer({ heartbeatMs: 200 }));
     client = await connect(server.info!.url, { timeoutMs: 10_000 });
     // Two slots and no prefetch: exactly two tasks run at a time, the others stay queued.
-    worker = spawnCli([
-      "worker",
-      "--connect",
-      server.info!.workerUrl,
-      "--app-path",
-      EXAMPLE_APPS,
-      "--slots",
-      "2",
-      "--prefetch",
-      "0",
-      "--log-level",
-      "warn",
-    ]);
-    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker");
+    worker = await spawnWorker(server, EXAMPLE_APPS, 2, ["--prefetch", "0"]);
   });
   after(async () => {
     await Promise.all(grids.map((g) => g.close()));

@@ -15,7 +15,7 @@ import {
   type TaskRequest,
 } from "../src/client/session-service.js";
 import type { Server } from "../src/daemons/server.js";
-import { FIXTURE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { FIXTURE_APPS, startServer, type Proc, spawnWorker } from "./helpers.js";
 
 /** A handler that records every call, so that "exactly once" can be checked. */
 class Recorder implements ServiceInvocationHandler {
@@ -54,18 +54,7 @@ describe("SessionService with real workers", () => {
   before(async () => {
     ({ server } = await startServer({ heartbeatMs: 200 }));
     client = await connect(server.info!.url, { timeoutMs: 10_000 });
-    worker = spawnCli([
-      "worker",
-      "--connect",
-      server.info!.workerUrl,
-      "--app-path",
-      FIXTURE_APPS,
-      "--slots",
-      "8",
-      "--log-level",
-      "warn",
-    ]);
-    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker");
+    worker = await spawnWorker(server, FIXTURE_APPS, 8);
   });
   after(async () => {
     await Promise.all(services.map((s) => s.close()));

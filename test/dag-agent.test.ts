@@ -4,7 +4,7 @@ import { unpack } from "msgpackr";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import type { Server } from "../src/daemons/server.js";
-import { FIXTURE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { FIXTURE_APPS, startServer, type Proc, spawnWorker } from "./helpers.js";
 
 describe("the agent: child tasks, delegation, results created by tasks", () => {
   let server: Server;
@@ -14,18 +14,7 @@ describe("the agent: child tasks, delegation, results created by tasks", () => {
   before(async () => {
     ({ server } = await startServer({ heartbeatMs: 200 }));
     client = await connect(server.info!.url, { timeoutMs: 60_000 });
-    worker = spawnCli([
-      "worker",
-      "--connect",
-      server.info!.workerUrl,
-      "--app-path",
-      FIXTURE_APPS,
-      "--slots",
-      "2",
-      "--log-level",
-      "warn",
-    ]);
-    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "worker");
+    worker = await spawnWorker(server, FIXTURE_APPS, 2);
   });
   after(async () => {
     await worker.stop();

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import type { Server } from "../src/daemons/server.js";
-import { EXAMPLE_APPS, ROOT, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { EXAMPLE_APPS, ROOT, startServer, type Proc, spawnWorker } from "./helpers.js";
 
 const EXAMPLES = join(ROOT, "dist/examples/clients");
 
@@ -49,18 +49,7 @@ describe("examples/clients against a real server and worker", { concurrency: tru
   before(async () => {
     ({ server } = await startServer({ heartbeatMs: 200 }));
     client = await connect(server.info!.url, { timeoutMs: 20_000 });
-    worker = spawnCli([
-      "worker",
-      "--connect",
-      server.info!.workerUrl,
-      "--app-path",
-      EXAMPLE_APPS,
-      "--slots",
-      "6",
-      "--log-level",
-      "warn",
-    ]);
-    await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker");
+    worker = await spawnWorker(server, EXAMPLE_APPS, 6);
   });
   after(async () => {
     await worker.stop();

@@ -151,3 +151,35 @@ export async function spawnServer(
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
+
+/**
+ * `zgrid worker` as a child process on `server`'s worker endpoint, resolved once the server counts it.
+ * Stop it with `stop()`.
+ */
+export async function spawnWorker(
+  server: Server,
+  appPath: string,
+  slots: number,
+  extra: string[] = [],
+): Promise<Proc> {
+  const before = server.scheduler.workers.size;
+  const worker = spawnCli([
+    "worker",
+    "--connect",
+    server.info!.workerUrl,
+    "--app-path",
+    appPath,
+    "--slots",
+    String(slots),
+    "--log-level",
+    "warn",
+    ...extra,
+  ]);
+  try {
+    await waitFor(() => server.scheduler.workers.size > before, 15_000, "the worker to connect");
+  } catch (err) {
+    await worker.stop();
+    throw err;
+  }
+  return worker;
+}

@@ -32,10 +32,6 @@ export class EventHub {
   private readonly bySession = new Map<string, Map<string, Subscriber>>();
   private readonly sessionOf = new Map<string, string>();
 
-  get size(): number {
-    return this.sessionOf.size;
-  }
-
   add(sub: Subscriber): void {
     let subs = this.bySession.get(sub.sessionId);
     if (!subs) {
@@ -69,10 +65,6 @@ export class EventHub {
     if (!subs) return;
     for (const id of subs.keys()) this.sessionOf.delete(id);
     this.bySession.delete(sessionId);
-  }
-
-  has(sessionId: string): boolean {
-    return this.bySession.has(sessionId);
   }
 
   private emit(

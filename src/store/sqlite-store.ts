@@ -47,8 +47,6 @@ export class SqliteStore implements Store {
   private nextOptionId = 1;
   private closed = false;
   private readonly stmt: Record<string, Database.Statement>;
-  /** Milliseconds of the last commits, for the metrics and the bench. */
-  lastCommitMs = 0;
   /** Called after each successful commit with its latency in milliseconds (the metrics' histogram). */
   onCommit: ((ms: number) => void) | null = null;
 
@@ -287,8 +285,7 @@ export class SqliteStore implements Store {
       for (const w of waiters) w.reject(e);
       return;
     }
-    this.lastCommitMs = performance.now() - started;
-    this.onCommit?.(this.lastCommitMs);
+    this.onCommit?.(performance.now() - started);
     for (const w of waiters) w.resolve();
   }
 

@@ -1,3 +1,4 @@
+import type { TaskOptions } from "../client/types.js";
 import { pack } from "msgpackr";
 import { encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
@@ -20,20 +21,8 @@ export interface CreatedResult {
   status: string;
 }
 
-/** Options of a child task (merged over the session's defaults by the server). */
-export interface ChildTaskOptions {
-  /** Milliseconds; 0: no limit. */
-  maxDuration?: number;
-  maxRetries?: number;
-  priority?: number;
-  partitionId?: string;
-  applicationName?: string;
-  applicationVersion?: string;
-  applicationNamespace?: string;
-  applicationService?: string;
-  engineType?: string;
-  options?: Record<string, string>;
-}
+/** Options of a child task (merged over the session's defaults by the server): the client's TaskOptions. */
+export type ChildTaskOptions = TaskOptions;
 
 /** A child task for {@link TaskAgent.submitTasks}. */
 export interface ChildTask {
