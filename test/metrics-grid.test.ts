@@ -83,7 +83,11 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
     const results0 = m.get("zgrid_results")!;
     assert.equal(typeof results0, "number");
     assert.ok(m.has("zgrid_store_pending_writes"));
-    assert.equal(m.get('zgrid_tasks{status="COMPLETED"}'), 0);
+    assert.deepEqual(
+      [...m.keys()].filter((k) => k.startsWith("zgrid_tasks{")),
+      [],
+      "no partition holds tasks yet",
+    );
     assert.equal(m.get("zgrid_result_bytes"), 0);
 
     const sessionId = await client.createSession({ applicationName: "testapp", partitionId: "mq" });
@@ -94,7 +98,12 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
     ]);
     m = await scrape();
     assert.equal(m.get('zgrid_queue_length{partition="mq"}'), 3);
-    assert.equal(m.get('zgrid_tasks{status="SUBMITTED"}'), 3);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="SUBMITTED"}'), 3);
+    assert.equal(
+      m.get('zgrid_tasks{partition="mq",status="COMPLETED"}'),
+      0,
+      "zeros of a partition with tasks",
+    );
     assert.equal(m.get("zgrid_results"), results0 + 6, "3 payloads and 3 outputs");
     const payloadBytes = m.get("zgrid_result_bytes")!;
     assert.ok(payloadBytes > 0, "the payloads' bytes");
@@ -130,7 +139,8 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
     assert.equal(m.get("zgrid_workers_connected"), 1);
     assert.equal(m.get("zgrid_worker_slots"), 2);
     assert.equal(m.get('zgrid_queue_length{partition="mq"}'), 0);
-    assert.equal(m.get('zgrid_tasks{status="COMPLETED"}'), 3);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="COMPLETED"}'), 3);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="SUBMITTED"}'), 0);
     assert.equal(m.get('zgrid_task_duration_seconds_count{application="testapp"}'), 3);
     assert.ok(m.get('zgrid_task_duration_seconds_sum{application="testapp"}')! >= 0);
     assert.ok(m.get("zgrid_store_commit_seconds_count")! > 0, "SQLite commits observed");
@@ -153,17 +163,38 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
       timeoutMs: 30_000,
     });
     m = await scrape();
-    assert.equal(m.get('zgrid_tasks{status="ERROR"}'), 1);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="ERROR"}'), 1);
     assert.equal(m.get('zgrid_task_duration_seconds_count{application="testapp"}'), 5);
     assert.ok(m.get('zgrid_task_duration_seconds_sum{application="testapp"}')! >= 1.4, "the sleeper's 1.5 s");
     assert.equal(m.get("zgrid_worker_busy_slots"), 0);
+
+    // Tasks in a partition no worker serves are counted apart from those of "mq".
+    const nobody = await client.createSession({ applicationName: "testapp", partitionId: "nobody" });
+    await client.submitTasks(nobody, [
+      { payload: encodePayload("echo", [1]) },
+      { payload: encodePayload("echo", [2]) },
+    ]);
+    m = await scrape();
+    assert.equal(m.get('zgrid_tasks{partition="nobody",status="SUBMITTED"}'), 2);
+    assert.equal(m.get('zgrid_tasks{partition="nobody",status="COMPLETED"}'), 0);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="SUBMITTED"}'), 0);
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="COMPLETED"}'), 4);
+    // Once the session is deleted the partition holds no task, and its series go.
+    await client.cancelSession(nobody);
+    await client.deleteSession(nobody);
+    m = await scrape();
+    assert.deepEqual(
+      [...m.keys()].filter((k) => k.startsWith('zgrid_tasks{partition="nobody"')),
+      [],
+    );
+    assert.equal(m.get('zgrid_tasks{partition="mq",status="COMPLETED"}'), 4);
 
     // The same series over HTTP for a Prometheus server.
     const res = await fetch(`http://127.0.0.1:${server.prometheusPort}/metrics`);
     assert.equal(res.status, 200);
     const http = parse(await res.text());
     assert.equal(http.get("zgrid_workers_connected"), 1);
-    assert.equal(http.get('zgrid_tasks{status="COMPLETED"}'), 4);
+    assert.equal(http.get('zgrid_tasks{partition="mq",status="COMPLETED"}'), 4);
 
     // Purging the session drops its data.
     await client.closeSession(sessionId);

@@ -1,6 +1,6 @@
 import { Gauge, Histogram, type Registry } from "prom-client";
 import type { Scheduler } from "../scheduler/scheduler.js";
-import type { Task } from "../scheduler/model.js";
+import { TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { Store } from "../store/index.js";
 
@@ -19,12 +19,15 @@ export class GridMetrics {
     const registers = [registry];
     new Gauge({
       name: "zgrid_tasks",
-      help: "Tasks known to the server, by status.",
-      labelNames: ["status"],
+      help: "Tasks known to the server, by partition and status.",
+      labelNames: ["partition", "status"],
       registers,
       collect() {
-        const counts = scheduler.summary().tasksByStatus;
-        for (const status of Object.keys(counts)) this.set({ status }, counts[status as keyof typeof counts]);
+        // Reset so a partition whose tasks are all gone (its sessions deleted) leaves no stale series.
+        this.reset();
+        for (const [partition, counts] of scheduler.tasksByPartition()) {
+          for (const status of TASK_STATUSES) this.set({ partition, status }, counts[status]);
+        }
       },
     });
     new Gauge({

@@ -7,7 +7,6 @@ import type { LoadedState, Store } from "../store/store.js";
 import {
   FINAL_TASK_STATUSES,
   type Attempt,
-  TASK_STATUSES,
   type Result,
   type Session,
   type SessionStatus,
@@ -15,6 +14,7 @@ import {
   type TaskOptions,
   type TaskStatus,
 } from "./model.js";
+import { TaskCounts } from "./task-counts.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { PartitionQueue } from "./task-queue.js";
 import { ResultWaiters } from "./result-waiters.js";
@@ -73,10 +73,7 @@ export class Scheduler {
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
   private readonly waiters = new ResultWaiters();
-  private readonly counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<
-    TaskStatus,
-    number
-  >;
+  private readonly counts = new TaskCounts();
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
   /** task id → what its running attempt created through the agent, committed only on success. */
@@ -121,7 +118,7 @@ export class Scheduler {
     let lost = 0;
     for (const t of state.tasks) {
       this.tasks.set(t.id, t);
-      this.counts[t.status]++;
+      this.counts.add(t.options.partitionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
       const session = this.sessions.get(t.sessionId);
@@ -454,7 +451,7 @@ export class Scheduler {
   /** Makes a built task live: known, owning its outputs, queued once its dependencies are there. */
   private insertTask(task: Task): void {
     task.seq = this.seq++;
-    this.counts.PENDING++;
+    this.counts.add(task.options.partitionId, "PENDING");
     this.store.task(task);
     this.tasks.set(task.id, task);
     const session = this.sessions.get(task.sessionId);
@@ -581,8 +578,7 @@ export class Scheduler {
   }
 
   private setStatus(task: Task, status: TaskStatus): void {
-    this.counts[task.status]--;
-    this.counts[status]++;
+    this.counts.move(task.options.partitionId, task.status, status);
     task.status = status;
     this.store.task(task);
     this.events.taskStatus(task);
@@ -959,7 +955,7 @@ export class Scheduler {
     for (const t of this.sessionTasks(sessionId)) {
       // A task still on a worker stays known until the worker answers, so nothing completes twice.
       if (t.status === "CANCELLING") continue;
-      this.counts[t.status]--;
+      this.counts.remove(t.options.partitionId, t.status);
       this.tasks.delete(t.id);
       tasks++;
     }
@@ -1112,6 +1108,11 @@ export class Scheduler {
 
   // ---- views ---------------------------------------------------------------------------------------
 
+  /** Each partition that holds tasks with its counts by status: live views, to read at once (a scrape). */
+  tasksByPartition(): IterableIterator<[partitionId: string, counts: Readonly<Record<TaskStatus, number>>]> {
+    return this.counts.byPartition();
+  }
+
   summary(): SchedulerSummary {
     const queued: Record<string, number> = {};
     for (const [p, q] of this.queues) queued[p] = q.size;
@@ -1125,7 +1126,8 @@ export class Scheduler {
       sessions: this.sessions.size,
       results: this.results.size,
       tasks: this.tasks.size,
-      tasksByStatus: { ...this.counts },
+      tasksByStatus: this.counts.totals(),
+      tasksByPartition: this.counts.toRecord(),
       queued,
       workers: this.workers.size,
       slots,

@@ -74,6 +74,8 @@ export interface SchedulerSummary {
   results: number;
   tasks: number;
   tasksByStatus: Record<TaskStatus, number>;
+  /** partition → its tasks by status, for each partition that holds tasks. */
+  tasksByPartition: Record<string, Record<TaskStatus, number>>;
   queued: Record<string, number>;
   workers: number;
   slots: number;
