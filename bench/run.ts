@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: the figures of design §10, one JSON line each. Server and worker host run as child
- * processes, as they would in production; the client is this process.
+ * processes, as they would in production; the client is this process (the STATUS prober a thread of it).
  *
  *   node dist/bench/run.js [--only throughput,latency] [--tasks N] [--runs N]
  */
@@ -10,8 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
+import type { ProbeInput } from "./status-probe.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/src/cli/main.js");
@@ -223,7 +225,7 @@ async function statusUnderLoad(seconds: number, store: string): Promise<Record<s
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
   const { server, url } = await startServerProcess(dir, store);
   try {
-    const status = await connect(withStatusPort(url, await statusPort(url)), { timeoutMs: 30_000 });
+    const statusUrl = withStatusPort(url, await statusPort(url));
     const loaders = await Promise.all([0, 1].map(() => connect(url, { timeoutMs: 120_000 })));
     const payload = encodePayload("noop");
     const deadline = Date.now() + seconds * 1000;
@@ -236,15 +238,14 @@ async function statusUnderLoad(seconds: number, store: string): Promise<Record<s
         submitted += defs.length;
       }
     });
-    const samples: number[] = [];
-    while (Date.now() < deadline) {
-      const t0 = process.hrtime.bigint();
-      await status.ruok();
-      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const probe: ProbeInput = { url: statusUrl, deadline, intervalMs: 10 };
+    const prober = new Worker(new URL("./status-probe.js", import.meta.url), { workerData: probe });
+    const samples = await new Promise<number[]>((resolve, reject) => {
+      prober.once("message", resolve);
+      prober.once("error", reject);
+    });
     await Promise.all(load);
-    await Promise.all([status.close(), ...loaders.map((c) => c.close())]);
+    await Promise.all(loaders.map((c) => c.close()));
     samples.sort((a, b) => a - b);
     return {
       bench: "status_under_load",

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { connect } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
-import { spawnServer, type Proc } from "./helpers.js";
+import { join } from "node:path";
+import { ZgridError } from "../src/protocol/errors.js";
+import { ROOT, spawnServer, waitFor, type Proc } from "./helpers.js";
+
+/** A user module with `custom.busy`: holds the server's (scheduler's) event loop for args.ms. */
+const BUSY_MODULES = join(ROOT, "test/fixtures/modules/with-echo.cfg");
 
 describe("the STATUS daemon under load", () => {
   let server: Proc | undefined;
@@ -40,4 +45,99 @@ describe("the STATUS daemon under load", () => {
       assert.ok(samples[samples.length - 1] < 2000, `slowest ruok ${samples[samples.length - 1]} ms`);
     },
   );
+
+  it("answers ruok at once and getstatus with an aged summary while the scheduler's loop is held", async () => {
+    const started = await spawnServer(["--token", "t", "--store", "memory", "--modules", BUSY_MODULES]);
+    const proc = started.proc;
+    const status = await connect(started.info.statusUrl!, { timeoutMs: 10_000 });
+    const main = await connect(started.info.url, { timeoutMs: 10_000 });
+    try {
+      const fresh = await status.getStatus();
+      assert.ok(
+        (fresh.statusAgeMs as number) < 250,
+        `an idle scheduler answers: ${String(fresh.statusAgeMs)}`,
+      );
+      const busy = main.call("custom.busy", { ms: 1500 });
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      assert.equal(await status.ruok(), "imok");
+      const ruokMs = Date.now() - t0;
+      assert.ok(ruokMs < 500, `ruok took ${ruokMs} ms while the loop was held`);
+      const aged = await status.getStatus();
+      const statusMs = Date.now() - t0;
+      assert.ok(statusMs < 1000, `getstatus took ${statusMs} ms while the loop was held`);
+      assert.ok(
+        (aged.statusAgeMs as number) >= 250,
+        `the summary says it is old: ${String(aged.statusAgeMs)}`,
+      );
+      assert.ok((aged.uptimeSeconds as number) > (fresh.uptimeSeconds as number), "uptime still moves");
+      assert.deepEqual(await busy, { busy: 1500 });
+      const after = await status.getStatus();
+      assert.ok((after.statusAgeMs as number) < 250, `fresh again: ${String(after.statusAgeMs)}`);
+    } finally {
+      await Promise.all([status.close(), main.close()]);
+      await proc.stop();
+    }
+  });
+
+  it("ruok answers UNAVAILABLE once the loop has been stuck for --liveness-ms, imok when it turns again", async () => {
+    const started = await spawnServer([
+      "--token",
+      "t",
+      "--store",
+      "memory",
+      "--modules",
+      BUSY_MODULES,
+      "--liveness-ms",
+      "2000",
+    ]);
+    const proc = started.proc;
+    const status = await connect(started.info.statusUrl!, { timeoutMs: 10_000 });
+    const main = await connect(started.info.url, { timeoutMs: 10_000 });
+    try {
+      assert.equal(await status.ruok(), "imok");
+      const busy = main.call("custom.busy", { ms: 4000 });
+      await new Promise((r) => setTimeout(r, 3300));
+      await assert.rejects(
+        status.ruok(),
+        (e: unknown) =>
+          e instanceof ZgridError && e.code === "UNAVAILABLE" && /has not answered for \d+ s/.test(e.message),
+      );
+      await busy;
+      assert.equal(await status.ruok(), "imok");
+    } finally {
+      await Promise.all([status.close(), main.close()]);
+      await proc.stop();
+    }
+  });
+
+  it("a server that dies of an uncaught error exits with its code, not an abort from the STATUS thread", async () => {
+    const started = await spawnServer(["--token", "t", "--store", "memory", "--modules", BUSY_MODULES]);
+    const main = await connect(started.info.url, { timeoutMs: 10_000 });
+    try {
+      assert.equal(await status(started.info.statusUrl!), "imok");
+      assert.equal(await main.call("custom.crash"), "crashing");
+      await waitFor(
+        () => started.proc.child.exitCode !== null || started.proc.child.signalCode !== null,
+        10_000,
+        "the server to exit",
+      );
+      assert.equal(started.proc.child.signalCode, null, started.proc.stderr());
+      assert.equal(started.proc.child.exitCode, 1);
+      assert.match(started.proc.stderr(), /custom\.crash: a bug in a user module/);
+      assert.doesNotMatch(started.proc.stderr(), /Napi::Error|terminate called/);
+    } finally {
+      await main.close();
+      await started.proc.stop();
+    }
+  });
 });
+
+async function status(url: string): Promise<string> {
+  const c = await connect(url, { timeoutMs: 5000 });
+  try {
+    return await c.ruok();
+  } finally {
+    await c.close();
+  }
+}

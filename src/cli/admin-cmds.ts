@@ -52,6 +52,7 @@ export async function runStatus(argv: string[]): Promise<number> {
   const s = status as {
     version: string;
     uptimeSeconds: number;
+    statusAgeMs?: number;
     daemons: string[];
     endpoints: Record<string, unknown>;
     requests: { total: number; byDaemon: Record<string, number> };
@@ -86,6 +87,9 @@ export async function runStatus(argv: string[]): Promise<number> {
       `queued:   ${queued || "none"}`,
       `workers:  ${s.scheduler.workers}, slots ${s.scheduler.busySlots}/${s.scheduler.slots} busy`,
       `store:    ${s.scheduler.store.name} ${s.scheduler.store.location}, ${(s.scheduler.store.sizeBytes / 2 ** 20).toFixed(1)} MB, ${s.scheduler.store.pendingWrites} pending writes`,
+      ...((s.statusAgeMs ?? 0) >= 250
+        ? [`(figures ${(s.statusAgeMs! / 1000).toFixed(1)} s old: the scheduler is busy)`]
+        : []),
     ].join("\n"),
     false,
   );

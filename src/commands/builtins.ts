@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { version as zmqVersion } from "zeromq";
 import type { ServerContext } from "../daemons/context.js";
-import type { CommandMap, CommandRegistrar } from "../protocol/command-map.js";
+import type { CommandHandler, CommandMap, CommandRegistrar } from "../protocol/command-map.js";
 
 export const MODULE = "BuiltIns";
 
@@ -22,7 +22,19 @@ export function memStatus(): Record<string, number> {
   };
 }
 
-export function serverConfigSummary(server: ServerContext, daemon: string): Record<string, unknown> {
+/** What the built-ins read of the server: plain data and two calls, so a daemon on a thread can serve them. */
+export type BuiltinsContext = Pick<
+  ServerContext,
+  "config" | "version" | "authEnabled" | "endpoints" | "requestShutdown"
+>;
+
+/** Built-ins a daemon answers its own way (the STATUS daemon's `ruok` checks the scheduler's loop is alive). */
+export interface BuiltinsOverrides {
+  ruok?: CommandHandler;
+  getmemstatus?: CommandHandler;
+}
+
+export function serverConfigSummary(server: BuiltinsContext, daemon: string): Record<string, unknown> {
   const ep = server.endpoints();
   return {
     version: server.version,
@@ -49,20 +61,21 @@ export function serverConfigSummary(server: ServerContext, daemon: string): Reco
 /** The built-ins every daemon answers (design §3.4). */
 export function registerBuiltins(
   map: CommandRegistrar,
-  server: ServerContext,
+  server: BuiltinsContext,
   daemon: string,
   commands: CommandMap,
+  overrides: BuiltinsOverrides = {},
 ): void {
   map.register("getCmdMap", () => ({ msg: commands.toRecord() }));
   map.register("connect", (req) => ({
     msg: `connected to zgrid ${server.version} on ${hostname()}:${server.endpoints().port} (${daemon} daemon) as user ${req.user}`,
   }));
   map.register("disconnect", (req) => ({ msg: `disconnected user ${req.user} from zgrid on ${hostname()}` }));
-  map.register("ruok", () => ({ msg: "imok" }));
+  map.register("ruok", overrides.ruok ?? (() => ({ msg: "imok" })));
   map.register("noop", () => ({ msg: "noop" }));
   map.register("getconfig", () => ({ msg: serverConfigSummary(server, daemon) }));
   map.register("getmemused", () => ({ msg: memUsed() }));
-  map.register("getmemstatus", () => ({ msg: memStatus() }));
+  map.register("getmemstatus", overrides.getmemstatus ?? (() => ({ msg: memStatus() })));
   map.register("shutdown", (req) => {
     server.requestShutdown(req.user);
     return { msg: "shutting down" };

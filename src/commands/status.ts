@@ -4,6 +4,7 @@ import { memStatus } from "./builtins.js";
 
 export const MODULE = "StatusMsg";
 
+/** The server's status as `getstatus` answers it, computed on the scheduler's thread. */
 export function serverStatus(server: ServerContext): Record<string, unknown> {
   const ep = server.endpoints();
   return {
@@ -19,7 +20,13 @@ export function serverStatus(server: ServerContext): Record<string, unknown> {
   };
 }
 
+/** Where the STATUS daemon gets the status it reports. */
+export interface StatusSource {
+  /** `serverStatus`, fresh when the scheduler's loop answers soon enough, else the last one it gave. */
+  status(): Promise<Record<string, unknown>>;
+}
+
 /** The STATUS daemon's own command; `getCmdMap` shows it under StatusMsg. */
-export function registerStatus(map: CommandRegistrar, server: ServerContext): void {
-  map.register("getstatus", () => ({ msg: serverStatus(server) }));
+export function registerStatus(map: CommandRegistrar, source: StatusSource): void {
+  map.register("getstatus", async () => ({ msg: await source.status() }));
 }

@@ -160,6 +160,15 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "worker heartbeat interval (three missed: dead)",
   },
   {
+    key: "livenessMs",
+    flag: "--liveness-ms",
+    env: "ZGRID_LIVENESS_MS",
+    type: "int",
+    default: 30_000,
+    min: 2000,
+    help: "ruok answers UNAVAILABLE once the scheduler's loop has been stuck this long",
+  },
+  {
     key: "localWorkers",
     flag: "--local-workers",
     env: "ZGRID_LOCAL_WORKERS",
@@ -292,6 +301,7 @@ export interface ServerConfig {
   maxBatch: number;
   prometheusPort?: number;
   heartbeatMs: number;
+  livenessMs: number;
   localWorkers: number;
   slots?: number;
   appPath: string;

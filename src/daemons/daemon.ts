@@ -1,7 +1,6 @@
 import { FairShare } from "../protocol/fair-share.js";
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
-import type { RequestMetrics } from "../metrics/request-metrics.js";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject, type MsgType } from "../protocol/codec.js";
 import { CommandMap, type CommandReply, type CommandRequest } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
@@ -18,6 +17,22 @@ interface OpenRequest {
   answered: boolean;
 }
 
+/** Where a daemon reports each request it answered (RequestMetrics, or a relay to it from a thread). */
+export interface RequestRecorder {
+  record(daemon: string, command: string, user: string, seconds: number, errorCode?: string): void;
+}
+
+/** What the server needs of a daemon, wherever it runs (the STATUS daemon runs on a thread of its own). */
+export interface Daemon {
+  readonly name: string;
+  /** The bound port, 0 before start. */
+  readonly port: number;
+  /** Requests authenticated so far. */
+  readonly requests: number;
+  start(): Promise<void>;
+  stop(graceMs?: number): Promise<void>;
+}
+
 export interface DaemonOptions {
   /** "DEFAULT", "METRICS", "STATUS". */
   name: string;
@@ -25,7 +40,7 @@ export interface DaemonOptions {
   port: number;
   auth: TokenCheck;
   maxFrameBytes: number;
-  metrics: RequestMetrics;
+  metrics: RequestRecorder;
   log: Logger;
 }
 
@@ -36,7 +51,7 @@ export interface DaemonOptions {
  * Requests are handled concurrently: a slow command never holds up the socket loop, and each parseable
  * request gets exactly one reply, whatever its handler does.
  */
-export class ServerDaemon {
+export class ServerDaemon implements Daemon {
   readonly name: string;
   readonly commands = new CommandMap();
   protected readonly log: Logger;
@@ -131,6 +146,12 @@ export class ServerDaemon {
     await this.out.idle();
     this.socket.close();
     await this.loop;
+  }
+
+  /** Closes the socket at once, unanswered requests and unsent replies dropped: for a process that exits. */
+  closeNow(): void {
+    this.accepting = false;
+    if (!this.socket.closed) this.socket.close();
   }
 
   private reply(

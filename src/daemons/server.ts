@@ -11,11 +11,12 @@ import { openStore, type Store } from "../store/index.js";
 import { TokenCheck, resolveToken } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { VERSION, type Endpoints, type ServerContext } from "./context.js";
-import type { ServerDaemon } from "./daemon.js";
+import type { Daemon } from "./daemon.js";
 import { DefaultDaemon } from "./default-daemon.js";
 import { IntegrationDaemon } from "./integration-daemon.js";
 import { MetricsDaemon } from "./metrics-daemon.js";
-import { StatusDaemon } from "./status-daemon.js";
+import { StatusThread } from "./status-thread.js";
+import { serverStatus } from "../commands/status.js";
 import { WorkerEndpoint } from "./worker-endpoint.js";
 
 const CLI_MAIN = fileURLToPath(new URL("../cli/main.js", import.meta.url));
@@ -48,10 +49,10 @@ export class Server implements ServerContext {
   readonly version = VERSION;
   readonly authEnabled: boolean;
   readonly token: string | null;
-  private readonly daemons: ServerDaemon[] = [];
+  private readonly daemons: Daemon[] = [];
   private readonly defaultDaemon: DefaultDaemon;
   private readonly metricsDaemon: MetricsDaemon | null = null;
-  private readonly statusDaemon: StatusDaemon | null = null;
+  private readonly statusDaemon: StatusThread | null = null;
   private readonly workerEndpoint: WorkerEndpoint;
   /** INTEGRATION (`--integration kubernetes|etcd`): registers the endpoints, deregisters at shutdown. */
   readonly integration: IntegrationDaemon | null;
@@ -89,7 +90,16 @@ export class Server implements ServerContext {
       this.daemons.push(this.metricsDaemon);
     }
     if (config.daemons.includes("status")) {
-      this.statusDaemon = new StatusDaemon({ ...common, port: config.statusPort });
+      this.statusDaemon = new StatusThread({
+        config,
+        token: this.token,
+        version: this.version,
+        metrics: this.metrics,
+        log: this.log,
+        status: () => serverStatus(this),
+        endpoints: () => this.endpoints(),
+        requestShutdown: (user) => this.requestShutdown(user),
+      });
       this.daemons.push(this.statusDaemon);
     }
     this.integration = IntegrationDaemon.fromConfig(config, this.log);
@@ -116,11 +126,11 @@ export class Server implements ServerContext {
     }
     const modules = await this.defaultDaemon.registerCommands(this);
     this.metricsDaemon?.registerCommands(this);
-    this.statusDaemon?.registerCommands(this);
     try {
       for (const d of this.daemons) await d.start();
       await this.workerEndpoint.start();
       if (this.config.prometheusPort !== undefined) await this.startPrometheus(this.config.prometheusPort);
+      this.statusDaemon?.announce();
     } catch (err) {
       await this.closeSockets();
       await this.store.close();
