@@ -1,13 +1,59 @@
 /**
- * Structural checks of the deployment files (no Docker engine or cluster here): every Kubernetes
- * document names its apiVersion, kind and metadata.name; the probes call `ruok`; the HPA scales on
- * zgrid_queue_length; the server mounts /data; the Dockerfile runs as non-root from the built CLI.
+ * Checks of the deployment files (no Docker engine or cluster here): every Kubernetes document is
+ * valid against the API's OpenAPI schemas (kubernetes-models), `kubectl kustomize` renders the
+ * kustomization; the probes call `ruok`; the HPA scales on zgrid_queue_length; the server mounts
+ * /data; the Dockerfile runs as non-root from the built CLI.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
+import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
+import { parseAllDocuments } from "yaml";
 import { CLI, ROOT } from "./helpers.js";
+
+/** apiVersion/kind → its model, whose validate() checks an object against the API's schema. */
+const MODELS: Record<string, new (data: object) => { validate(): void }> = {
+  "apps/v1/Deployment": Deployment,
+  "apps/v1/StatefulSet": StatefulSet,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+  "v1/ConfigMap": ConfigMap,
+  "v1/Secret": Secret,
+  "v1/Service": Service,
+};
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+/** Parses YAML text into its objects; a syntax error fails with the file's name. */
+function objects(text: string, what: string): K8sObject[] {
+  return parseAllDocuments(text)
+    .map((doc) => {
+      assert.equal(doc.errors.length, 0, `${what}: ${doc.errors.map((e) => e.message).join("; ")}`);
+      return doc.toJS() as K8sObject | null;
+    })
+    .filter((o): o is K8sObject => o !== null);
+}
+
+/** Validates one object against its kind's schema; the error names the object and the field. */
+function validate(o: K8sObject, what: string): void {
+  const Model = MODELS[`${o.apiVersion}/${o.kind}`];
+  assert.ok(Model, `${what}: no schema known for ${o.apiVersion} ${o.kind}`);
+  try {
+    new Model(o).validate();
+  } catch (err) {
+    assert.fail(`${what}: ${o.kind} ${o.metadata?.name}: ${(err as Error).message}`);
+  }
+}
+
+const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 
 const K8S = join(ROOT, "deploy/kubernetes");
 const read = (file: string): string => readFileSync(join(K8S, file), "utf8");
@@ -46,6 +92,52 @@ describe("deployment files", () => {
     ])
       assert.ok(kinds.includes(k), `a ${k}`);
   });
+
+  it("every object is valid against the Kubernetes API schemas", () => {
+    let n = 0;
+    for (const file of files.filter((f) => f !== "kustomization.yaml")) {
+      for (const o of objects(read(file), file)) {
+        validate(o, file);
+        n++;
+      }
+    }
+    assert.ok(n >= 9, `${n} objects`);
+    // The check can fail: a replica count that is not a number is refused.
+    const bad = objects(read("server.yaml"), "server.yaml").find((o) => o.kind === "StatefulSet")!;
+    (bad.spec as { replicas: unknown }).replicas = "one";
+    assert.throws(() => validate(bad, "a broken copy"), /replicas/);
+  });
+
+  it(
+    "kubectl kustomize renders the kustomization: valid objects, all labelled part-of zgrid, the image pinned",
+    { skip: kubectl ? false : "kubectl is not installed" },
+    () => {
+      const out = spawnSync("kubectl", ["kustomize", K8S], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(out.status, 0, out.stderr);
+      const rendered = objects(out.stdout, "kubectl kustomize");
+      const kinds = rendered.map((o) => o.kind).sort();
+      assert.deepEqual(kinds, [
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Service",
+        "Service",
+        "Service",
+        "StatefulSet",
+      ]);
+      for (const o of rendered) {
+        validate(o, "rendered");
+        assert.equal(
+          o.metadata.labels?.["app.kubernetes.io/part-of"],
+          "zgrid",
+          `${o.kind} ${o.metadata.name}`,
+        );
+      }
+      const images = [...out.stdout.matchAll(/image: (\S+)/g)].map((m) => m[1]);
+      assert.ok(images.length >= 2, "the server and the worker name an image");
+      for (const image of images) assert.equal(image, "zgrid:0.1.0");
+    },
+  );
 
   it("the kustomization lists files that exist", () => {
     const listed = [...read("kustomization.yaml").matchAll(/^ {2}- (\S+\.yaml)$/gm)].map((m) => m[1]!);
