@@ -3,25 +3,16 @@
  */
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "../src/client/client.js";
 import { parseServerUrl, withPort } from "../src/client/url.js";
 import type { ConnectionInfo, Server } from "../src/daemons/server.js";
 import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
-import { removeDir, startServer, tempDir } from "./helpers.js";
+import { freePort, removeDir, startServer, tempDir } from "./helpers.js";
 
 function isCode(code: string): (err: unknown) => boolean {
   return (err: unknown) => err instanceof ZgridError && err.code === code;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 /** Runs `fn` with environment variables set, then puts them back as they were. */

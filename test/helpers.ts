@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +45,33 @@ export async function startServer(
   const server = new Server(config, createLogger(config.logLevel));
   const info = await server.start();
   return { server, info };
+}
+
+/**
+ * Ports for a test that must name them before binding (a restart on the same port, a tool's flags):
+ * free on 127.0.0.1 now, and taken below the kernel's ephemeral range (32768 up), where nothing that
+ * binds port 0 (other tests' servers, outgoing connections) can take them before the test does.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < n && tries < 200; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (!ports.includes(port) && (await canListen(port))) ports.push(port);
+  }
+  if (ports.length < n) throw new Error(`found only ${ports.length} of ${n} free ports in 20000-31999`);
+  return ports;
+}
+
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
 }
 
 /** Polls until `check` is true or `timeoutMs` passes; bounded in time, never busy. */

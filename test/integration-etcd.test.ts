@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -14,21 +13,10 @@ import { pino } from "pino";
 import { serverConfigFrom } from "../src/cli/server-cmd.js";
 import { connect } from "../src/client/client.js";
 import { Server } from "../src/daemons/server.js";
-import { removeDir, spawnServer, tempDir, testConfig, waitFor, type Proc } from "./helpers.js";
+import { freePort, type Proc, removeDir, spawnServer, tempDir, testConfig, waitFor } from "./helpers.js";
 
 const ETCD = "/usr/bin/etcd";
 const b64 = (s: string): string => Buffer.from(s).toString("base64");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** A pino logger that keeps every record, to check what the server logged. */
 function capturingLogger(): { log: pino.Logger; records: Record<string, unknown>[] } {

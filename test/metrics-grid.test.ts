@@ -1,13 +1,21 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import type { Server } from "../src/daemons/server.js";
-import { FIXTURE_APPS, removeDir, spawnCli, startServer, tempDir, waitFor, type Proc } from "./helpers.js";
+import {
+  FIXTURE_APPS,
+  freePort,
+  type Proc,
+  removeDir,
+  spawnCli,
+  startServer,
+  tempDir,
+  waitFor,
+} from "./helpers.js";
 
 const PROMTOOL = "/usr/bin/promtool";
 const PROMETHEUS = "/usr/bin/prometheus";
@@ -21,18 +29,6 @@ function parse(text: string): Map<string, number> {
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return out;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = addr && typeof addr === "object" ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Whether a tool is there; under CI its absence fails the test, elsewhere the test is skipped. */

@@ -3,12 +3,11 @@
  * METRICS and STATUS commands, request metrics in Arkouda's shape and in Prometheus text, getstatus.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import type { ConnectionInfo, Server } from "../src/daemons/server.js";
 import { ZgridError } from "../src/protocol/errors.js";
-import { startServer, waitFor } from "./helpers.js";
+import { freePort, startServer, waitFor } from "./helpers.js";
 
 type DaemonName = "DEFAULT" | "METRICS" | "STATUS";
 const DAEMONS: DaemonName[] = ["DEFAULT", "METRICS", "STATUS"];
@@ -39,14 +38,6 @@ function urlOf(info: ConnectionInfo, daemon: DaemonName): string {
 
 function connectTo(info: ConnectionInfo, daemon: DaemonName, user = "tester"): Promise<ZgridClient> {
   return connect(urlOf(info, daemon), { user, timeoutMs: 5000 });
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 /** A sample of the Prometheus text exposition: metric name, labels, value. */

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -12,30 +11,15 @@ import {
   ANY_PORTS,
   EXAMPLE_APPS,
   FIXTURE_APPS,
+  freePorts,
+  type Proc,
   runCli,
   spawnCli,
   spawnServer,
   tempDir,
   testConfig,
   waitFor,
-  type Proc,
 } from "./helpers.js";
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve) => {
-          const s = createServer();
-          s.listen(0, "127.0.0.1", () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 describe("the embedded SQLite store", () => {
   const cleanup: (() => Promise<void>)[] = [];
