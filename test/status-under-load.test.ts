@@ -4,7 +4,8 @@ import { connect } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { join } from "node:path";
 import { ZgridError } from "../src/protocol/errors.js";
-import { ROOT, spawnServer, waitFor, type Proc } from "./helpers.js";
+import { createServer } from "node:net";
+import { ROOT, spawnServer, startServer, waitFor, type Proc } from "./helpers.js";
 
 /** A user module with `custom.busy`: holds the server's (scheduler's) event loop for args.ms. */
 const BUSY_MODULES = join(ROOT, "test/fixtures/modules/with-echo.cfg");
@@ -129,6 +130,20 @@ describe("the STATUS daemon under load", () => {
     } finally {
       await main.close();
       await started.proc.stop();
+    }
+  });
+
+  it("a STATUS port already taken fails the start with a sentence naming it", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      await assert.rejects(
+        startServer({ statusPort: port }),
+        new RegExp(`STATUS daemon cannot listen on 127\\.0\\.0\\.1:${port}: Address already in use`),
+      );
+    } finally {
+      await new Promise((r) => taken.close(r));
     }
   });
 });
