@@ -13,7 +13,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # Dependencies first (a layer cached while only the sources change); --ignore-scripts skips `prepare`
 # (tsc, the sources are not there yet), so the native modules are built explicitly by `npm rebuild`.
-RUN npm ci --ignore-scripts \
+# `npm install`, not `npm ci`: the lock file lacks the other platforms' optional msgpackr-extract
+# binaries (the registry it was made from has none), and `npm ci` refuses such a lock file.
+RUN npm install --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3 zeromq
 COPY tsconfig.json server-modules.cfg ./
 COPY src ./src
