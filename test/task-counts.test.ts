@@ -141,7 +141,7 @@ describe("the scheduler's task counts", () => {
     scheduler.deleteSession(s2);
     assert.deepEqual(Object.keys(scheduler.summary().tasksByPartition), ["a"]);
     assert.deepEqual(scheduler.summary().tasksByStatus, counts({ CANCELLED: 1 }));
-    const live = [...scheduler.tasksByPartition()].map(([p, c]) => [p, { ...c }]);
-    assert.deepEqual(live, [["a", counts({ CANCELLED: 1 })]]);
+    const scraped = [...scheduler.tasksByPartition()];
+    assert.deepEqual(scraped, [["a", counts({ CANCELLED: 1 })]]);
   });
 });

@@ -1108,8 +1108,8 @@ export class Scheduler {
 
   // ---- views ---------------------------------------------------------------------------------------
 
-  /** Each partition that holds tasks with its counts by status: live views, to read at once (a scrape). */
-  tasksByPartition(): IterableIterator<[partitionId: string, counts: Readonly<Record<TaskStatus, number>>]> {
+  /** Each partition that holds tasks with its counts by status (for a scrape). */
+  tasksByPartition(): IterableIterator<[partitionId: string, counts: Record<TaskStatus, number>]> {
     return this.counts.byPartition();
   }
 
