@@ -18,6 +18,24 @@ import type { ProbeInput } from "./status-probe.js";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/src/cli/main.js");
 const APPS = join(ROOT, "examples/apps");
+const BENCHES = ["throughput", "latency", "status_under_load", "recovery", "memory"];
+const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
+  [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N]
+Prints one JSON line per figure.`;
+
+/** Server and worker processes still running: killed if the bench exits early (an error, ^C, a closed pipe). */
+const children = new Set<ChildProcess>();
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+// `npm run bench | head -1` closes stdout early: stop rather than die on EPIPE with the grid left running.
+process.stdout.on("error", () => process.exit(1));
 
 interface Grid {
   url: string;
@@ -31,23 +49,25 @@ async function startGrid(store: string, slots: number): Promise<Grid> {
   const { server, url, workerUrl } = await startServerProcess(dir, store);
   const info = { url, workerUrl };
   const deadline = Date.now() + 20_000;
-  const worker = spawn(
-    process.execPath,
-    [
-      CLI,
-      "worker",
-      "--connect",
-      info.workerUrl,
-      "--app-path",
-      APPS,
-      "--slots",
-      String(slots),
-      "--log-level",
-      "warn",
-    ],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-    },
+  const worker = track(
+    spawn(
+      process.execPath,
+      [
+        CLI,
+        "worker",
+        "--connect",
+        info.workerUrl,
+        "--app-path",
+        APPS,
+        "--slots",
+        String(slots),
+        "--log-level",
+        "warn",
+      ],
+      {
+        stdio: ["ignore", "ignore", "inherit"],
+      },
+    ),
   );
   const client = await connect(info.url);
   try {
@@ -123,31 +143,33 @@ async function startServerProcess(
 ): Promise<{ server: ChildProcess; url: string; workerUrl: string }> {
   const infoFile = join(dir, "info.json");
   rmSync(infoFile, { force: true });
-  const server = spawn(
-    process.execPath,
-    [
-      CLI,
-      "server",
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--status-port",
-      "0",
-      "--data-dir",
-      dir,
-      "--store",
-      store,
-      "--token",
-      "bench",
-      "--connection-info",
-      infoFile,
-      "--log-level",
-      "warn",
-    ],
-    { stdio: ["ignore", "ignore", "inherit"] },
+  const server = track(
+    spawn(
+      process.execPath,
+      [
+        CLI,
+        "server",
+        "--port",
+        "0",
+        "--worker-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--status-port",
+        "0",
+        "--data-dir",
+        dir,
+        "--store",
+        store,
+        "--token",
+        "bench",
+        "--connection-info",
+        infoFile,
+        "--log-level",
+        "warn",
+      ],
+      { stdio: ["ignore", "ignore", "inherit"] },
+    ),
   );
   const deadline = Date.now() + 120_000;
   while (!existsSync(infoFile)) {
@@ -282,25 +304,50 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+const OPTIONS = {
+  only: { type: "string" },
+  tasks: { type: "string" },
+  runs: { type: "string" },
+  slots: { type: "string" },
+  batch: { type: "string" },
+  recoveryTasks: { type: "string" },
+  memoryTasks: { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** A whole positive number given for `--name`, else `dflt`; anything else stops the bench with its usage. */
+function count(name: string, given: string | undefined, dflt: number): number {
+  if (given === undefined) return dflt;
+  const n = Number(given);
+  if (Number.isInteger(n) && n > 0) return n;
+  process.stderr.write(`bench: --${name} wants a whole number above 0, not "${given}"\n${USAGE}\n`);
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      only: { type: "string" },
-      tasks: { type: "string" },
-      runs: { type: "string" },
-      slots: { type: "string" },
-      batch: { type: "string" },
-      recoveryTasks: { type: "string" },
-      memoryTasks: { type: "string" },
-    },
-  });
-  const only = new Set(
-    String(values.only ?? "throughput,latency,status_under_load,recovery,memory").split(","),
-  );
-  const tasks = Number(values.tasks ?? 200_000);
-  const runs = Number(values.runs ?? 3);
-  const slots = Number(values.slots ?? 2);
-  const batch = Number(values.batch ?? 10_000);
+  let values;
+  try {
+    ({ values } = parseArgs({ options: OPTIONS }));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return;
+  }
+  const only = new Set(values.only?.split(",") ?? BENCHES);
+  const unknown = [...only].filter((b) => !BENCHES.includes(b));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: no bench named ${unknown.join(", ")}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const tasks = count("tasks", values.tasks, 200_000);
+  const runs = count("runs", values.runs, 3);
+  const slots = count("slots", values.slots, 2);
+  const batch = count("batch", values.batch, 10_000);
+  const recoveryTasks = count("recoveryTasks", values.recoveryTasks, 100_000);
+  const memoryTasks = count("memoryTasks", values.memoryTasks, 1_000_000);
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
   for (const store of ["memory", "sqlite"]) {
@@ -342,8 +389,8 @@ async function main(): Promise<void> {
   if (only.has("status_under_load")) {
     for (const store of ["memory", "sqlite"]) emit(await statusUnderLoad(10, store));
   }
-  if (only.has("recovery")) emit(await recovery(Number(values.recoveryTasks ?? 100_000)));
-  if (only.has("memory")) emit(await memory(Number(values.memoryTasks ?? 1_000_000)));
+  if (only.has("recovery")) emit(await recovery(recoveryTasks));
+  if (only.has("memory")) emit(await memory(memoryTasks));
 }
 
 main().then(
