@@ -5,7 +5,7 @@ import { encodePayload } from "../src/client/payload.js";
 import { join } from "node:path";
 import { ZgridError } from "../src/protocol/errors.js";
 import { createServer } from "node:net";
-import { ROOT, spawnServer, startServer, waitFor, type Proc } from "./helpers.js";
+import { ROOT, runCli, spawnServer, startServer, waitFor, type Proc } from "./helpers.js";
 
 /** A user module with `custom.busy`: holds the server's (scheduler's) event loop for args.ms. */
 const BUSY_MODULES = join(ROOT, "test/fixtures/modules/with-echo.cfg");
@@ -97,13 +97,17 @@ describe("the STATUS daemon under load", () => {
     const main = await connect(started.info.url, { timeoutMs: 10_000 });
     try {
       assert.equal(await status.ruok(), "imok");
-      const busy = main.call("custom.busy", { ms: 4000 });
+      const busy = main.call("custom.busy", { ms: 7000 });
       await new Promise((r) => setTimeout(r, 3300));
       await assert.rejects(
         status.ruok(),
         (e: unknown) =>
           e instanceof ZgridError && e.code === "UNAVAILABLE" && /has not answered for \d+ s/.test(e.message),
       );
+      // The probe's command says so too, and does not wait on the DEFAULT daemon instead.
+      const probe = await runCli(["ruok", "--connection-info", started.infoFile, "--timeout", "5000"]);
+      assert.equal(probe.code, 1, probe.stdout + probe.stderr);
+      assert.match(probe.stderr, /has not answered for \d+ s/);
       await busy;
       assert.equal(await status.ruok(), "imok");
     } finally {

@@ -1,3 +1,4 @@
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
 import { parse, UsageError } from "./usage.js";
 
@@ -7,8 +8,9 @@ function print(value: unknown, json: boolean): void {
 
 export const RUOK_HELP = `zgrid ruok [--url URL | --connection-info FILE] [--timeout MS]
 
-Asks the STATUS daemon (or the DEFAULT one when the server runs no STATUS daemon) whether it is alive;
-prints "imok" and exits 0, else exits 1. Made for liveness probes.
+Asks the STATUS daemon (or the DEFAULT one when the STATUS daemon cannot be reached) whether the server
+is alive; prints "imok" and exits 0, else exits 1, also when the STATUS daemon answers that the
+scheduler's loop has been stuck for --liveness-ms. Made for liveness probes.
 
 ${TARGET_HELP}
       --timeout MS               give up after MS milliseconds (default 5000)`;
@@ -19,9 +21,12 @@ export async function runRuok(argv: string[]): Promise<number> {
   const timeout = Number(values.timeout ?? 5000);
   if (!Number.isInteger(timeout) || timeout <= 0)
     throw new UsageError("--timeout must be a positive integer");
-  const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch(() =>
-    withClient(values, "default", (c) => c.ruok(), timeout),
-  );
+  const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch((err: unknown) => {
+    // The STATUS daemon answered that the scheduler is stuck: that is the verdict. Only a STATUS
+    // daemon that cannot be reached sends the question to the DEFAULT one.
+    if (err instanceof ZgridError && err.code === ErrorCode.UNAVAILABLE) throw err;
+    return withClient(values, "default", (c) => c.ruok(), timeout);
+  });
   print(answer, false);
   return answer === "imok" ? 0 : 1;
 }
