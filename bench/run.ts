@@ -2,17 +2,17 @@
  * `npm run bench`: the figures of design §10, one JSON line each. Server and worker host run as child
  * processes, as they would in production; the client is this process (the STATUS prober a thread of it).
  *
- *   node dist/bench/run.js [--only throughput,latency] [--tasks N] [--runs N]
+ *   node dist/bench/run.js --help     (the options)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
+import { intFlag, parse, UsageError } from "../src/cli/usage.js";
 import type { ProbeInput } from "./status-probe.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -33,7 +33,8 @@ function track(child: ChildProcess): ChildProcess {
 process.on("exit", () => {
   for (const c of children) c.kill("SIGKILL");
 });
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.on(sig, () => process.exit(128 + constants.signals[sig]));
 // `npm run bench | head -1` closes stdout early: stop rather than die on EPIPE with the grid left running.
 process.stdout.on("error", () => process.exit(1));
 
@@ -312,42 +313,23 @@ const OPTIONS = {
   batch: { type: "string" },
   recoveryTasks: { type: "string" },
   memoryTasks: { type: "string" },
-  help: { type: "boolean" },
 } as const;
 
-/** A whole positive number given for `--name`, else `dflt`; anything else stops the bench with its usage. */
-function count(name: string, given: string | undefined, dflt: number): number {
-  if (given === undefined) return dflt;
-  const n = Number(given);
-  if (Number.isInteger(n) && n > 0) return n;
-  process.stderr.write(`bench: --${name} wants a whole number above 0, not "${given}"\n${USAGE}\n`);
-  process.exit(2);
-}
-
 async function main(): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({ options: OPTIONS }));
-  } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+  const { values } = parse(process.argv.slice(2), OPTIONS);
   if (values.help) {
     process.stdout.write(USAGE + "\n");
     return;
   }
-  const only = new Set(values.only?.split(",") ?? BENCHES);
+  const only = new Set(typeof values.only === "string" ? values.only.split(",") : BENCHES);
   const unknown = [...only].filter((b) => !BENCHES.includes(b));
-  if (unknown.length > 0) {
-    process.stderr.write(`bench: no bench named ${unknown.join(", ")}\n${USAGE}\n`);
-    process.exit(2);
-  }
-  const tasks = count("tasks", values.tasks, 200_000);
-  const runs = count("runs", values.runs, 3);
-  const slots = count("slots", values.slots, 2);
-  const batch = count("batch", values.batch, 10_000);
-  const recoveryTasks = count("recoveryTasks", values.recoveryTasks, 100_000);
-  const memoryTasks = count("memoryTasks", values.memoryTasks, 1_000_000);
+  if (unknown.length > 0) throw new UsageError(`no bench named ${unknown.join(", ")}`);
+  const tasks = intFlag(values.tasks, "--tasks", 1) ?? 200_000;
+  const runs = intFlag(values.runs, "--runs", 1) ?? 3;
+  const slots = intFlag(values.slots, "--slots", 1) ?? 2;
+  const batch = intFlag(values.batch, "--batch", 1) ?? 10_000;
+  const recoveryTasks = intFlag(values.recoveryTasks, "--recoveryTasks", 1) ?? 100_000;
+  const memoryTasks = intFlag(values.memoryTasks, "--memoryTasks", 1) ?? 1_000_000;
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
   for (const store of ["memory", "sqlite"]) {
@@ -396,6 +378,10 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n${USAGE}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(1);
   },

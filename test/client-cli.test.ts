@@ -144,7 +144,7 @@ describe("usage errors exit 2", { concurrency: true }, () => {
         /zgrid ruok: .*--bogus/,
         /zgrid metrics: .*--category/,
         /zgrid status: .*extra-positional/,
-        /--timeout must be a positive integer/,
+        /--timeout must be an integer from 1 to/,
         /where is the server\?/,
         /cannot read the connection-info file/,
         /Usage: zgrid <command>/,

@@ -1,6 +1,6 @@
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
-import { parse, UsageError } from "./usage.js";
+import { intFlag, parse } from "./usage.js";
 
 function print(value: unknown, json: boolean): void {
   process.stdout.write((json || typeof value !== "string" ? JSON.stringify(value, null, 2) : value) + "\n");
@@ -18,9 +18,7 @@ ${TARGET_HELP}
 export async function runRuok(argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...TARGET_OPTIONS, timeout: { type: "string" } });
   if (values.help) return (print(RUOK_HELP, false), 0);
-  const timeout = Number(values.timeout ?? 5000);
-  if (!Number.isInteger(timeout) || timeout <= 0)
-    throw new UsageError("--timeout must be a positive integer");
+  const timeout = intFlag(values.timeout, "--timeout", 1) ?? 5000;
   const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch((err: unknown) => {
     // The STATUS daemon answered that the scheduler is stuck: that is the verdict. Only a STATUS
     // daemon that cannot be reached sends the question to the DEFAULT one.
