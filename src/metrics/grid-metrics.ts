@@ -25,7 +25,7 @@ export class GridMetrics {
       collect() {
         // Reset so a partition whose tasks are all gone (its sessions deleted) leaves no stale series.
         this.reset();
-        for (const [partition, counts] of scheduler.tasksByPartition()) {
+        for (const [partition, counts] of Object.entries(scheduler.tasksByPartition())) {
           for (const status of TASK_STATUSES) this.set({ partition, status }, counts[status]);
         }
       },

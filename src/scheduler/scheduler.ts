@@ -1109,7 +1109,7 @@ export class Scheduler {
   // ---- views ---------------------------------------------------------------------------------------
 
   /** Each partition that holds tasks with its counts by status (for a scrape). */
-  tasksByPartition(): IterableIterator<[partitionId: string, counts: Record<TaskStatus, number>]> {
+  tasksByPartition(): Record<string, Record<TaskStatus, number>> {
     return this.counts.byPartition();
   }
 
@@ -1127,7 +1127,7 @@ export class Scheduler {
       results: this.results.size,
       tasks: this.tasks.size,
       tasksByStatus: this.counts.totals(),
-      tasksByPartition: this.counts.toRecord(),
+      tasksByPartition: this.counts.byPartition(),
       queued,
       workers: this.workers.size,
       slots,

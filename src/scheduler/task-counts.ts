@@ -67,18 +67,8 @@ export class TaskCounts {
     return toCounts(this.all);
   }
 
-  /** Tasks by status in one partition, all zeros for a partition without tasks. */
-  partition(partitionId: string): StatusCounts {
-    return toCounts(this.partitions.get(partitionId) ?? new Float64Array(TOTAL));
-  }
-
-  /** Each partition that holds tasks with its counts by status, zeros included. */
-  *byPartition(): IterableIterator<[partitionId: string, counts: StatusCounts]> {
-    for (const [id, p] of this.partitions) yield [id, toCounts(p)];
-  }
-
-  /** Each partition that holds tasks → its counts by status. */
-  toRecord(): Record<string, StatusCounts> {
+  /** Each partition that holds tasks → its counts by status, zeros included. */
+  byPartition(): Record<string, StatusCounts> {
     const out: Record<string, StatusCounts> = {};
     for (const [id, p] of this.partitions) out[id] = toCounts(p);
     return out;
