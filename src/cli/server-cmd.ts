@@ -65,6 +65,9 @@ export async function runServer(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
+  // loudly and keep serving.
+  process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));
   try {
     info = await server.start();
   } catch (err) {

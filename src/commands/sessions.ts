@@ -1,6 +1,7 @@
 import type { ServerContext } from "../daemons/context.js";
 import { optMap, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
+import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { SESSION_STATUSES } from "../scheduler/model.js";
@@ -33,7 +34,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     if (status !== undefined) {
       for (const s of Array.isArray(status) ? status : [status]) {
         if (!(SESSION_STATUSES as readonly unknown[]).includes(s))
-          throw invalidArgument(`unknown session status ${JSON.stringify(s)}`);
+          throw invalidArgument(`unknown session status ${describeValue(s)}`);
       }
     }
     const items = [...scheduler.sessions.values()].filter(

@@ -1,6 +1,7 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optMap, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
+import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
@@ -22,7 +23,7 @@ function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
   if (status !== undefined) {
     for (const s of Array.isArray(status) ? status : [status]) {
       if (!(TASK_STATUSES as readonly unknown[]).includes(s))
-        throw invalidArgument(`unknown task status ${JSON.stringify(s)}`);
+        throw invalidArgument(`unknown task status ${describeValue(s)}`);
     }
   }
   return (t) =>

@@ -2,6 +2,7 @@ import { FairShare } from "../protocol/fair-share.js";
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject, type MsgType } from "../protocol/codec.js";
+import { describeValue } from "../protocol/describe.js";
 import { CommandMap, type CommandReply, type CommandRequest } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { TokenCheck } from "./auth.js";
@@ -108,7 +109,7 @@ export class ServerDaemon implements Daemon {
     try {
       const fair = new FairShare();
       for await (const frames of this.socket) {
-        void this.handle(frames);
+        this.handle(frames).catch((err: unknown) => this.log.error({ err }, "request handling failed"));
         const pause = fair.pause();
         if (pause) await pause;
       }
@@ -214,7 +215,7 @@ export class ServerDaemon implements Daemon {
     if (header.v !== PROTOCOL_VERSION) {
       return fail(
         ErrorCode.BAD_REQUEST,
-        `unsupported protocol version ${JSON.stringify(header.v)}: this server speaks v: ${PROTOCOL_VERSION}`,
+        `unsupported protocol version ${describeValue(header.v)}: this server speaks v: ${PROTOCOL_VERSION}`,
       );
     }
     if (typeof header.cmd !== "string" || header.cmd.length === 0) {

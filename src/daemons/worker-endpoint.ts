@@ -3,6 +3,7 @@ import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import { list, optMap, str, strList } from "../protocol/args.js";
 import { decode, encode, isPlainObject } from "../protocol/codec.js";
+import { describeValue } from "../protocol/describe.js";
 import { ZgridError, invalidArgument } from "../protocol/errors.js";
 import { parseNewResult, parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
@@ -99,7 +100,11 @@ export class WorkerEndpoint implements WorkerLink {
     try {
       const fair = new FairShare();
       for await (const frames of this.socket) {
-        this.handle(frames);
+        try {
+          this.handle(frames);
+        } catch (err) {
+          this.log.error({ err }, "worker message handling failed");
+        }
         const pause = fair.pause();
         if (pause) await pause;
       }
@@ -223,7 +228,7 @@ export class WorkerEndpoint implements WorkerLink {
       this.send(identity, {
         t: "REJECT",
         code: "BAD_REQUEST",
-        msg: `worker protocol v${String(h.v)} is not v${WORKER_PROTOCOL_VERSION}`,
+        msg: `worker protocol v${describeValue(h.v)} is not v${WORKER_PROTOCOL_VERSION}`,
       });
       return;
     }
@@ -314,7 +319,7 @@ export class WorkerEndpoint implements WorkerLink {
           break;
         }
         default:
-          throw invalidArgument(`unknown agent operation ${JSON.stringify(h.op)}`);
+          throw invalidArgument(`unknown agent operation ${describeValue(h.op)}`);
       }
       this.send(identity, { t: "AGENT_REPLY", rid, ok: true, msg }, out);
     } catch (err) {

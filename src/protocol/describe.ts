@@ -1,0 +1,26 @@
+/**
+ * A short, safe rendering of a value a peer sent, for an error message: never throws (BigInt, cycles,
+ * deep nesting, huge strings) and never echoes more than a few dozen characters back.
+ */
+export function describeValue(value: unknown, max = 40): string {
+  switch (typeof value) {
+    case "string": {
+      const s = value.length > max ? `${value.slice(0, max)}…` : value;
+      return JSON.stringify(s);
+    }
+    case "number":
+    case "boolean":
+      return String(value);
+    case "bigint":
+      return `${value}n`;
+    case "undefined":
+      return "nothing";
+    case "object":
+      if (value === null) return "null";
+      if (Array.isArray(value)) return `a list of ${value.length}`;
+      if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `${value.byteLength} bytes`;
+      return `a ${(value as object).constructor?.name ?? "map"}`;
+    default:
+      return `a ${typeof value}`;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Frames from a stranger (no token) that once killed the server process: a header whose `v` cannot be
+ * printed (a 64-bit BigInt, a deeply nested value). Every daemon answers BAD_REQUEST and keeps serving.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { pack, unpack } from "msgpackr";
+import { Dealer } from "zeromq";
+import type { ConnectionInfo } from "../src/daemons/server.js";
+import { removeDir, spawnServer, type Proc } from "./helpers.js";
+
+const EMPTY = Buffer.alloc(0);
+
+/** `{v: <BigInt 1>}` as msgpackr's 0x42 extension: 6 bytes. */
+const BIGINT_V = Buffer.from("81a176d44201", "hex");
+
+/** `{v: [[[…]]]}` nested `depth` arrays deep, then `cmd` and `id`. */
+function deeplyNestedV(depth: number): Buffer {
+  const open = Buffer.alloc(depth, 0x91); // fixarray of 1
+  const tail = pack(1);
+  // map of 3: "v" → nested, "id" → 7, "cmd" → "ruok"
+  return Buffer.concat([
+    Buffer.from([0x83, 0xa1, 0x76]),
+    open,
+    tail,
+    Buffer.from([0xa2, 0x69, 0x64, 0x07]),
+    Buffer.from([0xa3, 0x63, 0x6d, 0x64]),
+    pack("ruok"),
+  ]);
+}
+
+async function roundTrip(port: number, frames: Buffer[]): Promise<Record<string, unknown>> {
+  const s = new Dealer({ linger: 0, receiveTimeout: 5000 });
+  s.connect(`tcp://127.0.0.1:${port}`);
+  try {
+    await s.send(frames);
+    const reply = await s.receive();
+    return unpack(reply[reply[0].length === 0 ? 1 : 0]) as Record<string, unknown>;
+  } finally {
+    s.close();
+  }
+}
+
+describe("frames a stranger sends to kill the server", () => {
+  let proc: Proc;
+  let info: ConnectionInfo;
+  let dir: string;
+
+  before(async () => {
+    ({ proc, info, dir } = await spawnServer([], { ZGRID_SERVER_TOKEN: "test-token" }));
+  });
+  after(async () => {
+    await proc.stop();
+    removeDir(dir);
+  });
+
+  const portOf = (url: string | null): number => Number(new URL(url!.replace("tcp:", "http:")).port);
+  const ports = (): [string, number][] => [
+    ["DEFAULT", info.port],
+    ["METRICS", portOf(info.metricsUrl)],
+    ["STATUS", portOf(info.statusUrl)],
+  ];
+
+  it("a BigInt v is BAD_REQUEST on every daemon, and the server lives", async () => {
+    for (const [daemon, port] of ports()) {
+      const h = await roundTrip(port, [EMPTY, BIGINT_V]);
+      assert.equal(h.msgType, "ERROR", `${daemon}: ${JSON.stringify(h)}`);
+      assert.equal(h.code, "BAD_REQUEST", daemon);
+      assert.match(String(h.msg), /protocol version/, daemon);
+    }
+    assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
+    const ok = await roundTrip(info.port, [EMPTY, pack({ v: 1, id: 1, cmd: "ruok", token: "test-token" })]);
+    assert.equal(ok.msg, "imok");
+  });
+
+  it("a v nested 4,000 deep is BAD_REQUEST on every daemon, and the server lives", async () => {
+    for (const [daemon, port] of ports()) {
+      const h = await roundTrip(port, [EMPTY, deeplyNestedV(4000)]);
+      assert.equal(h.msgType, "ERROR", `${daemon}: ${JSON.stringify(h)}`);
+      assert.equal(h.code, "BAD_REQUEST", daemon);
+    }
+    assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
+  });
+
+  it("the worker endpoint rejects a READY with a BigInt v and lives", async () => {
+    const port = portOf(info.workerUrl);
+    const ready = Buffer.concat([
+      Buffer.from([0x82, 0xa1, 0x74]),
+      pack("READY"),
+      Buffer.from([0xa1, 0x76, 0xd4, 0x42, 0x01]),
+    ]);
+    const h = await roundTrip(port, [EMPTY, ready]);
+    assert.equal(h.t, "REJECT", JSON.stringify(h));
+    assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
+    const ok = await roundTrip(info.port, [EMPTY, pack({ v: 1, id: 2, cmd: "ruok", token: "test-token" })]);
+    assert.equal(ok.msg, "imok");
+  });
+});
