@@ -57,6 +57,9 @@ export class WorkerEndpoint implements WorkerLink {
   private readonly workerOf = new Map<string, string>();
   private readonly lastSeen = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
+  /** When the heartbeat timer last ran, and before when no worker is judged (after a stall of ours). */
+  private lastBeat = 0;
+  private judgeAfter = 0;
   private loop: Promise<void> | null = null;
   private boundPort = 0;
 
@@ -84,6 +87,7 @@ export class WorkerEndpoint implements WorkerLink {
     }
     const endpoint = this.socket.lastEndpoint ?? "";
     this.boundPort = Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+    this.lastBeat = Date.now();
     this.timer = setInterval(() => this.beat(), this.opts.heartbeatMs);
     this.timer.unref();
     this.loop = this.serve();
@@ -120,11 +124,18 @@ export class WorkerEndpoint implements WorkerLink {
 
   private beat(): void {
     const now = Date.now();
-    const deadline = now - 3 * this.opts.heartbeatMs;
+    const interval = this.opts.heartbeatMs;
+    // A beat that comes late means this server's event loop was held (a huge submission, a long
+    // commit): what workers sent meanwhile is still unread. Judge no one until the receive loop has had
+    // an interval to catch up, so a stall of ours is never taken for a silence of theirs.
+    if (now - this.lastBeat > 1.5 * interval) this.judgeAfter = now + interval;
+    this.lastBeat = now;
+    const judge = now >= this.judgeAfter;
+    const deadline = now - 3 * interval;
     const hb = encode({ t: "HEARTBEAT" });
     for (const [workerId, identity] of this.identityOf) {
-      if ((this.lastSeen.get(workerId) ?? 0) < deadline) {
-        this.forget(workerId, `no heartbeat for ${3 * this.opts.heartbeatMs} ms`);
+      if (judge && (this.lastSeen.get(workerId) ?? 0) < deadline) {
+        this.forget(workerId, `no heartbeat for ${3 * interval} ms`);
         continue;
       }
       this.out.send([identity, EMPTY, hb]);
