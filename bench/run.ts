@@ -18,7 +18,7 @@ import type { ProbeInput } from "./status-probe.js";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/src/cli/main.js");
 const APPS = join(ROOT, "examples/apps");
-const BENCHES = ["throughput", "latency", "status_under_load", "recovery", "memory"];
+const BENCHES = ["throughput", "latency", "scaling", "fairness", "status_under_load", "recovery", "memory"];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
   [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N]
 Prints one JSON line per figure.`;
@@ -41,49 +41,49 @@ process.stdout.on("error", () => process.exit(1));
 interface Grid {
   url: string;
   server: ChildProcess;
-  worker: ChildProcess;
+  workers: ChildProcess[];
   dir: string;
 }
 
-async function startGrid(store: string, slots: number): Promise<Grid> {
+/** A server and `hosts` worker hosts of `slots` slots each, default settings otherwise. */
+async function startGrid(store: string, slots: number, hosts = 1): Promise<Grid> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
   const { server, url, workerUrl } = await startServerProcess(dir, store);
-  const info = { url, workerUrl };
   const deadline = Date.now() + 20_000;
-  const worker = track(
-    spawn(
-      process.execPath,
-      [
-        CLI,
-        "worker",
-        "--connect",
-        info.workerUrl,
-        "--app-path",
-        APPS,
-        "--slots",
-        String(slots),
-        "--log-level",
-        "warn",
-      ],
-      {
-        stdio: ["ignore", "ignore", "inherit"],
-      },
+  const workers = Array.from({ length: hosts }, () =>
+    track(
+      spawn(
+        process.execPath,
+        [
+          CLI,
+          "worker",
+          "--connect",
+          workerUrl,
+          "--app-path",
+          APPS,
+          "--slots",
+          String(slots),
+          "--log-level",
+          "warn",
+        ],
+        { stdio: ["ignore", "ignore", "inherit"] },
+      ),
     ),
   );
-  const client = await connect(info.url);
+  const client = await connect(url);
   try {
-    while ((await client.listWorkers().catch(() => null))?.total !== 1) {
-      if (Date.now() > deadline) throw new Error("the worker did not connect");
+    while ((await client.listWorkers().catch(() => null))?.total !== hosts) {
+      if (Date.now() > deadline) throw new Error("the workers did not connect");
       await new Promise((r) => setTimeout(r, 50));
     }
   } catch (err) {
-    worker.kill("SIGKILL");
+    for (const w of workers) w.kill("SIGKILL");
     server.kill("SIGKILL");
     throw err;
   } finally {
     await client.close();
   }
-  return { url: info.url, server, worker, dir };
+  return { url, server, workers, dir };
 }
 
 async function stopGrid(g: Grid): Promise<void> {
@@ -91,13 +91,12 @@ async function stopGrid(g: Grid): Promise<void> {
     new Promise<void>((resolve) =>
       p.exitCode !== null || p.signalCode !== null ? resolve() : p.once("exit", () => resolve()),
     );
-  g.worker.kill("SIGTERM");
-  g.server.kill("SIGTERM");
+  const all = [...g.workers, g.server];
+  for (const p of all) p.kill("SIGTERM");
   const timer = setTimeout(() => {
-    g.worker.kill("SIGKILL");
-    g.server.kill("SIGKILL");
+    for (const p of all) p.kill("SIGKILL");
   }, 10_000);
-  await Promise.all([gone(g.worker), gone(g.server)]);
+  await Promise.all(all.map(gone));
   clearTimeout(timer);
   rmSync(g.dir, { recursive: true, force: true });
 }
@@ -121,6 +120,37 @@ async function throughput(client: ZgridClient, tasks: number, batch: number): Pr
   }
   await Promise.all(waits);
   return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** 20 tasks of 1 s on two hosts × 2 slots of one partition, default settings: ideal 5 s. */
+async function fairness(): Promise<Record<string, unknown>> {
+  const grid = await startGrid("sqlite", 2, 2);
+  const client = await connect(grid.url, { timeoutMs: 120_000 });
+  try {
+    const sessionId = await client.createSession({ applicationName: "hello" });
+    const payload = encodePayload("sleep", [1000]);
+    const started = process.hrtime.bigint();
+    const ts = await client.submitTasks(sessionId, new Array(20).fill({ payload }));
+    await client.waitResults(
+      ts.map((t) => t.expectedOutputIds[0]),
+      { timeoutMs: 120_000 },
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const hosts = new Set<string>();
+    for (const t of ts) hosts.add((await client.getTask(t.taskId)).attempts[0]?.workerId ?? "?");
+    return {
+      bench: "fairness",
+      store: "sqlite",
+      tasks: 20,
+      task_ms: 1000,
+      hosts_used: hosts.size,
+      seconds: +seconds.toFixed(2),
+      target_s: 5.3,
+    };
+  } finally {
+    await client.close();
+    await stopGrid(grid);
+  }
 }
 
 /** One task at a time: submit → result at the client. */
@@ -368,6 +398,21 @@ async function main(): Promise<void> {
       await stopGrid(grid);
     }
   }
+  if (only.has("scaling")) {
+    for (const hosts of [1, 2, 4]) {
+      const grid = await startGrid("memory", slots, hosts);
+      const client = await connect(grid.url, { timeoutMs: 120_000 });
+      try {
+        await throughput(client, Math.min(tasks, 20_000), batch); // warm-up
+        const s = await throughput(client, tasks, batch);
+        emit({ bench: "scaling", store: "memory", hosts, slots, tasks, tasks_per_s: Math.round(tasks / s) });
+      } finally {
+        await client.close();
+        await stopGrid(grid);
+      }
+    }
+  }
+  if (only.has("fairness")) emit(await fairness());
   if (only.has("status_under_load")) {
     for (const store of ["memory", "sqlite"]) emit(await statusUnderLoad(10, store));
   }

@@ -1,5 +1,6 @@
 // hello: the worker side of `zgrid hello` (seed 001). `sum(values)` returns the sum of a list of numbers;
-// `noop()` does nothing and returns null (what the benchmarks run).
+// `noop()` does nothing and returns null (what the benchmarks run); `sleep(ms)` waits ms milliseconds
+// and returns ms (the fairness benchmark's long task).
 // Payload: { method: "sum", args: pack([[1, 2, 3]]) } → output: pack(6). The numbers may also come
 // spread, args: pack([1, 2, 3]).
 import { ApplicationError, ServiceBase, defineService } from "zgrid/worker";
@@ -18,6 +19,11 @@ class HelloService extends ServiceBase {
 
   noop() {
     return null;
+  }
+
+  async sleep(ms) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return ms;
   }
 }
 

@@ -80,7 +80,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const progress = new Progress(total, "running");
     const ticker = setInterval(() => {
       void client.countTasks({ sessionId }).then(
-        (c) => progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.DISPATCHED + c.PROCESSING),
+        (c) => progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING),
         () => undefined,
       );
     }, 250);

@@ -165,8 +165,7 @@ async function waitAndReport(
   const tick = () =>
     client.countTasks({ sessionId }).then(
       (c) => {
-        if (!finished)
-          progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.DISPATCHED + c.PROCESSING);
+        if (!finished) progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
       },
       () => undefined,
     );

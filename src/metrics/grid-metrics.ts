@@ -32,7 +32,7 @@ export class GridMetrics {
     });
     new Gauge({
       name: "zgrid_queue_length",
-      help: "Tasks queued (SUBMITTED or RETRIED, waiting for a worker slot), by partition: what an autoscaler reads.",
+      help: "Tasks no slot runs yet (queued, or prefetched by a worker and not started), by partition: what an autoscaler reads.",
       labelNames: ["partition"],
       registers,
       collect() {
@@ -60,11 +60,11 @@ export class GridMetrics {
     });
     new Gauge({
       name: "zgrid_worker_busy_slots",
-      help: "Task slots of the connected worker hosts that hold a task.",
+      help: "Task slots of the connected worker hosts that run a task (prefetched tasks not counted).",
       registers,
       collect() {
         let busy = 0;
-        for (const w of scheduler.workers.values()) busy += Math.min(w.slots, w.inflight.size);
+        for (const w of scheduler.workers.values()) busy += scheduler.busySlots(w);
         this.set(busy);
       },
     });

@@ -53,6 +53,14 @@ function attemptsOf(task: Task): Attempt[] {
 /** Names of the results a submission creates for a task: shared strings, not one per task. */
 const OUTPUT_NAMES = Array.from({ length: 16 }, (_, k) => `output-${k}`);
 
+/**
+ * A worker is given about as many tasks as it finishes in this window (design §11): no-op tasks stream
+ * in large batches, long ones never wait behind each other on one host while a slot elsewhere is idle.
+ */
+const CREDIT_WINDOW_MS = 50;
+/** Weight of the newest run time in a worker's moving average. */
+const RUN_TIME_WEIGHT = 0.2;
+
 /** The dependencies of a task that has none: shared, never written to. */
 const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
 
@@ -616,7 +624,7 @@ export class Scheduler {
     if (!this.link) return;
     const now = Date.now();
     for (const w of this.workers.values()) {
-      let free = w.capacity - w.inflight.size;
+      let free = this.credit(w) - w.inflight.size;
       if (free <= 0) continue;
       let batch: Task[] | null = null;
       while (free > 0) {
@@ -651,9 +659,21 @@ export class Scheduler {
     }
   }
 
+  /**
+   * How many tasks a worker may hold: its slots while its task time is unknown or long, up to its
+   * slots + prefetch for tasks it finishes many of within CREDIT_WINDOW_MS.
+   */
+  private credit(w: WorkerState): number {
+    if (w.avgTaskMs === null) return w.slots;
+    const n = Math.floor((w.slots * CREDIT_WINDOW_MS) / Math.max(w.avgTaskMs, 0.001));
+    return Math.min(w.capacity, Math.max(w.slots, n));
+  }
+
   // ---- workers -------------------------------------------------------------------------------------
 
-  addWorker(info: Omit<WorkerState, "inflight" | "connectedAt" | "lastHeartbeat">): WorkerState {
+  addWorker(
+    info: Omit<WorkerState, "inflight" | "avgTaskMs" | "connectedAt" | "lastHeartbeat">,
+  ): WorkerState {
     const existing = this.workers.get(info.id);
     if (existing) {
       // The same worker process saying READY again (it thought the server lost): its tasks are still
@@ -668,6 +688,7 @@ export class Scheduler {
     const w: WorkerState = {
       ...info,
       inflight: new Set(),
+      avgTaskMs: null,
       connectedAt: Date.now(),
       lastHeartbeat: Date.now(),
     };
@@ -755,10 +776,16 @@ export class Scheduler {
   completeTasks(workerId: string, completions: Completion[]): void {
     const w = this.workers.get(workerId);
     if (!w) return;
+    const now = Date.now();
     for (const c of completions) {
       const task = this.tasks.get(c.taskId);
       if (!task || task.workerId !== workerId || !w.inflight.has(task.id)) continue;
       w.inflight.delete(task.id);
+      if (c.status !== "CANCELLED") {
+        // Run time from the start on a slot (or from dispatch, if STARTED never came).
+        const ms = now - task.attempts[task.attempts.length - 1].startedAt;
+        w.avgTaskMs = w.avgTaskMs === null ? ms : w.avgTaskMs + RUN_TIME_WEIGHT * (ms - w.avgTaskMs);
+      }
       if (task.status === "CANCELLING") {
         this.closeAttempt(task, "CANCELLED", "cancelled");
         this.finishTask(task, "CANCELLED", task.error ?? "cancelled");
@@ -1039,6 +1066,10 @@ export class Scheduler {
 
   // ---- admin views ---------------------------------------------------------------------------------
 
+  /**
+   * Each partition with its backlog: `queued` counts the tasks no slot runs yet (in the queue, or
+   * prefetched by a worker but not started), what an autoscaler must see.
+   */
   partitions(): { partitionId: string; queued: number; workers: number; slots: number }[] {
     const out = new Map<string, { partitionId: string; queued: number; workers: number; slots: number }>();
     const get = (p: string) => {
@@ -1046,7 +1077,7 @@ export class Scheduler {
       if (!e) out.set(p, (e = { partitionId: p, queued: 0, workers: 0, slots: 0 }));
       return e;
     };
-    for (const [p, q] of this.queues) get(p).queued = q.size;
+    for (const [p, q] of this.queues) get(p).queued = q.size + this.counts.of(p, "DISPATCHED");
     for (const w of this.workers.values()) {
       for (const p of w.partitions) {
         const e = get(p);
@@ -1083,13 +1114,20 @@ export class Scheduler {
       partitions: w.partitions,
       slots: w.slots,
       capacity: w.capacity,
-      busy: Math.min(w.slots, w.inflight.size),
+      busy: this.busySlots(w),
       inflight: w.inflight.size,
       host: w.host,
       pid: w.pid,
       connectedAt: w.connectedAt,
       lastHeartbeat: w.lastHeartbeat,
     }));
+  }
+
+  /** Slots of a worker running a task (PROCESSING), not counting the tasks it prefetched. */
+  busySlots(w: WorkerState): number {
+    let n = 0;
+    for (const id of w.inflight) if (this.tasks.get(id)?.status === "PROCESSING") n++;
+    return Math.min(w.slots, n);
   }
 
   /** HEALTHY; DEGRADED when tasks wait in a partition no worker serves; UNHEALTHY never here (no store yet). */
@@ -1115,12 +1153,12 @@ export class Scheduler {
 
   summary(): SchedulerSummary {
     const queued: Record<string, number> = {};
-    for (const [p, q] of this.queues) queued[p] = q.size;
+    for (const [p, q] of this.queues) queued[p] = q.size + this.counts.of(p, "DISPATCHED");
     let slots = 0;
     let busy = 0;
     for (const w of this.workers.values()) {
       slots += w.slots;
-      busy += Math.min(w.slots, w.inflight.size);
+      busy += this.busySlots(w);
     }
     return {
       sessions: this.sessions.size,

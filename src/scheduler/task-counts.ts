@@ -62,6 +62,11 @@ export class TaskCounts {
     if (--p[TOTAL] === 0) this.partitions.delete(partitionId);
   }
 
+  /** Tasks of one partition in one status (0 for a partition without tasks). */
+  of(partitionId: string, status: TaskStatus): number {
+    return this.partitions.get(partitionId)?.[SLOT.get(status)!] ?? 0;
+  }
+
   /** Tasks by status over all partitions. */
   totals(): StatusCounts {
     return toCounts(this.all);

@@ -18,6 +18,11 @@ export interface WorkerState {
   /** slots + prefetch: the most tasks the worker may hold. */
   capacity: number;
   inflight: Set<string>;
+  /**
+   * Recent task run time on this worker in ms (moving average), null before its first task ends:
+   * the credit it is given follows it (Scheduler.credit).
+   */
+  avgTaskMs: number | null;
   host: string;
   pid: number;
   connectedAt: number;
