@@ -86,7 +86,9 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.cancel", async (req) => {
     const taskIds = strList(req.args, "taskIds");
+    const cancelled = scheduler.cancelTasks(taskIds);
+    // The reply acknowledges the cancellation: it must be on disk first.
     await scheduler.store.flush();
-    return { msg: { cancelled: scheduler.cancelTasks(taskIds) } };
+    return { msg: { cancelled } };
   });
 }

@@ -10,6 +10,12 @@ import { SendQueue } from "../protocol/send-queue.js";
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Fault injection for the crash-consistency tests only: the server process dies (SIGKILL) right after
+ * it has handed its reply to this command to ZeroMQ, as a crash just after an acknowledgement would.
+ */
+const KILL_AFTER_REPLY = process.env.ZGRID_FAULT_KILL_AFTER_REPLY ?? "";
+
 /** A request whose handler is running: answered with UNAVAILABLE if it outlives the shutdown grace. */
 interface OpenRequest {
   identity: Buffer;
@@ -173,6 +179,19 @@ export class ServerDaemon implements Daemon {
     this.reply(identity, id, "ERROR", msg, user === undefined ? { code } : { code, user });
   }
 
+  /**
+   * ZGRID_FAULT_KILL_AFTER_REPLY: the reply was handed to ZeroMQ in this same step (its I/O thread sends
+   * it); no JS runs again, so no write-behind commit can hide a missing flush.
+   */
+  private dieAfterSending(): never {
+    const until = Date.now() + 100;
+    while (Date.now() < until) {
+      // the I/O thread sends the reply meanwhile
+    }
+    process.kill(process.pid, "SIGKILL");
+    throw new Error("unreachable");
+  }
+
   private async handle(frames: Buffer[]): Promise<void> {
     const started = performance.now();
     const identity = frames[0];
@@ -272,6 +291,7 @@ export class ServerDaemon implements Daemon {
       const answer: CommandReply = result instanceof Promise ? await result : result;
       if (!open.answered)
         this.reply(identity, id, answer.msgType ?? "NORMAL", answer.msg, { user }, answer.blobs);
+      if (KILL_AFTER_REPLY === cmd) this.dieAfterSending();
     } catch (err) {
       if (open.answered) {
         errorCode = ErrorCode.UNAVAILABLE;
