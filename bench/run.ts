@@ -20,8 +20,11 @@ const CLI = join(ROOT, "dist/src/cli/main.js");
 const APPS = join(ROOT, "examples/apps");
 const BENCHES = ["throughput", "latency", "scaling", "fairness", "status_under_load", "recovery", "memory"];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
-  [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N]
+  [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N] [--profile DIR]
 Prints one JSON line per figure.`;
+
+/** `--profile DIR`: node's CPU profiler on the server and worker processes, profiles written to DIR. */
+let profileArgs: string[] = [];
 
 /** Server and worker processes still running: killed if the bench exits early (an error, ^C, a closed pipe). */
 const children = new Set<ChildProcess>();
@@ -55,6 +58,7 @@ async function startGrid(store: string, slots: number, hosts = 1): Promise<Grid>
       spawn(
         process.execPath,
         [
+          ...profileArgs,
           CLI,
           "worker",
           "--connect",
@@ -178,6 +182,7 @@ async function startServerProcess(
     spawn(
       process.execPath,
       [
+        ...profileArgs,
         CLI,
         "server",
         "--port",
@@ -343,6 +348,7 @@ const OPTIONS = {
   batch: { type: "string" },
   recoveryTasks: { type: "string" },
   memoryTasks: { type: "string" },
+  profile: { type: "string" },
 } as const;
 
 async function main(): Promise<void> {
@@ -360,6 +366,7 @@ async function main(): Promise<void> {
   const batch = intFlag(values.batch, "--batch", 1) ?? 10_000;
   const recoveryTasks = intFlag(values.recoveryTasks, "--recoveryTasks", 1) ?? 100_000;
   const memoryTasks = intFlag(values.memoryTasks, "--memoryTasks", 1) ?? 1_000_000;
+  if (typeof values.profile === "string") profileArgs = ["--cpu-prof", "--cpu-prof-dir", values.profile];
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
   for (const store of ["memory", "sqlite"]) {
