@@ -96,3 +96,41 @@ describe("frames a stranger sends to kill the server", () => {
     assert.equal(ok.msg, "imok");
   });
 });
+
+describe("commands that echo a bad argument back", () => {
+  let proc: Proc;
+  let info: ConnectionInfo;
+  let dir: string;
+
+  before(async () => {
+    ({ proc, info, dir } = await spawnServer([], { ZGRID_SERVER_TOKEN: "test-token" }));
+  });
+  after(async () => {
+    await proc.stop();
+    removeDir(dir);
+  });
+
+  /** A request whose "XQXQ" placeholder becomes a BigInt (msgpackr's 0x42 extension). */
+  function withBigInt(header: Record<string, unknown>): Buffer {
+    const packed = pack(header);
+    const at = packed.indexOf(Buffer.from("a458515851", "hex"));
+    assert.ok(at > 0);
+    return Buffer.concat([packed.subarray(0, at), Buffer.from("d44201", "hex"), packed.subarray(at + 5)]);
+  }
+
+  it("answer INVALID_ARGUMENT, not INTERNAL, for a BigInt", async () => {
+    const portOf = (url: string | null): number => Number(new URL(url!.replace("tcp:", "http:")).port);
+    const cases: [number, Record<string, unknown>][] = [
+      [portOf(info.metricsUrl), { cmd: "metrics", args: { category: "XQXQ" } }],
+      [info.port, { cmd: "results.list", args: { filter: { status: ["XQXQ"] } } }],
+      [info.port, { cmd: "tasks.list", args: { filter: { status: ["XQXQ"] } } }],
+      [info.port, { cmd: "sessions.list", args: { filter: { status: ["XQXQ"] } } }],
+    ];
+    for (const [port, req] of cases) {
+      const h = await roundTrip(port, [EMPTY, withBigInt({ v: 1, id: 9, token: "test-token", ...req })]);
+      assert.equal(h.code, "INVALID_ARGUMENT", `${String(req.cmd)}: ${JSON.stringify(h)}`);
+      assert.match(String(h.msg), /1n/, String(req.cmd));
+    }
+    assert.equal(proc.child.exitCode, null);
+  });
+});

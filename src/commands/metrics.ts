@@ -1,3 +1,4 @@
+import { describeValue } from "../protocol/describe.js";
 import { cpus, freemem, hostname, loadavg, totalmem } from "node:os";
 import type { ServerContext } from "../daemons/context.js";
 import { METRIC_CATEGORIES, type Metric, type MetricCategory } from "../metrics/request-metrics.js";
@@ -69,7 +70,7 @@ export function registerMetrics(map: CommandRegistrar, server: ServerContext): v
     const category = typeof raw === "string" ? raw.toUpperCase() : raw;
     if (typeof category !== "string" || !(METRIC_CATEGORIES as readonly string[]).includes(category)) {
       throw invalidArgument(
-        `unknown metrics category ${JSON.stringify(raw)}: expected one of ${METRIC_CATEGORIES.join(", ")}`,
+        `unknown metrics category ${describeValue(raw)}: expected one of ${METRIC_CATEGORIES.join(", ")}`,
       );
     }
     return { msg: categoryMetrics(server, category as MetricCategory) };

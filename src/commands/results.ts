@@ -1,3 +1,4 @@
+import { describeValue } from "../protocol/describe.js";
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
@@ -99,7 +100,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     if (status !== undefined) {
       for (const s of Array.isArray(status) ? status : [status]) {
         if (!(RESULT_STATUSES as readonly unknown[]).includes(s))
-          throw invalidArgument(`unknown result status ${JSON.stringify(s)}`);
+          throw invalidArgument(`unknown result status ${describeValue(s)}`);
       }
     }
     const items = [...scheduler.results.values()].filter(
