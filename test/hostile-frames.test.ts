@@ -134,3 +134,45 @@ describe("commands that echo a bad argument back", () => {
     assert.equal(proc.child.exitCode, null);
   });
 });
+
+describe("a frame far over the limit", () => {
+  let proc: Proc;
+  let info: ConnectionInfo;
+  let dir: string;
+
+  before(async () => {
+    ({ proc, info, dir } = await spawnServer(["--max-frame-bytes", "4096"], {
+      ZGRID_SERVER_TOKEN: "test-token",
+    }));
+  });
+  after(async () => {
+    await proc.stop();
+    removeDir(dir);
+  });
+
+  it("is refused at receipt: never buffered, its sender disconnected; others are served", async () => {
+    // Just over the limit: read, and answered with a sentence.
+    const near = await roundTrip(info.port, [
+      EMPTY,
+      pack({ v: 1, id: 1, cmd: "ruok", token: "test-token" }),
+      Buffer.alloc(5000),
+    ]);
+    assert.equal(near.code, "RESOURCE_EXHAUSTED");
+    // Far over it (1 MiB against 4 KiB): ZeroMQ drops the connection before the frame is assembled,
+    // so no reply comes (checked over a 1.5 s window).
+    const s = new Dealer({ linger: 0, receiveTimeout: 1500 });
+    s.connect(`tcp://127.0.0.1:${info.port}`);
+    try {
+      await s.send([
+        EMPTY,
+        pack({ v: 1, id: 2, cmd: "ruok", token: "test-token" }),
+        Buffer.alloc(1024 * 1024),
+      ]);
+      await assert.rejects(s.receive(), /timed out|not possible/i);
+    } finally {
+      s.close();
+    }
+    const ok = await roundTrip(info.port, [EMPTY, pack({ v: 1, id: 3, cmd: "ruok", token: "test-token" })]);
+    assert.equal(ok.msg, "imok");
+  });
+});

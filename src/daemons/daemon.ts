@@ -16,6 +16,11 @@ const EMPTY = Buffer.alloc(0);
  */
 const KILL_AFTER_REPLY = process.env.ZGRID_FAULT_KILL_AFTER_REPLY ?? "";
 
+/** The largest frame a daemon's socket takes in at all (ZeroMQ's maxMessageSize, per frame). */
+export function receiptLimit(maxFrameBytes: number): number {
+  return Math.min(2 * maxFrameBytes + 64 * 1024, 2 ** 31 - 1);
+}
+
 /** A request whose handler is running: answered with UNAVAILABLE if it outlives the shutdown grace. */
 interface OpenRequest {
   identity: Buffer;
@@ -85,6 +90,9 @@ export class ServerDaemon implements Daemon {
     this.name = opts.name;
     this.log = opts.log.child({ daemon: opts.name });
     this.out = new SendQueue(this.socket, this.log);
+    // Enforced at receipt too: a frame up to twice the limit is read and refused with a sentence; a
+    // larger one is never buffered, and its sender is disconnected by ZeroMQ.
+    this.socket.maxMessageSize = receiptLimit(opts.maxFrameBytes);
   }
 
   get port(): number {
