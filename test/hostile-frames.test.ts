@@ -29,6 +29,16 @@ function deeplyNestedV(depth: number): Buffer {
   ]);
 }
 
+const portOf = (url: string | null): number => Number(new URL(url!.replace("tcp:", "http:")).port);
+
+/** A request whose "XQXQ" placeholder becomes a BigInt (msgpackr's 0x42 extension). */
+function withBigInt(header: Record<string, unknown>): Buffer {
+  const packed = pack(header);
+  const at = packed.indexOf(Buffer.from("a458515851", "hex"));
+  assert.ok(at > 0);
+  return Buffer.concat([packed.subarray(0, at), Buffer.from("d44201", "hex"), packed.subarray(at + 5)]);
+}
+
 async function roundTrip(port: number, frames: Buffer[]): Promise<Record<string, unknown>> {
   const s = new Dealer({ linger: 0, receiveTimeout: 5000 });
   s.connect(`tcp://127.0.0.1:${port}`);
@@ -54,7 +64,6 @@ describe("frames a stranger sends to kill the server", () => {
     removeDir(dir);
   });
 
-  const portOf = (url: string | null): number => Number(new URL(url!.replace("tcp:", "http:")).port);
   const ports = (): [string, number][] => [
     ["DEFAULT", info.port],
     ["METRICS", portOf(info.metricsUrl)],
@@ -95,31 +104,8 @@ describe("frames a stranger sends to kill the server", () => {
     const ok = await roundTrip(info.port, [EMPTY, pack({ v: 1, id: 2, cmd: "ruok", token: "test-token" })]);
     assert.equal(ok.msg, "imok");
   });
-});
 
-describe("commands that echo a bad argument back", () => {
-  let proc: Proc;
-  let info: ConnectionInfo;
-  let dir: string;
-
-  before(async () => {
-    ({ proc, info, dir } = await spawnServer([], { ZGRID_SERVER_TOKEN: "test-token" }));
-  });
-  after(async () => {
-    await proc.stop();
-    removeDir(dir);
-  });
-
-  /** A request whose "XQXQ" placeholder becomes a BigInt (msgpackr's 0x42 extension). */
-  function withBigInt(header: Record<string, unknown>): Buffer {
-    const packed = pack(header);
-    const at = packed.indexOf(Buffer.from("a458515851", "hex"));
-    assert.ok(at > 0);
-    return Buffer.concat([packed.subarray(0, at), Buffer.from("d44201", "hex"), packed.subarray(at + 5)]);
-  }
-
-  it("answer INVALID_ARGUMENT, not INTERNAL, for a BigInt", async () => {
-    const portOf = (url: string | null): number => Number(new URL(url!.replace("tcp:", "http:")).port);
+  it("commands that echo a bad argument answer INVALID_ARGUMENT, not INTERNAL, for a BigInt", async () => {
     const cases: [number, Record<string, unknown>][] = [
       [portOf(info.metricsUrl), { cmd: "metrics", args: { category: "XQXQ" } }],
       [info.port, { cmd: "results.list", args: { filter: { status: ["XQXQ"] } } }],
