@@ -10,37 +10,29 @@ import { removeDir, tempDir, waitFor } from "./helpers.js";
 const LOCK_URL = new URL("../src/store/lock.js", import.meta.url).href;
 
 /**
- * Takes the lock on argv[1] at once, says "locked" or "refused <message>", then stays until killed. The
- * unlock function is dropped on purpose: the lock must stay held all the same.
+ * Takes the lock on argv[1] and says "locked" or "refused <message>", then stays until killed (the unlock
+ * function is dropped on purpose: the lock must stay held all the same). With argv[2] "race" it first
+ * says "ready", reads a wall-clock time (ms) on stdin and spins until then, so that two of them try in
+ * the same millisecond.
  */
-const HOLDER = `
+const LOCKER = `
 import { lockDataDir } from ${JSON.stringify(LOCK_URL)};
-try {
-  lockDataDir(process.argv[1]);
-  process.stdout.write("locked\\n");
-} catch (err) {
-  process.stdout.write("refused " + err.name + ": " + err.message + "\\n");
-}
-setInterval(() => {}, 1 << 30);
-`;
-
-/**
- * Says "ready" once loaded, reads a wall-clock time (ms) on stdin, spins until then (so that two of
- * them try in the same millisecond), takes the lock on argv[1], then reports like HOLDER.
- */
-const RACER = `
-import { lockDataDir } from ${JSON.stringify(LOCK_URL)};
-process.stdout.write("ready\\n");
-process.stdin.once("data", (d) => {
-  const at = Number(String(d).trim());
-  while (Date.now() < at) {}
+const take = () => {
   try {
     lockDataDir(process.argv[1]);
     process.stdout.write("locked\\n");
   } catch (err) {
     process.stdout.write("refused " + err.name + ": " + err.message + "\\n");
   }
-});
+};
+if (process.argv[2] === "race") {
+  process.stdout.write("ready\\n");
+  process.stdin.once("data", (d) => {
+    const at = Number(String(d).trim());
+    while (Date.now() < at) {}
+    take();
+  });
+} else take();
 setInterval(() => {}, 1 << 30);
 `;
 
@@ -53,10 +45,14 @@ interface Child {
 
 const children = new Set<Child>();
 
-function spawnNode(script: string, dir: string): Child {
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script, dir], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+function spawnLocker(dir: string, race = false): Child {
+  const child = spawn(
+    process.execPath,
+    ["--input-type=module", "-e", LOCKER, dir, ...(race ? ["race"] : [])],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
   let out = "";
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -104,13 +100,13 @@ describe("the data-dir lock", () => {
         assert.ok(existsSync(file), "the lock keeps the server.lock name");
         assert.equal(statSync(file).size, 0, "the old pid file was replaced by an empty lock database");
         // The replaced file really locks: another process is refused while this one holds it.
-        const other = spawnNode(HOLDER, dir);
+        const other = spawnLocker(dir);
         assert.match(await firstLine(other, "the other process's attempt"), /^refused DataDirLockedError: /);
         await other.kill9();
       } finally {
         unlock();
       }
-      const again = spawnNode(HOLDER, dir);
+      const again = spawnLocker(dir);
       assert.equal(await firstLine(again, "a lock after the unlock"), "locked");
       await again.kill9();
     }
@@ -118,7 +114,7 @@ describe("the data-dir lock", () => {
 
   it("refuses while another live process holds it, with a sentence; free at once after kill -9", async () => {
     const dir = newDir();
-    const holder = spawnNode(HOLDER, dir);
+    const holder = spawnLocker(dir);
     assert.equal(await firstLine(holder, "the holder to lock"), "locked");
     assert.throws(
       () => lockDataDir(dir),
@@ -159,7 +155,7 @@ describe("the data-dir lock", () => {
     try {
       assert.throws(() => lockDataDir(dir), DataDirLockedError);
       assert.throws(() => lockDataDir(join(dir, ".")), DataDirLockedError);
-      const other = spawnNode(HOLDER, dir);
+      const other = spawnLocker(dir);
       assert.match(
         await firstLine(other, "another process's attempt"),
         new RegExp(`^refused DataDirLockedError: .*in use by another zgrid server \\(pid ${process.pid}\\)`),
@@ -169,7 +165,7 @@ describe("the data-dir lock", () => {
       unlocked = true;
       unlock(); // idempotent
       assert.ok(!existsSync(join(dir, "server.lock.pid")), "the pid side file is removed on unlock");
-      const next = spawnNode(HOLDER, dir);
+      const next = spawnLocker(dir);
       assert.equal(await firstLine(next, "a lock after the unlock"), "locked");
       await next.kill9();
     } finally {
@@ -188,7 +184,7 @@ describe("the data-dir lock", () => {
         // Every other round starts from an old-format file with the pid of the last (killed) winner;
         // the others from what that winner left behind.
         if (round % 2 === 1 && lastWinner !== undefined) writeFileSync(file, `${lastWinner}\n`);
-        const racers = [spawnNode(RACER, dir), spawnNode(RACER, dir)];
+        const racers = [spawnLocker(dir, true), spawnLocker(dir, true)];
         try {
           for (const r of racers) assert.equal(await firstLine(r, "a racer to load"), "ready");
           const at = String(Date.now() + 100) + "\n";

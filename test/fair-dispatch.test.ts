@@ -26,18 +26,22 @@ describe("fair dispatch of long tasks", () => {
     await server.shutdown();
   });
 
-  it("two hosts × 2 slots share 12 tasks of 300 ms; neither holds a task behind a busy slot", async () => {
-    const sessionId = await client.createSession({ applicationName: "testapp" });
-    const payload = encodePayload("sleep", [300]);
+  /**
+   * Submits `n` tasks running `payload` and waits for them all; returns them and the most tasks any
+   * host held at once meanwhile (polled, bounded).
+   */
+  async function runWatchingHeld(
+    sessionId: string,
+    payload: Buffer,
+    n: number,
+  ): Promise<{ tasks: { taskId: string }[]; mostHeld: number }> {
     const tasks = await client.submitTasks(
       sessionId,
-      Array.from({ length: 12 }, () => ({ payload })),
+      Array.from({ length: n }, () => ({ payload })),
     );
-    const outputs = tasks.map((t) => t.expectedOutputIds[0]);
-    // While they run, no host is ever given more tasks than it has slots: a task held behind a busy
-    // slot while a slot elsewhere is idle is what this guards against.
     let mostHeld = 0;
     let settled = false;
+    const outputs = tasks.map((t) => t.expectedOutputIds[0]);
     const done = client.waitResults(outputs, { timeoutMs: 60_000 }).then(() => (settled = true));
     await waitFor(
       () => {
@@ -45,9 +49,17 @@ describe("fair dispatch of long tasks", () => {
         return settled;
       },
       60_000,
-      "the 12 tasks to finish",
+      `${n} tasks to finish`,
     );
     await done;
+    return { tasks, mostHeld };
+  }
+
+  it("two hosts × 2 slots share 12 tasks of 300 ms; neither holds a task behind a busy slot", async () => {
+    const sessionId = await client.createSession({ applicationName: "testapp" });
+    // While they run, no host is ever given more tasks than it has slots: a task held behind a busy
+    // slot while a slot elsewhere is idle is what this guards against.
+    const { tasks, mostHeld } = await runWatchingHeld(sessionId, encodePayload("sleep", [300]), 12);
     assert.ok(mostHeld <= 2, `a worker held ${mostHeld} tasks of 300 ms with 2 slots`);
     const ranOn = new Map<string, number>();
     for (const t of tasks) {
@@ -63,36 +75,9 @@ describe("fair dispatch of long tasks", () => {
   it("short tasks still stream: a host is given more than its slots once they measure short", async () => {
     const sessionId = await client.createSession({ applicationName: "testapp" });
     const payload = encodePayload("echo", [1]);
-    // Teach the scheduler that these tasks are short, then submit a batch and watch one host's credit.
-    const first = await client.submitTasks(
-      sessionId,
-      Array.from({ length: 50 }, () => ({ payload })),
-    );
-    await client.waitResults(
-      first.map((t) => t.expectedOutputIds[0]),
-      { timeoutMs: 60_000 },
-    );
-    let mostHeld = 0;
-    let settled = false;
-    const batch = await client.submitTasks(
-      sessionId,
-      Array.from({ length: 5000 }, () => ({ payload })),
-    );
-    const done = client
-      .waitResults(
-        batch.map((t) => t.expectedOutputIds[0]),
-        { timeoutMs: 60_000 },
-      )
-      .then(() => (settled = true));
-    await waitFor(
-      () => {
-        for (const w of server.scheduler.workers.values()) mostHeld = Math.max(mostHeld, w.inflight.size);
-        return settled;
-      },
-      60_000,
-      "5,000 short tasks to finish",
-    );
-    await done;
+    // Teach the scheduler that these tasks are short, then watch the hosts' credit grow.
+    await runWatchingHeld(sessionId, payload, 50);
+    const { mostHeld } = await runWatchingHeld(sessionId, payload, 5000);
     assert.ok(mostHeld > 2, `no host was ever given more than its 2 slots of short tasks (${mostHeld})`);
   });
 });

@@ -1,8 +1,8 @@
-import { describeValue } from "../protocol/describe.js";
 import { cpus, freemem, hostname, loadavg, totalmem } from "node:os";
 import type { ServerContext } from "../daemons/context.js";
 import { METRIC_CATEGORIES, type Metric, type MetricCategory } from "../metrics/request-metrics.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
+import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
 
 export const MODULE = "MetricsMsg";

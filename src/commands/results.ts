@@ -1,7 +1,7 @@
-import { describeValue } from "../protocol/describe.js";
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
+import { describeValue } from "../protocol/describe.js";
 import { failedPrecondition, invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { RESULT_STATUSES } from "../scheduler/model.js";

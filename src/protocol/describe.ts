@@ -19,7 +19,12 @@ export function describeValue(value: unknown, max = 40): string {
       if (value === null) return "null";
       if (Array.isArray(value)) return `a list of ${value.length}`;
       if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `${value.byteLength} bytes`;
-      return `a ${(value as object).constructor?.name ?? "map"}`;
+      {
+        const proto: unknown = Object.getPrototypeOf(value);
+        return proto === Object.prototype || proto === null
+          ? "a map"
+          : `a ${(value as object).constructor?.name ?? "value"}`;
+      }
     default:
       return `a ${typeof value}`;
   }

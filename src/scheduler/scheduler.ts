@@ -1066,10 +1066,7 @@ export class Scheduler {
 
   // ---- admin views ---------------------------------------------------------------------------------
 
-  /**
-   * Each partition with its backlog: `queued` counts the tasks no slot runs yet (in the queue, or
-   * prefetched by a worker but not started), what an autoscaler must see.
-   */
+  /** Each partition with its backlog (`queued`: see backlog()), what an autoscaler must see. */
   partitions(): { partitionId: string; queued: number; workers: number; slots: number }[] {
     const out = new Map<string, { partitionId: string; queued: number; workers: number; slots: number }>();
     const get = (p: string) => {
@@ -1077,7 +1074,7 @@ export class Scheduler {
       if (!e) out.set(p, (e = { partitionId: p, queued: 0, workers: 0, slots: 0 }));
       return e;
     };
-    for (const [p, q] of this.queues) get(p).queued = q.size + this.counts.of(p, "DISPATCHED");
+    for (const [p, q] of this.queues) get(p).queued = this.backlog(p, q);
     for (const w of this.workers.values()) {
       for (const p of w.partitions) {
         const e = get(p);
@@ -1123,6 +1120,11 @@ export class Scheduler {
     }));
   }
 
+  /** Tasks of a partition no slot runs yet: in its queue, or sent to a worker and not STARTED. */
+  private backlog(partitionId: string, q: PartitionQueue): number {
+    return q.size + this.counts.of(partitionId, "DISPATCHED");
+  }
+
   /** Slots of a worker running a task (PROCESSING), not counting the tasks it prefetched. */
   busySlots(w: WorkerState): number {
     let n = 0;
@@ -1153,7 +1155,7 @@ export class Scheduler {
 
   summary(): SchedulerSummary {
     const queued: Record<string, number> = {};
-    for (const [p, q] of this.queues) queued[p] = q.size + this.counts.of(p, "DISPATCHED");
+    for (const [p, q] of this.queues) queued[p] = this.backlog(p, q);
     let slots = 0;
     let busy = 0;
     for (const w of this.workers.values()) {
