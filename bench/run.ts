@@ -5,7 +5,16 @@
  *   node dist/bench/run.js --help     (the options)
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fdatasyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -335,6 +344,26 @@ function withStatusPort(url: string, port: number): string {
   return url.replace(/:(\d+)\?/, `:${port}?`);
 }
 
+/** The data disk's fdatasync p50 in µs (4 KiB writes): what one durable commit costs at the least. */
+function fdatasyncP50(dir: string): number {
+  const file = join(dir, "fsync-probe");
+  const fd = openSync(file, "w");
+  const page = Buffer.alloc(4096, 1);
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < 200; i++) {
+      writeSync(fd, page, 0, page.length, (i % 16) * 4096);
+      const t0 = process.hrtime.bigint();
+      fdatasyncSync(fd);
+      samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
+  return median(samples);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -392,12 +421,17 @@ async function main(): Promise<void> {
       if (only.has("latency")) {
         await latency(client, 200);
         const s = await latency(client, 2000);
+        // Design §10: memory p50 ≤ 300 µs; SQLite, where the submission and the output are each
+        // fsynced before the client hears of them, p50 ≤ 2 × the data disk's fdatasync p50 + 200 µs.
+        const fsync = store === "sqlite" ? fdatasyncP50(grid.dir) : 0;
         emit({
           bench: "latency",
           store,
           tasks: s.length,
           p50_us: Math.round(s[Math.floor(s.length * 0.5)]),
           p99_us: Math.round(s[Math.floor(s.length * 0.99)]),
+          ...(store === "sqlite" ? { fdatasync_p50_us: Math.round(fsync) } : {}),
+          target_p50_us: store === "sqlite" ? Math.round(2 * fsync + 200) : 300,
         });
       }
     } finally {

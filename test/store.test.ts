@@ -16,6 +16,7 @@ import {
   runCli,
   spawnCli,
   spawnServer,
+  startServer,
   tempDir,
   testConfig,
   waitFor,
@@ -55,6 +56,27 @@ describe("the embedded SQLite store", () => {
     const r = await runCli(["server", ...ANY_PORTS, "--data-dir", newer, "--token", "x"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /newer zgrid \(schema 99/);
+  });
+
+  it("fsyncs each commit before the reply (synchronous = FULL), and says so in getstatus", async () => {
+    const { server } = await startServer();
+    const client = await connect(server.info!.statusUrl!);
+    try {
+      const status = await client.getStatus();
+      const store = (status.scheduler as { store: { durability?: string } }).store;
+      assert.equal(store.durability, "fsync");
+      const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
+      try {
+        // The file is in WAL mode, whose commits are durable only with synchronous = FULL on the
+        // writer's connection (checked at open: SqliteStore refuses to start otherwise).
+        assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
+      } finally {
+        db.close();
+      }
+    } finally {
+      await client.close();
+      await server.shutdown();
+    }
   });
 
   it("restarts with nothing running as a no-op: same sessions, tasks and results", async () => {

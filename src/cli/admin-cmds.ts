@@ -66,7 +66,13 @@ export async function runStatus(argv: string[]): Promise<number> {
       workers: number;
       slots: number;
       busySlots: number;
-      store: { name: string; location: string; sizeBytes: number; pendingWrites: number };
+      store: {
+        name: string;
+        location: string;
+        sizeBytes: number;
+        pendingWrites: number;
+        durability?: string;
+      };
       tasksByStatus: Record<string, number>;
       queued: Record<string, number>;
     };
@@ -89,7 +95,7 @@ export async function runStatus(argv: string[]): Promise<number> {
       `tasks:    ${s.scheduler.tasks}${tasks ? ` (${tasks})` : ""}`,
       `queued:   ${queued || "none"}`,
       `workers:  ${s.scheduler.workers}, slots ${s.scheduler.busySlots}/${s.scheduler.slots} busy`,
-      `store:    ${s.scheduler.store.name} ${s.scheduler.store.location}, ${(s.scheduler.store.sizeBytes / 2 ** 20).toFixed(1)} MB, ${s.scheduler.store.pendingWrites} pending writes`,
+      `store:    ${s.scheduler.store.name} ${s.scheduler.store.location}, ${(s.scheduler.store.sizeBytes / 2 ** 20).toFixed(1)} MB, ${s.scheduler.store.pendingWrites} pending writes${s.scheduler.store.durability === "fsync" ? ", fsynced before each reply" : ", not durable (memory)"}`,
       ...((s.statusAgeMs ?? 0) >= 250
         ? [`(figures ${(s.statusAgeMs! / 1000).toFixed(1)} s old: the scheduler is busy)`]
         : []),

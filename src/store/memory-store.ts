@@ -21,7 +21,7 @@ export class MemoryStore implements Store {
     return MemoryStore.done;
   }
   stats(): StoreStats {
-    return { name: this.name, sizeBytes: 0, pendingWrites: 0, location: "memory" };
+    return { name: this.name, sizeBytes: 0, pendingWrites: 0, location: "memory", durability: "none" };
   }
   async close(): Promise<void> {}
 }

@@ -16,6 +16,11 @@ export interface StoreStats {
   pendingWrites: number;
   /** Where the data lives ("memory" for the memory store). */
   location: string;
+  /**
+   * What an acknowledgement means: "fsync" (each commit is on disk, surviving a power loss, before the
+   * reply) or "none" (kept in memory only).
+   */
+  durability: "fsync" | "none";
 }
 
 /**
