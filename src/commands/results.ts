@@ -22,7 +22,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const sessionId = str(req.args, "sessionId");
     const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
     const created = scheduler.createResults(sessionId, items);
-    await scheduler.store.flush();
+    try {
+      await scheduler.store.flush();
+    } catch (err) {
+      scheduler.withdrawResults(created);
+      throw err;
+    }
     return { msg: created.map((r) => ({ resultId: r.id, name: r.name, status: r.status })) };
   });
 

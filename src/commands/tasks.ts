@@ -44,7 +44,13 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
     const tasks = scheduler.submitTasks(sessionId, options, items);
-    await scheduler.store.flush();
+    try {
+      await scheduler.store.flush();
+    } catch (err) {
+      // A reply of failure means nothing happened: the submission is taken back.
+      scheduler.withdrawTasks(tasks, items);
+      throw err;
+    }
     return {
       msg: tasks.map((t) => ({
         taskId: t.id,

@@ -217,6 +217,15 @@ export class Scheduler {
     return items.map((item) => this.newResult(sessionId, item.name, item.data));
   }
 
+  /** Takes back results whose creation the store refused (see withdrawTasks). */
+  withdrawResults(results: readonly Result[]): void {
+    this.store.discard([], results);
+    for (const r of results) {
+      if (r.status === "COMPLETED") this.resultBytes -= r.size;
+      this.results.delete(r.id);
+    }
+  }
+
   /** A new result; with `staging` it belongs to a running attempt and is announced only when committed. */
   private newResult(sessionId: string, name: string, data?: Buffer, staging?: AttemptStaging | null): Result {
     const r: Result = {
@@ -358,6 +367,53 @@ export class Scheduler {
     const tasks = this.buildTasks(sessionId, items, options, null);
     for (const t of tasks) this.insertTask(t);
     return tasks;
+  }
+
+  /**
+   * Takes back a submission whose commit the store refused (a full disk), so that a reply of failure
+   * means nothing happened: its tasks and the results it created leave memory and the store's pending
+   * writes, expected outputs it was given are owned by no task again, and a task a worker already
+   * received is cancelled there. Subscribers were told of the tasks; they are not told of this.
+   */
+  withdrawTasks(tasks: readonly Task[], items: readonly TaskSubmission[]): void {
+    if (tasks.length === 0) return;
+    const gone = new Set(tasks);
+    const created: Result[] = [];
+    const byWorker = new Map<string, string[]>();
+    for (const q of this.queues.values()) q.remove((t) => gone.has(t));
+    tasks.forEach((t, i) => {
+      if (t.workerId !== null) {
+        this.workers.get(t.workerId)?.inflight.delete(t.id);
+        let ids = byWorker.get(t.workerId);
+        if (!ids) byWorker.set(t.workerId, (ids = []));
+        ids.push(t.id);
+      }
+      this.counts.remove(t.options.partitionId, t.status);
+      this.tasks.delete(t.id);
+      const session = this.sessions.get(t.sessionId);
+      if (session) session.taskCount--;
+      for (const id of [t.payloadId, ...t.dataDependencies]) {
+        const waiting = this.dependents.get(id);
+        if (!waiting) continue;
+        const kept = waiting.filter((w) => !gone.has(w));
+        if (kept.length > 0) this.dependents.set(id, kept);
+        else this.dependents.delete(id);
+      }
+      const item = items[i];
+      // The results the submission made for this task: its inline payload, outputs it was not given.
+      if (item.payloadId === undefined) created.push(this.results.get(t.payloadId)!);
+      const madeOutputs = item.expectedOutputIds === undefined || item.expectedOutputIds.length === 0;
+      for (const id of t.expectedOutputIds) {
+        const r = this.results.get(id);
+        if (!r) continue;
+        if (madeOutputs) created.push(r);
+        else if (r.ownerTaskId === t.id) r.ownerTaskId = null;
+      }
+    });
+    this.store.discard(tasks, []);
+    this.withdrawResults(created);
+    for (const [workerId, ids] of byWorker)
+      this.link?.cancelTasks(workerId, ids, "its submission was refused");
   }
 
   /**
@@ -1132,18 +1188,26 @@ export class Scheduler {
     return Math.min(w.slots, n);
   }
 
-  /** HEALTHY; DEGRADED when tasks wait in a partition no worker serves; UNHEALTHY never here (no store yet). */
+  /**
+   * HEALTHY; DEGRADED when tasks wait in a partition no worker serves; UNHEALTHY when the store cannot
+   * commit (a full disk): nothing new can be acknowledged.
+   */
   health(): { status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> } {
     const starving = this.partitions().filter((p) => p.queued > 0 && p.workers === 0);
+    const store = this.store.stats();
     const checks: Record<string, string> = {
-      store: `ok (${this.store.name}, ${this.store.stats().pendingWrites} pending writes)`,
+      store:
+        store.failure === undefined
+          ? `ok (${this.store.name}, ${store.pendingWrites} pending writes)`
+          : `failing: ${store.failure}`,
       queue:
         starving.length === 0
           ? "ok"
           : `tasks wait in partitions no worker serves: ${starving.map((p) => p.partitionId).join(", ")}`,
       workers: `${this.workers.size} connected`,
     };
-    return { status: starving.length === 0 ? "HEALTHY" : "DEGRADED", checks };
+    const status = store.failure !== undefined ? "UNHEALTHY" : starving.length === 0 ? "HEALTHY" : "DEGRADED";
+    return { status, checks };
   }
 
   // ---- views ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ export class MemoryStore implements Store {
   flush(): Promise<void> {
     return MemoryStore.done;
   }
+  discard(): void {}
   stats(): StoreStats {
     return { name: this.name, sizeBytes: 0, pendingWrites: 0, location: "memory", durability: "none" };
   }

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
-import { failedPrecondition } from "../protocol/errors.js";
+import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
 import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
@@ -17,6 +17,8 @@ const INLINE_DATA_BYTES = 16 * 1024;
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
 const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
+/** After a failed commit, try again this often (the disk may have room again). */
+const RETRY_MS = 500;
 
 /** A start-up problem with the store: printed as a sentence, the server exits non-zero. */
 export class StoreOpenError extends Error {
@@ -46,6 +48,10 @@ export class SqliteStore implements Store {
   private readonly optionIds = new WeakMap<TaskOptions, number>();
   private nextOptionId = 1;
   private closed = false;
+  /** Why the last commit failed, until one succeeds: the store is unhealthy meanwhile. */
+  private failure: string | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly dir: string;
   private readonly stmt: Record<string, Database.Statement>;
   /** Called after each successful commit with its latency in milliseconds (the metrics' histogram). */
   onCommit: ((ms: number) => void) | null = null;
@@ -63,6 +69,7 @@ export class SqliteStore implements Store {
         `the data dir ${dir} is not writable (${(err as Error).message}): choose another with --data-dir`,
       );
     }
+    this.dir = dir;
     this.unlock = lockDataDir(dir);
     this.file = join(dir, "zgrid.db");
     try {
@@ -93,6 +100,8 @@ export class SqliteStore implements Store {
       ),
       deleteData: this.db.prepare("DELETE FROM result_data WHERE result_id = ?"),
       options: this.db.prepare("INSERT OR REPLACE INTO task_options (id, doc) VALUES (?, ?)"),
+      // Written with a retry after a failed commit: a transaction that proves the disk takes writes again.
+      probe: this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)"),
     };
   }
 
@@ -234,7 +243,7 @@ export class SqliteStore implements Store {
     this.timer = null;
     const waiters = this.waiters;
     this.waiters = [];
-    if (this.pending === 0) {
+    if (this.pending === 0 && this.failure === null) {
       for (const w of waiters) w.resolve();
       return;
     }
@@ -246,6 +255,10 @@ export class SqliteStore implements Store {
     this.dirtyResults = new Set();
     this.dirtyTasks = new Set();
     this.deletes = [];
+    // What the transaction sets in memory, undone if it fails: nothing may claim to be on disk that is not.
+    const newOptions: TaskOptions[] = [];
+    const firstOptionId = this.nextOptionId;
+    const nowStored: Result[] = [];
     const started = performance.now();
     try {
       this.db.transaction(() => {
@@ -260,7 +273,7 @@ export class SqliteStore implements Store {
               this.stmt.data.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
               if (data.length === 0) break;
             }
-            r.stored = true;
+            nowStored.push(r);
             meta.stored = true;
           }
           this.stmt.result.run(r.id, r.sessionId, r.status, encode(meta));
@@ -271,26 +284,64 @@ export class SqliteStore implements Store {
           if (o === undefined) {
             o = this.nextOptionId++;
             this.optionIds.set(t.options, o);
+            newOptions.push(t.options);
             this.stmt.options.run(o, encode(t.options));
           }
           const { options: _options, remainingDeps: _deps, ...rest } = t;
           this.stmt.task.run(t.id, t.sessionId, t.seq, t.status, encode({ ...rest, o }));
         }
         for (const d of deletes) d();
+        if (this.failure !== null) this.stmt.probe.run(String(Date.now()));
       })();
     } catch (err) {
-      // Nothing was committed: keep the changes for the next try and tell the waiters.
+      // Nothing was committed: undo what the transaction set in memory, keep the changes for the next
+      // try, and tell the waiters why.
+      for (const o of newOptions) this.optionIds.delete(o);
+      this.nextOptionId = firstOptionId;
       for (const s of sessions) this.dirtySessions.add(s);
       for (const r of results) this.dirtyResults.add(r);
       for (const t of tasks) this.dirtyTasks.add(t);
       this.deletes.unshift(...deletes);
-      this.log?.error({ err }, "store commit failed");
-      const e = new Error(`the store could not commit: ${(err as Error).message}`);
+      const e = this.commitError(err);
+      if (this.failure === null) this.log?.error({ err }, "store commit failed: retrying every 500 ms");
+      this.failure = e.message;
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = null;
+        if (!this.closed) this.commit();
+      }, RETRY_MS);
       for (const w of waiters) w.reject(e);
       return;
     }
+    for (const r of nowStored) r.stored = true;
+    if (this.failure !== null) this.log?.info({ after: this.failure }, "store commits again");
+    this.failure = null;
     this.onCommit?.(performance.now() - started);
     for (const w of waiters) w.resolve();
+  }
+
+  /** A failed commit as the error a client gets: a full disk is a limit, not a bug. */
+  private commitError(err: unknown): ZgridError {
+    const code = (err as { code?: string }).code ?? "";
+    const why = (err as Error).message;
+    if (code === "SQLITE_FULL" || code.startsWith("SQLITE_IOERR") || /disk is full|ENOSPC/.test(why)) {
+      return new ZgridError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `the store's disk is full (${why}): nothing of this request was kept; free space in ${this.dir}`,
+      );
+    }
+    return new ZgridError(
+      ErrorCode.INTERNAL,
+      `the store could not commit (${why}): nothing of this request was kept`,
+    );
+  }
+
+  /**
+   * Forgets changes not yet committed to records that are being withdrawn (a refused submission), so
+   * that a later commit does not write them.
+   */
+  discard(tasks: readonly Task[], results: readonly Result[]): void {
+    for (const t of tasks) this.dirtyTasks.delete(t);
+    for (const r of results) this.dirtyResults.delete(r);
   }
 
   stats(): StoreStats {
@@ -308,11 +359,13 @@ export class SqliteStore implements Store {
       pendingWrites: this.pending,
       location: this.file,
       durability: "fsync",
+      ...(this.failure === null ? {} : { failure: this.failure }),
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.commit();
     this.closed = true;
     this.db.close();

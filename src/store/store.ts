@@ -21,6 +21,8 @@ export interface StoreStats {
    * reply) or "none" (kept in memory only).
    */
   durability: "fsync" | "none";
+  /** Why the last commit failed, while commits fail (a full disk): the store is unhealthy. */
+  failure?: string;
 }
 
 /**
@@ -37,6 +39,8 @@ export interface Store {
   deleteSession(sessionId: string): void;
   /** Drops the stored data of a result (purge). */
   deleteResultData(resultId: string): void;
+  /** Forgets uncommitted changes to withdrawn records (a submission whose commit was refused). */
+  discard(tasks: readonly Task[], results: readonly Result[]): void;
   /** Reads `length` bytes of a stored result's data from `offset`. */
   readData(resultId: string, offset: number, length: number): Buffer;
   flush(): Promise<void>;
