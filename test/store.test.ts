@@ -168,11 +168,112 @@ describe("the embedded SQLite store", () => {
       const r = await c2.waitResults(t.expectedOutputIds, { timeoutMs: 20_000 });
       assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
       const task = await c2.getTask(t.taskId);
-      assert.equal(task.attempts.length, 2, "the lost attempt, then the worker's own, adopted");
-      assert.equal(task.attempts[0].status, "LOST");
-      assert.equal(task.attempts[1].workerId, task.attempts[0].workerId);
+      // A restart of the server is not charged: the attempt that was running goes on, adopted.
+      assert.equal(task.attempts.length, 1, JSON.stringify(task.attempts));
+      assert.equal(task.attempts[0].status, "COMPLETED");
       // Run again from the start it would take 6 s after the restart; adopted, about 3.5 s.
       assert.ok(Date.now() - restarted < 5000, `done ${Date.now() - restarted} ms after the restart`);
+    },
+  );
+
+  it(
+    "three restarts of the server use up no retry of a task its worker keeps running",
+    { timeout: 90_000 },
+    async () => {
+      const dir = tempDir();
+      const [port, workerPort] = await freePorts(2);
+      const config = testConfig({ dataDir: dir, port, workerPort, heartbeatMs: 200 });
+      let server = new Server(config);
+      const info = await server.start();
+      const worker = spawnCli([
+        "worker",
+        "--connect",
+        info.workerUrl,
+        "--app-path",
+        FIXTURE_APPS,
+        "--slots",
+        "1",
+        "--log-level",
+        "warn",
+      ]);
+      cleanup.push(() => worker.stop());
+      let client = await connect(info.url, { timeoutMs: 30_000 });
+      await waitFor(() => server.scheduler.workers.size === 1, 15_000, "worker");
+      // No retry at all: a single charged attempt beyond the first would end it ERROR.
+      const s = await client.createSession({ applicationName: "testapp", maxRetries: 0 });
+      const [t] = await client.submitTasks(s, [{ payload: encodePayload("sleep", [5000]) }]);
+      await waitFor(
+        async () => (await client.getTask(t.taskId)).status === "PROCESSING",
+        10_000,
+        "processing",
+      );
+      for (let i = 0; i < 3; i++) {
+        await client.close();
+        await server.shutdown();
+        server = new Server(config);
+        await server.start();
+        client = await connect(info.url, { timeoutMs: 30_000 });
+        // Adopted again by its worker before the next restart.
+        await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker back");
+      }
+      cleanup.push(() => server.shutdown());
+      cleanup.push(() => client.close());
+      const r = await client.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
+      assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
+      const task = await client.getTask(t.taskId);
+      assert.equal(task.status, "COMPLETED");
+      assert.equal(task.attempts.length, 1, JSON.stringify(task.attempts));
+    },
+  );
+
+  it(
+    "keeps a completion its worker reported while the server was down: sent again, not run again",
+    { timeout: 90_000 },
+    async () => {
+      const dir = tempDir();
+      const [port, workerPort] = await freePorts(2);
+      const config = testConfig({ dataDir: dir, port, workerPort, heartbeatMs: 500 });
+      const first = new Server(config);
+      const info = await first.start();
+      const worker = spawnCli([
+        "worker",
+        "--connect",
+        info.workerUrl,
+        "--app-path",
+        FIXTURE_APPS,
+        "--slots",
+        "1",
+        "--log-level",
+        "warn",
+      ]);
+      cleanup.push(() => worker.stop());
+      const c1 = await connect(info.url, { timeoutMs: 30_000 });
+      await waitFor(() => first.scheduler.workers.size === 1, 15_000, "worker");
+      // No retry: running it again after the restart would end it ERROR.
+      const s = await c1.createSession({ applicationName: "testapp", maxRetries: 0 });
+      const [t] = await c1.submitTasks(s, [{ payload: encodePayload("sleep", [200]) }]);
+      await waitFor(async () => (await c1.getTask(t.taskId)).status === "PROCESSING", 10_000, "processing");
+      await c1.close();
+      await first.shutdown();
+      // The worker notices the silence after three intervals (1.5 s): by then its 200 ms task is done
+      // and its DONE went nowhere.
+      await waitFor(
+        () => /server lost/.test(worker.stdout() + worker.stderr()),
+        15_000,
+        "the worker to notice",
+      );
+
+      const second = new Server(config);
+      await second.start();
+      cleanup.push(() => second.shutdown());
+      const c2 = await connect(info.url, { timeoutMs: 30_000 });
+      cleanup.push(() => c2.close());
+      const r = await c2.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
+      assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
+      const task = await c2.getTask(t.taskId);
+      assert.equal(task.status, "COMPLETED");
+      assert.equal(task.attempts.length, 1, JSON.stringify(task.attempts));
+      assert.equal(decodeOutput(await c2.downloadResult(t.expectedOutputIds[0])), 200);
     },
   );
 

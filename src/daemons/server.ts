@@ -81,7 +81,13 @@ export class Server implements ServerContext {
       log: this.log,
     };
     this.store = openStore(config.store, config.dataDir, this.log);
-    this.scheduler = new Scheduler({ log: this.log, maxBatch: config.maxBatch, store: this.store });
+    this.scheduler = new Scheduler({
+      log: this.log,
+      maxBatch: config.maxBatch,
+      store: this.store,
+      // A worker notices a restarted server within a heartbeat or three and says READY again.
+      orphanGraceMs: 4 * config.heartbeatMs,
+    });
     new GridMetrics(this.metrics.registry, this.scheduler, this.store);
     this.defaultDaemon = new DefaultDaemon({ ...common, port: config.port });
     this.daemons.push(this.defaultDaemon);

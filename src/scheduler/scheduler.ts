@@ -87,6 +87,11 @@ export class Scheduler {
   /** task id → what its running attempt created through the agent, committed only on success. */
   private readonly staged = new Map<string, AttemptStaging>();
   private link: WorkerLink | null = null;
+  /**
+   * Tasks that were on a worker when the server stopped, by id: they wait (status and attempt as they
+   * were) for that worker to come back holding them, until the orphan grace ends.
+   */
+  private readonly orphans = new Map<string, Task>();
   private seq = 0;
   private dispatchScheduled = false;
   private readonly log: Logger;
@@ -136,9 +141,10 @@ export class Scheduler {
       switch (t.status) {
         case "DISPATCHED":
         case "PROCESSING":
+          // Its worker may still be running it: a restart of ours is not charged to the task.
           lost++;
           t.workerId = null;
-          this.failAttempt(t, "the server stopped while the task was on a worker", true);
+          this.orphans.set(t.id, t);
           break;
         case "CANCELLING":
           this.closeAttempt(t, "CANCELLED", t.error);
@@ -159,7 +165,19 @@ export class Scheduler {
           break;
       }
     }
+    if (this.orphans.size > 0) {
+      setTimeout(() => this.releaseOrphans(), this.opts.orphanGraceMs ?? 4000).unref();
+    }
     return { tasks: state.tasks.length, requeued, lost };
+  }
+
+  /** The orphan grace is over: what no worker came back for runs again, charged as a lost attempt. */
+  private releaseOrphans(): void {
+    for (const t of this.orphans.values()) {
+      if (t.workerId !== null || (t.status !== "DISPATCHED" && t.status !== "PROCESSING")) continue;
+      this.failAttempt(t, "its worker did not come back after the server restarted", true);
+    }
+    this.orphans.clear();
   }
 
   setLink(link: WorkerLink): void {
@@ -784,6 +802,20 @@ export class Scheduler {
     for (const id of taskIds) {
       const t = this.tasks.get(id);
       if (t && t.workerId === workerId && w.inflight.has(id)) continue;
+      const orphan = this.orphans.get(id);
+      if (
+        orphan &&
+        this.tasks.get(id) === orphan &&
+        orphan.workerId === null &&
+        (orphan.status === "DISPATCHED" || orphan.status === "PROCESSING") &&
+        orphan.attempts.at(-1)?.workerId === workerId
+      ) {
+        // Still running where it was when the server stopped: the same attempt goes on.
+        this.orphans.delete(id);
+        orphan.workerId = workerId;
+        w.inflight.add(id);
+        continue;
+      }
       if (
         t &&
         (t.status === "SUBMITTED" || t.status === "RETRIED") &&

@@ -72,6 +72,11 @@ export interface SchedulerOptions {
   log: Logger;
   maxBatch: number;
   store?: Store;
+  /**
+   * After a restart, how long a task that was on a worker waits for that worker to come back and say
+   * it still holds it (adopted, its attempt goes on) before it is run elsewhere. Default 4 s.
+   */
+  orphanGraceMs?: number;
 }
 
 export interface SchedulerSummary {
