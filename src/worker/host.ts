@@ -219,7 +219,8 @@ export class WorkerHost {
       prefetch: this.opts.prefetch,
       host: hostname(),
       pid: process.pid,
-      held: this.pool?.heldIds() ?? [],
+      // What it runs, and what it finished lately: the server may not have read those reports.
+      held: [...(this.pool?.heldIds() ?? []), ...(this.outbox?.recentlyDone() ?? [])],
     });
   }
 
@@ -227,6 +228,7 @@ export class WorkerHost {
   private tick(): void {
     const now = Date.now();
     this.agents?.expire(now);
+    this.outbox?.trimRecent(now, 10 * this.serverHeartbeatMs);
     const silentMs = now - this.lastHeard;
     if (this.welcomed && silentMs > 3 * this.serverHeartbeatMs) {
       this.welcomed = false;
@@ -342,6 +344,7 @@ export class WorkerHost {
     } else if (wasLost) {
       this.log?.info({ held: this.pool!.held }, "server back: worker welcomed again");
       this.fetcher?.refetch();
+      this.outbox?.resendRecent();
     }
   }
 

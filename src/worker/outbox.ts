@@ -7,6 +7,19 @@ const EMPTY = Buffer.alloc(0);
 // Keeps a DONE message to a size the server handles in one go; more results go in further messages.
 const MAX_RESULTS_PER_DONE = 4096;
 
+/** Completions kept for a resend after the server lost track of this worker: at most this many, */
+const RECENT_MAX = 100_000;
+/** this many bytes of outputs, */
+const RECENT_MAX_BYTES = 64 * 1024 * 1024;
+/** and for at least this long (or ten server heartbeat intervals). */
+const RECENT_MIN_MS = 10_000;
+
+interface SentCompletion {
+  at: number;
+  c: WireCompletion;
+  output: Buffer | undefined;
+}
+
 /**
  * Everything the worker host sends. STARTED, DONE and FETCH are the hot path: they are gathered during an
  * event-loop turn and sent as one message each (per kind) from setImmediate, instead of one per task.
@@ -18,6 +31,13 @@ export class Outbox {
   private fetches: string[] = [];
   private nextRid = 1;
   private scheduled = false;
+  /**
+   * Completions sent lately, oldest first from recentHead: a server that restarted, or declared this
+   * worker dead, may never have read them, so they are resent once it welcomes this worker again.
+   */
+  private recent: SentCompletion[] = [];
+  private recentHead = 0;
+  private recentBytes = 0;
 
   constructor(private readonly queue: SendQueue) {}
 
@@ -41,17 +61,71 @@ export class Outbox {
   }
 
   taskDone(results: PoolCompletion[]): void {
+    const now = Date.now();
     for (const r of results) {
       const c: WireCompletion = { taskId: r.taskId, status: r.status };
       if (r.error !== undefined) c.error = r.error;
-      if (r.output !== undefined) {
+      const output = r.output;
+      if (output !== undefined) {
         c.output = this.blobs.length;
-        this.blobs.push(r.output);
+        this.blobs.push(output);
+        this.recentBytes += output.length;
       }
+      this.recent.push({ at: now, c, output });
       this.done.push(c);
       if (this.done.length >= MAX_RESULTS_PER_DONE) this.flushDone();
     }
+    this.trimRecent(now, 0);
     this.schedule();
+  }
+
+  /** Drops kept completions older than `keepMs` (0: only what exceeds the count and byte caps). */
+  trimRecent(now: number, keepMs: number): void {
+    const oldest = keepMs > 0 ? now - Math.max(keepMs, RECENT_MIN_MS) : -Infinity;
+    while (
+      this.recentHead < this.recent.length &&
+      (this.recent.length - this.recentHead > RECENT_MAX ||
+        this.recentBytes > RECENT_MAX_BYTES ||
+        this.recent[this.recentHead].at < oldest)
+    ) {
+      const e = this.recent[this.recentHead];
+      this.recent[this.recentHead++] = undefined as unknown as SentCompletion;
+      if (e.output) this.recentBytes -= e.output.length;
+    }
+    if (this.recentHead > 1024 && this.recentHead * 2 > this.recent.length) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  /** Ids of the tasks whose completions were sent lately (READY's `held`: the server should keep them). */
+  recentlyDone(): string[] {
+    const ids: string[] = [];
+    for (let i = this.recentHead; i < this.recent.length; i++) ids.push(this.recent[i].c.taskId);
+    return ids;
+  }
+
+  /**
+   * Sends the kept completions again (after a WELCOME that follows a loss of the server): the server
+   * takes each only if it still has that task on this worker, so a repeat changes nothing.
+   */
+  resendRecent(): void {
+    this.flush();
+    for (let i = this.recentHead; i < this.recent.length; i += MAX_RESULTS_PER_DONE) {
+      const results: WireCompletion[] = [];
+      const blobs: Buffer[] = [];
+      for (let j = i; j < Math.min(i + MAX_RESULTS_PER_DONE, this.recent.length); j++) {
+        const { c, output } = this.recent[j];
+        const again: WireCompletion = { taskId: c.taskId, status: c.status };
+        if (c.error !== undefined) again.error = c.error;
+        if (output !== undefined) {
+          again.output = blobs.length;
+          blobs.push(output);
+        }
+        results.push(again);
+      }
+      this.send({ t: "DONE", results }, blobs);
+    }
   }
 
   fetch(resultIds: Iterable<string>): void {
