@@ -162,3 +162,41 @@ describe("a frame far over the limit", () => {
     assert.equal(ok.msg, "imok");
   });
 });
+
+describe("metric labels from strangers", () => {
+  let proc: Proc;
+  let info: ConnectionInfo;
+  let dir: string;
+
+  before(async () => {
+    ({ proc, info, dir } = await spawnServer([], { ZGRID_SERVER_TOKEN: "test-token" }));
+  });
+  after(async () => {
+    await proc.stop();
+    removeDir(dir);
+  });
+
+  it("made-up users and command names of unauthenticated requests mint no Prometheus series", async () => {
+    const s = new Dealer({ linger: 0, receiveTimeout: 5000 });
+    s.connect(`tcp://127.0.0.1:${info.port}`);
+    try {
+      for (let i = 0; i < 30; i++) {
+        // A bad version, a missing token: each from a new "user", the second with a new command name.
+        await s.send([EMPTY, pack({ v: 2, id: i, cmd: "ruok", user: `stranger-v-${i}` })]);
+        await s.receive();
+        await s.send([EMPTY, pack({ v: 1, id: i, cmd: `made-up-${i}`, user: `stranger-t-${i}` })]);
+        await s.receive();
+      }
+    } finally {
+      s.close();
+    }
+    const text = (
+      await roundTrip(portOf(info.metricsUrl), [
+        EMPTY,
+        pack({ v: 1, id: 1, cmd: "prometheus", token: "test-token" }),
+      ])
+    ).msg as string;
+    assert.ok(text.includes("zgrid_requests_total"), "the exposition has request counts");
+    assert.doesNotMatch(text, /stranger-|made-up-/);
+  });
+});

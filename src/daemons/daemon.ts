@@ -237,8 +237,12 @@ export class ServerDaemon implements Daemon {
     }
     if (!isPlainObject(header)) return fail(ErrorCode.BAD_REQUEST, "the header must be a msgpack map");
     if (typeof header.id === "number" && Number.isInteger(header.id)) id = header.id;
-    if (typeof header.user === "string" && header.user.length > 0 && header.user.length <= 128)
-      user = header.user;
+    // The user and command a request names label metrics only once its token is checked: a stranger
+    // must not mint a series per made-up name.
+    const claimedUser =
+      typeof header.user === "string" && header.user.length > 0 && header.user.length <= 128
+        ? header.user
+        : "anonymous";
     if (header.v !== PROTOCOL_VERSION) {
       return fail(
         ErrorCode.BAD_REQUEST,
@@ -248,11 +252,8 @@ export class ServerDaemon implements Daemon {
     if (typeof header.cmd !== "string" || header.cmd.length === 0) {
       return fail(ErrorCode.BAD_REQUEST, "the header has no cmd: name the command to run");
     }
-    cmd = header.cmd.length <= 128 ? header.cmd : header.cmd.slice(0, 128);
     if (!this.opts.auth.accepts(header.token)) {
-      // Metrics labels must not come from strangers: one series for all unauthenticated requests.
       cmd = "<unauthenticated>";
-      user = "anonymous";
       return fail(
         ErrorCode.UNAUTHENTICATED,
         header.token === undefined
@@ -260,6 +261,8 @@ export class ServerDaemon implements Daemon {
           : "wrong token",
       );
     }
+    cmd = header.cmd.length <= 128 ? header.cmd : header.cmd.slice(0, 128);
+    user = claimedUser;
     this.requestCount++;
     if (oversized >= 0) {
       return fail(
@@ -269,7 +272,11 @@ export class ServerDaemon implements Daemon {
     }
     if (!this.accepting) return fail(ErrorCode.UNAVAILABLE, "the server is shutting down");
     const entry = this.commands.get(cmd);
-    if (!entry) return fail(ErrorCode.UNKNOWN_COMMAND, `unknown command "${cmd}" on the ${this.name} daemon`);
+    if (!entry)
+      return fail(
+        ErrorCode.UNKNOWN_COMMAND,
+        `unknown command ${describeValue(cmd)} on the ${this.name} daemon`,
+      );
     const args = header.args ?? {};
     if (!isPlainObject(args)) return fail(ErrorCode.INVALID_ARGUMENT, "args must be a msgpack map");
 
