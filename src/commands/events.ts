@@ -1,7 +1,7 @@
 import type { ServerContext } from "../daemons/context.js";
 import { optMap, str } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
-import { invalidArgument } from "../protocol/errors.js";
+import { ErrorCode, ZgridError, invalidArgument } from "../protocol/errors.js";
 import { EVENT_TYPES, type EventFilter, type EventType } from "../scheduler/events.js";
 
 function idSet(raw: unknown, name: string): ReadonlySet<string> | undefined {
@@ -10,6 +10,9 @@ function idSet(raw: unknown, name: string): ReadonlySet<string> | undefined {
     throw invalidArgument(`filters.${name} must be a list of strings`);
   return new Set(raw as string[]);
 }
+
+/** The most subscriptions one client connection may hold: each multiplies the events a change sends. */
+export const MAX_SUBSCRIPTIONS_PER_PEER = 64;
 
 /** events.subscribe / unsubscribe: a session's events pushed to a DEALER client. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
@@ -33,6 +36,13 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       resultIds: idSet(filters.resultIds, "resultIds"),
       statuses: idSet(filters.statuses, "statuses"),
     };
+    const held = scheduler.events.countPrefix(`${req.peer}/`);
+    if (held >= MAX_SUBSCRIPTIONS_PER_PEER) {
+      throw new ZgridError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `this connection holds ${held} subscriptions, the most allowed: unsubscribe from some first`,
+      );
+    }
     const subscriptionId = `${req.peer}/${next++}`;
     // A peer that disconnected is forgotten the first time an event cannot reach it.
     const gone = (): void => void scheduler.events.removePrefix(`${req.peer}/`);

@@ -2,7 +2,7 @@ import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
-import { failedPrecondition, invalidArgument } from "../protocol/errors.js";
+import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { RESULT_STATUSES } from "../scheduler/model.js";
 import { parseNewResult } from "../scheduler/submission-args.js";
@@ -13,6 +13,10 @@ const MAX_RESULT_BYTES = 2 ** 32;
 
 /** The longest a results.wait may hold its reply. */
 const MAX_WAIT_MS = 24 * 3600 * 1000;
+/** Chunked uploads under way may announce at most this many bytes in all (they are allocated at once). */
+const MAX_UPLOADS_IN_FLIGHT_BYTES = 2 ** 32;
+/** A chunked upload that receives no chunk for this long is dropped, its buffer freed. */
+const UPLOAD_IDLE_MS = 5 * 60 * 1000;
 
 /** results.create / upload / download / get / list / wait. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
@@ -32,7 +36,22 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
 
   /** Chunked uploads under way: result id → the buffer being filled (the one copy the server holds). */
-  const assemblies = new Map<string, { buf: Buffer; next: number }>();
+  const assemblies = new Map<string, { buf: Buffer; next: number; touched: number }>();
+  let inFlightBytes = 0;
+  const dropAssembly = (resultId: string): void => {
+    const a = assemblies.get(resultId);
+    if (!a) return;
+    inFlightBytes -= a.buf.length;
+    assemblies.delete(resultId);
+  };
+  // Uploads abandoned, or whose result is gone (its session deleted), free their buffer.
+  const sweeper = setInterval(() => {
+    const idle = Date.now() - UPLOAD_IDLE_MS;
+    for (const [id, a] of assemblies) {
+      if (a.touched < idle || !scheduler.results.has(id)) dropAssembly(id);
+    }
+  }, 10_000);
+  sweeper.unref();
 
   map.register("results.upload", async (req) => {
     const resultId = str(req.args, "resultId");
@@ -53,16 +72,25 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       const size = optInt(req.args, "size", 0, MAX_RESULT_BYTES);
       if (size === undefined) throw invalidArgument(`the first chunk (offset 0) must give the total size`);
       scheduler.checkUploadable(resultId);
-      a = { buf: Buffer.allocUnsafe(size), next: 0 };
+      dropAssembly(resultId); // a restarted upload replaces the one under way
+      if (inFlightBytes + size > MAX_UPLOADS_IN_FLIGHT_BYTES) {
+        throw new ZgridError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `chunked uploads under way already announce ${inFlightBytes} bytes; ${size} more would pass the limit of ${MAX_UPLOADS_IN_FLIGHT_BYTES}: finish those first`,
+        );
+      }
+      a = { buf: Buffer.allocUnsafe(size), next: 0, touched: Date.now() };
       assemblies.set(resultId, a);
+      inFlightBytes += size;
     }
     if (!a)
       throw failedPrecondition(
         `no upload of ${resultId} is under way: start with offset 0 and the total size`,
       );
     if (offset !== a.next) throw invalidArgument(`expected the chunk at offset ${a.next}, got ${offset}`);
+    a.touched = Date.now();
     if (offset + data.length > a.buf.length) {
-      assemblies.delete(resultId);
+      dropAssembly(resultId);
       throw invalidArgument(
         `the chunk ends at ${offset + data.length}, past the announced size ${a.buf.length}`,
       );
@@ -70,7 +98,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     data.copy(a.buf, offset);
     a.next += data.length;
     if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
-    assemblies.delete(resultId);
+    dropAssembly(resultId);
     const r = scheduler.uploadResult(resultId, a.buf);
     await scheduler.store.flush();
     return { msg: { resultId: r.id, status: r.status, size: r.size, received: a.next } };
@@ -79,7 +107,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   map.register("results.download", (req) => {
     if (req.args.resultIds !== undefined) {
       const ids = strList(req.args, "resultIds");
-      return { msg: { resultIds: ids }, blobs: ids.map((id) => scheduler.resultData(id)) };
+      if (new Set(ids).size !== ids.length) throw invalidArgument("resultIds lists a result more than once");
+      const blobs = ids.map((id) => scheduler.resultData(id));
+      let bytes = 0;
+      for (const b of blobs) bytes += b.length;
+      const limit = 4 * server.config.maxFrameBytes;
+      if (bytes > limit) {
+        throw new ZgridError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `these ${ids.length} results hold ${bytes} bytes, more than one reply carries (${limit}): download fewer at a time, or by range`,
+        );
+      }
+      return { msg: { resultIds: ids }, blobs };
     }
     const id = str(req.args, "resultId");
     const offset = optInt(req.args, "offset");

@@ -52,6 +52,13 @@ export class EventHub {
     return true;
   }
 
+  /** How many subscriptions have an id starting with `prefix` (one peer's). */
+  countPrefix(prefix: string): number {
+    let n = 0;
+    for (const id of this.sessionOf.keys()) if (id.startsWith(prefix)) n++;
+    return n;
+  }
+
   /** Removes every subscription whose id starts with `prefix` (all of one peer's). */
   removePrefix(prefix: string): number {
     let n = 0;
