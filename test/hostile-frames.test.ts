@@ -6,8 +6,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { pack, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
-import type { ConnectionInfo } from "../src/daemons/server.js";
-import { removeDir, spawnServer, type Proc } from "./helpers.js";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import type { ConnectionInfo, Server } from "../src/daemons/server.js";
+import type { ZgridError } from "../src/protocol/errors.js";
+import { removeDir, spawnServer, startServer, waitFor, type Proc } from "./helpers.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -198,5 +200,65 @@ describe("metric labels from strangers", () => {
     ).msg as string;
     assert.ok(text.includes("zgrid_requests_total"), "the exposition has request counts");
     assert.doesNotMatch(text, /stranger-|made-up-/);
+  });
+});
+
+describe("values that are not plain msgpack", () => {
+  let server: Server;
+  let client: ZgridClient;
+
+  before(async () => {
+    ({ server } = await startServer({ heartbeatMs: 200, token: "test-token" }));
+    client = await connect(server.info!.url, { timeoutMs: 15_000 });
+  });
+  after(async () => {
+    await client.close();
+    await server.shutdown();
+  });
+
+  it("task options that are a Date or hold one are INVALID_ARGUMENT", async () => {
+    const sessionId = await client.createSession({});
+    const payload = Buffer.from("p");
+    for (const taskOptions of [{ options: new Date(0) }, { options: { when: new Date(0) } }, new Date(0)]) {
+      await assert.rejects(
+        client.request("tasks.submit", { sessionId, taskOptions, tasks: [{ payload: 0 }] }, [payload]),
+        (err: ZgridError) => err.code === "INVALID_ARGUMENT",
+        JSON.stringify(taskOptions),
+      );
+    }
+    await assert.rejects(
+      client.request("sessions.create", { defaultTaskOptions: { options: new Date(0) } }),
+      (err: ZgridError) => err.code === "INVALID_ARGUMENT",
+    );
+  });
+
+  it("a DONE naming an output frame it does not carry fails the attempt; no other frame becomes the output", async () => {
+    const sessionId = await client.createSession({ partitionId: "raw", maxRetries: 0 });
+    const [t] = await client.submitTasks(sessionId, [{ payload: Buffer.from("p") }]);
+    const worker = new Dealer({ linger: 0, receiveTimeout: 5000 });
+    worker.connect(server.info!.workerUrl.split("?")[0]);
+    try {
+      const token = new URL(server.info!.workerUrl.replace("tcp:", "http:")).searchParams.get("token");
+      const send = (msg: Record<string, unknown>) => worker.send([EMPTY, pack(msg)]);
+      await send({ t: "READY", v: 1, token, workerId: "raw-1", partitions: ["raw"], slots: 1, prefetch: 0 });
+      let tasks: { taskId: string }[] = [];
+      for (let i = 0; i < 20 && tasks.length === 0; i++) {
+        const frames = await worker.receive();
+        const h = unpack(frames[1]) as { t: string; tasks?: { taskId: string }[] };
+        if (h.t === "TASKS") tasks = h.tasks!;
+      }
+      assert.equal(tasks[0]?.taskId, t.taskId);
+      await send({ t: "DONE", results: [{ taskId: t.taskId, status: "COMPLETED", output: -3 }] });
+      await waitFor(
+        async () => (await client.getTask(t.taskId)).status === "ERROR",
+        10_000,
+        "the task to fail",
+      );
+      const info = await client.getTask(t.taskId);
+      assert.match(info.attempts[0]!.error ?? "", /output frame -3/);
+      assert.equal((await client.getResult(t.expectedOutputIds[0])).status, "ABORTED");
+    } finally {
+      worker.close();
+    }
   });
 });

@@ -275,12 +275,28 @@ export class WorkerEndpoint implements WorkerLink {
       if (!isPlainObject(item)) continue;
       const c = item as unknown as WireCompletion;
       if (typeof c.taskId !== "string" || !OUTCOMES.has(c.status)) continue;
-      const output = typeof c.output === "number" ? frames[3 + c.output] : undefined;
+      if (c.output !== undefined && c.output !== null) {
+        const index = c.output;
+        if (
+          typeof index !== "number" ||
+          !Number.isInteger(index) ||
+          index < 0 ||
+          3 + index >= frames.length
+        ) {
+          // Never a frame outside the blobs (the worker's identity, the header) as a task's output.
+          out.push({
+            taskId: c.taskId,
+            status: "FAILED",
+            error: `the worker reported output frame ${describeValue(index)}, which its DONE does not carry`,
+          });
+          continue;
+        }
+      }
       out.push({
         taskId: c.taskId,
         status: c.status,
         error: typeof c.error === "string" ? c.error : undefined,
-        output,
+        output: typeof c.output === "number" ? frames[3 + c.output] : undefined,
       });
     }
     return out;

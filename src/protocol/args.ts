@@ -1,3 +1,4 @@
+import { isPlainObject } from "./codec.js";
 import { invalidArgument } from "./errors.js";
 
 /** Argument readers for command handlers: each throws INVALID_ARGUMENT naming the argument. */
@@ -55,7 +56,7 @@ export function list(args: Record<string, unknown>, name: string): unknown[] {
 export function optMap(args: Record<string, unknown>, name: string): Record<string, unknown> | undefined {
   const v = args[name];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) {
+  if (!isPlainObject(v)) {
     throw invalidArgument(`argument "${name}" must be a map`);
   }
   return v as Record<string, unknown>;

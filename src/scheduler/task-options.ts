@@ -1,3 +1,4 @@
+import { isPlainObject } from "../protocol/codec.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { DEFAULT_TASK_OPTIONS, type TaskOptions } from "./model.js";
 
@@ -16,9 +17,7 @@ const STRING_KEYS = [
  */
 export function parseTaskOptions(raw: unknown, where: string): Partial<TaskOptions> {
   if (raw === undefined || raw === null) return {};
-  if (typeof raw !== "object" || Array.isArray(raw) || raw instanceof Uint8Array) {
-    throw invalidArgument(`${where} must be a map`);
-  }
+  if (!isPlainObject(raw)) throw invalidArgument(`${where} must be a map`);
   const out: Partial<TaskOptions> = {};
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     if (value === undefined || value === null) continue;
@@ -39,9 +38,9 @@ export function parseTaskOptions(raw: unknown, where: string): Partial<TaskOptio
         out.priority = value;
         break;
       case "options":
-        if (typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) {
-          throw invalidArgument(`${where}.options must be a map of strings`);
-        }
+        // A plain map only: a Date, Set, RegExp or extension value would be stored and sent back to
+        // every client and worker, which may not read it.
+        if (!isPlainObject(value)) throw invalidArgument(`${where}.options must be a map of strings`);
         for (const v of Object.values(value as Record<string, unknown>)) {
           if (typeof v !== "string") throw invalidArgument(`${where}.options must be a map of strings`);
         }
