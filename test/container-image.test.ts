@@ -61,6 +61,7 @@ describe(
         const server = `${tag}-server`;
         const worker = `${tag}-worker`;
         const token = "container-test-token";
+        const workerToken = "container-test-worker-token";
         try {
           podman([
             "run",
@@ -82,6 +83,8 @@ describe(
             `ZGRID_STATUS_PORT=${statusPort}`,
             "-e",
             `ZGRID_SERVER_TOKEN=${token}`,
+            "-e",
+            `ZGRID_WORKER_TOKEN=${workerToken}`,
             IMAGE!,
             "server",
             "--host",
@@ -111,7 +114,7 @@ describe(
             IMAGE!,
             "worker",
             "--connect",
-            `tcp://127.0.0.1:${workerPort}?token=${token}`,
+            `tcp://127.0.0.1:${workerPort}?token=${workerToken}`,
             "--app-path",
             "/app/examples/apps",
             "--slots",

@@ -165,12 +165,21 @@ describe("deployment files", () => {
       assert.match(s, new RegExp(`containerPort: ${port}\\b`));
   });
 
-  it("the Services expose every port, the worker connects to zgrid-worker:5558 with the token", () => {
+  it("the Services expose every port, the worker connects to zgrid-worker:5558 with the worker token", () => {
     const svc = read("services.yaml");
     for (const port of [5555, 5556, 5557, 5558, 9464]) assert.match(svc, new RegExp(`port: ${port}\\b`));
     const w = read("worker.yaml");
     assert.match(w, /^kind: Deployment$/m);
     assert.match(w, /- worker\n\s+- --connect\n\s+- tcp:\/\/zgrid-worker:5558\?token=\$\(TOKEN\)/);
+    // The worker token, never the client token; the server is given the same one.
+    assert.match(
+      w,
+      /name: TOKEN\n\s+valueFrom:\n\s+secretKeyRef:\n\s+name: zgrid-token\n\s+key: workerToken/,
+    );
+    assert.match(
+      read("server.yaml"),
+      /name: ZGRID_WORKER_TOKEN\n\s+valueFrom:\n\s+secretKeyRef:\n\s+name: zgrid-token\n\s+key: workerToken/,
+    );
     assert.match(w, /- --app-path\n\s+- (\S+)/);
   });
 

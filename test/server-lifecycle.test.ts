@@ -180,7 +180,7 @@ describe("a worker that leaves", () => {
       pack({
         t: "READY",
         v: 1,
-        token: "test-token",
+        token: server.workerToken,
         workerId: "w-leaving",
         partitions: ["default"],
         slots: 1,
@@ -188,7 +188,13 @@ describe("a worker that leaves", () => {
       }),
     ]);
     const [, welcome] = await worker.receive();
-    assert.equal((unpack(welcome) as { t: string }).t, "WELCOME");
+    const answer = (unpack(welcome) as { t: string }).t;
+    if (answer !== "WELCOME") {
+      // Stop the server before failing, or this test process would never end.
+      worker.close();
+      await server.shutdown();
+    }
+    assert.equal(answer, "WELCOME");
     worker.close();
     await new Promise((r) => setTimeout(r, 250)); // heartbeats went to nobody
     const shutdown = server.shutdown();

@@ -297,13 +297,15 @@ describe("the embedded SQLite store", () => {
         dir,
         "--token",
         "kill9",
+        "--worker-token",
+        "kill9-worker",
         "--heartbeat-ms",
         "200",
         "--connection-info",
         join(dir, "info.json"),
       ];
       const url = `tcp://127.0.0.1:${ports[0]}?token=kill9`;
-      const workerUrl = `tcp://127.0.0.1:${ports[1]}?token=kill9`;
+      const workerUrl = `tcp://127.0.0.1:${ports[1]}?token=kill9-worker`;
       let server: Proc = spawnCli(args);
       cleanup.push(() => server.stop());
       const workers = [0, 1].map(() =>

@@ -19,9 +19,13 @@ export function generateToken(length = 32): string {
  * The server token: given, else the last line of `<dataDir>/token`, else a new one appended to that file.
  * Returns where it came from too, for the start-up message.
  */
-export function resolveToken(given: string | undefined, dataDir: string): { token: string; source: string } {
+export function resolveToken(
+  given: string | undefined,
+  dataDir: string,
+  fileName = "token",
+): { token: string; source: string } {
   if (given) return { token: given, source: "the command line or environment" };
-  const file = join(dataDir, "token");
+  const file = join(dataDir, fileName);
   try {
     const lines = readFileSync(file, "utf8")
       .split("\n")

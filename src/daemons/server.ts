@@ -49,6 +49,8 @@ export class Server implements ServerContext {
   readonly version = VERSION;
   readonly authEnabled: boolean;
   readonly token: string | null;
+  /** The worker endpoint's token (never the client token), null with --no-auth. */
+  readonly workerToken: string | null;
   private readonly daemons: Daemon[] = [];
   private readonly defaultDaemon: DefaultDaemon;
   private readonly metricsDaemon: MetricsDaemon | null = null;
@@ -72,7 +74,6 @@ export class Server implements ServerContext {
     this.token = config.noAuth ? null : resolveToken(config.token, config.dataDir).token;
     this.authEnabled = this.token !== null;
     const auth = new TokenCheck(this.token);
-    const workerAuth = new TokenCheck(config.noAuth ? null : (config.workerToken ?? this.token));
     const common = {
       host: config.host,
       auth,
@@ -81,6 +82,13 @@ export class Server implements ServerContext {
       log: this.log,
     };
     this.store = openStore(config.store, config.dataDir, this.log);
+    // After the store: it explains a data dir that cannot be written.
+    // Workers have a token of their own (design §3.3): a client's token must not make it a worker, which
+    // reads every session's payloads. Generated beside the server token unless --worker-token gives it.
+    this.workerToken = config.noAuth
+      ? null
+      : resolveToken(config.workerToken, config.dataDir, "worker-token").token;
+    const workerAuth = new TokenCheck(this.workerToken);
     this.scheduler = new Scheduler({
       log: this.log,
       maxBatch: config.maxBatch,
@@ -147,13 +155,13 @@ export class Server implements ServerContext {
     const ep = this.endpoints();
     const urlHost =
       this.config.host === "0.0.0.0" || this.config.host === "*" ? hostname() : this.config.host;
-    const withToken = (port: number): string =>
-      `tcp://${urlHost}:${port}${this.token ? `?token=${this.token}` : ""}`;
+    const withToken = (port: number, token = this.token): string =>
+      `tcp://${urlHost}:${port}${token ? `?token=${token}` : ""}`;
     this.info = {
       host: urlHost,
       port: ep.port,
       url: withToken(ep.port),
-      workerUrl: withToken(ep.workerPort),
+      workerUrl: withToken(ep.workerPort, this.workerToken),
       metricsUrl: ep.metricsPort === null ? null : withToken(ep.metricsPort),
       statusUrl: ep.statusPort === null ? null : withToken(ep.statusPort),
       pid: process.pid,

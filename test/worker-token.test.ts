@@ -1,0 +1,78 @@
+/**
+ * Only workers are workers (issue 14 item 7, design §3.3): the worker endpoint takes its own token,
+ * generated beside the server token and kept across restarts, never the client token.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { pack, unpack } from "msgpackr";
+import { Dealer } from "zeromq";
+import {
+  EXAMPLE_APPS,
+  removeDir,
+  runCli,
+  spawnServer,
+  spawnWorker,
+  startServer,
+  tempDir,
+} from "./helpers.js";
+
+const EMPTY = Buffer.alloc(0);
+
+async function ready(workerUrl: string, token: string): Promise<Record<string, unknown>> {
+  const s = new Dealer({ linger: 0, receiveTimeout: 5000 });
+  s.connect(workerUrl.split("?")[0]);
+  try {
+    await s.send([
+      EMPTY,
+      pack({ t: "READY", v: 1, token, workerId: "w-test", partitions: ["p"], slots: 1, prefetch: 0 }),
+    ]);
+    const frames = await s.receive();
+    return unpack(frames[1]) as Record<string, unknown>;
+  } finally {
+    s.close();
+  }
+}
+
+describe("the worker token", () => {
+  it("is not the client token by default: a client's token is refused at the worker endpoint", async () => {
+    const { proc, info, dir } = await spawnServer([], { ZGRID_SERVER_TOKEN: "client-token" });
+    try {
+      const workerToken = new URL(info.workerUrl.replace("tcp:", "http:")).searchParams.get("token")!;
+      assert.ok(workerToken.length >= 32, "a generated worker token");
+      assert.notEqual(workerToken, "client-token");
+      assert.equal(
+        readFileSync(join(dir, "worker-token"), "utf8").trim(),
+        workerToken,
+        "kept in the data dir",
+      );
+      assert.equal((await ready(info.workerUrl, "client-token")).code, "UNAUTHENTICATED");
+      assert.equal((await ready(info.workerUrl, workerToken)).t, "WELCOME");
+    } finally {
+      await proc.stop();
+      removeDir(dir);
+    }
+  });
+
+  it("is the same after a restart, and a worker given the printed worker URL runs tasks", async () => {
+    const dataDir = tempDir();
+    let { server } = await startServer({ dataDir, token: "t1" });
+    const first = server.info!.workerUrl;
+    await server.shutdown();
+    ({ server } = await startServer({ dataDir, token: "t1" }));
+    try {
+      assert.equal(server.info!.workerUrl.split("?")[1], first.split("?")[1]);
+      const worker = await spawnWorker(server, EXAMPLE_APPS, 1);
+      try {
+        const hello = await runCli(["hello", "-e", server.info!.url, "-n", "4"]);
+        assert.match(hello.stdout, /Result : 6\b/, hello.stderr);
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await server.shutdown();
+      removeDir(dataDir);
+    }
+  });
+});
