@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -27,6 +27,8 @@ export function resolveToken(
   if (given) return { token: given, source: "the command line or environment" };
   const file = join(dataDir, fileName);
   try {
+    // A token other local users can read is anyone's: the file is made the owner's alone.
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     const lines = readFileSync(file, "utf8")
       .split("\n")
       .map((l) => l.trim())
@@ -36,7 +38,7 @@ export function resolveToken(
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
   const token = generateToken();
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   appendFileSync(file, token + "\n", { mode: 0o600 });
   return { token, source: `${file} (generated)` };
 }

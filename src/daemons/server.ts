@@ -257,20 +257,20 @@ export class Server implements ServerContext {
 
   /** Worker hosts started as child processes beside the server: the laptop setup. */
   private startLocalWorkers(n: number): void {
-    const url = this.info!.workerUrl;
+    // The URL (with the worker token) goes through the environment: a command line is readable by
+    // every local user (ps).
+    const env = { ...process.env, ZGRID_WORKER_URL: this.info!.workerUrl };
     for (let i = 0; i < n; i++) {
       const args = [
         CLI_MAIN,
         "worker",
-        "--connect",
-        url,
         "--app-path",
         this.config.appPath,
         "--log-level",
         this.config.logLevel,
       ];
       if (this.config.slots) args.push("--slots", String(this.config.slots));
-      const child = spawn(process.execPath, args, { stdio: ["ignore", "inherit", "inherit"] });
+      const child = spawn(process.execPath, args, { env, stdio: ["ignore", "inherit", "inherit"] });
       child.on("exit", (code, signal) => {
         if (!this.stopping) this.log.warn({ pid: child.pid, code, signal }, "local worker exited");
       });

@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync, statSync } from "node:fs";
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
@@ -62,7 +62,8 @@ export class SqliteStore implements Store {
   ) {
     const dir = resolve(dataDir);
     try {
-      mkdirSync(dir, { recursive: true });
+      // The store holds every client's data: the dir and its files are the owner's alone.
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       accessSync(dir, constants.W_OK);
     } catch (err) {
       throw new StoreOpenError(
@@ -81,6 +82,9 @@ export class SqliteStore implements Store {
       if (this.db.pragma("synchronous", { simple: true }) !== 2)
         throw new StoreOpenError(`SQLite refused synchronous = FULL on ${this.file}`);
       this.migrate();
+      for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) {
+        if (existsSync(f)) chmodSync(f, 0o600);
+      }
     } catch (err) {
       this.unlock();
       if (err instanceof StoreOpenError) throw err;
