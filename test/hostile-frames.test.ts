@@ -262,3 +262,55 @@ describe("values that are not plain msgpack", () => {
     }
   });
 });
+
+describe("a worker that goes quiet about a task", () => {
+  let server: Server;
+  let client: ZgridClient;
+
+  before(async () => {
+    ({ server } = await startServer({ heartbeatMs: 200, token: "test-token" }));
+    client = await connect(server.info!.url, { timeoutMs: 15_000 });
+  });
+  after(async () => {
+    await client.close();
+    await server.shutdown();
+  });
+
+  it("has its task ended TIMEOUT by the server after maxDuration and a grace, and is told to drop it", async () => {
+    const sessionId = await client.createSession({ partitionId: "quiet", maxRetries: 0, maxDuration: 300 });
+    const [t] = await client.submitTasks(sessionId, [{ payload: Buffer.from("p") }]);
+    const worker = new Dealer({ linger: 0, receiveTimeout: 250 });
+    worker.connect(server.info!.workerUrl.split("?")[0]);
+    try {
+      const token = server.workerToken;
+      const send = (msg: Record<string, unknown>) => worker.send([EMPTY, pack(msg)]);
+      await send({
+        t: "READY",
+        v: 1,
+        token,
+        workerId: "quiet-1",
+        partitions: ["quiet"],
+        slots: 1,
+        prefetch: 0,
+      });
+      let cancelled: string[] = [];
+      // Alive (heartbeats) and running the task (STARTED), but it never reports it: bounded in time.
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && cancelled.length === 0) {
+        await send({ t: "HEARTBEAT" });
+        const frames = await worker.receive().catch(() => null);
+        if (!frames) continue;
+        const h = unpack(frames[1]) as { t: string; tasks?: { taskId: string }[]; taskIds?: string[] };
+        if (h.t === "TASKS") await send({ t: "STARTED", taskIds: h.tasks!.map((x) => x.taskId) });
+        if (h.t === "CANCEL") cancelled = h.taskIds!;
+      }
+      assert.deepEqual(cancelled, [t.taskId], "the server told the worker to drop the task");
+      const info = await client.getTask(t.taskId);
+      assert.equal(info.status, "TIMEOUT");
+      assert.match(info.error ?? "", /maxDuration 300 ms exceeded/);
+      assert.ok(server.scheduler.workers.has("quiet-1"), "the worker itself is not declared dead");
+    } finally {
+      worker.close();
+    }
+  });
+});

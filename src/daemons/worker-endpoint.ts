@@ -131,6 +131,8 @@ export class WorkerEndpoint implements WorkerLink {
     if (now - this.lastBeat > 1.5 * interval) this.judgeAfter = now + interval;
     this.lastBeat = now;
     const judge = now >= this.judgeAfter;
+    // The worker enforces maxDuration; the server too, a few intervals later, in case it does not.
+    if (judge) this.opts.scheduler.expireOverdue(now, 5 * interval);
     const deadline = now - 3 * interval;
     const hb = encode({ t: "HEARTBEAT" });
     for (const [workerId, identity] of this.identityOf) {

@@ -844,6 +844,36 @@ export class Scheduler {
     return notYours;
   }
 
+  /**
+   * Ends as TIMEOUT every running task past its maxDuration by more than `graceMs` that its worker has
+   * not reported (a worker gone quiet about a task, or one that ignores the limit), and tells the
+   * worker to drop it. Called on the heartbeat tick.
+   */
+  expireOverdue(now: number, graceMs: number): void {
+    for (const w of this.workers.values()) {
+      let overdue: Task[] | null = null;
+      for (const id of w.inflight) {
+        const t = this.tasks.get(id);
+        if (!t || t.status !== "PROCESSING" || t.options.maxDuration <= 0) continue;
+        if (now - t.attempts[t.attempts.length - 1].startedAt > t.options.maxDuration + graceMs)
+          (overdue ??= []).push(t);
+      }
+      if (!overdue) continue;
+      for (const t of overdue) {
+        const why = `maxDuration ${t.options.maxDuration} ms exceeded and worker ${w.id} did not stop the task`;
+        w.inflight.delete(t.id);
+        this.closeAttempt(t, "TIMEOUT", why);
+        this.finishTask(t, "TIMEOUT", why);
+      }
+      this.link?.cancelTasks(
+        w.id,
+        overdue.map((t) => t.id),
+        "maxDuration exceeded (ended by the server)",
+      );
+      this.scheduleDispatch();
+    }
+  }
+
   tasksStarted(workerId: string, taskIds: string[]): void {
     const w = this.workers.get(workerId);
     if (!w) return;
