@@ -207,8 +207,8 @@ export class ServerDaemon implements Daemon {
     let cmd = "<invalid>";
     let user = "anonymous";
     const fail = (code: string, msg: string): void => {
-      this.replyError(identity, id, code, msg);
       this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, code);
+      this.replyError(identity, id, code, msg);
     };
 
     // Frames after the identity: "" HEADER BLOB*. REQ sockets add the delimiter themselves.
@@ -300,21 +300,30 @@ export class ServerDaemon implements Daemon {
         return true;
       },
     };
-    let errorCode: string | undefined;
+    // A request is counted before its reply leaves: a client that reads the metrics right after a
+    // reply must see it.
+    let recorded = false;
+    const count = (errorCode?: string): void => {
+      if (recorded) return;
+      recorded = true;
+      this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, errorCode);
+    };
     try {
       const result = entry.handler(req);
       const answer: CommandReply = result instanceof Promise ? await result : result;
-      if (!open.answered)
+      if (!open.answered) {
+        count();
         this.reply(identity, id, answer.msgType ?? "NORMAL", answer.msg, { user }, answer.blobs);
+      }
       if (KILL_AFTER_REPLY === cmd) this.dieAfterSending();
     } catch (err) {
       if (open.answered) {
-        errorCode = ErrorCode.UNAVAILABLE;
+        count(ErrorCode.UNAVAILABLE);
       } else if (err instanceof ZgridError) {
-        errorCode = err.code;
+        count(err.code);
         this.replyError(identity, id, err.code, err.message, user);
       } else {
-        errorCode = ErrorCode.INTERNAL;
+        count(ErrorCode.INTERNAL);
         this.log.error({ err, cmd }, "command failed");
         this.replyError(
           identity,
@@ -325,11 +334,11 @@ export class ServerDaemon implements Daemon {
         );
       }
     } finally {
-      if (open.answered && errorCode === undefined) errorCode = ErrorCode.UNAVAILABLE;
+      // Answered UNAVAILABLE by a shutdown while it ran.
+      count(ErrorCode.UNAVAILABLE);
       open.answered = true;
       this.open.delete(open);
       this.inFlight--;
-      this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, errorCode);
       if (this.inFlight === 0 && this.drained) this.drained();
     }
   }
