@@ -8,14 +8,18 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pack, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
+import { connect } from "../src/client/client.js";
+import { encodePayload } from "../src/client/payload.js";
 import {
   EXAMPLE_APPS,
+  FIXTURE_APPS,
   removeDir,
   runCli,
   spawnServer,
   spawnWorker,
   startServer,
   tempDir,
+  waitFor,
 } from "./helpers.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -73,6 +77,50 @@ describe("the worker token", () => {
     } finally {
       await server.shutdown();
       removeDir(dataDir);
+    }
+  });
+});
+
+describe("a worker's id", () => {
+  it("cannot be taken over by another connection while its worker is alive", async () => {
+    const { server } = await startServer({ heartbeatMs: 200 });
+    const worker = await spawnWorker(server, FIXTURE_APPS, 1);
+    const client = await connect(server.info!.url, { timeoutMs: 30_000 });
+    const impostor = new Dealer({ linger: 0, receiveTimeout: 1500 });
+    try {
+      const workerId = [...server.scheduler.workers.keys()][0]!;
+      const sessionId = await client.createSession({ applicationName: "testapp", maxRetries: 0 });
+      const [t] = await client.submitTasks(sessionId, [{ payload: encodePayload("sleep", [1500]) }]);
+      await waitFor(
+        async () => (await client.getTask(t.taskId)).status === "PROCESSING",
+        10_000,
+        "processing",
+      );
+      impostor.connect(server.info!.workerUrl.split("?")[0]);
+      await impostor.send([
+        EMPTY,
+        pack({
+          t: "READY",
+          v: 1,
+          token: server.workerToken,
+          workerId,
+          partitions: ["default"],
+          slots: 1,
+          prefetch: 0,
+          held: [t.taskId],
+        }),
+      ]);
+      // No WELCOME for the impostor (checked over 1.5 s), and the task stays with its worker.
+      await assert.rejects(impostor.receive(), /timed out|not possible/i);
+      await client.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
+      const info = await client.getTask(t.taskId);
+      assert.equal(info.status, "COMPLETED");
+      assert.equal(info.attempts.length, 1);
+    } finally {
+      impostor.close();
+      await client.close();
+      await worker.stop();
+      await server.shutdown();
     }
   });
 });

@@ -247,6 +247,17 @@ export class WorkerEndpoint implements WorkerLink {
     }
     const workerId = h.workerId;
     const previous = this.identityOf.get(workerId);
+    if (previous && !previous.equals(identity)) {
+      // A worker id belongs to the connection that claimed it while that one is alive: another
+      // connection naming it (ids are listed by workers.list) would take over its tasks and forge their
+      // outputs. No answer: a worker that really reconnected says READY again each heartbeat and is
+      // taken once its old connection has been silent for three intervals.
+      const seen = this.lastSeen.get(workerId) ?? 0;
+      if (Date.now() - seen < 3 * this.opts.heartbeatMs) {
+        this.log.warn({ worker: workerId }, "READY for a live worker from another connection: ignored");
+        return;
+      }
+    }
     if (previous) this.workerOf.delete(previous.toString("hex"));
     const oldWorker = this.workerOf.get(key);
     if (oldWorker !== undefined && oldWorker !== workerId)

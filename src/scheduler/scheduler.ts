@@ -799,7 +799,13 @@ export class Scheduler {
     if (!w) return taskIds;
     const adopt = new Set<string>();
     const notYours: string[] = [];
+    // Never more than the worker's credit allows, whatever it claims to hold.
+    let room = w.capacity - w.inflight.size;
     for (const id of taskIds) {
+      if (room <= 0) {
+        if (!(this.tasks.get(id)?.workerId === workerId && w.inflight.has(id))) notYours.push(id);
+        continue;
+      }
       const t = this.tasks.get(id);
       if (t && t.workerId === workerId && w.inflight.has(id)) continue;
       const orphan = this.orphans.get(id);
@@ -814,6 +820,7 @@ export class Scheduler {
         this.orphans.delete(id);
         orphan.workerId = workerId;
         w.inflight.add(id);
+        room--;
         continue;
       }
       if (
@@ -822,6 +829,7 @@ export class Scheduler {
         w.partitions.includes(t.options.partitionId)
       ) {
         adopt.add(id);
+        room--;
       } else notYours.push(id);
     }
     if (adopt.size === 0) return notYours;
