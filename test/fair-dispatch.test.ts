@@ -7,6 +7,8 @@ import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import type { Server } from "../src/daemons/server.js";
+import { pack, unpack } from "msgpackr";
+import { Dealer } from "zeromq";
 import { FIXTURE_APPS, spawnWorker, startServer, waitFor, type Proc } from "./helpers.js";
 
 describe("fair dispatch of long tasks", () => {
@@ -79,5 +81,79 @@ describe("fair dispatch of long tasks", () => {
     await runWatchingHeld(sessionId, payload, 50);
     const { mostHeld } = await runWatchingHeld(sessionId, payload, 5000);
     assert.ok(mostHeld > 2, `no host was ever given more than its 2 slots of short tasks (${mostHeld})`);
+  });
+});
+
+describe("prefetch of large payloads", () => {
+  it("short tasks with 1 MiB payloads: a worker is never sent more than 64 MiB of them at once", async () => {
+    const { server } = await startServer({ store: "memory" });
+    const client = await connect(server.info!.url, { timeoutMs: 60_000 });
+    // A worker of 4 slots that asks for a prefetch of 1,000, holds each batch a moment (the poll's interval) and then
+    // reports it as run in no time: by time alone its credit would be its whole capacity.
+    const worker = new Dealer({ linger: 0 });
+    worker.connect(server.info!.workerUrl.split("?")[0]);
+    const EMPTY = Buffer.alloc(0);
+    const n = 300;
+    let held: string[] = [];
+    let done = 0;
+    let mostHeld = 0;
+    let welcomed = false;
+    const reading = (async () => {
+      for await (const [, header] of worker) {
+        const msg = unpack(header) as { t: string; tasks?: { taskId: string }[] };
+        if (msg.t === "WELCOME") welcomed = true;
+        if (msg.t === "TASKS") {
+          held.push(...msg.tasks!.map((t) => t.taskId));
+          mostHeld = Math.max(mostHeld, held.length);
+        }
+      }
+    })().catch(() => {});
+    try {
+      await worker.send([
+        EMPTY,
+        pack({
+          t: "READY",
+          v: 1,
+          token: server.workerToken,
+          workerId: "w-big",
+          partitions: ["default"],
+          slots: 4,
+          prefetch: 1000,
+        }),
+      ]);
+      const sessionId = await client.createSession({ applicationName: "testapp" });
+      const [payload] = await client.createResults(sessionId, [
+        { name: "p", data: Buffer.alloc(1 << 20, 7) },
+      ]);
+      await waitFor(() => welcomed, 10_000, "WELCOME");
+      await client.submitTasks(
+        sessionId,
+        Array.from({ length: n }, () => ({ payloadId: payload.resultId })),
+      );
+      await waitFor(
+        async () => {
+          if (held.length > 0) {
+            const ids = held;
+            held = [];
+            await worker.send([EMPTY, pack({ t: "STARTED", taskIds: ids })]);
+            await worker.send([
+              EMPTY,
+              pack({ t: "DONE", results: ids.map((taskId) => ({ taskId, status: "COMPLETED" })) }),
+            ]);
+            done += ids.length;
+          }
+          return done === n;
+        },
+        60_000,
+        `${n} tasks reported`,
+      );
+      assert.ok(mostHeld > 4, `the worker was never given more than its slots (${mostHeld})`);
+      assert.ok(mostHeld <= 64, `the worker held ${mostHeld} tasks of 1 MiB at once`);
+    } finally {
+      worker.close();
+      await reading;
+      await client.close();
+      await server.shutdown();
+    }
   });
 });

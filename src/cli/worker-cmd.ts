@@ -12,7 +12,8 @@ its partitions and runs them in application modules loaded from DIR (NAME.VERSIO
   -a, --app-path DIR       where application modules live [ZGRID_APP_PATH]
   -s, --slots N            tasks run at once, one thread each (default: CPU count) [ZGRID_SLOTS]
   -p, --partition P        partitions served, comma-separated (default "default") [ZGRID_PARTITION]
-      --prefetch N         tasks held beyond the slots, to hide latency [ZGRID_PREFETCH]
+      --prefetch N         most tasks held beyond the slots, to hide latency; the server gives
+                           that many only for short tasks (default: max(1024, 32 × slots)) [ZGRID_PREFETCH]
       --worker-id ID       name of this worker (default: host-pid-random)
       --log-level LEVEL    trace, debug, info, warn, error (default info) [ZGRID_LOG_LEVEL]`;
 

@@ -11,12 +11,15 @@ import { SendQueue } from "../protocol/send-queue.js";
 import type { WireCompletion, WireTask, WireTaskOutcome } from "../protocol/worker-messages.js";
 import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
 import type { Task } from "../scheduler/model.js";
-import type { Completion, Scheduler, WorkerLink } from "../scheduler/scheduler.js";
+import {
+  INLINE_PAYLOAD_BYTES,
+  type Completion,
+  type Scheduler,
+  type WorkerLink,
+} from "../scheduler/scheduler.js";
 import type { TokenCheck } from "./auth.js";
 
 const EMPTY = Buffer.alloc(0);
-/** Payloads up to this size travel with the task; larger ones are fetched by the worker. */
-const INLINE_PAYLOAD_BYTES = 1024 * 1024;
 const OUTCOMES: ReadonlySet<string> = new Set<WireTaskOutcome>([
   "COMPLETED",
   "FAILED",

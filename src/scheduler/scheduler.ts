@@ -60,6 +60,13 @@ const OUTPUT_NAMES = Array.from({ length: 16 }, (_, k) => `output-${k}`);
 const CREDIT_WINDOW_MS = 50;
 /** Weight of the newest run time in a worker's moving average. */
 const RUN_TIME_WEIGHT = 0.2;
+/**
+ * About how many bytes of inline payloads a worker may hold beyond its slots: credit for short tasks
+ * with large payloads is cut to fit, so prefetching never costs either side more than this.
+ */
+const PREFETCH_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** Payloads up to this size travel inside TASKS; larger ones are fetched by the worker. */
+export const INLINE_PAYLOAD_BYTES = 1024 * 1024;
 
 /** The dependencies of a task that has none: shared, never written to. */
 const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
@@ -701,7 +708,8 @@ export class Scheduler {
       let free = this.credit(w) - w.inflight.size;
       if (free <= 0) continue;
       let batch: Task[] | null = null;
-      while (free > 0) {
+      let batchBytes = 0;
+      while (free > 0 && batchBytes < PREFETCH_PAYLOAD_BYTES) {
         let best: PartitionQueue | null = null;
         let bestPriority = -Infinity;
         for (const p of w.partitions) {
@@ -728,8 +736,15 @@ export class Scheduler {
         w.inflight.add(task.id);
         (batch ??= []).push(task);
         free--;
+        const size = this.results.get(task.payloadId)?.size ?? 0;
+        if (size <= INLINE_PAYLOAD_BYTES) batchBytes += size;
       }
-      if (batch) this.link.sendTasks(w.id, batch);
+      if (batch) {
+        const mean = batchBytes / batch.length;
+        w.avgPayloadBytes =
+          w.avgPayloadBytes === 0 ? mean : w.avgPayloadBytes + RUN_TIME_WEIGHT * (mean - w.avgPayloadBytes);
+        this.link.sendTasks(w.id, batch);
+      }
     }
   }
 
@@ -739,14 +754,15 @@ export class Scheduler {
    */
   private credit(w: WorkerState): number {
     if (w.avgTaskMs === null) return w.slots;
-    const n = Math.floor((w.slots * CREDIT_WINDOW_MS) / Math.max(w.avgTaskMs, 0.001));
+    let n = Math.floor((w.slots * CREDIT_WINDOW_MS) / Math.max(w.avgTaskMs, 0.001));
+    if (w.avgPayloadBytes > 0) n = Math.min(n, Math.floor(PREFETCH_PAYLOAD_BYTES / w.avgPayloadBytes));
     return Math.min(w.capacity, Math.max(w.slots, n));
   }
 
   // ---- workers -------------------------------------------------------------------------------------
 
   addWorker(
-    info: Omit<WorkerState, "inflight" | "avgTaskMs" | "connectedAt" | "lastHeartbeat">,
+    info: Omit<WorkerState, "inflight" | "avgTaskMs" | "avgPayloadBytes" | "connectedAt" | "lastHeartbeat">,
   ): WorkerState {
     const existing = this.workers.get(info.id);
     if (existing) {
@@ -763,6 +779,7 @@ export class Scheduler {
       ...info,
       inflight: new Set(),
       avgTaskMs: null,
+      avgPayloadBytes: 0,
       connectedAt: Date.now(),
       lastHeartbeat: Date.now(),
     };

@@ -23,6 +23,8 @@ export interface WorkerState {
    * the credit it is given follows it (Scheduler.credit).
    */
   avgTaskMs: number | null;
+  /** Mean inline payload size of the tasks sent to it lately (moving average): bounds its credit. */
+  avgPayloadBytes: number;
   host: string;
   pid: number;
   connectedAt: number;

@@ -105,7 +105,7 @@ export class WorkerHost {
       appPath: options.appPath,
       slots: options.slots,
       partitions: options.partitions?.length ? options.partitions : ["default"],
-      prefetch: options.prefetch ?? Math.max(128, options.slots * 32),
+      prefetch: options.prefetch ?? Math.max(1024, options.slots * 32),
       heartbeatMs: options.heartbeatMs ?? 1000,
       stopGraceMs: options.stopGraceMs ?? 3000,
       agentTimeoutMs: options.agentTimeoutMs ?? 60_000,
