@@ -109,7 +109,15 @@ describe("the scheduler's task counts", () => {
     assert.deepEqual(scheduler.summary().tasksByStatus, counts({ SUBMITTED: 5 }));
 
     // One slot on "a": one task of "a" is dispatched, "b" is untouched.
-    scheduler.addWorker({ id: "w1", partitions: ["a"], slots: 1, capacity: 1, host: "test", pid: 0 });
+    scheduler.addWorker({
+      id: "w1",
+      partitions: ["a"],
+      slots: 1,
+      capacity: 1,
+      host: "test",
+      pid: 0,
+      columns: false,
+    });
     await nextTurn();
     assert.equal(link.sent.length, 1);
     scheduler.tasksStarted("w1", link.sent);

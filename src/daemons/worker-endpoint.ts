@@ -8,9 +8,15 @@ import { ZgridError, invalidArgument } from "../protocol/errors.js";
 import { parseNewResult, parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { SendQueue } from "../protocol/send-queue.js";
-import type { WireCompletion, WireTask, WireTaskOutcome } from "../protocol/worker-messages.js";
+import type {
+  TasksColumnsMsg,
+  WireCompletion,
+  WireTask,
+  WireTaskOptions,
+  WireTaskOutcome,
+} from "../protocol/worker-messages.js";
 import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
-import type { Task } from "../scheduler/model.js";
+import type { Task, TaskOptions } from "../scheduler/model.js";
 import {
   INLINE_PAYLOAD_BYTES,
   type Completion,
@@ -27,6 +33,53 @@ const OUTCOMES: ReadonlySet<string> = new Set<WireTaskOutcome>([
   "TIMEOUT",
   "CANCELLED",
 ]);
+
+/**
+ * One entry of a DONE, checked: null when it names no task or no known outcome. `output` is a blob index
+ * (-1, null or absent: none); one outside the message's blobs fails the attempt, never taking the worker's
+ * identity or the header as a task's output.
+ */
+function completion(
+  taskId: unknown,
+  status: unknown,
+  error: unknown,
+  output: unknown,
+  frames: Buffer[],
+): Completion | null {
+  if (typeof taskId !== "string" || typeof status !== "string" || !OUTCOMES.has(status)) return null;
+  if (output === -1 || output === null || output === undefined)
+    return {
+      taskId,
+      status: status as WireTaskOutcome,
+      error: typeof error === "string" ? error : undefined,
+    };
+  if (typeof output !== "number" || !Number.isInteger(output) || output < 0 || 3 + output >= frames.length) {
+    return {
+      taskId,
+      status: "FAILED",
+      error: `the worker reported output frame ${describeValue(output)}, which its DONE does not carry`,
+    };
+  }
+  return {
+    taskId,
+    status: status as WireTaskOutcome,
+    error: typeof error === "string" ? error : undefined,
+    output: frames[3 + output],
+  };
+}
+
+/** The options a worker needs to run a task. */
+function wireOptions(o: TaskOptions): WireTaskOptions {
+  return {
+    applicationName: o.applicationName,
+    applicationVersion: o.applicationVersion,
+    applicationNamespace: o.applicationNamespace,
+    applicationService: o.applicationService,
+    engineType: o.engineType,
+    maxDuration: o.maxDuration,
+    options: o.options,
+  };
+}
 
 export interface WorkerEndpointOptions {
   host: string;
@@ -194,7 +247,9 @@ export class WorkerEndpoint implements WorkerLink {
           if (Array.isArray(header.taskIds)) scheduler.tasksStarted(workerId, header.taskIds as string[]);
           break;
         case "DONE":
-          if (Array.isArray(header.results))
+          if (Array.isArray(header.taskIds))
+            scheduler.completeTasks(workerId, this.columnCompletions(header, frames));
+          else if (Array.isArray(header.results))
             scheduler.completeTasks(workerId, this.completions(header.results, frames));
           break;
         case "FETCH":
@@ -275,8 +330,14 @@ export class WorkerEndpoint implements WorkerLink {
       capacity: slots + prefetch,
       host: typeof h.host === "string" ? h.host : "",
       pid: typeof h.pid === "number" ? h.pid : 0,
+      columns: h.columns === true,
     });
-    this.send(identity, { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs });
+    this.send(
+      identity,
+      h.columns === true
+        ? { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs, columns: true }
+        : { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs },
+    );
     if (Array.isArray(h.held) && h.held.length > 0) {
       const held = h.held.filter((id): id is string => typeof id === "string");
       const notYours = this.opts.scheduler.adoptTasks(workerId, held);
@@ -290,30 +351,31 @@ export class WorkerEndpoint implements WorkerLink {
     for (const item of raw) {
       if (!isPlainObject(item)) continue;
       const c = item as unknown as WireCompletion;
-      if (typeof c.taskId !== "string" || !OUTCOMES.has(c.status)) continue;
-      if (c.output !== undefined && c.output !== null) {
-        const index = c.output;
-        if (
-          typeof index !== "number" ||
-          !Number.isInteger(index) ||
-          index < 0 ||
-          3 + index >= frames.length
-        ) {
-          // Never a frame outside the blobs (the worker's identity, the header) as a task's output.
-          out.push({
-            taskId: c.taskId,
-            status: "FAILED",
-            error: `the worker reported output frame ${describeValue(index)}, which its DONE does not carry`,
-          });
-          continue;
-        }
-      }
-      out.push({
-        taskId: c.taskId,
-        status: c.status,
-        error: typeof c.error === "string" ? c.error : undefined,
-        output: typeof c.output === "number" ? frames[3 + c.output] : undefined,
-      });
+      const done = completion(c.taskId, c.status, c.error, c.output ?? -1, frames);
+      if (done) out.push(done);
+    }
+    return out;
+  }
+
+  /** A DONE in columns (DoneColumnsMsg); entries that are not well formed are skipped, as above. */
+  private columnCompletions(h: Record<string, unknown>, frames: Buffer[]): Completion[] {
+    const taskIds = h.taskIds as unknown[];
+    const n = taskIds.length;
+    const { statuses, outputs, errors } = h;
+    if (
+      !Array.isArray(statuses) ||
+      statuses.length !== n ||
+      !Array.isArray(outputs) ||
+      outputs.length !== n ||
+      (errors !== undefined && (!Array.isArray(errors) || errors.length !== n))
+    ) {
+      this.log.warn({ tasks: n }, "a DONE in columns whose columns differ in length: ignored");
+      return [];
+    }
+    const out: Completion[] = [];
+    for (let i = 0; i < n; i++) {
+      const done = completion(taskIds[i], statuses[i], errors?.[i], outputs[i], frames);
+      if (done) out.push(done);
     }
     return out;
   }
@@ -393,47 +455,123 @@ export class WorkerEndpoint implements WorkerLink {
   sendTasks(workerId: string, tasks: Task[]): void {
     const identity = this.identityOf.get(workerId);
     if (!identity) return;
+    if (this.opts.scheduler.workers.get(workerId)?.columns) this.sendTaskColumns(identity, tasks);
+    else this.sendTaskMaps(identity, tasks);
+  }
+
+  /**
+   * The blob index of a task's payload when it travels inline (added to `blobs` once per payload),
+   * else undefined: the worker FETCHes it.
+   */
+  private payloadBlob(t: Task, blobs: Buffer[], blobOf: Map<string, number>): number | undefined {
+    let payload = blobOf.get(t.payloadId);
+    if (payload !== undefined) return payload;
+    const r = this.opts.scheduler.results.get(t.payloadId);
+    // After a restart, data lives in the store until someone asks for it.
+    const data =
+      r && r.size <= INLINE_PAYLOAD_BYTES
+        ? (r.data ?? (r.stored ? this.opts.scheduler.resultData(r.id) : null))
+        : null;
+    if (!data) return undefined;
+    payload = blobs.length;
+    blobs.push(data);
+    blobOf.set(t.payloadId, payload);
+    return payload;
+  }
+
+  private sendTaskMaps(identity: Buffer, tasks: Task[]): void {
     const blobs: Buffer[] = [];
     const blobOf = new Map<string, number>();
     const wire: WireTask[] = new Array(tasks.length);
-    const results = this.opts.scheduler.results;
     for (let i = 0; i < tasks.length; i++) {
       const t = tasks[i];
-      let payload = blobOf.get(t.payloadId);
-      if (payload === undefined) {
-        const r = results.get(t.payloadId);
-        // After a restart, data lives in the store until someone asks for it.
-        const data =
-          r && r.size <= INLINE_PAYLOAD_BYTES
-            ? (r.data ?? (r.stored ? this.opts.scheduler.resultData(r.id) : null))
-            : null;
-        if (data) {
-          payload = blobs.length;
-          blobs.push(data);
-          blobOf.set(t.payloadId, payload);
-        }
-      }
-      const o = t.options;
       wire[i] = {
         taskId: t.id,
         sessionId: t.sessionId,
         payloadId: t.payloadId,
-        payload,
+        payload: this.payloadBlob(t, blobs, blobOf),
         dataDependencies: t.dataDependencies,
         expectedOutputIds: t.expectedOutputIds,
-        options: {
-          applicationName: o.applicationName,
-          applicationVersion: o.applicationVersion,
-          applicationNamespace: o.applicationNamespace,
-          applicationService: o.applicationService,
-          engineType: o.engineType,
-          maxDuration: o.maxDuration,
-          options: o.options,
-        },
+        options: wireOptions(t.options),
         attempt: t.attempts.length,
       };
     }
     this.send(identity, { t: "TASKS", tasks: wire }, blobs);
+  }
+
+  /** TASKS as columns (TasksColumnsMsg): no map per task, sessions and option sets sent once each. */
+  private sendTaskColumns(identity: Buffer, tasks: Task[]): void {
+    const n = tasks.length;
+    const blobs: Buffer[] = [];
+    const blobOf = new Map<string, number>();
+    const taskIds: string[] = new Array(n);
+    const payloadIds: string[] = new Array(n);
+    const payloads: number[] = new Array(n);
+    const attempts: number[] = new Array(n);
+    const session: number[] = new Array(n);
+    const option: number[] = new Array(n);
+    const outputCounts: number[] = new Array(n);
+    const sessions: string[] = [];
+    const optionSets: WireTaskOptions[] = [];
+    const outputs: string[] = [];
+    let dependencies: string[] | undefined;
+    let dependencyCounts: number[] | undefined;
+    let lastSession = "";
+    let lastOptions: TaskOptions | null = null;
+    const optionIndex = new Map<TaskOptions, number>();
+    for (let i = 0; i < n; i++) {
+      const t = tasks[i];
+      taskIds[i] = t.id;
+      payloadIds[i] = t.payloadId;
+      payloads[i] = this.payloadBlob(t, blobs, blobOf) ?? -1;
+      attempts[i] = t.attempts.length;
+      if (t.sessionId !== lastSession) {
+        lastSession = t.sessionId;
+        let k = sessions.indexOf(lastSession);
+        if (k < 0) k = sessions.push(lastSession) - 1;
+        session[i] = k;
+      } else session[i] = session[i - 1];
+      // Tasks of one submission share one options object: one entry for all of them.
+      if (t.options !== lastOptions) {
+        lastOptions = t.options;
+        let k = optionIndex.get(lastOptions);
+        if (k === undefined) {
+          k = optionSets.push(wireOptions(lastOptions)) - 1;
+          optionIndex.set(lastOptions, k);
+        }
+        option[i] = k;
+      } else option[i] = option[i - 1];
+      const outs = t.expectedOutputIds;
+      outputCounts[i] = outs.length;
+      for (let k = 0; k < outs.length; k++) outputs.push(outs[k]);
+      const deps = t.dataDependencies;
+      if (deps.length > 0 && !dependencies) {
+        dependencies = [];
+        dependencyCounts = new Array<number>(n).fill(0);
+      }
+      if (dependencyCounts) {
+        dependencyCounts[i] = deps.length;
+        for (let k = 0; k < deps.length; k++) dependencies!.push(deps[k]);
+      }
+    }
+    const msg: TasksColumnsMsg = {
+      t: "TASKS",
+      taskIds,
+      payloadIds,
+      payloads,
+      attempts,
+      sessions,
+      session,
+      optionSets,
+      option,
+      outputs,
+      outputCounts,
+    };
+    if (dependencies) {
+      msg.dependencies = dependencies;
+      msg.dependencyCounts = dependencyCounts;
+    }
+    this.send(identity, msg, blobs);
   }
 
   cancelTasks(workerId: string, taskIds: string[], reason: string): void {

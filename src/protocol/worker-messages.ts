@@ -64,6 +64,11 @@ export interface ReadyMsg {
    * in its queue and CANCELs the others (finished elsewhere, or unknown), so nothing runs twice.
    */
   held?: string[];
+  /**
+   * The worker reads and writes the columnar forms of TASKS and DONE (a v1 extension): the server then
+   * says `columns: true` in WELCOME and sends TASKS as columns, and the worker may send DONE as columns.
+   */
+  columns?: boolean;
 }
 export interface HeartbeatMsg {
   t: "HEARTBEAT";
@@ -75,6 +80,17 @@ export interface StartedMsg {
 export interface DoneMsg {
   t: "DONE";
   results: WireCompletion[];
+}
+/**
+ * DONE as columns, once WELCOME said `columns: true`: entry i is taskIds[i], statuses[i], the blob index
+ * outputs[i] (-1: none), errors[i] (null: none; `errors` is absent when no entry has one).
+ */
+export interface DoneColumnsMsg {
+  t: "DONE";
+  taskIds: string[];
+  statuses: WireTaskOutcome[];
+  outputs: number[];
+  errors?: (string | null)[];
 }
 export interface FetchMsg {
   t: "FETCH";
@@ -102,13 +118,16 @@ export interface AgentMsg {
   op: "createResults" | "uploadData" | "submitTasks" | "getData";
   args: Record<string, unknown>;
 }
-export type WorkerToServer = ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | FetchMsg | ByeMsg | AgentMsg;
+export type WorkerToServer =
+  ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | DoneColumnsMsg | FetchMsg | ByeMsg | AgentMsg;
 
 // ---- server → worker -------------------------------------------------------------------------------
 export interface WelcomeMsg {
   t: "WELCOME";
   workerId: string;
   heartbeatMs: number;
+  /** The server sends TASKS as columns and takes DONE as columns (the worker asked in READY). */
+  columns?: boolean;
 }
 export interface RejectMsg {
   t: "REJECT";
@@ -118,6 +137,27 @@ export interface RejectMsg {
 export interface TasksMsg {
   t: "TASKS";
   tasks: WireTask[];
+}
+/**
+ * TASKS as columns, to a worker that asked for them: task i is taskIds[i], payloadIds[i], the blob index
+ * payloads[i] (-1: FETCH it), attempts[i], sessions[session[i]], optionSets[option[i]], its
+ * outputCounts[i] expected outputs taken in order from `outputs`, and its dependencyCounts[i] data
+ * dependencies taken in order from `dependencies` (both absent when no task has any).
+ */
+export interface TasksColumnsMsg {
+  t: "TASKS";
+  taskIds: string[];
+  payloadIds: string[];
+  payloads: number[];
+  attempts: number[];
+  sessions: string[];
+  session: number[];
+  optionSets: WireTaskOptions[];
+  option: number[];
+  outputs: string[];
+  outputCounts: number[];
+  dependencies?: string[];
+  dependencyCounts?: number[];
 }
 export interface CancelMsg {
   t: "CANCEL";
@@ -145,4 +185,93 @@ export interface AgentReplyMsg {
   error?: string;
 }
 export type ServerToWorker =
-  WelcomeMsg | RejectMsg | HeartbeatMsg | TasksMsg | CancelMsg | DataMsg | ReconnectMsg | AgentReplyMsg;
+  | WelcomeMsg
+  | RejectMsg
+  | HeartbeatMsg
+  | TasksMsg
+  | TasksColumnsMsg
+  | CancelMsg
+  | DataMsg
+  | ReconnectMsg
+  | AgentReplyMsg;
+
+// ---- the columnar forms ----------------------------------------------------------------------------
+
+const NONE: string[] = [];
+
+/** The tasks of a TASKS in columns, as task records; throws a TypeError naming what is malformed. */
+export function tasksOfColumns(m: TasksColumnsMsg): WireTask[] {
+  const n = Array.isArray(m.taskIds) ? m.taskIds.length : -1;
+  const column = (name: keyof TasksColumnsMsg, length = n): unknown[] => {
+    const c = m[name];
+    if (!Array.isArray(c) || (length >= 0 && c.length !== length))
+      throw new TypeError(`TASKS column ${name} is not a list of ${length} entries`);
+    return c;
+  };
+  column("taskIds", -1);
+  const payloadIds = column("payloadIds") as string[];
+  const payloads = column("payloads") as number[];
+  const attempts = column("attempts") as number[];
+  const sessions = column("sessions", -1) as string[];
+  const session = column("session") as number[];
+  const optionSets = column("optionSets", -1) as WireTaskOptions[];
+  const option = column("option") as number[];
+  const outputs = column("outputs", -1) as string[];
+  const outputCounts = column("outputCounts") as number[];
+  const hasDeps = m.dependencies !== undefined;
+  const dependencies = hasDeps ? (column("dependencies", -1) as string[]) : NONE;
+  const dependencyCounts = hasDeps ? (column("dependencyCounts") as number[]) : null;
+  const tasks: WireTask[] = new Array(n);
+  let o = 0;
+  let d = 0;
+  for (let i = 0; i < n; i++) {
+    const outs = outputCounts[i];
+    const deps = dependencyCounts ? dependencyCounts[i] : 0;
+    const sessionId = sessions[session[i]];
+    const options = optionSets[option[i]];
+    if (
+      typeof sessionId !== "string" ||
+      typeof options !== "object" ||
+      options === null ||
+      !Number.isInteger(outs) ||
+      outs < 0 ||
+      o + outs > outputs.length ||
+      !Number.isInteger(deps) ||
+      deps < 0 ||
+      d + deps > dependencies.length
+    )
+      throw new TypeError(`TASKS columns do not describe task ${i}`);
+    tasks[i] = {
+      taskId: m.taskIds[i],
+      sessionId,
+      payloadId: payloadIds[i],
+      payload: payloads[i] >= 0 ? payloads[i] : undefined,
+      dataDependencies: deps === 0 ? NONE : dependencies.slice(d, d + deps),
+      expectedOutputIds: outputs.slice(o, o + outs),
+      options,
+      attempt: attempts[i],
+    };
+    o += outs;
+    d += deps;
+  }
+  return tasks;
+}
+
+/** Completions as a DONE in columns; output blob indexes are kept as they are. */
+export function doneColumns(results: readonly WireCompletion[]): DoneColumnsMsg {
+  const n = results.length;
+  const taskIds: string[] = new Array(n);
+  const statuses: WireTaskOutcome[] = new Array(n);
+  const outputs: number[] = new Array(n);
+  let errors: (string | null)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    const c = results[i];
+    taskIds[i] = c.taskId;
+    statuses[i] = c.status;
+    outputs[i] = c.output ?? -1;
+    if (c.error !== undefined) (errors ??= new Array<string | null>(n).fill(null))[i] = c.error;
+  }
+  return errors
+    ? { t: "DONE", taskIds, statuses, outputs, errors }
+    : { t: "DONE", taskIds, statuses, outputs };
+}

@@ -771,6 +771,7 @@ export class Scheduler {
       existing.partitions = info.partitions;
       existing.slots = info.slots;
       existing.capacity = info.capacity;
+      existing.columns = info.columns;
       existing.lastHeartbeat = Date.now();
       this.scheduleDispatch();
       return existing;

@@ -27,6 +27,8 @@ export interface WorkerState {
   avgPayloadBytes: number;
   host: string;
   pid: number;
+  /** It takes TASKS and sends DONE as columns (READY's `columns`). */
+  columns: boolean;
   connectedAt: number;
   lastHeartbeat: number;
 }

@@ -9,9 +9,12 @@ import { ErrorCode } from "../protocol/errors.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import {
   WORKER_PROTOCOL_VERSION,
+  tasksOfColumns,
   type ServerToWorker,
   type TasksMsg,
+  type TasksColumnsMsg,
   type CancelMsg,
+  type WireTask,
 } from "../protocol/worker-messages.js";
 import { AgentRelay } from "./agent-relay.js";
 import { ExecutorPool } from "./executor-pool.js";
@@ -219,6 +222,7 @@ export class WorkerHost {
       prefetch: this.opts.prefetch,
       host: hostname(),
       pid: process.pid,
+      columns: true,
       // What it runs, and what it finished lately: the server may not have read those reports.
       held: [...(this.pool?.heldIds() ?? []), ...(this.outbox?.recentlyDone() ?? [])],
     });
@@ -290,6 +294,7 @@ export class WorkerHost {
         }
         break;
       case "WELCOME":
+        this.outbox!.columns = msg.columns === true;
         this.onWelcome(msg.heartbeatMs);
         break;
       case "REJECT": {
@@ -348,9 +353,16 @@ export class WorkerHost {
     }
   }
 
-  private onTasks(msg: TasksMsg, frames: Buffer[], base: number): void {
+  private onTasks(msg: TasksMsg | TasksColumnsMsg, frames: Buffer[], base: number): void {
+    let tasks: WireTask[];
+    try {
+      tasks = "taskIds" in msg ? tasksOfColumns(msg) : (msg.tasks ?? []);
+    } catch (err) {
+      this.log?.error({ err }, "ignoring a TASKS message that is not well formed");
+      return;
+    }
     const ready: ReadyTask[] = [];
-    for (const task of msg.tasks ?? []) {
+    for (const task of tasks) {
       // A task already held is a duplicate delivery (e.g. after a reconnection): run it once.
       if (this.pool!.has(task.taskId) || this.fetcher!.has(task.taskId)) continue;
       if (typeof task.payload === "number") {

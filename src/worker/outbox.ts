@@ -1,6 +1,11 @@
 import { encode } from "../protocol/codec.js";
 import type { SendQueue } from "../protocol/send-queue.js";
-import type { AgentMsg, WireCompletion, WorkerToServer } from "../protocol/worker-messages.js";
+import {
+  doneColumns,
+  type AgentMsg,
+  type WireCompletion,
+  type WorkerToServer,
+} from "../protocol/worker-messages.js";
 import type { PoolCompletion } from "./executor-pool.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -38,6 +43,8 @@ export class Outbox {
   private recent: SentCompletion[] = [];
   private recentHead = 0;
   private recentBytes = 0;
+  /** The server takes DONE as columns (its WELCOME said so). */
+  columns = false;
 
   constructor(private readonly queue: SendQueue) {}
 
@@ -124,7 +131,7 @@ export class Outbox {
         }
         results.push(again);
       }
-      this.send({ t: "DONE", results }, blobs);
+      this.send(this.columns ? doneColumns(results) : { t: "DONE", results }, blobs);
     }
   }
 
@@ -148,7 +155,7 @@ export class Outbox {
     if (this.done.length === 0) return;
     // A DONE must not overtake the STARTED of its tasks.
     this.flushStarted();
-    this.send({ t: "DONE", results: this.done }, this.blobs);
+    this.send(this.columns ? doneColumns(this.done) : { t: "DONE", results: this.done }, this.blobs);
     this.done = [];
     this.blobs = [];
   }

@@ -1,0 +1,270 @@
+/**
+ * TASKS and DONE as columns (a v1 extension of the worker protocol, docs/protocol.md): a worker that
+ * asks for them in READY gets TASKS without a map per task and may report DONE the same way; one that
+ * does not keeps the maps. Batches of one, of many, empty and malformed.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { pack, unpack } from "msgpackr";
+import { Dealer } from "zeromq";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import type { Server } from "../src/daemons/server.js";
+import { tasksOfColumns, type TasksColumnsMsg, type WireTask } from "../src/protocol/worker-messages.js";
+import { FIXTURE_APPS, spawnWorker, startServer, waitFor } from "./helpers.js";
+
+const EMPTY = Buffer.alloc(0);
+
+/** A worker speaking the protocol by hand: what it is sent, and a way to answer. */
+class RawWorker {
+  readonly socket = new Dealer({ linger: 0 });
+  readonly received: { header: Record<string, unknown>; blobs: Buffer[] }[] = [];
+  private readonly reading: Promise<void>;
+
+  constructor(url: string) {
+    this.socket.connect(url.split("?")[0]);
+    this.reading = (async () => {
+      for await (const [, header, ...blobs] of this.socket)
+        this.received.push({ header: unpack(header) as Record<string, unknown>, blobs });
+    })().catch(() => {});
+  }
+
+  send(header: object, blobs: Buffer[] = []): Promise<void> {
+    return this.socket.send([EMPTY, pack(header), ...blobs]);
+  }
+
+  async next(t: string, what = t): Promise<{ header: Record<string, unknown>; blobs: Buffer[] }> {
+    await waitFor(() => this.received.some((m) => m.header.t === t), 15_000, what);
+    const i = this.received.findIndex((m) => m.header.t === t);
+    return this.received.splice(i, 1)[0];
+  }
+
+  async close(): Promise<void> {
+    this.socket.close();
+    await this.reading;
+  }
+}
+
+describe("TASKS and DONE as columns", () => {
+  let server: Server;
+  let client: ZgridClient;
+
+  before(async () => {
+    ({ server } = await startServer({ store: "memory" }));
+    client = await connect(server.info!.url, { timeoutMs: 30_000 });
+  });
+  after(async () => {
+    await client.close();
+    await server.shutdown();
+  });
+
+  async function rawWorker(workerId: string, columns: boolean): Promise<RawWorker> {
+    const w = new RawWorker(server.info!.workerUrl);
+    await w.send({
+      t: "READY",
+      v: 1,
+      token: server.workerToken,
+      workerId,
+      partitions: [workerId],
+      slots: 4,
+      prefetch: 0,
+      ...(columns ? { columns: true } : {}),
+    });
+    const welcome = await w.next("WELCOME");
+    assert.equal(welcome.header.columns, columns ? true : undefined, "WELCOME answers READY's columns");
+    return w;
+  }
+
+  it("a batch of one and a batch with dependencies, options and shared payloads, both ways", async () => {
+    const w = await rawWorker("w-cols", true);
+    try {
+      const sessionId = await client.createSession({ applicationName: "raw", partitionId: "w-cols" });
+      const [dep] = await client.createResults(sessionId, [{ name: "dep", data: Buffer.from("d") }]);
+      const payload = Buffer.from("p");
+      const [one] = await client.submitTasks(sessionId, [{ payload }]);
+      const first = await w.next("TASKS", "a TASKS of one task");
+      assert.ok(Array.isArray(first.header.taskIds), "TASKS came as columns");
+      const [t1] = tasksOfColumns(first.header as unknown as TasksColumnsMsg);
+      assert.equal(t1.taskId, one.taskId);
+      assert.deepEqual(t1.expectedOutputIds, one.expectedOutputIds);
+      assert.deepEqual(t1.dataDependencies, []);
+      assert.equal(t1.sessionId, sessionId);
+      assert.equal(t1.attempt, 1);
+      assert.equal(t1.options.applicationName, "raw");
+      assert.deepEqual(first.blobs[t1.payload!], payload);
+      await w.send({ t: "DONE", taskIds: [t1.taskId], statuses: ["COMPLETED"], outputs: [0] }, [
+        Buffer.from("out-1"),
+      ]);
+      const r1 = await client.waitResultsData(one.expectedOutputIds, { timeoutMs: 15_000 });
+      assert.deepEqual(r1.data.get(one.expectedOutputIds[0]), Buffer.from("out-1"));
+
+      // Three tasks: two share a payload, one has a data dependency and options of its own.
+      const many = await client.submitTasks(sessionId, [
+        { payload },
+        { payload },
+        { payload: Buffer.from("q"), dataDependencies: [dep.resultId], taskOptions: { priority: 3 } },
+      ]);
+      const got: WireTask[] = [];
+      const blobs: Buffer[][] = [];
+      while (got.length < 3) {
+        const m = await w.next("TASKS", "the three tasks");
+        for (const t of tasksOfColumns(m.header as unknown as TasksColumnsMsg)) {
+          got.push(t);
+          blobs.push(m.blobs);
+        }
+      }
+      const byId = new Map(got.map((t, i) => [t.taskId, { t, blobs: blobs[i] }]));
+      for (const s of many) {
+        const { t, blobs: b } = byId.get(s.taskId)!;
+        assert.deepEqual(t.expectedOutputIds, s.expectedOutputIds);
+        assert.equal(t.payloadId, s.payloadId);
+        assert.ok(t.payload !== undefined, "the payload travels inline");
+        assert.equal(b[t.payload].length, 1);
+      }
+      assert.deepEqual(byId.get(many[2].taskId)!.t.dataDependencies, [dep.resultId]);
+      // One completed with an output, one ERROR with its message, one COMPLETED without output.
+      await w.send(
+        {
+          t: "DONE",
+          taskIds: many.map((s) => s.taskId),
+          statuses: ["COMPLETED", "ERROR", "COMPLETED"],
+          outputs: [0, -1, -1],
+          errors: [null, "the application said no", null],
+        },
+        [Buffer.from("out-a")],
+      );
+      const outs = many.map((s) => s.expectedOutputIds[0]);
+      await client.waitResults(outs, { timeoutMs: 15_000 });
+      assert.equal((await client.getTask(many[0].taskId)).status, "COMPLETED");
+      assert.deepEqual(await client.downloadResult(outs[0]), Buffer.from("out-a"));
+      const failed = await client.getTask(many[1].taskId);
+      assert.equal(failed.status, "ERROR");
+      assert.match(failed.error ?? "", /the application said no/);
+      assert.equal((await client.getTask(many[2].taskId)).status, "COMPLETED");
+      assert.deepEqual(await client.downloadResult(outs[2]), Buffer.alloc(0));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("a worker that does not ask keeps TASKS as maps", async () => {
+    const w = await rawWorker("w-maps", false);
+    try {
+      const sessionId = await client.createSession({ applicationName: "raw", partitionId: "w-maps" });
+      const [one] = await client.submitTasks(sessionId, [{ payload: Buffer.from("p") }]);
+      const m = await w.next("TASKS");
+      assert.equal(m.header.taskIds, undefined);
+      const tasks = m.header.tasks as WireTask[];
+      assert.equal(tasks[0].taskId, one.taskId);
+      await w.send({ t: "DONE", results: [{ taskId: one.taskId, status: "COMPLETED" }] });
+      await client.waitResults(one.expectedOutputIds, { timeoutMs: 15_000 });
+      assert.equal((await client.getTask(one.taskId)).status, "COMPLETED");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("an empty DONE and malformed ones change nothing; a bad output index fails only that attempt", async () => {
+    const w = await rawWorker("w-bad", true);
+    try {
+      const sessionId = await client.createSession(
+        { applicationName: "raw", partitionId: "w-bad", maxRetries: 0 },
+        ["w-bad"],
+      );
+      const [a, b] = await client.submitTasks(sessionId, [
+        { payload: Buffer.from("a") },
+        { payload: Buffer.from("b") },
+      ]);
+      const ids = new Set<string>();
+      while (ids.size < 2) {
+        const m = await w.next("TASKS");
+        for (const t of tasksOfColumns(m.header as unknown as TasksColumnsMsg)) ids.add(t.taskId);
+      }
+      await w.send({ t: "DONE", taskIds: [], statuses: [], outputs: [] });
+      // Columns of different lengths, a column that is not a list, an unknown status: all ignored.
+      await w.send({ t: "DONE", taskIds: [a.taskId, b.taskId], statuses: ["COMPLETED"], outputs: [-1, -1] });
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: "COMPLETED", outputs: [-1] });
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["DONE-ISH"], outputs: [-1] });
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], outputs: [-1], errors: "x" });
+      await w.send({ t: "HEARTBEAT" });
+      // The server read all of them (they come before this ping on the same connection)...
+      const ping = await client.getTask(a.taskId);
+      await waitFor(async () => (await client.listWorkers()).total >= 1, 5_000, "the worker still listed");
+      assert.ok(["DISPATCHED", "PROCESSING"].includes(ping.status), `task a is ${ping.status}`);
+      assert.ok(["DISPATCHED", "PROCESSING"].includes((await client.getTask(b.taskId)).status));
+      // ...and an output index outside the message fails that attempt, not the server.
+      await w.send(
+        { t: "DONE", taskIds: [a.taskId, b.taskId], statuses: ["COMPLETED", "COMPLETED"], outputs: [5, 0] },
+        [Buffer.from("out-b")],
+      );
+      await client.waitResults([...a.expectedOutputIds, ...b.expectedOutputIds], { timeoutMs: 15_000 });
+      const ta = await client.getTask(a.taskId);
+      assert.equal(ta.status, "ERROR");
+      assert.match(ta.error ?? "", /output frame 5/);
+      assert.equal((await client.getTask(b.taskId)).status, "COMPLETED");
+      assert.deepEqual(await client.downloadResult(b.expectedOutputIds[0]), Buffer.from("out-b"));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("tasksOfColumns refuses columns that do not describe every task", () => {
+    const good: TasksColumnsMsg = {
+      t: "TASKS",
+      taskIds: ["t1", "t2"],
+      payloadIds: ["p", "p"],
+      payloads: [0, 0],
+      attempts: [1, 1],
+      sessions: ["s"],
+      session: [0, 0],
+      optionSets: [{ applicationName: "a" }],
+      option: [0, 0],
+      outputs: ["o1", "o2"],
+      outputCounts: [1, 1],
+    };
+    assert.equal(tasksOfColumns(good).length, 2);
+    assert.deepEqual(
+      tasksOfColumns({
+        ...good,
+        taskIds: [],
+        payloadIds: [],
+        payloads: [],
+        attempts: [],
+        session: [],
+        option: [],
+        outputs: [],
+        outputCounts: [],
+      }),
+      [],
+    );
+    assert.throws(() => tasksOfColumns({ ...good, attempts: [1] }), /attempts/);
+    assert.throws(() => tasksOfColumns({ ...good, session: [0, 3] }), /task 1/);
+    assert.throws(() => tasksOfColumns({ ...good, outputCounts: [1, 2] }), /task 1/);
+    assert.throws(() => tasksOfColumns({ ...good, dependencies: ["d"], dependencyCounts: [0, 2] }), /task 1/);
+    assert.throws(
+      () => tasksOfColumns({ ...good, optionSets: "x" } as unknown as TasksColumnsMsg),
+      /optionSets/,
+    );
+  });
+
+  it("a zgrid worker host speaks columns: a batch at the submission limit runs end to end", async () => {
+    const worker = await spawnWorker(server, FIXTURE_APPS, 2);
+    try {
+      const sessionId = await client.createSession({ applicationName: "testapp" });
+      const { encodePayload } = await import("../src/client/payload.js");
+      const limit = server.config.maxBatch;
+      const tasks = await client.submitTasks(
+        sessionId,
+        Array.from({ length: limit }, () => ({ payload: encodePayload("echo", [1]) })),
+      );
+      const r = await client.waitResultsData(
+        tasks.map((t) => t.expectedOutputIds[0]),
+        { timeoutMs: 120_000 },
+      );
+      assert.equal(r.data.size, limit);
+      const host = [...server.scheduler.workers.values()].find((w) => w.partitions.includes("default"));
+      assert.equal(host?.columns, true, "the worker host asked for columns");
+    } finally {
+      await worker.stop();
+    }
+  });
+});
