@@ -1,7 +1,7 @@
 /**
- * TASKS and DONE as columns (a v1 extension of the worker protocol, docs/protocol.md): a worker that
- * asks for them in READY gets TASKS without a map per task and may report DONE the same way; one that
- * does not keeps the maps. Batches of one, of many, empty and malformed.
+ * Batches as columns (docs/protocol.md): TASKS and DONE between the server and a worker that asks for
+ * them in READY (one that does not keeps the maps), and the reply of `results.wait {columns: true}`.
+ * Batches of one, of many, of the limit, empty and malformed.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -204,6 +204,66 @@ describe("TASKS and DONE as columns", () => {
       assert.deepEqual(await client.downloadResult(b.expectedOutputIds[0]), Buffer.from("out-b"));
     } finally {
       await w.close();
+    }
+  });
+
+  it("results.wait {columns}: statuses in order, data back to back cut at maxFrameBytes, sizes -1 for none", async () => {
+    const small = await startServer({ store: "memory", maxFrameBytes: 64 * 1024 });
+    const c = await connect(small.server.info!.url, { timeoutMs: 30_000 });
+    try {
+      const sessionId = await c.createSession({ applicationName: "raw" });
+      const big = Buffer.alloc(100 * 1024, 3); // two chunks of 64 KiB uploaded, three blobs of reply
+      const [a, none, empty] = await c.createResults(sessionId, [
+        { name: "a", data: Buffer.from("alpha") },
+        { name: "none" },
+        { name: "empty", data: Buffer.alloc(0) },
+      ]);
+      const [b] = await c.createResults(sessionId, [{ name: "b" }]);
+      await c.call("results.upload", { resultId: b.resultId, offset: 0, size: big.length }, [
+        big.subarray(0, 65536),
+      ]);
+      await c.call("results.upload", { resultId: b.resultId, offset: 65536, size: big.length }, [
+        big.subarray(65536),
+      ]);
+      const ids = [a.resultId, none.resultId, b.resultId, empty.resultId];
+      const reply = await c.request<{ timedOut: boolean; statuses: string[]; sizes: number[] }>(
+        "results.wait",
+        {
+          resultIds: ids,
+          behavior: "any",
+          withData: true,
+          columns: true,
+        },
+      );
+      assert.equal(reply.msg.timedOut, false);
+      assert.deepEqual(reply.msg.statuses, ["COMPLETED", "CREATED", "COMPLETED", "COMPLETED"]);
+      assert.deepEqual(reply.msg.sizes, [5, -1, big.length, 0]);
+      assert.ok(
+        reply.blobs.every((blob) => blob.length <= 64 * 1024),
+        "no blob over maxFrameBytes",
+      );
+      assert.deepEqual(Buffer.concat(reply.blobs), Buffer.concat([Buffer.from("alpha"), big]));
+      // Without data: statuses only, no blob.
+      const plain = await c.request<Record<string, unknown>>("results.wait", {
+        resultIds: [a.resultId],
+        columns: true,
+      });
+      assert.deepEqual(plain.msg, { timedOut: false, statuses: ["COMPLETED"] });
+      assert.equal(plain.blobs.length, 0);
+      // The client library asks for columns and gives back the same as before.
+      const got = await c.waitResultsData([a.resultId, b.resultId, empty.resultId], { timeoutMs: 10_000 });
+      assert.deepEqual(got.statuses, {
+        [a.resultId]: "COMPLETED",
+        [b.resultId]: "COMPLETED",
+        [empty.resultId]: "COMPLETED",
+      });
+      assert.deepEqual(got.data.get(b.resultId), big);
+      assert.deepEqual(got.data.get(a.resultId), Buffer.from("alpha"));
+      assert.equal(got.data.get(empty.resultId)?.length, 0);
+      await assert.rejects(c.call("results.wait", { resultIds: [a.resultId], columns: "yes" }), /columns/);
+    } finally {
+      await c.close();
+      await small.server.shutdown();
     }
   });
 

@@ -7,6 +7,7 @@ import type {
   SessionEvent,
   SessionInfo,
   Subscription,
+  ResultStatus,
   SubmittedTask,
   TaskDefinition,
   TaskInfo,
@@ -240,7 +241,12 @@ export class ZgridClient extends Connection {
     options: WaitOptions = {},
   ): Promise<WaitResult & { data: Map<string, Buffer> }> {
     const timeoutMs = options.timeoutMs ?? 0;
-    const reply = await this.request<WaitResult & { data: Record<string, number> }>(
+    // Asked as columns: one status list and the data back to back, not a map entry and a frame per
+    // result. A server that does not know `columns` answers with the maps, which are read as well.
+    const reply = await this.request<
+      | { timedOut: boolean; statuses: ResultStatus[]; sizes: number[] }
+      | (WaitResult & { data: Record<string, number> })
+    >(
       "results.wait",
       {
         resultIds,
@@ -248,13 +254,31 @@ export class ZgridClient extends Connection {
         breakOnError: options.breakOnError ?? false,
         timeoutMs,
         withData: true,
+        columns: true,
       },
       undefined,
       { timeoutMs: timeoutMs > 0 ? timeoutMs + WAIT_SLACK_MS : 0 },
     );
+    const msg = reply.msg;
     const data = new Map<string, Buffer>();
-    for (const [id, index] of Object.entries(reply.msg.data)) data.set(id, reply.blobs[index]);
-    return { timedOut: reply.msg.timedOut, statuses: reply.msg.statuses, data };
+    if (!Array.isArray(msg.statuses)) {
+      const maps = msg as WaitResult & { data: Record<string, number> };
+      for (const [id, index] of Object.entries(maps.data)) data.set(id, reply.blobs[index]);
+      return { timedOut: maps.timedOut, statuses: maps.statuses, data };
+    }
+    const { sizes } = msg as { sizes: number[] };
+    const all = reply.blobs.length === 1 ? reply.blobs[0] : Buffer.concat(reply.blobs);
+    const statuses: Record<string, ResultStatus> = {};
+    let at = 0;
+    for (let i = 0; i < resultIds.length; i++) {
+      statuses[resultIds[i]] = msg.statuses[i];
+      const size = sizes[i];
+      if (size >= 0) {
+        data.set(resultIds[i], all.subarray(at, at + size));
+        at += size;
+      }
+    }
+    return { timedOut: msg.timedOut, statuses, data };
   }
 
   // ---- tasks ---------------------------------------------------------------------------------------

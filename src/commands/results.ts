@@ -1,12 +1,13 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
-import type { CommandRegistrar } from "../protocol/command-map.js";
+import type { CommandRegistrar, CommandReply } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { RESULT_STATUSES } from "../scheduler/model.js";
 import { parseNewResult } from "../scheduler/submission-args.js";
 import { resultView } from "../scheduler/views.js";
+import type { Scheduler } from "../scheduler/scheduler.js";
 
 /** The largest result a chunked upload may announce. */
 const MAX_RESULT_BYTES = 2 ** 32;
@@ -164,6 +165,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const breakOnError = optBool(req.args, "breakOnError") ?? false;
     const timeoutMs = optInt(req.args, "timeoutMs", 0, MAX_WAIT_MS) ?? 0;
     const withData = optBool(req.args, "withData") ?? false;
+    const columns = optBool(req.args, "columns") ?? false;
     const settled = await scheduler.waitResults({
       resultIds,
       any: behavior === "any",
@@ -172,6 +174,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     });
     // What the reply reports as COMPLETED must survive a crash of the server.
     await scheduler.store.flush();
+    if (columns) return waitColumns(scheduler, resultIds, !settled, withData, server.config.maxFrameBytes);
     const statuses: Record<string, string> = {};
     const blobs: Buffer[] = [];
     const data: Record<string, number> = {};
@@ -188,4 +191,39 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       blobs,
     };
   });
+}
+
+/**
+ * The reply of `results.wait {columns: true}`: statuses as a list in the order of `resultIds`, and with
+ * the data, `sizes` (-1: no data) and the data of every COMPLETED result back to back, in that order,
+ * cut into blobs of at most maxFrameBytes: no map entry and no frame per result.
+ */
+function waitColumns(
+  scheduler: Scheduler,
+  resultIds: string[],
+  timedOut: boolean,
+  withData: boolean,
+  maxFrameBytes: number,
+): CommandReply {
+  const n = resultIds.length;
+  const statuses: string[] = new Array(n);
+  const sizes: number[] | null = withData ? new Array(n) : null;
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const r = scheduler.results.get(resultIds[i]);
+    statuses[i] = r ? r.status : "DELETED";
+    if (!sizes) continue;
+    if (r?.status === "COMPLETED") {
+      const data = scheduler.resultData(r.id);
+      sizes[i] = data.length;
+      parts.push(data);
+      bytes += data.length;
+    } else sizes[i] = -1;
+  }
+  if (!sizes) return { msg: { timedOut, statuses } };
+  const all = parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes);
+  const blobs: Buffer[] = [];
+  for (let at = 0; at < all.length; at += maxFrameBytes) blobs.push(all.subarray(at, at + maxFrameBytes));
+  return { msg: { timedOut, statuses, sizes }, blobs };
 }
