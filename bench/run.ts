@@ -274,11 +274,19 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
     const { server, url } = await startServerProcess(dir, "sqlite");
     await queueTasks(url, tasks);
     const client = await connect(url);
-    const rss = (await client.getMemStatus()).rss;
+    const mem = await client.getMemStatus();
     await client.close();
     server.kill("SIGTERM");
     await new Promise((r) => server.once("exit", r));
-    return { bench: "memory", store: "sqlite", tasks, rss_mb: Math.round(rss / 2 ** 20) };
+    return {
+      bench: "memory",
+      store: "sqlite",
+      tasks,
+      rss_mb: Math.round(mem.rss / 2 ** 20),
+      heap_used_mb: Math.round(mem.heapUsed / 2 ** 20),
+      rss_bytes_per_task: Math.round(mem.rss / tasks),
+      target_mb: 600,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

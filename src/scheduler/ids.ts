@@ -13,6 +13,10 @@ export class IdGenerator {
   }
 
   next(kind: string): string {
-    return `${kind}${this.prefix}${(this.counter++).toString(36)}`;
+    const id = `${kind}${this.prefix}${(this.counter++).toString(36)}`;
+    // Reading a character flattens the concatenation, which the garbage collector then drops: a flat
+    // id costs about 34 bytes instead of 57 (a million queued tasks hold two million ids).
+    id.charCodeAt(0);
+    return id;
   }
 }

@@ -505,15 +505,27 @@ export class Scheduler {
       const r = this.newResult(sessionId, name, data, staging);
       return r.id;
     };
+    let lastPayloadId: string | null = null;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const id = this.ids.next("t");
-      const payloadId = item.payloadId ?? result("payload", item.payload);
+      let payloadId: string;
+      if (item.payloadId === undefined) payloadId = result("payload", item.payload);
+      else {
+        // The result's own id string, not the copy each task of the request was decoded with: a
+        // million tasks sharing a payload keep one string, not a million.
+        if (item.payloadId !== lastPayloadId) lastPayloadId = this.results.get(item.payloadId)!.id;
+        payloadId = lastPayloadId;
+      }
       let outputs = item.expectedOutputIds;
       if (outputs === undefined || outputs.length === 0) {
         const n = item.outputCount ?? (outputs === undefined ? 1 : 0);
-        outputs = [];
-        for (let k = 0; k < n; k++) outputs.push(result(OUTPUT_NAMES[k] ?? `output-${k}`));
+        // Sized to fit: an array grown by push keeps room for 17 ids, 150 bytes per queued task.
+        if (n === 1) outputs = [result(OUTPUT_NAMES[0])];
+        else {
+          outputs = new Array<string>(n);
+          for (let k = 0; k < n; k++) outputs[k] = result(OUTPUT_NAMES[k] ?? `output-${k}`);
+        }
       }
       created[i] = {
         id,
