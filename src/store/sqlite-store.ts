@@ -1,11 +1,13 @@
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
 import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
+import { Op, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
@@ -27,10 +29,26 @@ export class StoreOpenError extends Error {
 
 type Row = Record<string, unknown>;
 
+/** A commit sent to the writer and not answered yet: what to undo if it fails, whom to tell. */
+interface InFlight {
+  id: number;
+  sessions: Set<Session>;
+  results: Set<Result>;
+  tasks: Set<Task>;
+  deletes: unknown[][];
+  newOptions: TaskOptions[];
+  firstOptionId: number;
+  nowStored: Result[];
+  waiters: { resolve: () => void; reject: (e: Error) => void }[];
+}
+
 /**
  * The embedded store: one SQLite file in WAL mode in the data dir. Changes reported by the scheduler
  * are collected (a changed object is written once however often it changed) and committed in one
- * transaction every few milliseconds.
+ * transaction every few milliseconds, by a writer thread (sqlite-writer.ts) that owns the connection
+ * commits are made on: statements and fsyncs never hold the event loop. One commit is in flight at a
+ * time; what changes meanwhile goes into the next one (group commit). This thread keeps a connection of
+ * its own to load the state at start and to read stored data.
  */
 export class SqliteStore implements Store {
   readonly name = "sqlite";
@@ -40,7 +58,7 @@ export class SqliteStore implements Store {
   private dirtySessions = new Set<Session>();
   private dirtyResults = new Set<Result>();
   private dirtyTasks = new Set<Task>();
-  private deletes: (() => void)[] = [];
+  private deletes: unknown[][] = [];
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
   private immediate = false;
@@ -52,7 +70,13 @@ export class SqliteStore implements Store {
   private failure: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly dir: string;
-  private readonly stmt: Record<string, Database.Statement>;
+  private readonly readDataStmt: Database.Statement;
+  private readonly writeDataStmt: Database.Statement;
+  private writer!: Worker;
+  private inflight: InFlight | null = null;
+  private nextCommitId = 1;
+  /** close() waits here for the commit in flight. */
+  private idleWaiters: (() => void)[] = [];
   /** Called after each successful commit with its latency in milliseconds (the metrics' histogram). */
   onCommit: ((ms: number) => void) | null = null;
 
@@ -90,25 +114,35 @@ export class SqliteStore implements Store {
       if (err instanceof StoreOpenError) throw err;
       throw new StoreOpenError(`cannot open the store ${this.file}: ${(err as Error).message}`);
     }
-    this.stmt = {
-      session: this.db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
-      result: this.db.prepare(
-        "INSERT OR REPLACE INTO results (id, session_id, status, doc) VALUES (?, ?, ?, ?)",
-      ),
-      data: this.db.prepare("INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)"),
-      task: this.db.prepare(
-        "INSERT OR REPLACE INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?)",
-      ),
-      readData: this.db.prepare(
-        "SELECT off, bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
-      ),
-      deleteData: this.db.prepare("DELETE FROM result_data WHERE result_id = ?"),
-      options: this.db.prepare("INSERT OR REPLACE INTO task_options (id, doc) VALUES (?, ?)"),
-      // Written with a retry after a failed commit: a transaction that proves the disk takes writes again.
-      probe: this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)"),
-    };
+    this.readDataStmt = this.db.prepare(
+      "SELECT off, bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
+    );
+    this.writeDataStmt = this.db.prepare(
+      "INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)",
+    );
+    this.startWriter();
   }
 
+  private startWriter(): void {
+    const input: WriterInput = { file: this.file };
+    this.writer = new Worker(new URL("./sqlite-writer.js", import.meta.url), { workerData: input });
+    this.writer.unref();
+    this.writer.on("message", (reply: CommitReply) => this.committed(reply));
+    this.writer.on("error", (err) => {
+      // The writer died (it could not open the file, say): the commit in flight failed; the next
+      // attempt starts another writer.
+      this.log?.error({ err }, "the store's writer thread failed");
+      const f = this.inflight;
+      if (f)
+        this.committed({
+          id: f.id,
+          ok: false,
+          code: "",
+          message: `the writer thread failed: ${err.message}`,
+        });
+      if (!this.closed) this.startWriter();
+    });
+  }
   private migrate(): void {
     this.db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
@@ -176,23 +210,16 @@ export class SqliteStore implements Store {
     this.schedule();
   }
   deleteSession(sessionId: string): void {
-    this.deletes.push(() => {
-      this.db
-        .prepare("DELETE FROM result_data WHERE result_id IN (SELECT id FROM results WHERE session_id = ?)")
-        .run(sessionId);
-      this.db.prepare("DELETE FROM results WHERE session_id = ?").run(sessionId);
-      this.db.prepare("DELETE FROM tasks WHERE session_id = ?").run(sessionId);
-      this.db.prepare("DELETE FROM sessions WHERE id = ?").run(sessionId);
-    });
+    this.deletes.push([Op.DeleteSession, sessionId]);
     this.schedule();
   }
   deleteResultData(resultId: string): void {
-    this.deletes.push(() => this.stmt.deleteData.run(resultId));
+    this.deletes.push([Op.DeleteData, resultId]);
     this.schedule();
   }
 
   readData(resultId: string, offset: number, length: number): Buffer {
-    const rows = this.stmt.readData.all(resultId, offset, offset + length) as {
+    const rows = this.readDataStmt.all(resultId, offset, offset + length) as {
       off: number;
       bytes: Buffer;
     }[];
@@ -228,7 +255,12 @@ export class SqliteStore implements Store {
    * the timer, so everything that arrived in the same turn shares one transaction (group commit).
    */
   flush(): Promise<void> {
-    if (this.pending === 0 && this.waiters.length === 0) return Promise.resolve();
+    if (this.pending === 0 && this.waiters.length === 0) {
+      // Nothing new: what was reported so far is committed, or in the commit in flight.
+      const f = this.inflight;
+      if (!f) return Promise.resolve();
+      return new Promise((resolve, reject) => f.waiters.push({ resolve, reject }));
+    }
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       if (!this.immediate) {
@@ -241,10 +273,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** One transaction with every change reported since the last one. */
+  /**
+   * Sends every change reported since the last commit to the writer, as one transaction; with one in
+   * flight already, they go when it is answered.
+   */
   private commit(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.inflight || this.closed) return;
     const waiters = this.waiters;
     this.waiters = [];
     if (this.pending === 0 && this.failure === null) {
@@ -259,74 +295,155 @@ export class SqliteStore implements Store {
     this.dirtyResults = new Set();
     this.dirtyTasks = new Set();
     this.deletes = [];
-    // What the transaction sets in memory, undone if it fails: nothing may claim to be on disk that is not.
+    // What the commit sets in memory, undone if it fails: nothing may claim to be on disk that is not.
     const newOptions: TaskOptions[] = [];
     const firstOptionId = this.nextOptionId;
     const nowStored: Result[] = [];
-    const started = performance.now();
-    try {
-      this.db.transaction(() => {
-        for (const s of sessions) this.stmt.session.run(s.id, encode(s));
-        for (const r of results) {
-          const { data, ...meta } = r;
-          if (data && data.length <= INLINE_DATA_BYTES) {
-            // Small data rides in the result's own row: one write instead of two.
-            (meta as Row).inline = data;
-          } else if (data && !r.stored) {
+    const ops: unknown[][] = [];
+    for (const s of sessions) ops.push([Op.Session, s.id, s]);
+    for (const r of results) {
+      const data = r.data;
+      const doc: ResultDoc = {
+        id: r.id,
+        sessionId: r.sessionId,
+        name: r.name,
+        status: r.status,
+        ownerTaskId: r.ownerTaskId,
+        size: r.size,
+        createdAt: r.createdAt,
+        completedAt: r.completedAt,
+      };
+      if (r.stored) doc.stored = true;
+      if (data && data.length <= INLINE_DATA_BYTES) {
+        // Small data rides in the result's own row: one write instead of two.
+        doc.inline = data;
+      } else if (data && !r.stored) {
+        nowStored.push(r);
+        doc.stored = true;
+      }
+      ops.push([Op.Result, r.id, r.sessionId, r.status, doc]);
+    }
+    for (const t of tasks) {
+      // Options are shared by many tasks: written once, referenced by id.
+      let o = this.optionIds.get(t.options);
+      if (o === undefined) {
+        o = this.nextOptionId++;
+        this.optionIds.set(t.options, o);
+        newOptions.push(t.options);
+        ops.push([Op.Options, o, t.options]);
+      }
+      const doc: TaskDoc = {
+        id: t.id,
+        sessionId: t.sessionId,
+        payloadId: t.payloadId,
+        expectedOutputIds: t.expectedOutputIds,
+        dataDependencies: t.dataDependencies,
+        status: t.status,
+        seq: t.seq,
+        createdAt: t.createdAt,
+        submittedAt: t.submittedAt,
+        startedAt: t.startedAt,
+        endedAt: t.endedAt,
+        error: t.error,
+        attempts: t.attempts,
+        workerId: t.workerId,
+        o,
+      };
+      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, doc]);
+    }
+    for (const d of deletes) ops.push(d);
+    if (this.failure !== null) ops.push([Op.Probe, String(Date.now())]);
+    // The encoder reuses its buffer: the writer gets a copy of its own, moved rather than cloned.
+    const packed = encode(ops);
+    const copy = new Uint8Array(packed.length);
+    copy.set(packed);
+    const id = this.nextCommitId++;
+    const inflight: InFlight = {
+      id,
+      sessions,
+      results,
+      tasks,
+      deletes,
+      newOptions,
+      firstOptionId,
+      nowStored,
+      waiters,
+    };
+    this.inflight = inflight;
+    if (nowStored.length > 0) {
+      // Large data is written here, on this thread's connection, before the rows that say it is
+      // stored: handing it to the writer would copy it (a 1 GB result held twice). Its own fsynced
+      // transaction; a crash before the writer's commit leaves only rows no result names.
+      try {
+        this.db.transaction(() => {
+          for (const r of nowStored) {
+            const data = r.data!;
             for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
-              this.stmt.data.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
+              this.writeDataStmt.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
               if (data.length === 0) break;
             }
-            nowStored.push(r);
-            meta.stored = true;
           }
-          this.stmt.result.run(r.id, r.sessionId, r.status, encode(meta));
-        }
-        for (const t of tasks) {
-          // Options are shared by many tasks: written once, referenced by id.
-          let o = this.optionIds.get(t.options);
-          if (o === undefined) {
-            o = this.nextOptionId++;
-            this.optionIds.set(t.options, o);
-            newOptions.push(t.options);
-            this.stmt.options.run(o, encode(t.options));
-          }
-          const { options: _options, remainingDeps: _deps, ...rest } = t;
-          this.stmt.task.run(t.id, t.sessionId, t.seq, t.status, encode({ ...rest, o }));
-        }
-        for (const d of deletes) d();
-        if (this.failure !== null) this.stmt.probe.run(String(Date.now()));
-      })();
-    } catch (err) {
-      // Nothing was committed: undo what the transaction set in memory, keep the changes for the next
-      // try, and tell the waiters why.
-      for (const o of newOptions) this.optionIds.delete(o);
-      this.nextOptionId = firstOptionId;
-      for (const s of sessions) this.dirtySessions.add(s);
-      for (const r of results) this.dirtyResults.add(r);
-      for (const t of tasks) this.dirtyTasks.add(t);
-      this.deletes.unshift(...deletes);
-      const e = this.commitError(err);
-      if (this.failure === null) this.log?.error({ err }, "store commit failed: retrying every 500 ms");
+        })();
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        this.committed({
+          id,
+          ok: false,
+          code: typeof e.code === "string" ? e.code : "",
+          message: typeof e.message === "string" ? e.message : String(err),
+        });
+        return;
+      }
+    }
+    const req: CommitRequest = { id, ops: copy };
+    // Referenced while a commit is in flight: the process waits for its answer, not longer.
+    this.writer.ref();
+    this.writer.postMessage(req, [copy.buffer]);
+  }
+
+  /** The writer's answer to the commit in flight. */
+  private committed(reply: CommitReply): void {
+    const f = this.inflight;
+    if (!f || f.id !== reply.id) return;
+    this.inflight = null;
+    this.writer.unref();
+    if (reply.ok) {
+      for (const r of f.nowStored) r.stored = true;
+      if (this.failure !== null) this.log?.info({ after: this.failure }, "store commits again");
+      this.failure = null;
+      this.onCommit?.(reply.ms);
+      for (const w of f.waiters) w.resolve();
+    } else {
+      // Nothing was committed: undo what the commit set in memory, keep the changes for the next try
+      // (before what changed since, which is newer), and tell the waiters why.
+      for (const o of f.newOptions) this.optionIds.delete(o);
+      if (this.nextOptionId === f.firstOptionId + f.newOptions.length) this.nextOptionId = f.firstOptionId;
+      for (const s of f.sessions) this.dirtySessions.add(s);
+      for (const r of f.results) this.dirtyResults.add(r);
+      for (const t of f.tasks) this.dirtyTasks.add(t);
+      this.deletes.unshift(...f.deletes);
+      const e = this.commitError(reply.code, reply.message);
+      if (this.failure === null)
+        this.log?.error({ err: reply.message }, "store commit failed: retrying every 500 ms");
       this.failure = e.message;
       this.retryTimer ??= setTimeout(() => {
         this.retryTimer = null;
         if (!this.closed) this.commit();
       }, RETRY_MS);
-      for (const w of waiters) w.reject(e);
-      return;
+      for (const w of f.waiters) w.reject(e);
     }
-    for (const r of nowStored) r.stored = true;
-    if (this.failure !== null) this.log?.info({ after: this.failure }, "store commits again");
-    this.failure = null;
-    this.onCommit?.(performance.now() - started);
-    for (const w of waiters) w.resolve();
+    const idle = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of idle) w();
+    // What changed while this commit was in flight goes now, in one transaction.
+    if (this.pending > 0 || this.waiters.length > 0) {
+      if (reply.ok) this.commit();
+      else for (const w of this.waiters.splice(0)) w.reject(this.commitError(reply.code, reply.message));
+    }
   }
 
   /** A failed commit as the error a client gets: a full disk is a limit, not a bug. */
-  private commitError(err: unknown): ZgridError {
-    const code = (err as { code?: string }).code ?? "";
-    const why = (err as Error).message;
+  private commitError(code: string, why: string): ZgridError {
     if (code === "SQLITE_FULL" || code.startsWith("SQLITE_IOERR") || /disk is full|ENOSPC/.test(why)) {
       return new ZgridError(
         ErrorCode.RESOURCE_EXHAUSTED,
@@ -360,7 +477,14 @@ export class SqliteStore implements Store {
     return {
       name: this.name,
       sizeBytes: size,
-      pendingWrites: this.pending,
+      pendingWrites:
+        this.pending +
+        (this.inflight
+          ? this.inflight.sessions.size +
+            this.inflight.results.size +
+            this.inflight.tasks.size +
+            this.inflight.deletes.length
+          : 0),
       location: this.file,
       durability: "fsync",
       ...(this.failure === null ? {} : { failure: this.failure }),
@@ -370,9 +494,24 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.commit();
+    // Whatever was reported goes to disk before the writer stops (a failure is logged, as always).
+    while (this.inflight || this.pending > 0) {
+      if (!this.inflight) this.commit();
+      if (this.inflight) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      if (this.failure !== null) break;
+    }
     this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const exited = new Promise<void>((resolve) => this.writer.once("exit", () => resolve()));
+    this.writer.ref();
+    this.writer.postMessage("close");
+    await exited;
     this.db.close();
     this.unlock();
   }
 }
+
+/** A result's row: everything but its data, which rides along when small (`inline`). */
+type ResultDoc = Omit<Result, "data"> & { inline?: Buffer };
+/** A task's row: everything but its options, referenced by the id of their own row (`o`). */
+type TaskDoc = Omit<Task, "options" | "remainingDeps"> & { o: number };
