@@ -27,7 +27,16 @@ import type { ProbeInput } from "./status-probe.js";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/src/cli/main.js");
 const APPS = join(ROOT, "examples/apps");
-const BENCHES = ["throughput", "latency", "scaling", "fairness", "status_under_load", "recovery", "memory"];
+const BENCHES = [
+  "throughput",
+  "latency",
+  "scaling",
+  "queue_depth",
+  "fairness",
+  "status_under_load",
+  "recovery",
+  "memory",
+];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
   [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N] [--profile DIR]
 Prints one JSON line per figure.`;
@@ -460,6 +469,36 @@ async function main(): Promise<void> {
         await stopGrid(grid);
       }
     }
+  }
+  if (only.has("queue_depth")) {
+    // The same throughput run beside 0 and then `memoryTasks` tasks queued in a partition no worker
+    // serves: the cost of a task must not grow with the depth of the queue (target: within 10 %).
+    const figures: number[] = [];
+    for (const queued of [0, memoryTasks]) {
+      const grid = await startGrid("memory", slots, 1);
+      const client = await connect(grid.url, { timeoutMs: 120_000 });
+      try {
+        if (queued > 0) await queueTasks(grid.url, queued);
+        await throughput(client, Math.min(tasks, 20_000), batch); // warm-up
+        const seconds: number[] = [];
+        for (let r = 0; r < runs; r++) seconds.push(await throughput(client, tasks, batch));
+        seconds.sort((a, b) => a - b);
+        figures.push(Math.round(tasks / seconds[Math.floor(seconds.length / 2)]));
+      } finally {
+        await client.close();
+        await stopGrid(grid);
+      }
+    }
+    emit({
+      bench: "queue_depth",
+      store: "memory",
+      tasks,
+      queued: memoryTasks,
+      tasks_per_s_empty: figures[0],
+      tasks_per_s_queued: figures[1],
+      ratio: +(figures[1] / figures[0]).toFixed(3),
+      target_ratio: 0.9,
+    });
   }
   if (only.has("fairness")) emit(await fairness());
   if (only.has("status_under_load")) {
