@@ -300,7 +300,7 @@ export class SqliteStore implements Store {
     const firstOptionId = this.nextOptionId;
     const nowStored: Result[] = [];
     const ops: unknown[][] = [];
-    for (const s of sessions) ops.push([Op.Session, s.id, s]);
+    for (const s of sessions) ops.push([Op.Session, s.id, encode(s)]);
     for (const r of results) {
       const data = r.data;
       const doc: ResultDoc = {
@@ -321,7 +321,7 @@ export class SqliteStore implements Store {
         nowStored.push(r);
         doc.stored = true;
       }
-      ops.push([Op.Result, r.id, r.sessionId, r.status, doc]);
+      ops.push([Op.Result, r.id, r.sessionId, r.status, encode(doc)]);
     }
     for (const t of tasks) {
       // Options are shared by many tasks: written once, referenced by id.
@@ -330,7 +330,7 @@ export class SqliteStore implements Store {
         o = this.nextOptionId++;
         this.optionIds.set(t.options, o);
         newOptions.push(t.options);
-        ops.push([Op.Options, o, t.options]);
+        ops.push([Op.Options, o, encode(t.options)]);
       }
       const doc: TaskDoc = {
         id: t.id,
@@ -349,7 +349,7 @@ export class SqliteStore implements Store {
         workerId: t.workerId,
         o,
       };
-      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, doc]);
+      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, encode(doc)]);
     }
     for (const d of deletes) ops.push(d);
     if (this.failure !== null) ops.push([Op.Probe, String(Date.now())]);

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
-import { decode, encode } from "../protocol/codec.js";
+import { decode } from "../protocol/codec.js";
 import { Op, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
 
 function main(): void {
@@ -36,16 +36,16 @@ function main(): void {
     for (const op of ops) {
       switch (op[0]) {
         case Op.Session:
-          stmt.session.run(op[1], encode(op[2]));
+          stmt.session.run(op[1], op[2]);
           break;
         case Op.Result:
-          stmt.result.run(op[1], op[2], op[3], encode(op[4]));
+          stmt.result.run(op[1], op[2], op[3], op[4]);
           break;
         case Op.Options:
-          stmt.options.run(op[1], encode(op[2]));
+          stmt.options.run(op[1], op[2]);
           break;
         case Op.Task:
-          stmt.task.run(op[1], op[2], op[3], op[4], encode(op[5]));
+          stmt.task.run(op[1], op[2], op[3], op[4], op[5]);
           break;
         case Op.DeleteSession:
           stmt.deleteSessionData.run(op[1]);

@@ -1,6 +1,6 @@
 /** What the SQLite store and its writer thread (sqlite-writer.ts) say to each other. */
 
-/** Operations of a commit, in the order they run. Docs are plain objects, encoded by the writer. */
+/** Operations of a commit, in the order they run. Docs are msgpack, as stored. */
 export const Op = {
   /** [Op.Session, id, doc] */
   Session: 0,
