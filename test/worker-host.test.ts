@@ -4,10 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import type { Worker } from "node:worker_threads";
 import { unpack } from "msgpackr";
-import { Router } from "zeromq";
 import type { ReadyMsg, WireTask } from "../src/protocol/worker-messages.js";
 import { WorkerHost } from "../src/worker/index.js";
+import { freePort } from "./helpers.js";
 import { EXAMPLES, FIXTURES, payload, quiet, StandInServer, task } from "./stand-in-server.js";
 
 describe("WorkerHost against a stand-in server", () => {
@@ -31,7 +32,9 @@ describe("WorkerHost against a stand-in server", () => {
     const r = await server.next("READY");
     peer = r.peer;
     ready = r.msg;
-    server.send(peer, { t: "WELCOME", workerId: ready.workerId, heartbeatMs: 100 });
+    // The host beats every 100 ms (its own interval, the shorter); the server's interval of 1 s lets the
+    // host hear nothing for 3 s before it calls the server lost, so that a loaded machine's pauses do not.
+    server.send(peer, { t: "WELCOME", workerId: ready.workerId, heartbeatMs: 1000 });
     server.beat(peer, 100);
     await started;
   });
@@ -67,7 +70,7 @@ describe("WorkerHost against a stand-in server", () => {
     server.send(peer, { t: "DATA", rid: fetch.msg.rid, results: [{ resultId: "payload-t3", blob: 0 }] }, [
       payload("sum", [[10, 20]]),
     ]);
-    const results = await server.results(["t1", "t2", "t3"]);
+    const results = await server.results(["t1", "t2", "t3"], 15_000);
     assert.equal(results.get("t1")?.status, "COMPLETED");
     assert.equal(unpack(results.get("t1")!.data!), 6);
     assert.equal(unpack(results.get("t2")!.data!), null);
@@ -87,7 +90,7 @@ describe("WorkerHost against a stand-in server", () => {
       rid: fetch.msg.rid,
       results: [{ resultId: "payload-t4", error: "deleted" }],
     });
-    const r = (await server.results(["t4"])).get("t4")!;
+    const r = (await server.results(["t4"], 15_000)).get("t4")!;
     assert.equal(r.status, "FAILED");
     assert.match(r.error ?? "", /payload payload-t4 unavailable: deleted/);
   });
@@ -101,17 +104,23 @@ describe("WorkerHost against a stand-in server", () => {
       blobs.push(payload("sum", [[i, 1]]));
     }
     server.send(peer, { t: "TASKS", tasks }, blobs);
-    const results = await server.results(tasks.map((t) => t.taskId));
+    const results = await server.results(
+      tasks.map((t) => t.taskId),
+      15_000,
+    );
     tasks.forEach((t, i) => assert.equal(unpack(results.get(t.taskId)!.data!), i + 1));
     const doneMessages = server.received.filter((r) => r.msg.t === "DONE").length;
     assert.ok(doneMessages < 250, `${doneMessages} DONE messages for 500 tasks`);
   });
 
-  test("heartbeats flow while welcomed", async () => {
+  test("heartbeats flow while welcomed, at the host's interval", async () => {
     server.drain();
-    const first = await server.next("HEARTBEAT", 1000);
-    const second = await server.next("HEARTBEAT", 1000);
-    assert.ok(second.at - first.at < 500);
+    const first = await server.next("HEARTBEAT", 10_000);
+    let last = first;
+    for (let i = 0; i < 9; i++) last = await server.next("HEARTBEAT", 10_000);
+    // 9 intervals of 100 ms: about 900 ms. The bound is generous for a loaded machine, and half what a
+    // host beating at the server's interval (1 s) would take.
+    assert.ok(last.at - first.at < 4500, `10 heartbeats in ${last.at - first.at} ms`);
   });
 
   test("CANCEL of a task waiting for its payload: DONE CANCELLED", async () => {
@@ -119,33 +128,42 @@ describe("WorkerHost against a stand-in server", () => {
     server.send(peer, { t: "TASKS", tasks: [task("c2")] });
     await server.next("FETCH");
     server.send(peer, { t: "CANCEL", taskIds: ["c2", "unknown"], reason: "by the test" });
-    const r = (await server.results(["c2"])).get("c2")!;
+    const r = (await server.results(["c2"], 15_000)).get("c2")!;
     assert.equal(r.status, "CANCELLED");
     assert.match(r.error ?? "", /by the test/);
   });
 
   test("a silent server is declared lost: READY again every interval until WELCOME", async () => {
+    // A server interval of 300 ms: lost after 900 ms of silence (the host still beats every 100 ms).
+    server.send(peer, { t: "WELCOME", workerId: "worker-under-test", heartbeatMs: 300 });
+    await server.next("HEARTBEAT", 10_000);
     server.drain();
+    server.silence();
+    // The last thing the host hears: a HEARTBEAT sent after t0, so it is silence from t0 on (the
+    // beats before it may have left up to an interval earlier, and do not count).
     const t0 = Date.now();
-    server.silence(); // nothing for more than 3 heartbeat intervals
-    const again = await server.next("READY", 2000);
-    assert.ok(Date.now() - t0 >= 300, "not before 3 silent intervals");
+    server.send(peer, { t: "HEARTBEAT" });
+    // Expected about 900 ms after t0: the bound is a generous one for a loaded machine.
+    const again = await server.next("READY", 10_000);
+    assert.ok(again.at - t0 >= 900, `READY ${again.at - t0} ms into the silence: not before 3 intervals`);
     assert.equal(again.msg.workerId, "worker-under-test");
-    await server.next("READY", 1000);
-    server.send(peer, { t: "WELCOME", workerId: "worker-under-test", heartbeatMs: 100 });
+    // The host's interval is 100 ms: the next READY is due then (bounded generously).
+    await server.next("READY", 5000);
+    server.send(peer, { t: "WELCOME", workerId: "worker-under-test", heartbeatMs: 1000 });
     server.beat(peer, 100);
-    server.drain();
-    await server.next("HEARTBEAT", 1000);
-    // Welcomed again: no more READY while the server is heard.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.equal(server.received.slice(-5).filter((r) => r.msg.t === "READY").length, 0);
+    // Welcomed again: a HEARTBEAT, and over the next several heartbeats no READY while the server is
+    // heard (one sent before the HEARTBEAT came in before it: a socket keeps its order).
+    const welcomed = await server.next("HEARTBEAT", 10_000);
+    for (let i = 0; i < 5; i++) await server.next("HEARTBEAT", 10_000);
+    const since = server.received.slice(server.received.indexOf(welcomed));
+    assert.equal(since.filter((r) => r.msg.t === "READY").length, 0);
   });
 
   test("RECONNECT → READY", async () => {
     server.drain();
     server.send(peer, { t: "RECONNECT", msg: "unknown worker" });
-    await server.next("READY", 1000);
-    server.send(peer, { t: "WELCOME", workerId: "worker-under-test", heartbeatMs: 100 });
+    await server.next("READY", 10_000);
+    server.send(peer, { t: "WELCOME", workerId: "worker-under-test", heartbeatMs: 1000 });
   });
 });
 
@@ -172,7 +190,7 @@ describe("WorkerHost lifecycle", () => {
     }
   });
 
-  test("CANCEL of a running task: DONE CANCELLED within a second", async () => {
+  test("CANCEL of a running task: DONE CANCELLED, not after the task", async () => {
     const server = new StandInServer();
     await server.start();
     const host = new WorkerHost({
@@ -188,19 +206,19 @@ describe("WorkerHost lifecycle", () => {
       await started;
       const spin = task("spin1", { payload: 0, options: { applicationName: "testapp" } });
       server.send(r.peer, { t: "TASKS", tasks: [spin] }, [payload("spin", [20000])]);
-      assert.deepEqual((await server.next("STARTED")).msg.taskIds, ["spin1"]);
-      const t0 = Date.now();
+      assert.deepEqual((await server.next("STARTED", 15_000)).msg.taskIds, ["spin1"]);
       server.send(r.peer, { t: "CANCEL", taskIds: ["spin1"], reason: "user" });
-      const done = (await server.results(["spin1"], 1000)).get("spin1")!;
+      // The task would spin 20 s: a bound of 10 s tells a cancel from a wait for the end, and is
+      // generous for a loaded machine (a few ms expected).
+      const done = (await server.results(["spin1"], 10_000)).get("spin1")!;
       assert.equal(done.status, "CANCELLED");
-      assert.ok(Date.now() - t0 < 1000);
       // The host still serves.
       server.send(
         r.peer,
         { t: "TASKS", tasks: [task("e1", { payload: 0, options: { applicationName: "testapp" } })] },
         [payload("echo", ["ok"])],
       );
-      assert.equal(unpack((await server.results(["e1"])).get("e1")!.data!), "ok");
+      assert.equal(unpack((await server.results(["e1"], 15_000)).get("e1")!.data!), "ok");
     } finally {
       await host.stop();
       server.close();
@@ -208,6 +226,14 @@ describe("WorkerHost lifecycle", () => {
   });
 
   test("stop(): BYE, and a running task's thread does not outlive the grace period", async () => {
+    // The host's executor threads, seen as they are created, and when each exits.
+    const threads: { exitedAt: number | undefined }[] = [];
+    const onWorker = (w: Worker): void => {
+      const t: { exitedAt: number | undefined } = { exitedAt: undefined };
+      threads.push(t);
+      w.once("exit", () => (t.exitedAt = Date.now()));
+    };
+    process.on("worker", onWorker);
     const server = new StandInServer();
     await server.start();
     const host = new WorkerHost({
@@ -225,48 +251,75 @@ describe("WorkerHost lifecycle", () => {
       await started;
       const spin = task("s1", { payload: 0, options: { applicationName: "testapp" } });
       server.send(r.peer, { t: "TASKS", tasks: [spin] }, [payload("spin", [20000])]);
-      await server.next("STARTED");
+      await server.next("STARTED", 15_000);
+      assert.equal(threads.length, 1, "one executor thread for one slot");
+      assert.equal(threads[0].exitedAt, undefined, "the thread runs the task");
       const t0 = Date.now();
       await host.stop();
-      assert.ok(Date.now() - t0 < 3000, "stopped within the grace period");
-      await server.next("BYE", 1000);
+      const stopMs = Date.now() - t0;
+      // The spin would keep its thread 20 s: the grace is 300 ms, and the bound of 10 s is generous for a
+      // loaded machine while it tells a thread ended at the grace from one left to finish its task.
+      assert.ok(stopMs < 10_000, `stop() took ${stopMs} ms`);
+      for (const [i, t] of threads.entries()) {
+        assert.ok(t.exitedAt !== undefined, `executor thread ${i} still runs after stop()`);
+        assert.ok(t.exitedAt - t0 < 10_000, `executor thread ${i} ended ${t.exitedAt - t0} ms into stop()`);
+      }
+      await server.next("BYE", 10_000);
       await host.closed;
     } finally {
+      process.off("worker", onWorker);
       await host.stop();
       server.close();
     }
   });
 
-  test("a server that comes up late gets one READY, not one per heartbeat missed", async () => {
-    // Find a free port, then leave it closed while the host starts.
-    const probe = new Router();
-    await probe.bind("tcp://127.0.0.1:*");
-    const endpoint = probe.lastEndpoint!;
-    probe.close();
-    const host = new WorkerHost({
-      url: `${endpoint}?token=t`,
-      appPath: EXAMPLES,
-      slots: 1,
-      heartbeatMs: 100,
-      log: quiet,
-    });
-    const server = new StandInServer();
-    try {
-      const started = host.start();
-      await new Promise((resolve) => setTimeout(resolve, 800)); // 8 heartbeat intervals with no server
-      await server.start(endpoint);
-      const r = await server.next("READY", 3000);
-      server.send(r.peer, { t: "WELCOME", workerId: r.msg.workerId, heartbeatMs: 100 });
-      server.beat(r.peer, 100);
-      await started;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      const readies = server.received.filter((m) => m.msg.t === "READY").length;
-      assert.ok(readies <= 2, `${readies} READY messages`);
-    } finally {
-      await host.stop();
-      server.close();
-    }
-  });
+  // TODO until the product is fixed: the host sends two READYs here. SendQueue.pending does not count the
+  // message handed to ZeroMQ and not yet sent (the first READY, held while there is no connection), so
+  // the first tick queues a second READY behind it, and both go out when the server comes up.
+  test(
+    "a server that comes up late gets one READY, not one per heartbeat missed",
+    { todo: "product defect: a second READY queues behind the one in flight (SendQueue.pending)" },
+    async (t) => {
+      // A free port, left closed while the host starts. Below the ephemeral range (see freePorts): a port
+      // in it may become the source port of one of the host's attempts to connect, which then reaches
+      // itself (a TCP self-connection) and takes the READY meant for the server.
+      const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+      // The test turns the host's heartbeat timer: then no tick can come between the READY and the WELCOME
+      // (a READY sent then would be the protocol's, not a pile-up), however slow the machine.
+      t.mock.timers.enable({ apis: ["setInterval"] });
+      // The host starts its executor thread, sends READY and sets its timer in one turn of the loop.
+      const connected = new Promise((resolve) => process.once("worker", resolve));
+      const host = new WorkerHost({
+        url: `${endpoint}?token=t`,
+        appPath: EXAMPLES,
+        slots: 1,
+        heartbeatMs: 100,
+        log: quiet,
+      });
+      const server = new StandInServer();
+      try {
+        const started = host.start();
+        started.catch(() => {}); // awaited below; stop() rejects it if the test ends before a WELCOME
+        await connected;
+        for (let i = 0; i < 8; i++) t.mock.timers.tick(100); // 8 heartbeat intervals with no server
+        await server.start(endpoint);
+        const r = await server.next("READY", 10_000);
+        // A server interval of 60 s: no silence of the test's can make the host call it lost.
+        server.send(r.peer, { t: "WELCOME", workerId: r.msg.workerId, heartbeatMs: 60_000 });
+        await started;
+        // A window of 10 intervals, welcomed: 10 HEARTBEATs, behind any READY sent before them.
+        for (let i = 0; i < 10; i++) {
+          t.mock.timers.tick(100);
+          await server.next("HEARTBEAT", 10_000);
+        }
+        const readies = server.received.filter((m) => m.msg.t === "READY").length;
+        assert.equal(readies, 1, `${readies} READY messages`);
+      } finally {
+        await host.stop();
+        server.close();
+      }
+    },
+  );
 
   test("options are checked when the host is built", () => {
     assert.throws(
