@@ -227,15 +227,84 @@ describe("loadClientConfig", () => {
   });
 
   it("HtcGridConnector checks its config: AWS keys ignored, malformed known keys rejected", async () => {
-    const grid = new HtcGridConnector({
-      grid_url: "tcp://127.0.0.1:1?token=t",
+    // HTC-Grid's AWS-only keys (client_config_data), with values that would mean something if read.
+    const aws = {
       region: "eu-west-1",
+      grid_storage_service: "REDIS",
       s3_bucket: "b",
-      username: "u",
-      password: "p",
-    });
-    assert.equal(grid.method, "run");
-    await grid.close();
+      redis_url: "tcp://redis-host:6379",
+      public_api_gateway_url: "tcp://public-gw:5555?token=gw-token",
+      private_api_gateway_url: "tcp://private-gw:5555",
+      api_gateway_key: "gw-key",
+      user_pool_id: "pool",
+      cognito_userpool_client_id: "cognito-client",
+      username: "aws-user",
+      password: "aws-password",
+      task_input_passed_via_external_storage: 1,
+    };
+    /** What a connector was configured with: its connection's and its tasks' settings. */
+    const settings = (grid: HtcGridConnector): Record<string, unknown> => {
+      const conn = grid.client as unknown as {
+        address: unknown;
+        token?: string;
+        user: string;
+        timeoutMs: number;
+      };
+      const own = grid as unknown as { taskOptions: unknown; pullIntervalMs: number };
+      return {
+        method: grid.method,
+        address: conn.address,
+        token: conn.token,
+        user: conn.user,
+        timeoutMs: conn.timeoutMs,
+        taskOptions: own.taskOptions,
+        pullIntervalMs: own.pullIntervalMs,
+      };
+    };
+    const known = {
+      grid_url: "tcp://127.0.0.1:1?token=t",
+      application_name: "app",
+      method: "compute",
+      partition_id: "p",
+      priority: 3,
+      max_retries: 1,
+      task_timeout_sec: 2,
+      dynamodb_results_pull_interval_sec: 0.5,
+      request_timeout_ms: 700,
+      user: "me",
+    };
+    const minimal = { grid_url: "tcp://127.0.0.1:1?token=t" };
+    const grids = [known, minimal].flatMap((config) => [
+      new HtcGridConnector(config),
+      new HtcGridConnector({ ...aws, ...config }),
+    ]);
+    try {
+      const [plain, withAws, plainMinimal, minimalWithAws] = grids.map(settings);
+      assert.deepEqual(withAws, plain, "the AWS keys change nothing beside the known keys");
+      assert.deepEqual(minimalWithAws, plainMinimal, "the AWS keys change nothing of the defaults");
+      // The baselines are what the known keys and the defaults say, so the comparisons have substance.
+      assert.deepEqual(plain, {
+        method: "compute",
+        address: { endpoint: "tcp://127.0.0.1:1", host: "127.0.0.1", port: 1, token: "t" },
+        token: "t",
+        user: "me",
+        timeoutMs: 700,
+        taskOptions: {
+          maxRetries: 1,
+          priority: 3,
+          applicationName: "app",
+          partitionId: "p",
+          maxDuration: 2000,
+        },
+        pullIntervalMs: 500,
+      });
+      assert.equal(plainMinimal.method, "run");
+      assert.deepEqual(plainMinimal.taskOptions, { maxRetries: 2, priority: 1, applicationName: "htcgrid" });
+      assert.equal(plainMinimal.pullIntervalMs, 10_000);
+      assert.equal(plainMinimal.timeoutMs, 30_000);
+    } finally {
+      await Promise.all(grids.map((g) => g.close()));
+    }
     assert.throws(
       () => new HtcGridConnector({ grid_url: "tcp://127.0.0.1:1", max_retries: -1 }),
       /max_retries must be an integer ≥ 0/,

@@ -5,7 +5,7 @@ import { encodePayload } from "../src/client/payload.js";
 import type { SessionEvent } from "../src/client/types.js";
 import type { Server } from "../src/daemons/server.js";
 import { ZgridError } from "../src/protocol/errors.js";
-import { FIXTURE_APPS, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import { FIXTURE_APPS, holdsOver, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
 
 const FINAL = new Set(["COMPLETED", "ERROR", "TIMEOUT", "CANCELLED"]);
 
@@ -84,8 +84,17 @@ describe("dependencies, events and the session life cycle, with real workers", (
     const s = await sessionOf();
     const [payload] = await client.createResults(s, [{ name: "late payload" }]);
     const [t] = await client.submitTasks(s, [{ payloadId: payload.resultId }]);
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal((await client.getTask(t.taskId)).status, "PENDING");
+    // A task submitted after it, ready at once, runs meanwhile on the idle worker: the worker was there
+    // to take the first one too, had it been ready. Over all that time the first stays PENDING.
+    const [control] = await client.submitTasks(s, [{ payload: encodePayload("echo", ["control"]) }]);
+    const controlRan = client.waitResults(control.expectedOutputIds, { timeoutMs: 15_000 }).then((r) => {
+      assert.equal(r.statuses[control.expectedOutputIds[0]], "COMPLETED", "the control task ran");
+    });
+    await holdsOver(async () => (await client.getTask(t.taskId)).status === "PENDING", {
+      until: controlRan,
+      what: "the task without its payload PENDING",
+    });
+    assert.deepEqual((await client.getTask(t.taskId)).attempts, [], "it never ran");
     await client.uploadResult(payload.resultId, encodePayload("echo", ["late"]));
     const r = await client.waitResults(t.expectedOutputIds, { timeoutMs: 15_000 });
     assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
@@ -122,7 +131,7 @@ describe("dependencies, events and the session life cycle, with real workers", (
     for (const r of [x, y, z]) assert.equal((await client.getResult(r.resultId)).status, "ABORTED");
   });
 
-  it("gives a subscriber who joins mid-session every task exactly once, then live updates", async () => {
+  it("gives a subscriber who joins mid-session every task exactly once, then live updates, then nothing after unsubscribe", async () => {
     const s = await sessionOf({ partitionId: "held" });
     const early = await client.submitTasks(
       s,
@@ -130,27 +139,61 @@ describe("dependencies, events and the session life cycle, with real workers", (
     );
     const events: SessionEvent[] = [];
     const sub = await client.subscribe(s, (e) => events.push(e));
+    // The same subscription by hand, whose listener the test keeps after unsubscribing: what the server
+    // still sends then is seen here (sub.close() drops it on the client side).
+    const rawEvents: SessionEvent[] = [];
+    const raw = await client.call<{ subscriptionId: string }>(
+      "events.subscribe",
+      { sessionId: s },
+      undefined,
+      {
+        onEvent: (e) => rawEvents.push(e as SessionEvent),
+      },
+    );
     const late = await client.submitTasks(
       s,
       Array.from({ length: 10 }, () => ({ payload: encodePayload("echo", [1]) })),
     );
-    await waitFor(() => events.filter((e) => e.type === "newTask").length >= 30, 5000, "newTask events");
-    const seen = events.filter((e) => e.type === "newTask").map((e) => (e as { taskId: string }).taskId);
-    assert.equal(seen.length, 30);
-    assert.equal(new Set(seen).size, 30, "each task exactly once");
-    for (const t of [...early, ...late]) assert.ok(seen.includes(t.taskId));
-    // Live status updates: cancel the session, every task's CANCELLED arrives.
-    await client.cancelSession(s);
+    const newTaskIds = (list: SessionEvent[]): string[] =>
+      list.filter((e) => e.type === "newTask").map((e) => (e as { taskId: string }).taskId);
     await waitFor(
-      () => events.filter((e) => e.type === "taskStatusUpdate" && e.status === "CANCELLED").length === 30,
-      5000,
-      "CANCELLED updates",
+      () => newTaskIds(events).length >= 30 && newTaskIds(rawEvents).length >= 30,
+      10_000,
+      "newTask events",
     );
+    for (const seen of [newTaskIds(events), newTaskIds(rawEvents)]) {
+      assert.equal(seen.length, 30);
+      assert.equal(new Set(seen).size, 30, "each task exactly once");
+      for (const t of [...early, ...late]) assert.ok(seen.includes(t.taskId));
+    }
+    // Live status updates: cancel the tasks (the session stays RUNNING), every task's CANCELLED arrives.
+    const cancelled = (list: SessionEvent[]): number =>
+      list.filter((e) => e.type === "taskStatusUpdate" && e.status === "CANCELLED").length;
+    await client.cancelTasks([...early, ...late].map((t) => t.taskId));
+    await waitFor(() => cancelled(events) === 30 && cancelled(rawEvents) === 30, 10_000, "CANCELLED updates");
+
+    // A third subscription stays open: the control that events of this session still flow.
+    const control: SessionEvent[] = [];
+    const watcher = await client.subscribe(s, (e) => control.push(e), { eventTypes: ["newTask"] });
     await sub.close();
+    const unsubscribed = await client.call<{ removed: boolean }>("events.unsubscribe", {
+      subscriptionId: raw.subscriptionId,
+    });
+    assert.equal(unsubscribed.removed, true);
     const n = events.length;
-    await client.submitTasks(await sessionOf(), [{ payload: encodePayload("echo", [2]) }]);
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(events.length, n, "nothing after unsubscribe");
+    const m = rawEvents.length;
+    const [afterwards] = await client.submitTasks(s, [{ payload: encodePayload("echo", [2]) }]);
+    await waitFor(
+      () => newTaskIds(control).includes(afterwards.taskId),
+      10_000,
+      "the control subscription to see the task submitted after unsubscribe",
+    );
+    // Events and replies leave the server in order on this one connection: once the reply to a later
+    // request is here, every event sent before it is here too.
+    assert.equal(await client.ruok(), "imok");
+    assert.equal(events.length, n, "nothing after close()");
+    assert.equal(rawEvents.length, m, "the server sent nothing after events.unsubscribe");
+    await watcher.close();
   });
 
   it("cancels a running task within a second, and every status is final", async () => {
@@ -186,9 +229,16 @@ describe("dependencies, events and the session life cycle, with real workers", (
       s,
       Array.from({ length: 5 }, () => ({ payload: encodePayload("echo", [3]) })),
     );
-    await new Promise((r) => setTimeout(r, 300));
-    const counts = await client.countTasks({ sessionId: s });
-    assert.equal(counts.PAUSED, 5);
+    // A task of another session, submitted after them, runs meanwhile on the idle worker, which had
+    // slots for the paused ones too. Over all that time the five stay PAUSED.
+    const [control] = await client.submitTasks(await sessionOf(), [{ payload: encodePayload("echo", [4]) }]);
+    const controlRan = client.waitResults(control.expectedOutputIds, { timeoutMs: 15_000 }).then((r) => {
+      assert.equal(r.statuses[control.expectedOutputIds[0]], "COMPLETED", "the control task ran");
+    });
+    await holdsOver(async () => (await client.countTasks({ sessionId: s })).PAUSED === 5, {
+      until: controlRan,
+      what: "the 5 tasks PAUSED",
+    });
     await client.resumeSession(s);
     const r = await client.waitResults(
       ts.map((t) => t.expectedOutputIds[0]),

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { describe, it } from "node:test";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
@@ -208,9 +208,38 @@ describe("deployment files", () => {
       "--data-dir",
       "/data",
     ]);
-    // /app in the image is the repository root here: the entry point is the CLI the build produced.
-    assert.equal(join(ROOT, "dist/src/cli/main.js"), CLI);
-    assert.ok(existsSync(CLI), "dist/src/cli/main.js");
+    // The entry point is the CLI the build produces: its path under the final stage's WORKDIR (the
+    // image's copy of the build context) is where tsc puts src/cli/main.ts, the file package.json names
+    // as the zgrid command, and the one these tests run.
+    const workdirs = [...d.matchAll(/^WORKDIR (\S+)$/gm)].map((m) => m[1]!);
+    const appDir = workdirs[workdirs.length - 1]!;
+    const entryPath = (JSON.parse(entry!) as string[])[1]!;
+    assert.ok(entryPath.startsWith(`${appDir}/`), `the entry point ${entryPath} is under WORKDIR ${appDir}`);
+    const inContext = posix.relative(appDir, entryPath);
+    const ts = (
+      JSON.parse(readFileSync(join(ROOT, "tsconfig.json"), "utf8")) as {
+        compilerOptions: { outDir: string; rootDir: string };
+      }
+    ).compilerOptions;
+    const built = posix
+      .join(ts.outDir, posix.relative(ts.rootDir, "src/cli/main.ts"))
+      .replace(/\.ts$/, ".js");
+    assert.equal(inContext, built, "the entry point is where tsc writes src/cli/main.ts");
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { zgrid: string } };
+    assert.equal(
+      inContext,
+      posix.normalize(pkg.bin.zgrid),
+      "the entry point is package.json's zgrid command",
+    );
+    assert.equal(join(ROOT, inContext), CLI, "the entry point is the CLI these tests run");
+    assert.ok(existsSync(join(ROOT, inContext)), `${inContext} was built`);
+    // The final stage copies it from the build stage.
+    const copied = [...d.matchAll(/^COPY --from=build (\S+) (\S+)$/gm)].some(
+      ([, from, to]) =>
+        posix.relative(appDir, from!) === posix.normalize(to!) &&
+        !posix.relative(posix.join(appDir, to!), entryPath).startsWith(".."),
+    );
+    assert.ok(copied, `no COPY --from=build brings ${entryPath} into the final stage`);
     for (const src of [...d.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(" ")))
       assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: missing from the build context`);
   });

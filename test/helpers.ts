@@ -211,3 +211,36 @@ export async function spawnWorker(
   }
   return worker;
 }
+
+/**
+ * Checks that a state holds over a window, not at one instant: polls `holds` every 25 ms from now until
+ * `until` (something that would have changed the state by then, had it been going to: a task that ran
+ * after it, a round trip) has settled and at least `minMs` have passed; throws at the first poll that
+ * finds it false, if `until` rejects, or if the window is not over within `timeoutMs`. Resolves with the
+ * number of polls (at least 2: one at the start, one at the end).
+ */
+export async function holdsOver(
+  holds: () => boolean | Promise<boolean>,
+  options: { until?: Promise<unknown>; minMs?: number; timeoutMs?: number; what?: string } = {},
+): Promise<number> {
+  const { until, minMs = 300, timeoutMs = 30_000, what = "the state" } = options;
+  const started = Date.now();
+  let settled = until === undefined;
+  let failure: unknown;
+  until?.then(
+    () => (settled = true),
+    (err: unknown) => {
+      failure = err;
+      settled = true;
+    },
+  );
+  for (let polls = 1; ; polls++) {
+    const ok = await holds();
+    const elapsed = Date.now() - started;
+    if (!ok) throw new Error(`${what} stopped holding after ${elapsed} ms (poll ${polls})`);
+    if (failure !== undefined) throw failure;
+    if (settled && elapsed >= minMs && polls >= 2) return polls;
+    if (elapsed > timeoutMs) throw new Error(`the window over ${what} did not end within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -138,7 +138,21 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
     assert.equal(m.get('zgrid_tasks{partition="mq",status="COMPLETED"}'), 3);
     assert.equal(m.get('zgrid_tasks{partition="mq",status="SUBMITTED"}'), 0);
     assert.equal(m.get('zgrid_task_duration_seconds_count{application="testapp"}'), 3);
-    assert.ok(m.get('zgrid_task_duration_seconds_sum{application="testapp"}')! >= 0);
+    // The sum is each task's run time (start of its last attempt to its end), as the tasks report them.
+    const runSeconds = async (ids: string[]): Promise<number> => {
+      let sum = 0;
+      for (const id of ids) {
+        const info = await client.getTask(id);
+        const last = info.attempts[info.attempts.length - 1]!;
+        assert.equal(typeof info.endedAt, "number", `${id} ended`);
+        sum += (info.endedAt! - last.startedAt) / 1000;
+      }
+      return sum;
+    };
+    const echoIds = tasks.map((t) => t.taskId);
+    const echoSeconds = await runSeconds(echoIds);
+    const sum3 = m.get('zgrid_task_duration_seconds_sum{application="testapp"}')!;
+    assert.ok(Math.abs(sum3 - echoSeconds) < 1e-6, `duration sum ${sum3} s, the tasks ran ${echoSeconds} s`);
     assert.ok(m.get("zgrid_store_commit_seconds_count")! > 0, "SQLite commits observed");
     assert.ok(m.get("zgrid_result_bytes")! > payloadBytes, "the outputs' bytes");
     assert.equal((await metricsClient.metrics("TASKS")).find((x) => x.name === "workers")?.value, 1);
@@ -161,7 +175,10 @@ describe("grid metrics (Prometheus series and the TASKS category)", () => {
     m = await scrape();
     assert.equal(m.get('zgrid_tasks{partition="mq",status="ERROR"}'), 1);
     assert.equal(m.get('zgrid_task_duration_seconds_count{application="testapp"}'), 5);
-    assert.ok(m.get('zgrid_task_duration_seconds_sum{application="testapp"}')! >= 1.4, "the sleeper's 1.5 s");
+    const sum5 = m.get('zgrid_task_duration_seconds_sum{application="testapp"}')!;
+    const allSeconds = echoSeconds + (await runSeconds([sleeper.taskId, failing.taskId]));
+    assert.ok(Math.abs(sum5 - allSeconds) < 1e-6, `duration sum ${sum5} s, the tasks ran ${allSeconds} s`);
+    assert.ok(sum5 - sum3 >= 1.4, "the sleeper's 1.5 s");
     assert.equal(m.get("zgrid_worker_busy_slots"), 0);
 
     // Tasks in a partition no worker serves are counted apart from those of "mq".

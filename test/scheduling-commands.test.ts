@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
+import type { ListQuery } from "../src/client/types.js";
 import type { Server } from "../src/daemons/server.js";
 import { ZgridError } from "../src/protocol/errors.js";
-import { startServer } from "./helpers.js";
+import { startServer, waitFor } from "./helpers.js";
 
 /** Rejects with a ZgridError of `code`. */
 async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
@@ -73,9 +74,7 @@ describe("session, result and task commands without workers", () => {
     assert.equal(submitted.length, 3000);
     const counts = await client.countTasks({ sessionId });
     assert.equal(counts.SUBMITTED, 3000);
-    const status =
-      (await client.call<{ queued: Record<string, number> }>("getstatus").catch(() => null)) ?? null;
-    assert.equal(status, null, "getstatus lives on the STATUS daemon only");
+    await rejectsWith(client.call("getstatus"), "UNKNOWN_COMMAND", /getstatus/);
     assert.equal(server.scheduler.summary().queued.nobody, 3000);
     const t = await client.getTask(submitted[0].taskId);
     assert.equal(t.status, "SUBMITTED");
@@ -252,25 +251,76 @@ describe("session, result and task commands without workers", () => {
     const low = await client.submitTasks(
       sessionId,
       Array.from({ length: 7 }, () => ({ payload: encodePayload("noop") })),
-      { priority: 1 },
+      { priority: 1, applicationName: "low-app" },
     );
+    // The second batch is created on a later millisecond, so that createdAt orders the batches.
+    const lowCreated = (await client.getTask(low[0].taskId)).createdAt;
+    await waitFor(() => Date.now() > lowCreated, 5000, "the clock to pass the first batch");
     const high = await client.submitTasks(
       sessionId,
       Array.from({ length: 5 }, () => ({ payload: encodePayload("noop") })),
-      { priority: 9 },
+      { priority: 9, applicationName: "high-app" },
     );
-    const all = await client.listTasks({
-      filter: { sessionId },
-      sort: { field: "createdAt", direction: "asc" },
-      pageSize: 5,
-    });
-    assert.equal(all.total, 12);
-    assert.equal(all.items.length, 5);
-    const page2 = await client.listTasks({ filter: { sessionId }, pageSize: 5, page: 2 });
-    assert.equal(page2.items.length, 2);
-    const ids = new Set([...low, ...high].map((t) => t.taskId));
-    for (const t of all.items) assert.ok(ids.has(t.taskId));
+    const highCreated = (await client.getTask(high[0].taskId)).createdAt;
+    assert.ok(highCreated > lowCreated, `created at ${lowCreated}, then ${highCreated}`);
+    const lowIds = low.map((t) => t.taskId);
+    const highIds = high.map((t) => t.taskId);
+
+    /** Every page of a listing, in order, each checked for its total and its size. */
+    const pages = async (
+      query: Pick<ListQuery, "sort">,
+      total: number,
+      pageSize = 5,
+    ): Promise<string[][]> => {
+      const out: string[][] = [];
+      for (let page = 0; page * pageSize <= total; page++) {
+        const r = await client.listTasks({ filter: { sessionId }, ...query, pageSize, page });
+        assert.equal(r.total, total, `total of page ${page}`);
+        assert.equal(r.items.length, Math.min(pageSize, total - page * pageSize), `size of page ${page}`);
+        out.push(r.items.map((t) => t.taskId));
+      }
+      return out;
+    };
+    // Ties (one batch shares a createdAt) keep the order of creation: the sort is stable.
+    assert.deepEqual(await pages({ sort: { field: "createdAt", direction: "asc" } }, 12), [
+      lowIds.slice(0, 5),
+      [...lowIds.slice(5), ...highIds.slice(0, 3)],
+      highIds.slice(3),
+    ]);
+    assert.deepEqual(await pages({ sort: { field: "createdAt", direction: "desc" } }, 12), [
+      highIds,
+      lowIds.slice(0, 5),
+      lowIds.slice(5),
+    ]);
+    const byId = [...lowIds, ...highIds].sort();
+    assert.deepEqual((await pages({ sort: { field: "taskId" } }, 12, 4)).flat(), byId);
+    assert.deepEqual(
+      (await pages({ sort: { field: "taskId", direction: "desc" } }, 12, 4)).flat(),
+      [...byId].reverse(),
+    );
+    // A page past the end is empty; the total is still there.
+    const past = await client.listTasks({ filter: { sessionId }, pageSize: 5, page: 3 });
+    assert.deepEqual({ total: past.total, items: past.items }, { total: 12, items: [] });
+
+    // Filters, each against the count by hand.
+    const filtered = async (filter: Record<string, unknown>): Promise<string[]> => {
+      const r = await client.listTasks({
+        filter: { sessionId, ...filter },
+        sort: { field: "createdAt" },
+        pageSize: 100,
+      });
+      assert.equal(r.total, r.items.length);
+      return r.items.map((t) => t.taskId);
+    };
+    assert.deepEqual(await filtered({ applicationName: "high-app" }), highIds);
+    assert.deepEqual(await filtered({ applicationName: ["low-app", "other"] }), lowIds);
+    assert.deepEqual(await filtered({ createdAfter: highCreated }), highIds);
+    assert.deepEqual(await filtered({ createdBefore: highCreated }), lowIds);
+    assert.deepEqual(await filtered({ status: "SUBMITTED" }), [...lowIds, ...highIds]);
+    assert.deepEqual(await filtered({ status: "COMPLETED" }), []);
+    assert.deepEqual(await filtered({ partitionId: "elsewhere" }), []);
     const counts = await client.countTasks({ sessionId });
     assert.equal(counts.SUBMITTED, 12);
+    assert.equal((await client.countTasks({ sessionId, applicationName: "high-app" })).SUBMITTED, 5);
   });
 });

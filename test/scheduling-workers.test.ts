@@ -1,11 +1,20 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import { pack, unpack } from "msgpackr";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import { SessionService, WaitBehavior } from "../src/client/session-service.js";
 import type { Server } from "../src/daemons/server.js";
-import { EXAMPLE_APPS, FIXTURE_APPS, runCli, spawnCli, startServer, waitFor, type Proc } from "./helpers.js";
+import {
+  EXAMPLE_APPS,
+  FIXTURE_APPS,
+  holdsOver,
+  runCli,
+  spawnCli,
+  startServer,
+  waitFor,
+  type Proc,
+} from "./helpers.js";
 
 function startWorker(server: Server, appPath: string, extra: string[] = []): Proc {
   return spawnCli([
@@ -20,17 +29,24 @@ function startWorker(server: Server, appPath: string, extra: string[] = []): Pro
   ]);
 }
 
-async function workersConnected(server: Server, n: number): Promise<void> {
-  await waitFor(() => server.scheduler.workers.size === n, 15_000, `${n} worker(s) connected`);
+/** Waits until `n` workers serving `partition` are connected. */
+async function servedBy(server: Server, partition: string, n = 1): Promise<void> {
+  await waitFor(
+    () => [...server.scheduler.workers.values()].filter((w) => w.partitions.includes(partition)).length >= n,
+    15_000,
+    `${n} worker(s) of partition ${partition} connected`,
+  );
 }
 
 describe("scheduling onto real worker processes", () => {
   let server: Server;
   let client: ZgridClient;
   const procs: Proc[] = [];
-  const worker = (appPath: string, extra: string[] = []): Proc => {
+  /** A worker process for one test: stopped when the test ends (or, at the latest, after all). */
+  const worker = (ctx: TestContext, appPath: string, extra: string[] = []): Proc => {
     const p = startWorker(server, appPath, extra);
     procs.push(p);
+    ctx.after(() => p.stop());
     return p;
   };
 
@@ -44,9 +60,9 @@ describe("scheduling onto real worker processes", () => {
     await server.shutdown();
   });
 
-  it("runs hello and addition through the CLI and through SessionService", async () => {
-    worker(EXAMPLE_APPS, ["--slots", "2"]);
-    await workersConnected(server, 1);
+  it("runs hello and addition through the CLI and through SessionService", async (ctx) => {
+    worker(ctx, EXAMPLE_APPS, ["--slots", "2"]);
+    await servedBy(server, "default");
     const hello = await runCli(["hello", "-e", server.info!.url, "-n", "10"]);
     assert.equal(hello.code, 0, hello.stderr);
     assert.match(hello.stdout, /^Result : 45$/m);
@@ -74,7 +90,7 @@ describe("scheduling onto real worker processes", () => {
     await service.close();
   });
 
-  it("starts tasks of higher priority first within a partition", async () => {
+  it("starts tasks of higher priority first within a partition", async (ctx) => {
     const sessionId = await client.createSession({ applicationName: "hello", partitionId: "prio" });
     const payload = encodePayload("noop");
     const low = await client.submitTasks(
@@ -87,7 +103,7 @@ describe("scheduling onto real worker processes", () => {
       Array.from({ length: 6 }, () => ({ payload })),
       { priority: 5 },
     );
-    worker(EXAMPLE_APPS, ["--slots", "1", "--prefetch", "0", "--partition", "prio"]);
+    worker(ctx, EXAMPLE_APPS, ["--slots", "1", "--prefetch", "0", "--partition", "prio"]);
     const outputs = [...low, ...high].map((t) => t.expectedOutputIds[0]);
     const r = await client.waitResults(outputs, { timeoutMs: 30_000 });
     assert.equal(r.timedOut, false);
@@ -105,11 +121,11 @@ describe("scheduling onto real worker processes", () => {
     assert.equal(dispatchOrder[0].options.priority, 5);
   });
 
-  it("runs a partition's tasks only on its workers, and waits while none is connected", async () => {
-    const before = server.scheduler.workers.size;
-    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pa"]);
-    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pb"]);
-    await workersConnected(server, before + 2);
+  it("runs a partition's tasks only on its workers, and waits while none is connected", async (ctx) => {
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "pa"]);
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "pb"]);
+    await servedBy(server, "pa");
+    await servedBy(server, "pb");
     const sessionId = await client.createSession({ applicationName: "testapp" }, ["pa", "pb", "pc"]);
     const payload = encodePayload("whoami");
     const ta = await client.submitTasks(
@@ -138,10 +154,29 @@ describe("scheduling onto real worker processes", () => {
     assert.equal(wb.size, 1);
     assert.notDeepEqual([...wa], [...wb]);
     for (const w of wa) assert.deepEqual(server.scheduler.workers.get(w)!.partitions, ["pa"]);
-    await new Promise((r) => setTimeout(r, 300));
-    for (const t of tc) assert.equal((await client.getTask(t.taskId)).status, "SUBMITTED");
-    assert.equal((await client.health()).status, "DEGRADED");
-    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "pc"]);
+    // Tasks of pa and pb submitted after those of pc run on their idle workers meanwhile; over all that
+    // time the tasks of pc stay SUBMITTED: no worker of another partition takes them.
+    const controls = [
+      ...(await client.submitTasks(sessionId, [{ payload }], { partitionId: "pa" })),
+      ...(await client.submitTasks(sessionId, [{ payload }], { partitionId: "pb" })),
+    ];
+    const controlsRan = client
+      .waitResults(
+        controls.map((t) => t.expectedOutputIds[0]),
+        { timeoutMs: 30_000 },
+      )
+      .then((r) => assert.equal(r.timedOut, false, "the tasks of pa and pb ran"));
+    await holdsOver(
+      async () =>
+        (await Promise.all(tc.map((t) => client.getTask(t.taskId)))).every(
+          (t) => t.status === "SUBMITTED" && t.attempts.length === 0,
+        ),
+      { until: controlsRan, what: "the tasks of pc SUBMITTED" },
+    );
+    const health = await client.health();
+    assert.equal(health.status, "DEGRADED");
+    assert.match(health.checks.queue, /\bpc\b/);
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "pc"]);
     const r = await client.waitResults(
       tc.map((t) => t.expectedOutputIds[0]),
       { timeoutMs: 30_000 },
@@ -150,8 +185,8 @@ describe("scheduling onto real worker processes", () => {
     for (const t of tc) assert.equal((await client.getTask(t.taskId)).status, "COMPLETED");
   });
 
-  it("retries a task whose worker was killed with SIGKILL, once, on another worker", async () => {
-    const victim = worker(FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
+  it("retries a task whose worker was killed with SIGKILL, once, on another worker", async (ctx) => {
+    const victim = worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
     await waitFor(
       () => [...server.scheduler.workers.values()].some((w) => w.partitions.includes("kill")),
       15_000,
@@ -169,7 +204,7 @@ describe("scheduling onto real worker processes", () => {
       "task processing",
     );
     victim.child.kill("SIGKILL");
-    worker(FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "kill"]);
     const r = await client.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
     assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
     const info = await client.getTask(t.taskId);
@@ -183,10 +218,11 @@ describe("scheduling onto real worker processes", () => {
     assert.equal(completions.length, 1);
   });
 
-  it("retries a method that throws maxRetries times, then ERROR with the error text; an ApplicationError is final", async () => {
+  it("retries a method that throws maxRetries times, then ERROR with the error text; an ApplicationError is final", async (ctx) => {
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "retry"]);
     const sessionId = await client.createSession({
       applicationName: "testapp",
-      partitionId: "pa",
+      partitionId: "retry",
       maxRetries: 2,
     });
     const [t, final] = await client.submitTasks(sessionId, [
@@ -205,8 +241,9 @@ describe("scheduling onto real worker processes", () => {
     assert.match(f.error ?? "", /bad input/);
   });
 
-  it("stops a task past maxDuration as TIMEOUT, and the same worker then runs another task", async () => {
-    const sessionId = await client.createSession({ applicationName: "testapp", partitionId: "pb" });
+  it("stops a task past maxDuration as TIMEOUT, and the same worker then runs another task", async (ctx) => {
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "timeout"]);
+    const sessionId = await client.createSession({ applicationName: "testapp", partitionId: "timeout" });
     const [spin] = await client.submitTasks(sessionId, [
       { payload: encodePayload("spin", [20_000]), taskOptions: { maxDuration: 400 } },
     ]);
@@ -220,8 +257,9 @@ describe("scheduling onto real worker processes", () => {
     assert.equal((await client.getTask(echo.taskId)).attempts[0].workerId, info.attempts[0].workerId);
   });
 
-  it("reports an unknown application or method as ERROR naming what was looked for", async () => {
-    const sessionId = await client.createSession({ partitionId: "pa" });
+  it("reports an unknown application or method as ERROR naming what was looked for", async (ctx) => {
+    worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "unknown"]);
+    const sessionId = await client.createSession({ partitionId: "unknown" });
     const [noApp] = await client.submitTasks(sessionId, [
       { payload: encodePayload("x"), taskOptions: { applicationName: "nosuchapp", applicationVersion: "2" } },
     ]);
@@ -240,8 +278,9 @@ describe("scheduling onto real worker processes", () => {
     assert.match(m.error ?? "", /nosuchmethod/);
   });
 
-  it("completes a 20,000-task session", async () => {
-    const sessionId = await client.createSession({ applicationName: "hello" });
+  it("completes a 20,000-task session", async (ctx) => {
+    worker(ctx, EXAMPLE_APPS, ["--slots", "2", "--partition", "bulk"]);
+    const sessionId = await client.createSession({ applicationName: "hello", partitionId: "bulk" });
     const outputs: string[] = [];
     for (let b = 0; b < 4; b++) {
       const ts = await client.submitTasks(

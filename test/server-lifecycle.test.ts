@@ -18,8 +18,19 @@ import { ModuleLoadError, readModulesCfg } from "../src/daemons/modules.js";
 import { Server } from "../src/daemons/server.js";
 import { createLogger } from "../src/log.js";
 import { RequestMetrics } from "../src/metrics/request-metrics.js";
+import type { FrameSocket } from "../src/protocol/send-queue.js";
 import { ZgridError } from "../src/protocol/errors.js";
-import { ROOT, removeDir, runCli, spawnServer, startServer, tempDir, testConfig } from "./helpers.js";
+import {
+  ROOT,
+  holdsOver,
+  removeDir,
+  runCli,
+  spawnServer,
+  startServer,
+  tempDir,
+  testConfig,
+  waitFor,
+} from "./helpers.js";
 
 const MODULES = join(ROOT, "test/fixtures/modules");
 /** Every port free, so that a server that starts by mistake never takes a default port. */
@@ -172,48 +183,134 @@ describe("a daemon's stop with requests in flight", () => {
 
 describe("a worker that leaves", () => {
   it("does not wedge the worker endpoint: heartbeats to it are dropped, the server shuts down promptly", async () => {
-    const { server, info } = await startServer({ heartbeatMs: 100 });
-    const worker = new Dealer({ linger: 0, receiveTimeout: 5000 });
-    worker.connect(info.workerUrl.replace(/\?.*/, ""));
-    await worker.send([
-      Buffer.alloc(0),
-      pack({
-        t: "READY",
-        v: 1,
-        token: server.workerToken,
-        workerId: "w-leaving",
-        partitions: ["default"],
-        slots: 1,
-        prefetch: 0,
-      }),
-    ]);
-    const [, welcome] = await worker.receive();
-    const answer = (unpack(welcome) as { t: string }).t;
-    if (answer !== "WELCOME") {
-      // Stop the server before failing, or this test process would never end.
-      worker.close();
-      await server.shutdown();
-    }
-    assert.equal(answer, "WELCOME");
-    worker.close();
-    await new Promise((r) => setTimeout(r, 250)); // heartbeats went to nobody
-    const shutdown = server.shutdown();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        shutdown,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error("the shutdown took longer than 3000 ms")), 3000);
+    const heartbeatMs = 200;
+    const { server, info } = await startServer({ heartbeatMs });
+    const endpoint = (
+      server as unknown as {
+        workerEndpoint: {
+          socket: FrameSocket & { close(): void };
+          out: { socket: FrameSocket };
+          identityOf: Map<string, Buffer>;
+        };
+      }
+    ).workerEndpoint;
+    /** Shuts the server down; false if that took longer than 3 s (then its socket is closed by hand). */
+    const shutdownPromptly = async (): Promise<boolean> => {
+      const shutdown = server.shutdown();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 3000)));
+      const prompt = await Promise.race([shutdown.then(() => true), late]);
+      clearTimeout(timer);
+      if (!prompt) {
+        // Close the wedged socket by hand so that this test process can still end.
+        endpoint.socket.close();
+        await shutdown;
+      }
+      return prompt;
+    };
+
+    // Every message the endpoint's send queue hands to the socket: to whom, its type, and how the send
+    // ended ("sent", or the code of the error that dropped it) after how long.
+    const sends: { to: string; t: string; outcome: string; ms: number }[] = [];
+    const recordSends = (socket: FrameSocket): FrameSocket => ({
+      async send(frames: Buffer[]): Promise<void> {
+        const entry = {
+          to: frames[0].toString("hex"),
+          t: (unpack(frames[2]) as { t: string }).t,
+          outcome: "pending",
+          ms: -1,
+        };
+        sends.push(entry);
+        const started = Date.now();
+        try {
+          await socket.send(frames);
+          entry.outcome = "sent";
+        } catch (err) {
+          entry.outcome = (err as { code?: string }).code ?? String(err);
+          throw err;
+        } finally {
+          entry.ms = Date.now() - started;
+        }
+      },
+    });
+    const dealers: Dealer[] = [];
+    /** A worker by hand: READY, and the first answer. */
+    const join = async (workerId: string): Promise<Dealer> => {
+      const dealer = new Dealer({ linger: 0, receiveTimeout: 5000 });
+      dealers.push(dealer);
+      dealer.connect(info.workerUrl.replace(/\?.*/, ""));
+      await dealer.send([
+        Buffer.alloc(0),
+        pack({
+          t: "READY",
+          v: 1,
+          token: server.workerToken,
+          workerId,
+          partitions: ["default"],
+          slots: 1,
+          prefetch: 0,
         }),
       ]);
+      const [, welcome] = await dealer.receive();
+      assert.equal((unpack(welcome) as { t: string }).t, "WELCOME", `${workerId} welcomed`);
+      return dealer;
+    };
+    /** The type of the next message to a worker by hand (which waits 5 s at most). */
+    const nextMessage = async (dealer: Dealer, who: string): Promise<string> => {
+      try {
+        return (unpack((await dealer.receive())[1]) as { t: string }).t;
+      } catch (err) {
+        throw new Error(`no message reached ${who} within 5000 ms`, { cause: err });
+      }
+    };
+
+    let failure: unknown;
+    try {
+      assert.equal(endpoint.out.socket, endpoint.socket, "the endpoint sends through its queue");
+      endpoint.out.socket = recordSends(endpoint.out.socket);
+      const leaving = await join("w-leaving");
+      const leavingId = endpoint.identityOf.get("w-leaving")!.toString("hex");
+      // While it is there, heartbeats reach it.
+      assert.equal(await nextMessage(leaving, "w-leaving"), "HEARTBEAT");
+      leaving.close();
+      // Gone: heartbeats to it still go out (it is judged dead only after three silent intervals), and
+      // each is dropped at once, not left waiting for a peer that will never read it.
+      const droppedHeartbeat = () =>
+        sends.find(
+          (e) => e.to === leavingId && e.t === "HEARTBEAT" && e.outcome !== "sent" && e.outcome !== "pending",
+        );
+      await waitFor(() => droppedHeartbeat() !== undefined, 5000, "a heartbeat to the gone worker dropped");
+      assert.match(droppedHeartbeat()!.outcome, /^(EHOSTUNREACH|EAGAIN)$/);
+      // Then it is forgotten, and nothing more is sent to it.
+      await waitFor(() => !server.scheduler.workers.has("w-leaving"), 10 * heartbeatMs, "w-leaving removed");
+      const toLeaving = sends.filter((e) => e.to === leavingId).length;
+      // The endpoint is not wedged: a worker that joins now is welcomed and gets its heartbeats; over
+      // that window nothing went to the gone one.
+      const newcomer = await join("w-newcomer");
+      const twoBeats = (async () => {
+        for (let beats = 0; beats < 2;) {
+          if ((await nextMessage(newcomer, "w-newcomer")) !== "HEARTBEAT") continue;
+          beats++;
+          await newcomer.send([Buffer.alloc(0), pack({ t: "HEARTBEAT" })]);
+        }
+      })();
+      await holdsOver(() => sends.filter((e) => e.to === leavingId).length === toLeaving, {
+        until: twoBeats,
+        what: "no message to the gone worker",
+      });
+      for (const e of sends.filter((x) => x.to === leavingId)) {
+        assert.notEqual(e.outcome, "pending", `a ${e.t} to the gone worker never settled`);
+        assert.ok(e.ms < 1000, `a ${e.t} to the gone worker took ${e.ms} ms to settle (${e.outcome})`);
+      }
     } catch (err) {
-      // Close the wedged socket by hand so that this test process can still end, then fail.
-      (server as unknown as { workerEndpoint: { socket: { close(): void } } }).workerEndpoint.socket.close();
-      await shutdown;
-      throw err;
+      failure = err;
     } finally {
-      clearTimeout(timer);
+      for (const d of dealers) if (!d.closed) d.close();
     }
+    // Stop the server before failing, or this test process would never end.
+    const prompt = await shutdownPromptly();
+    if (failure !== undefined) throw failure;
+    assert.ok(prompt, "the shutdown took longer than 3000 ms");
   });
 });
 

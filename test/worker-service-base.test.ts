@@ -8,6 +8,7 @@ import {
   ServiceBase,
   defineService,
   isApplicationError,
+  type ServiceSession,
   type TaskAgent,
 } from "../src/worker/index.js";
 import { parseWorkerUrl } from "../src/worker/worker-url.js";
@@ -80,17 +81,52 @@ describe("ServiceBase", () => {
   });
 
   test("defineService wires the five lifecycle functions to the service", async () => {
+    const calls: string[] = [];
+    /** Overrides every lifecycle hook ServiceBase has, recording each call and what it was given. */
+    class Recorder extends Calculator {
+      entered: ServiceSession | undefined;
+      override async enterSession(sessionId: string): Promise<ServiceSession> {
+        calls.push(`enterSession ${sessionId}`);
+        this.entered = { sessionId, opened: "by Recorder" } as ServiceSession;
+        return this.entered;
+      }
+      override async call(
+        session: ServiceSession,
+        methodName: string,
+        args: Uint8Array,
+        taskAgent: TaskAgent,
+      ): Promise<Buffer> {
+        assert.equal(session, this.entered, "call is given the session enterSession returned");
+        calls.push(`call ${methodName}`);
+        return super.call(session, methodName, args, taskAgent);
+      }
+      override leaveSession(session: ServiceSession): void {
+        assert.equal(session, this.entered, "leaveSession is given the session enterSession returned");
+        calls.push(`leaveSession ${session.sessionId}`);
+      }
+      override async destroy(): Promise<void> {
+        calls.push("destroy");
+      }
+    }
     const lifecycle = defineService((name, ns) => {
-      assert.equal(name, "svc");
-      assert.equal(ns, "ns");
-      return new Calculator();
+      calls.push(`createService ${name} ${ns}`);
+      return new Recorder();
     });
     const service = await lifecycle.createService("svc", "ns");
+    assert.ok(service instanceof Recorder, "createService returns what the factory built");
     const s = await lifecycle.enterSession(service, "s9");
-    assert.deepEqual(s, { sessionId: "s9" });
+    assert.equal(s, service.entered, "enterSession returns the service's own session object");
     assert.equal(unpack(await lifecycle.call(service, s, "add", pack([4, 5]), agent)), 9);
+    assert.equal(service.seen?.taskId, "t1", "the method ran with the task's agent");
     await lifecycle.leaveSession(service, s);
     await lifecycle.destroyService(service);
+    assert.deepEqual(calls, [
+      "createService svc ns",
+      "enterSession s9",
+      "call add",
+      "leaveSession s9",
+      "destroy",
+    ]);
   });
 });
 
