@@ -22,8 +22,9 @@ export class SendQueue {
     private readonly log?: Logger,
   ) {}
 
+  /** Messages not yet handed to ZeroMQ, counting the one being sent (waiting for a peer, say). */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.queue.length - this.head + (this.draining ? 1 : 0);
   }
 
   /** Queues a message; `unreachable` runs if the peer is gone (ROUTER sockets with mandatory). */
