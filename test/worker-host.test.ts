@@ -182,7 +182,11 @@ describe("WorkerHost lifecycle", () => {
       const r = await server.next("READY");
       assert.equal(r.msg.token, "wrong");
       server.send(r.peer, { t: "REJECT", code: "UNAUTHENTICATED", msg: "wrong worker token" });
-      await assert.rejects(started, /rejected this worker: wrong worker token \(UNAUTHENTICATED\)/);
+      await assert.rejects(started, (err: Error & { code?: string }) => {
+        assert.match(err.message, /rejected this worker: wrong worker token/);
+        assert.equal(err.code, "UNAUTHENTICATED");
+        return true;
+      });
       await host.closed;
     } finally {
       await host.stop();

@@ -19,6 +19,7 @@ import { SERVER_HELP, runServer } from "./server-cmd.js";
 import { SUBMIT_HELP, runSubmit } from "./submit-cmd.js";
 import { TOP_HELP, runTop } from "./top-cmd.js";
 import { UsageError } from "./usage.js";
+import { UrlError } from "../client/url.js";
 import { WORKER_HELP, runWorker } from "./worker-cmd.js";
 
 interface Subcommand {
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof UrlError) {
       process.stderr.write(`zgrid ${name}: ${err.message}\n(see zgrid ${name} --help)\n`);
       return 2;
     }

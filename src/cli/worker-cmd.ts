@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { createLogger } from "../log.js";
+import { parseWorkerUrl } from "../worker/worker-url.js";
 import { intFlag, parse, UsageError } from "./usage.js";
 
 export const WORKER_HELP = `zgrid worker --connect URL --app-path DIR [options]
@@ -36,6 +37,11 @@ export async function runWorker(argv: string[]): Promise<number> {
   const appPath = (values["app-path"] as string | undefined) ?? env.ZGRID_APP_PATH;
   if (!url) throw new UsageError("--connect URL is required: the workerUrl the server printed");
   if (!appPath) throw new UsageError("--app-path DIR is required: where the application modules are");
+  try {
+    parseWorkerUrl(url);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const slots = intFlag(values.slots ?? env.ZGRID_SLOTS, "--slots", 1, 1024) ?? availableParallelism();
   const prefetch = intFlag(values.prefetch ?? env.ZGRID_PREFETCH, "--prefetch", 0, 100_000);
   const partitions = String(values.partition ?? env.ZGRID_PARTITION ?? "default")

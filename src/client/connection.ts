@@ -157,7 +157,18 @@ export class Connection {
     } catch {
       return;
     }
-    if (!isPlainObject(header) || typeof header.id !== "number") return;
+    if (!isPlainObject(header)) return;
+    if (typeof header.t === "string" && header.msgType === undefined) {
+      // The worker protocol's REJECT: this address is a server's worker endpoint, not a client port.
+      this.failAll(
+        new ZgridError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${this.address.endpoint} is a zgrid worker endpoint, not a client port: connect to the server's "connect URL"`,
+        ),
+      );
+      return;
+    }
+    if (typeof header.id !== "number") return;
     const id = header.id;
     if (header.msgType === "EVENT") {
       const p = this.pending.get(id);

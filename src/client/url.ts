@@ -17,21 +17,24 @@ export interface ServerAddress {
  * Parses a connect URL. Without a token in it, the token comes from `~/.zgrid/tokens.txt`
  * (`host:port,token` a line, as Arkouda's), if that file has the address.
  */
+/** A connect URL that cannot be one: the CLI treats it as a usage error (exit 2). */
+export class UrlError extends ZgridError {
+  constructor(message: string) {
+    super(ErrorCode.INVALID_ARGUMENT, message);
+  }
+}
+
 export function parseServerUrl(
   url: string,
   tokensFile = join(homedir(), ".zgrid", "tokens.txt"),
 ): ServerAddress {
   const m = /^tcp:\/\/([^:/?]+|\[[^\]]+\]):(\d{1,5})\/?(?:\?(.*))?$/.exec(url.trim());
   if (!m) {
-    throw new ZgridError(
-      ErrorCode.INVALID_ARGUMENT,
-      `"${url}" is not a zgrid URL: expected tcp://HOST:PORT?token=TOKEN`,
-    );
+    throw new UrlError(`"${url}" is not a zgrid URL: expected tcp://HOST:PORT?token=TOKEN`);
   }
   const [, host, portText, query] = m;
   const port = Number(portText);
-  if (port < 1 || port > 65535)
-    throw new ZgridError(ErrorCode.INVALID_ARGUMENT, `port ${port} in "${url}" is out of range`);
+  if (port < 1 || port > 65535) throw new UrlError(`port ${port} in "${url}" is out of range (1 to 65535)`);
   const params = new URLSearchParams(query ?? "");
   const address: ServerAddress = { endpoint: `tcp://${host}:${port}`, host, port };
   const token = params.get("token") ?? tokenFromFile(tokensFile, `${host}:${port}`);

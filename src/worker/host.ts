@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import type { Dealer } from "zeromq";
 import type { Logger } from "../log.js";
 import { decode, isPlainObject } from "../protocol/codec.js";
-import { ErrorCode } from "../protocol/errors.js";
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import {
   WORKER_PROTOCOL_VERSION,
@@ -278,6 +278,16 @@ export class WorkerHost {
       this.log?.warn("ignoring a message from the server that is not msgpack");
       return;
     }
+    if (isPlainObject(msg) && typeof msg.msgType === "string" && msg.t === undefined) {
+      // A reply of the client protocol: the URL names a client port (DEFAULT, METRICS or STATUS).
+      this.fail(
+        new ZgridError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${this.endpoint} is a client port of the zgrid server, not its worker endpoint: connect to the "workers" URL the server printed`,
+        ),
+      );
+      return;
+    }
     if (!isPlainObject(msg) || typeof msg.t !== "string") {
       this.log?.warn("ignoring a message from the server without a type");
       return;
@@ -298,11 +308,10 @@ export class WorkerHost {
         this.onWelcome(msg.heartbeatMs);
         break;
       case "REJECT": {
-        const err = new Error(`the server rejected this worker: ${msg.msg} (${msg.code})`);
-        this.log?.error({ code: msg.code }, err.message);
-        this.welcome?.reject(err);
-        this.welcome = undefined;
-        void this.stop();
+        const code = Object.values(ErrorCode).includes(msg.code as ErrorCode)
+          ? (msg.code as ErrorCode)
+          : ErrorCode.FAILED_PRECONDITION;
+        this.fail(new ZgridError(code, `the server rejected this worker: ${msg.msg}`));
         break;
       }
       case "HEARTBEAT":
@@ -330,6 +339,15 @@ export class WorkerHost {
       default:
         this.log?.warn({ t: (msg as { t: string }).t }, "ignoring a message of unknown type from the server");
     }
+  }
+
+  /** This host cannot work with what it reached: says why, fails start(), and stops. */
+  private fail(err: ZgridError): void {
+    if (this.state === "stopping" || this.state === "closed") return;
+    this.log?.error({ code: err.code }, err.message);
+    this.welcome?.reject(err);
+    this.welcome = undefined;
+    void this.stop();
   }
 
   private onWelcome(heartbeatMs: number | undefined): void {

@@ -16,6 +16,11 @@ export function parseWorkerUrl(url: string): WorkerEndpoint {
   if (parsed.protocol !== "tcp:" || !parsed.hostname || !parsed.port) {
     throw new Error(`invalid worker URL "${url}": expected tcp://HOST:PORT?token=TOKEN`);
   }
+  const port = Number(parsed.port);
+  if (!(port >= 1 && port <= 65535))
+    throw new Error(
+      `invalid worker URL "${url}": port ${parsed.port} is not one a server listens on (1 to 65535)`,
+    );
   const token = parsed.searchParams.get("token") ?? undefined;
   return { endpoint: `tcp://${parsed.host}`, token: token || undefined };
 }
