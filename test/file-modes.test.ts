@@ -1,7 +1,7 @@
 /**
  * What other local users can see (issue 14 item 11): the data dir is 0700 and the store's files and the
- * token files 0600 (a token file readable by others is tightened), and local workers are not given the
- * worker token on their command line.
+ * token files 0600 (a token file readable by others is tightened), local workers are not given the
+ * worker token on their command line, and the server's banner prints the token once.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -60,6 +60,12 @@ describe("files and command lines other local users can read", () => {
     const again = await spawnServer(["--data-dir", dir]);
     try {
       assert.equal(mode(token), 0o600);
+      // The banner shows the client token once, in the connect URL; the worker URL has its own.
+      await waitFor(() => again.proc.stdout().includes("status:"), 15_000, "the banner");
+      const secret = readFileSync(token, "utf8").trim();
+      const banner = again.proc.stdout();
+      assert.equal(banner.split(secret).length - 1, 1, `the token is printed more than once:\n${banner}`);
+      assert.match(banner, new RegExp(`connect URL: +tcp://[^ ]+\\?token=${secret}\n`));
     } finally {
       await again.proc.stop();
       removeDir(again.dir);

@@ -82,8 +82,9 @@ export async function runServer(argv: string[]): Promise<number> {
       `zgrid ${info.version} server is ready`,
       `  connect URL:  ${info.url}`,
       `  workers:      ${info.workerUrl}`,
-      info.metricsUrl ? `  metrics:      ${info.metricsUrl}` : "",
-      info.statusUrl ? `  status:       ${info.statusUrl}` : "",
+      // The client token is printed once, in the connect URL: the other daemons take the same one.
+      info.metricsUrl ? `  metrics:      ${withoutToken(info.metricsUrl)} (the connect URL's token)` : "",
+      info.statusUrl ? `  status:       ${withoutToken(info.statusUrl)} (the connect URL's token)` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
     ]
@@ -92,4 +93,9 @@ export async function runServer(argv: string[]): Promise<number> {
   );
   await server.closed;
   return 0;
+}
+
+/** A URL with its token left out, for the lines of the banner after the one that shows it. */
+function withoutToken(url: string): string {
+  return url.replace(/[?&]token=[^&]*/, "").replace(/\?$/, "").replace(/\?&/, "?");
 }
