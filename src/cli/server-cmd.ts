@@ -97,5 +97,8 @@ export async function runServer(argv: string[]): Promise<number> {
 
 /** A URL with its token left out, for the lines of the banner after the one that shows it. */
 function withoutToken(url: string): string {
-  return url.replace(/[?&]token=[^&]*/, "").replace(/\?$/, "").replace(/\?&/, "?");
+  return url
+    .replace(/[?&]token=[^&]*/, "")
+    .replace(/\?$/, "")
+    .replace(/\?&/, "?");
 }
