@@ -123,4 +123,64 @@ describe("a worker's id", () => {
       await server.shutdown();
     }
   });
+
+  it("taken by a new process of the same worker: what the old one held and the new one does not is retried", async () => {
+    const { server } = await startServer({ heartbeatMs: 200, store: "memory" });
+    const client = await connect(server.info!.url, { timeoutMs: 30_000 });
+    const endpoint = server.info!.workerUrl.split("?")[0];
+    const readyMsg = pack({
+      t: "READY",
+      v: 1,
+      token: server.workerToken,
+      workerId: "w-restarted",
+      partitions: ["default"],
+      slots: 1,
+      prefetch: 0,
+      held: [],
+    });
+    const first = new Dealer({ linger: 0 });
+    const second = new Dealer({ linger: 0 });
+    const got: string[] = [];
+    let welcomed = false;
+    const reading = (async () => {
+      for await (const [, header] of second) {
+        const m = unpack(header) as { t: string; tasks?: { taskId: string; attempt: number }[] };
+        if (m.t === "WELCOME") welcomed = true;
+        if (m.t === "TASKS") for (const t of m.tasks!) got.push(`${t.taskId}#${t.attempt}`);
+      }
+    })().catch(() => {});
+    try {
+      first.connect(endpoint);
+      await first.send([EMPTY, readyMsg]);
+      await waitFor(() => server.scheduler.workers.has("w-restarted"), 10_000, "the first process to join");
+      const sessionId = await client.createSession({ applicationName: "testapp", maxRetries: 2 });
+      const [t] = await client.submitTasks(sessionId, [{ payload: encodePayload("noop") }]);
+      await waitFor(
+        () => server.scheduler.workers.get("w-restarted")!.inflight.has(t.taskId),
+        10_000,
+        "the task on the first process",
+      );
+      // The process dies holding it; a new one with the same id joins before the heartbeat timeout and
+      // says READY each interval, as the worker host does, holding nothing.
+      first.close();
+      second.connect(endpoint);
+      await waitFor(
+        async () => {
+          if (!welcomed) await second.send([EMPTY, readyMsg]);
+          return got.includes(`${t.taskId}#2`);
+        },
+        15_000,
+        "the task given again to the new process, as its second attempt",
+      );
+      const info = await client.getTask(t.taskId);
+      assert.equal(info.attempts.length, 2);
+      assert.equal(info.attempts[0]!.status, "LOST");
+    } finally {
+      first.close();
+      second.close();
+      await reading;
+      await client.close();
+      await server.shutdown();
+    }
+  });
 });

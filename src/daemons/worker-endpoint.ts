@@ -316,6 +316,8 @@ export class WorkerEndpoint implements WorkerLink {
         return;
       }
     }
+    // The id on a new connection: the worker's process restarted with the same --worker-id.
+    const restarted = previous !== undefined && !previous.equals(identity);
     if (previous) this.workerOf.delete(previous.toString("hex"));
     const oldWorker = this.workerOf.get(key);
     if (oldWorker !== undefined && oldWorker !== workerId)
@@ -338,8 +340,9 @@ export class WorkerEndpoint implements WorkerLink {
         ? { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs, columns: true }
         : { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs },
     );
-    if (Array.isArray(h.held) && h.held.length > 0) {
-      const held = h.held.filter((id): id is string => typeof id === "string");
+    const held = Array.isArray(h.held) ? h.held.filter((id): id is string => typeof id === "string") : [];
+    if (restarted) this.opts.scheduler.releaseUnheld(workerId, held);
+    if (held.length > 0) {
       const notYours = this.opts.scheduler.adoptTasks(workerId, held);
       if (notYours.length > 0)
         this.cancelTasks(workerId, notYours, "not this worker's any more: finished or reassigned");

@@ -820,6 +820,26 @@ export class Scheduler {
   }
 
   /**
+   * A worker id taken by a new connection: its process restarted (same `--worker-id`), and what the old
+   * process was given and the new one does not hold is lost with it, retried while retries allow.
+   */
+  releaseUnheld(workerId: string, held: readonly string[]): void {
+    const w = this.workers.get(workerId);
+    if (!w || w.inflight.size === 0) return;
+    const keep = new Set(held);
+    const lost = [...w.inflight].filter((id) => !keep.has(id));
+    if (lost.length === 0) return;
+    this.log.warn({ worker: workerId, tasks: lost.length }, "worker restarted without tasks it held");
+    for (const id of lost) {
+      w.inflight.delete(id);
+      const task = this.tasks.get(id);
+      if (task && task.workerId === workerId)
+        this.failAttempt(task, `worker ${workerId} restarted without it`, true);
+    }
+    this.scheduleDispatch();
+  }
+
+  /**
    * A worker (re)joining says which tasks it still holds. Those it already has, or that wait in a queue
    * (requeued after a restart of the server), become its own again; the ids of the others are returned
    * so that the worker drops them.
