@@ -1068,6 +1068,14 @@ export class Scheduler {
     task.error = error;
     task.endedAt = Date.now();
     this.setStatus(task, status);
+    if (!this.sessions.has(task.sessionId)) {
+      // Its session was deleted while its worker still ran it: now that the worker answered, it goes
+      // too, from memory and from the store (its row is not written again after the session's delete).
+      this.counts.remove(task.options.partitionId, task.status);
+      this.tasks.delete(task.id);
+      this.store.discard([task], []);
+      return;
+    }
     if (status !== "CANCELLED") this.onTaskEnd?.(task);
     for (const id of task.expectedOutputIds) {
       const r = this.results.get(id);
