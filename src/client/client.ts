@@ -1,3 +1,4 @@
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 import type {
   CreatedResult,
@@ -20,6 +21,8 @@ import type {
 
 /** Slack added to a results.wait request's timeout so the server answers before the client gives up. */
 const WAIT_SLACK_MS = 5_000;
+/** A wait longer than this goes to the server in rounds of this length (see waitResults). */
+const WAIT_ROUND_MS = 10_000;
 
 /**
  * The typed zgrid client: one DEALER connection to a daemon, a method per command (design §3.4, §4).
@@ -220,19 +223,24 @@ export class ZgridClient extends Connection {
   listResults(query: ListQuery = {}): Promise<Page<ResultInfo>> {
     return this.call("results.list", { ...query });
   }
-  /** Waits, without polling, until the results are COMPLETED or ABORTED as `options` asks. */
+  /**
+   * Waits, without polling, until the results are COMPLETED or ABORTED as `options` asks. The wait goes
+   * to the server in rounds of at most WAIT_ROUND_MS: a round that gets no answer (the server restarted,
+   * and forgot it) is asked again, so a wait never hangs across a restart.
+   */
   waitResults(resultIds: string[], options: WaitOptions = {}): Promise<WaitResult> {
-    const timeoutMs = options.timeoutMs ?? 0;
-    return this.call(
-      "results.wait",
-      {
-        resultIds,
-        behavior: options.behavior ?? "all",
-        breakOnError: options.breakOnError ?? false,
-        timeoutMs,
-      },
-      undefined,
-      { timeoutMs: timeoutMs > 0 ? timeoutMs + WAIT_SLACK_MS : 0 },
+    return this.inRounds(options.timeoutMs ?? 0, (roundMs) =>
+      this.call<WaitResult>(
+        "results.wait",
+        {
+          resultIds,
+          behavior: options.behavior ?? "all",
+          breakOnError: options.breakOnError ?? false,
+          timeoutMs: roundMs,
+        },
+        undefined,
+        { timeoutMs: roundMs + WAIT_SLACK_MS },
+      ),
     );
   }
   /** Like waitResults, and returns the data of every COMPLETED result in the same reply. */
@@ -240,34 +248,37 @@ export class ZgridClient extends Connection {
     resultIds: string[],
     options: WaitOptions = {},
   ): Promise<WaitResult & { data: Map<string, Buffer> }> {
-    const timeoutMs = options.timeoutMs ?? 0;
     // Asked as columns: one status list and the data back to back, not a map entry and a frame per
     // result. A server that does not know `columns` answers with the maps, which are read as well.
-    const reply = await this.request<
-      | { timedOut: boolean; statuses: ResultStatus[]; sizes: number[] }
-      | (WaitResult & { data: Record<string, number> })
-    >(
-      "results.wait",
-      {
-        resultIds,
-        behavior: options.behavior ?? "all",
-        breakOnError: options.breakOnError ?? false,
-        timeoutMs,
-        withData: true,
-        columns: true,
-      },
-      undefined,
-      { timeoutMs: timeoutMs > 0 ? timeoutMs + WAIT_SLACK_MS : 0 },
-    );
-    const msg = reply.msg;
+    const reply = await this.inRounds(options.timeoutMs ?? 0, async (roundMs) => {
+      const r = await this.request<
+        | { timedOut: boolean; statuses: ResultStatus[]; sizes: number[] }
+        | (WaitResult & { data: Record<string, number> })
+      >(
+        "results.wait",
+        {
+          resultIds,
+          behavior: options.behavior ?? "all",
+          breakOnError: options.breakOnError ?? false,
+          timeoutMs: roundMs,
+          withData: true,
+          columns: true,
+        },
+        undefined,
+        { timeoutMs: roundMs + WAIT_SLACK_MS },
+      );
+      return { timedOut: r.msg.timedOut, reply: r };
+    });
+    const msg = reply.reply.msg;
+    const blobs = reply.reply.blobs;
     const data = new Map<string, Buffer>();
     if (!Array.isArray(msg.statuses)) {
       const maps = msg as WaitResult & { data: Record<string, number> };
-      for (const [id, index] of Object.entries(maps.data)) data.set(id, reply.blobs[index]);
+      for (const [id, index] of Object.entries(maps.data)) data.set(id, blobs[index]);
       return { timedOut: maps.timedOut, statuses: maps.statuses, data };
     }
     const { sizes } = msg as { sizes: number[] };
-    const all = reply.blobs.length === 1 ? reply.blobs[0] : Buffer.concat(reply.blobs);
+    const all = blobs.length === 1 ? blobs[0] : Buffer.concat(blobs);
     const statuses: Record<string, ResultStatus> = {};
     let at = 0;
     for (let i = 0; i < resultIds.length; i++) {
@@ -279,6 +290,27 @@ export class ZgridClient extends Connection {
       }
     }
     return { timedOut: msg.timedOut, statuses, data };
+  }
+
+  /**
+   * Runs a long poll in rounds until it is answered without `timedOut`, or `timeoutMs` (0: no limit)
+   * has passed. A round that gets no reply at all is asked again while time is left.
+   */
+  private async inRounds<R extends { timedOut: boolean }>(
+    timeoutMs: number,
+    ask: (roundMs: number) => Promise<R>,
+  ): Promise<R> {
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    for (;;) {
+      const roundMs = Math.max(1, Math.min(WAIT_ROUND_MS, deadline - Date.now()));
+      try {
+        const r = await ask(roundMs);
+        if (!r.timedOut || Date.now() >= deadline) return r;
+      } catch (err) {
+        const lost = err instanceof ZgridError && err.code === ErrorCode.TIMEOUT;
+        if (!lost || Date.now() >= deadline) throw err;
+      }
+    }
   }
 
   // ---- tasks ---------------------------------------------------------------------------------------
