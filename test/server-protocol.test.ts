@@ -23,6 +23,7 @@ interface ReplyHeader {
   msg: unknown;
   code?: string;
   user?: string;
+  now?: number;
 }
 
 /** A raw DEALER: sends frames as given, reads one reply (bounded by receiveTimeout). */
@@ -208,9 +209,12 @@ describe("malformed input on a raw DEALER", () => {
     assertError(header, "NOT_FOUND", 15);
   });
 
-  it("a reply echoes the user and carries only v, id, msgType, msg, user", async () => {
+  it("a reply echoes the user and carries only v, id, msgType, msg, now, user", async () => {
+    const before = Date.now();
     const { header, frames } = await raw.request({ v: 1, id: 16, cmd: "noop", token: TOKEN, user: "zoe" });
-    assert.deepEqual(header, { v: 1, id: 16, msgType: "NORMAL", msg: "noop", user: "zoe" });
+    const { now, ...rest } = header;
+    assert.deepEqual(rest, { v: 1, id: 16, msgType: "NORMAL", msg: "noop", user: "zoe" });
+    assert.ok(now !== undefined && now >= before && now <= Date.now(), `now ${now} is the server's clock at the reply`);
     assert.equal(frames.length, 2, "no blobs");
   });
 

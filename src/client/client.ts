@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 import type {
@@ -320,11 +321,15 @@ export class ZgridClient extends Connection {
    * default). Each task gets its payload inline (`payload`, sent once per distinct buffer) or as an
    * existing result (`payloadId`), and one new output result unless `expectedOutputIds` are given.
    * `taskOptions` apply to the whole batch, over the session's defaults, under each task's own.
+   * `requestKey` (a random one by default) names the submission: sent again with the same key within
+   * 10 minutes, it gets the first answer and creates nothing. Pass your own to retry safely after a
+   * TIMEOUT; a request the server reads after this client gave up on it is refused anyway.
    */
   submitTasks(
     sessionId: string,
     tasks: TaskDefinition[],
     taskOptions?: TaskOptions,
+    { requestKey = randomUUID() }: { requestKey?: string } = {},
   ): Promise<SubmittedTask[]> {
     const blobs: Buffer[] = [];
     const blobOf = new Map<Uint8Array, number>();
@@ -339,7 +344,7 @@ export class ZgridClient extends Connection {
       }
       return { ...rest, payload: index };
     });
-    return this.call("tasks.submit", { sessionId, taskOptions, tasks: items }, blobs);
+    return this.call("tasks.submit", { sessionId, taskOptions, tasks: items, requestKey }, blobs);
   }
   /** Cancels tasks, running ones included; returns counts by the status they had. */
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {

@@ -64,6 +64,8 @@ export class Connection {
   private readonly timeoutMs: number;
   private readonly loop: Promise<void>;
   private closed = false;
+  /** The server's clock minus this host's, in ms, from the `now` of its replies; null before one. */
+  private clockOffset: number | null = null;
 
   constructor(url: string, options: ConnectOptions = {}) {
     this.address = parseServerUrl(url);
@@ -84,10 +86,26 @@ export class Connection {
   ): Promise<Reply<T>> {
     if (this.closed) return Promise.reject(new ZgridError(ErrorCode.UNAVAILABLE, "the connection is closed"));
     const id = this.nextId++;
-    const header = encode({ v: PROTOCOL_VERSION, id, cmd, token: this.token, user: this.user, args });
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    // The deadline tells the server not to act on a request this client has given up on by then (one
+    // queued while the server was down, say): a TIMEOUT here means it was not done later.
+    // Stamped on the server's clock (learnt from its replies), so skew between hosts does not matter;
+    // the first request, before any reply, carries none.
+    const header = encode(
+      timeoutMs > 0 && this.clockOffset !== null
+        ? {
+            v: PROTOCOL_VERSION,
+            id,
+            cmd,
+            token: this.token,
+            user: this.user,
+            args,
+            deadline: Date.now() + this.clockOffset + timeoutMs,
+          }
+        : { v: PROTOCOL_VERSION, id, cmd, token: this.token, user: this.user, args },
+    );
     const frames = blobs && blobs.length > 0 ? [EMPTY, header, ...blobs] : [EMPTY, header];
     return new Promise<Reply<T>>((resolve, reject) => {
-      const timeoutMs = options.timeoutMs ?? this.timeoutMs;
       const timer =
         timeoutMs > 0
           ? setTimeout(() => {
@@ -158,6 +176,11 @@ export class Connection {
       return;
     }
     if (!isPlainObject(header)) return;
+    if (typeof header.now === "number") {
+      // The server's clock minus ours, less the reply's transit: the largest sample is the closest.
+      const sample = header.now - Date.now();
+      this.clockOffset = this.clockOffset === null ? sample : Math.max(sample, this.clockOffset - 1);
+    }
     if (typeof header.t === "string" && header.msgType === undefined) {
       // The worker protocol's REJECT: this address is a server's worker endpoint, not a client port.
       this.failAll(

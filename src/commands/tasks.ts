@@ -1,5 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
-import { list, optMap, str, strList } from "../protocol/args.js";
+import { list, optMap, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
@@ -8,6 +8,9 @@ import { TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
+import { RequestKeys } from "./request-keys.js";
+
+type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
 const TASK_FILTERS = [
   "sessionId",
@@ -39,25 +42,35 @@ function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
+  const keys = new RequestKeys<SubmitAnswer>();
+
   map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
-    const tasks = scheduler.submitTasks(sessionId, options, items);
-    try {
-      await scheduler.store.flush();
-    } catch (err) {
-      // A reply of failure means nothing happened: the submission is taken back.
-      scheduler.withdrawTasks(tasks, items);
-      throw err;
-    }
-    return {
-      msg: tasks.map((t) => ({
+    const requestKey = optStr(req.args, "requestKey");
+    if (requestKey !== undefined && (requestKey.length === 0 || requestKey.length > 128))
+      throw invalidArgument("requestKey must be a string of 1 to 128 characters");
+    const submit = async (): Promise<SubmitAnswer> => {
+      const tasks = scheduler.submitTasks(sessionId, options, items);
+      try {
+        await scheduler.store.flush();
+      } catch (err) {
+        // A reply of failure means nothing happened: the submission is taken back.
+        scheduler.withdrawTasks(tasks, items);
+        throw err;
+      }
+      return tasks.map((t) => ({
         taskId: t.id,
         payloadId: t.payloadId,
         expectedOutputIds: t.expectedOutputIds,
-      })),
+      }));
     };
+    if (requestKey === undefined) return { msg: await submit() };
+    const msg = await keys.run(`${sessionId}\u0000${requestKey}`, items.length, submit, () =>
+      invalidArgument(`requestKey ${describeValue(requestKey)} was used for a submission of another size`),
+    );
+    return { msg };
   });
 
   map.register("tasks.get", (req) => ({ msg: taskView(scheduler.task(str(req.args, "taskId"))) }));

@@ -177,7 +177,8 @@ export class ServerDaemon implements Daemon {
     extra?: Record<string, unknown>,
     blobs?: Buffer[],
   ): void {
-    const header = encode({ v: PROTOCOL_VERSION, id, msgType, msg, ...extra });
+    // `now`: the server's clock, from which a client learns how to stamp deadlines it will honour.
+    const header = encode({ v: PROTOCOL_VERSION, id, msgType, msg, now: Date.now(), ...extra });
     const frames =
       blobs && blobs.length > 0 ? [identity, EMPTY, header, ...blobs] : [identity, EMPTY, header];
     this.out.send(frames);
@@ -271,6 +272,14 @@ export class ServerDaemon implements Daemon {
       );
     }
     if (!this.accepting) return fail(ErrorCode.UNAVAILABLE, "the server is shutting down");
+    // A client that gave up on a request (its timeout passed while the server was down or stalled)
+    // must not see it done later: a request read after its deadline is refused, and nothing happens.
+    if (typeof header.deadline === "number" && header.deadline < Date.now()) {
+      return fail(
+        ErrorCode.UNAVAILABLE,
+        `the request reached the server after its deadline (${new Date(header.deadline).toISOString()}): nothing was done`,
+      );
+    }
     const entry = this.commands.get(cmd);
     if (!entry)
       return fail(

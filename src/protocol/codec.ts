@@ -37,6 +37,8 @@ export interface ReplyHeader {
   id: number | null;
   msgType: MsgType;
   msg: unknown;
+  /** The server's clock at the reply (ms since the epoch): what a request's `deadline` is measured on. */
+  now?: number;
   user?: string;
   code?: string;
 }
