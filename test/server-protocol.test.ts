@@ -214,7 +214,10 @@ describe("malformed input on a raw DEALER", () => {
     const { header, frames } = await raw.request({ v: 1, id: 16, cmd: "noop", token: TOKEN, user: "zoe" });
     const { now, ...rest } = header;
     assert.deepEqual(rest, { v: 1, id: 16, msgType: "NORMAL", msg: "noop", user: "zoe" });
-    assert.ok(now !== undefined && now >= before && now <= Date.now(), `now ${now} is the server's clock at the reply`);
+    assert.ok(
+      now !== undefined && now >= before && now <= Date.now(),
+      `now ${now} is the server's clock at the reply`,
+    );
     assert.equal(frames.length, 2, "no blobs");
   });
 
