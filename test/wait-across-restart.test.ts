@@ -1,7 +1,7 @@
 /**
  * Clients do not hang across a server restart (issue 13 item 8): a wait without a timeout, sent to a
  * server that is then killed with SIGKILL and started again on the same data dir and ports, returns
- * once the results are COMPLETED on the new server.
+ * once the results are COMPLETED on the new server; a subscription goes on with the new server.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -65,6 +65,14 @@ describe("a client across a server restart", () => {
           { payload: encodePayload("sleep", [3000]) },
         ]);
         const outputs = ts.map((t) => t.expectedOutputIds[0]);
+        const events: { type: string; taskId?: string }[] = [];
+        const sub = await client.subscribe(
+          sessionId,
+          (e) => events.push(e as { type: string; taskId?: string }),
+          {
+            eventTypes: ["newTask"],
+          },
+        );
         let done = 0;
         const waiting = client.waitResults(outputs).then((r) => {
           done++;
@@ -96,6 +104,14 @@ describe("a client across a server restart", () => {
         );
         const d = await waitingData;
         assert.equal(d.data.size, 2);
+        // The subscription was renewed on the new server: a task submitted now is seen.
+        const [late] = await client.submitTasks(sessionId, [{ payload: encodePayload("noop") }]);
+        await waitFor(
+          () => events.some((e) => e.type === "newTask" && e.taskId === late.taskId),
+          30_000,
+          "the new server's newTask event on the old subscription",
+        );
+        await sub.close();
       } finally {
         await client.close();
         await worker.stop();

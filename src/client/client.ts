@@ -22,6 +22,18 @@ import type {
 
 /** Slack added to a results.wait request's timeout so the server answers before the client gives up. */
 const WAIT_SLACK_MS = 5_000;
+/** How often a client holding subscriptions checks that the server did not restart (see subscribe). */
+const SUBSCRIPTION_CHECK_MS = 2_000;
+
+/** A subscription as the client keeps it, renewed on a new server instance. */
+interface LiveSubscription {
+  listenId: number;
+  subscriptionId: string;
+  instance: string;
+  open: boolean;
+  renew: (() => Promise<void>) | null;
+}
+
 /** A wait longer than this goes to the server in rounds of this length (see waitResults). */
 const WAIT_ROUND_MS = 10_000;
 
@@ -30,6 +42,10 @@ const WAIT_ROUND_MS = 10_000;
  * Get one with {@link connect}.
  */
 export class ZgridClient extends Connection {
+  private readonly subscriptions = new Set<LiveSubscription>();
+  private instanceTimer: NodeJS.Timeout | null = null;
+  private checking = false;
+
   // ---- built-ins -----------------------------------------------------------------------------------
 
   /** `connect`: a sentence naming the server and the user. */
@@ -138,7 +154,10 @@ export class ZgridClient extends Connection {
 
   /**
    * Streams a session's events to `onEvent`: first what already exists (newTask, newResult), then live
-   * updates, with no gap. Returns a handle whose `close()` unsubscribes.
+   * updates, with no gap. Returns a handle whose `close()` unsubscribes. A subscription outlives a
+   * restart of the server: the client checks the server's instance every SUBSCRIPTION_CHECK_MS while it
+   * holds subscriptions, and subscribes again on a new one; `onEvent` then sees the session as it is
+   * (newTask, newResult for what exists) before the live updates go on.
    */
   async subscribe(
     sessionId: string,
@@ -148,20 +167,65 @@ export class ZgridClient extends Connection {
       filters?: { taskIds?: string[]; resultIds?: string[]; statuses?: string[] };
     } = {},
   ): Promise<Subscription> {
-    const id = this.peekNextId();
-    const reply = await this.call<{ subscriptionId: string }>(
-      "events.subscribe",
-      { sessionId, eventTypes: options.eventTypes, filters: options.filters },
-      undefined,
-      { onEvent: onEvent as (e: unknown) => void },
-    );
+    const sub: LiveSubscription = { listenId: 0, subscriptionId: "", instance: "", open: true, renew: null };
+    sub.renew = async () => {
+      const id = this.peekNextId();
+      const reply = await this.call<{ subscriptionId: string; instance?: string }>(
+        "events.subscribe",
+        { sessionId, eventTypes: options.eventTypes, filters: options.filters },
+        undefined,
+        { onEvent: onEvent as (e: unknown) => void },
+      );
+      if (sub.listenId !== 0) this.unlisten(sub.listenId);
+      sub.listenId = id;
+      sub.subscriptionId = reply.subscriptionId;
+      sub.instance = reply.instance ?? "";
+    };
+    await sub.renew();
+    this.subscriptions.add(sub);
+    this.watchInstance();
     return {
-      subscriptionId: reply.subscriptionId,
+      get subscriptionId() {
+        return sub.subscriptionId;
+      },
       close: async () => {
-        this.unlisten(id);
-        await this.call("events.unsubscribe", { subscriptionId: reply.subscriptionId });
+        sub.open = false;
+        this.subscriptions.delete(sub);
+        this.unlisten(sub.listenId);
+        await this.call("events.unsubscribe", { subscriptionId: sub.subscriptionId });
       },
     };
+  }
+
+  override async close(): Promise<void> {
+    if (this.instanceTimer) clearInterval(this.instanceTimer);
+    this.instanceTimer = null;
+    this.subscriptions.clear();
+    await super.close();
+  }
+
+  /** While subscriptions are open: notices a new server instance and subscribes them again. */
+  private watchInstance(): void {
+    if (this.instanceTimer) return;
+    this.instanceTimer = setInterval(() => {
+      if (this.subscriptions.size === 0) {
+        clearInterval(this.instanceTimer!);
+        this.instanceTimer = null;
+        return;
+      }
+      if (this.checking) return;
+      this.checking = true;
+      void this.call<{ instance?: string }>("getconfig", {}, undefined, { timeoutMs: SUBSCRIPTION_CHECK_MS })
+        .then(async ({ instance }) => {
+          for (const sub of [...this.subscriptions]) {
+            if (!sub.open || instance === undefined || sub.instance === instance) continue;
+            await sub.renew!().catch(() => {}); // tried again at the next check
+          }
+        })
+        .catch(() => {}) // the server is down: checked again later
+        .finally(() => (this.checking = false));
+    }, SUBSCRIPTION_CHECK_MS);
+    this.instanceTimer.unref();
   }
 
   // ---- admin ---------------------------------------------------------------------------------------

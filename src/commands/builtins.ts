@@ -25,7 +25,7 @@ export function memStatus(): Record<string, number> {
 /** What the built-ins read of the server: plain data and two calls, so a daemon on a thread can serve them. */
 export type BuiltinsContext = Pick<
   ServerContext,
-  "config" | "version" | "authEnabled" | "endpoints" | "requestShutdown"
+  "config" | "version" | "instance" | "authEnabled" | "endpoints" | "requestShutdown"
 >;
 
 /** Built-ins a daemon answers its own way (the STATUS daemon's `ruok` checks the scheduler's loop is alive). */
@@ -38,6 +38,7 @@ export function serverConfigSummary(server: BuiltinsContext, daemon: string): Re
   const ep = server.endpoints();
   return {
     version: server.version,
+    instance: server.instance,
     hostname: hostname(),
     daemon,
     daemons: server.config.daemons,

@@ -47,7 +47,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     // A peer that disconnected is forgotten the first time an event cannot reach it.
     const gone = (): void => void scheduler.events.removePrefix(`${req.peer}/`);
     scheduler.subscribe({ id: subscriptionId, sessionId, filter, send: (event) => req.push(event, gone) });
-    return { msg: { subscriptionId } };
+    return { msg: { subscriptionId, instance: server.instance } };
   });
 
   map.register("events.unsubscribe", (req) => {

@@ -22,6 +22,8 @@ export interface ServerContext {
   readonly scheduler: Scheduler;
   readonly startedAt: Date;
   readonly version: string;
+  /** Random per start of the server: a client sees a restart as a change of it (getconfig, subscribe). */
+  readonly instance: string;
   readonly authEnabled: boolean;
   endpoints(): Endpoints;
   /** Daemon name → requests it has authenticated so far. */

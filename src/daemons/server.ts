@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type Server as HttpServer } from "node:http";
 import { hostname } from "node:os";
@@ -47,6 +48,7 @@ export class Server implements ServerContext {
   readonly log: Logger;
   readonly startedAt = new Date();
   readonly version = VERSION;
+  readonly instance = randomBytes(8).toString("hex");
   readonly authEnabled: boolean;
   readonly token: string | null;
   /** The worker endpoint's token (never the client token), null with --no-auth. */
@@ -108,6 +110,7 @@ export class Server implements ServerContext {
         config,
         token: this.token,
         version: this.version,
+        instance: this.instance,
         metrics: this.metrics,
         log: this.log,
         status: () => serverStatus(this),

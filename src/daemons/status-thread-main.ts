@@ -124,6 +124,7 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
   const server: BuiltinsContext = {
     config: init.config,
     version: init.version,
+    instance: init.instance,
     authEnabled: init.authEnabled,
     endpoints: () => ({ ...endpoints, statusPort: daemon.port }),
     requestShutdown: (user) => send(port, { t: "shutdown", user }),

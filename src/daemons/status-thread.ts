@@ -11,6 +11,7 @@ export interface StatusThreadInit {
   port: number;
   token: string | null;
   version: string;
+  instance: string;
   authEnabled: boolean;
   endpoints: Endpoints;
   status: Record<string, unknown>;
@@ -46,6 +47,7 @@ export interface StatusThreadOptions {
   config: ServerConfig;
   token: string | null;
   version: string;
+  instance: string;
   metrics: RequestRecorder;
   log: Logger;
   /** The server's status now (runs on the scheduler's thread). */
@@ -98,6 +100,7 @@ export class StatusThread implements Daemon {
       port: this.opts.config.statusPort,
       token: this.opts.token,
       version: this.opts.version,
+      instance: this.opts.instance,
       authEnabled: this.opts.token !== null,
       endpoints: this.opts.endpoints(),
       status: this.opts.status(),
