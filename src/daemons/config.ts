@@ -82,7 +82,7 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     flag: "--worker-token",
     env: "ZGRID_WORKER_TOKEN",
     type: "string",
-    help: "token workers present (default: the server token)",
+    help: "token workers present (else <data-dir>/worker-token, else generated: never the client token)",
   },
   {
     key: "noAuth",
