@@ -7,7 +7,7 @@ import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
 import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
-import { Op, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
+import { Op, operationsRunner, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
@@ -19,6 +19,8 @@ const INLINE_DATA_BYTES = 16 * 1024;
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
 const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
+/** A commit of at most this many operations is made on the server's thread, not sent to the writer. */
+const INLINE_COMMIT_OPS = 64;
 /** After a failed commit, try again this often (the disk may have room again). */
 const RETRY_MS = 500;
 
@@ -45,9 +47,11 @@ interface InFlight {
 /**
  * The embedded store: one SQLite file in WAL mode in the data dir. Changes reported by the scheduler
  * are collected (a changed object is written once however often it changed) and committed in one
- * transaction every few milliseconds, by a writer thread (sqlite-writer.ts) that owns the connection
- * commits are made on: statements and fsyncs never hold the event loop. One commit is in flight at a
- * time; what changes meanwhile goes into the next one (group commit). This thread keeps a connection of
+ * transaction every few milliseconds, by a writer thread (sqlite-writer.ts) with a connection of its
+ * own: the statements and fsync of a large commit never hold the event loop. A small one (at most
+ * INLINE_COMMIT_OPS changes: one task submitted or ended) is made on this thread, where it costs less
+ * than the round trip to the writer. One commit is in flight at a time; what changes meanwhile goes
+ * into the next one (group commit). This thread keeps a connection of
  * its own to load the state at start and to read stored data.
  */
 export class SqliteStore implements Store {
@@ -72,6 +76,8 @@ export class SqliteStore implements Store {
   private readonly dir: string;
   private readonly readDataStmt: Database.Statement;
   private readonly writeDataStmt: Database.Statement;
+  /** Runs a small commit's operations on this thread's connection. */
+  private readonly runInline: (ops: unknown[][]) => void;
   private writer!: Worker;
   private inflight: InFlight | null = null;
   private nextCommitId = 1;
@@ -120,6 +126,7 @@ export class SqliteStore implements Store {
     this.writeDataStmt = this.db.prepare(
       "INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)",
     );
+    this.runInline = operationsRunner(this.db);
     this.startWriter();
   }
 
@@ -353,10 +360,6 @@ export class SqliteStore implements Store {
     }
     for (const d of deletes) ops.push(d);
     if (this.failure !== null) ops.push([Op.Probe, String(Date.now())]);
-    // The encoder reuses its buffer: the writer gets a copy of its own, moved rather than cloned.
-    const packed = encode(ops);
-    const copy = new Uint8Array(packed.length);
-    copy.set(packed);
     const id = this.nextCommitId++;
     const inflight: InFlight = {
       id,
@@ -395,6 +398,29 @@ export class SqliteStore implements Store {
         return;
       }
     }
+    if (ops.length <= INLINE_COMMIT_OPS) {
+      // A small commit (one task submitted or ended, a session changed) is made here: the round trip
+      // to the writer thread would cost more than the statements (the fsync is the same).
+      const t0 = performance.now();
+      try {
+        this.runInline(ops);
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        this.committed({
+          id,
+          ok: false,
+          code: typeof e.code === "string" ? e.code : "",
+          message: typeof e.message === "string" ? e.message : String(err),
+        });
+        return;
+      }
+      this.committed({ id, ok: true, ms: performance.now() - t0 });
+      return;
+    }
+    // The encoder reuses its buffer: the writer gets a copy of its own, moved rather than cloned.
+    const packed = encode(ops);
+    const copy = new Uint8Array(packed.length);
+    copy.set(packed);
     const req: CommitRequest = { id, ops: copy };
     // Referenced while a commit is in flight: the process waits for its answer, not longer.
     this.writer.ref();

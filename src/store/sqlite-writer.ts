@@ -7,7 +7,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { decode } from "../protocol/codec.js";
-import { Op, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
+import { operationsRunner, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
 
 function main(): void {
   const { file } = workerData as WriterInput;
@@ -15,55 +15,7 @@ function main(): void {
   db.pragma("journal_mode = WAL");
   // FULL: in WAL mode every commit is fsynced before it returns (design §8).
   db.pragma("synchronous = FULL");
-  const stmt = {
-    session: db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
-    result: db.prepare("INSERT OR REPLACE INTO results (id, session_id, status, doc) VALUES (?, ?, ?, ?)"),
-    task: db.prepare(
-      "INSERT OR REPLACE INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?)",
-    ),
-    options: db.prepare("INSERT OR REPLACE INTO task_options (id, doc) VALUES (?, ?)"),
-    deleteData: db.prepare("DELETE FROM result_data WHERE result_id = ?"),
-    deleteSessionData: db.prepare(
-      "DELETE FROM result_data WHERE result_id IN (SELECT id FROM results WHERE session_id = ?)",
-    ),
-    deleteSessionResults: db.prepare("DELETE FROM results WHERE session_id = ?"),
-    deleteSessionTasks: db.prepare("DELETE FROM tasks WHERE session_id = ?"),
-    deleteSession: db.prepare("DELETE FROM sessions WHERE id = ?"),
-    // Written with a retry after a failed commit: a transaction that proves the disk takes writes again.
-    probe: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)"),
-  };
-  const run = db.transaction((ops: unknown[][]) => {
-    for (const op of ops) {
-      switch (op[0]) {
-        case Op.Session:
-          stmt.session.run(op[1], op[2]);
-          break;
-        case Op.Result:
-          stmt.result.run(op[1], op[2], op[3], op[4]);
-          break;
-        case Op.Options:
-          stmt.options.run(op[1], op[2]);
-          break;
-        case Op.Task:
-          stmt.task.run(op[1], op[2], op[3], op[4], op[5]);
-          break;
-        case Op.DeleteSession:
-          stmt.deleteSessionData.run(op[1]);
-          stmt.deleteSessionResults.run(op[1]);
-          stmt.deleteSessionTasks.run(op[1]);
-          stmt.deleteSession.run(op[1]);
-          break;
-        case Op.DeleteData:
-          stmt.deleteData.run(op[1]);
-          break;
-        case Op.Probe:
-          stmt.probe.run(op[1]);
-          break;
-        default:
-          throw new Error(`unknown store operation ${String(op[0])}`);
-      }
-    }
-  });
+  const run = operationsRunner(db);
   parentPort!.on("message", (req: CommitRequest | "close") => {
     if (req === "close") {
       db.close();
