@@ -7,7 +7,9 @@
  *   node dist/bench/stress.js [--runs N] [--hogs N]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { intFlag, parse, UsageError } from "../src/cli/usage.js";
 
@@ -42,15 +44,23 @@ function suite(): Promise<{ ok: boolean; summary: string }> {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let tail = "";
+    let all = "";
     const failures: string[] = [];
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (chunk: string) => {
+      all += chunk;
       tail = (tail + chunk).slice(-4096);
       for (const line of chunk.split("\n")) if (/^not ok /.test(line)) failures.push(line);
     });
     child.on("exit", (code) => {
       const count = (name: string) => tail.match(new RegExp(`^# ${name} (\\d+)$`, "m"))?.[1];
       const summary = ["tests", "pass", "fail", "skipped"].map((k) => `${k} ${count(k) ?? "?"}`).join(", ");
+      if (code !== 0) {
+        // The whole TAP output of a failed run, for its error messages.
+        const file = join(tmpdir(), `zgrid-stress-${process.pid}-${Date.now()}.tap`);
+        writeFileSync(file, all);
+        failures.push(`output in ${file}`);
+      }
       resolve({
         ok: code === 0,
         summary: failures.length > 0 ? `${summary}; ${failures.join("; ")}` : summary,

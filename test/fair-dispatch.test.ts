@@ -85,7 +85,8 @@ describe("fair dispatch of long tasks", () => {
 
 describe("prefetch of large payloads", () => {
   it("short tasks with 1 MiB payloads: a worker is never sent more than 64 MiB of them at once", async () => {
-    const { server } = await startServer({ store: "memory" });
+    // The raw worker sends no HEARTBEAT: a long interval keeps it alive on a loaded machine.
+    const { server } = await startServer({ store: "memory", heartbeatMs: 10_000 });
     const client = await connect(server.info!.url, { timeoutMs: 60_000 });
     // A worker of 4 slots that asks for a prefetch of 1,000, holds each batch a moment (the poll's interval) and then
     // reports it as run in no time: by time alone its credit would be its whole capacity.

@@ -49,7 +49,9 @@ describe("TASKS and DONE as columns", () => {
   let client: ZgridClient;
 
   before(async () => {
-    ({ server } = await startServer({ store: "memory" }));
+    // Raw workers here send no HEARTBEAT: a long interval keeps them alive on a loaded machine, where
+    // the steps between their READY and their DONE can take longer than 3 intervals of 200 ms.
+    ({ server } = await startServer({ store: "memory", heartbeatMs: 10_000 }));
     client = await connect(server.info!.url, { timeoutMs: 30_000 });
   });
   after(async () => {
