@@ -20,6 +20,7 @@ import { unpack } from "msgpackr";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { intFlag, parse, UsageError } from "../src/cli/usage.js";
+import { seededRandom } from "./seeded-random.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/src/cli/main.js");
@@ -50,17 +51,6 @@ export interface ChaosReport {
   seconds: number;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A port free on 127.0.0.1 now. */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -83,7 +73,7 @@ function gone(p: ChildProcess): Promise<void> {
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
-  const random = rng(opts.seed);
+  const random = seededRandom(opts.seed);
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), "zgrid-chaos-"));
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];

@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { Packr, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
 import { removeDir, spawnServer, waitFor, type Proc } from "./helpers.js";
+import { seededRandom } from "../bench/seeded-random.js";
 
 const SEED = Number(process.env.ZGRID_FUZZ_SEED ?? 20261204);
 const BURSTS = 50;
@@ -63,18 +64,6 @@ const WORDS = [
   "page",
 ];
 
-/** mulberry32: a small seeded generator, so a failure can be replayed with ZGRID_FUZZ_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Fuzzer {
   private readonly r: () => number;
   private readonly packr = new Packr({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<
@@ -82,7 +71,7 @@ class Fuzzer {
   >[0]);
 
   constructor(seed: number) {
-    this.r = rng(seed);
+    this.r = seededRandom(seed);
   }
 
   chance(p: number): boolean {

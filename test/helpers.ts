@@ -244,3 +244,32 @@ export async function holdsOver(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * `zgrid server` arguments on the given ports (DEFAULT, worker, METRICS, STATUS) and data dir, with
+ * fixed tokens and 200 ms heartbeats: for a test that restarts the server where its clients and
+ * workers will find it again.
+ */
+export function serverArgsOn(ports: number[], dataDir: string, token: string, workerToken: string): string[] {
+  return [
+    "server",
+    "--port",
+    String(ports[0]),
+    "--worker-port",
+    String(ports[1]),
+    "--metrics-port",
+    String(ports[2]),
+    "--status-port",
+    String(ports[3]),
+    "--data-dir",
+    dataDir,
+    "--token",
+    token,
+    "--worker-token",
+    workerToken,
+    "--heartbeat-ms",
+    "200",
+    "--connection-info",
+    join(dataDir, "info.json"),
+  ];
+}

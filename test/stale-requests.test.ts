@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { pack, unpack } from "msgpackr";
+import { Dealer } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { removeDir, spawnServer, waitFor, type Proc } from "./helpers.js";
@@ -72,5 +74,22 @@ describe("stale and repeated requests", () => {
       /requestKey "k-1" was used for a submission of another size/,
     );
     assert.equal((await client.countTasks({ sessionId })).SUBMITTED, 6);
+  });
+
+  it("a deadline far out of a date's range is refused with a sentence, and the server keeps serving", async () => {
+    const raw = new Dealer({ linger: 0, receiveTimeout: 10_000 });
+    raw.connect(url.split("?")[0]);
+    try {
+      for (const deadline of [-1e300, -Infinity, 1]) {
+        await raw.send([Buffer.alloc(0), pack({ v: 1, id: 7, cmd: "ruok", token: "stale", deadline })]);
+        const [, header] = await raw.receive();
+        const h = unpack(header) as { code?: string; msg: string };
+        assert.equal(h.code, "UNAVAILABLE", JSON.stringify(h));
+        assert.match(h.msg, /after its deadline/);
+      }
+      assert.equal(await client.call("ruok"), "imok");
+    } finally {
+      raw.close();
+    }
   });
 });

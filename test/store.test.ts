@@ -12,6 +12,7 @@ import {
   EXAMPLE_APPS,
   FIXTURE_APPS,
   freePorts,
+  serverArgsOn,
   type Proc,
   runCli,
   spawnCli,
@@ -313,27 +314,7 @@ describe("the embedded SQLite store", () => {
     async () => {
       const dir = tempDir();
       const ports = await freePorts(4);
-      const args = [
-        "server",
-        "--port",
-        String(ports[0]),
-        "--worker-port",
-        String(ports[1]),
-        "--metrics-port",
-        String(ports[2]),
-        "--status-port",
-        String(ports[3]),
-        "--data-dir",
-        dir,
-        "--token",
-        "kill9",
-        "--worker-token",
-        "kill9-worker",
-        "--heartbeat-ms",
-        "200",
-        "--connection-info",
-        join(dir, "info.json"),
-      ];
+      const args = serverArgsOn(ports, dir, "kill9", "kill9-worker");
       const url = `tcp://127.0.0.1:${ports[0]}?token=kill9`;
       const workerUrl = `tcp://127.0.0.1:${ports[1]}?token=kill9-worker`;
       let server: Proc = spawnCli(args);

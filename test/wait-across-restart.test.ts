@@ -4,11 +4,19 @@
  * once the results are COMPLETED on the new server; a subscription goes on with the new server.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { describe, it } from "node:test";
 import { connect } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
-import { EXAMPLE_APPS, freePorts, removeDir, spawnCli, tempDir, waitFor, type Proc } from "./helpers.js";
+import {
+  EXAMPLE_APPS,
+  freePorts,
+  serverArgsOn,
+  removeDir,
+  spawnCli,
+  tempDir,
+  waitFor,
+  type Proc,
+} from "./helpers.js";
 
 describe("a client across a server restart", () => {
   it(
@@ -17,27 +25,7 @@ describe("a client across a server restart", () => {
     async () => {
       const dir = tempDir();
       const ports = await freePorts(4);
-      const args = [
-        "server",
-        "--port",
-        String(ports[0]),
-        "--worker-port",
-        String(ports[1]),
-        "--metrics-port",
-        String(ports[2]),
-        "--status-port",
-        String(ports[3]),
-        "--data-dir",
-        dir,
-        "--token",
-        "restart",
-        "--worker-token",
-        "restart-worker",
-        "--heartbeat-ms",
-        "200",
-        "--connection-info",
-        join(dir, "info.json"),
-      ];
+      const args = serverArgsOn(ports, dir, "restart", "restart-worker");
       const url = `tcp://127.0.0.1:${ports[0]}?token=restart`;
       let server: Proc = spawnCli(args);
       const worker = spawnCli([

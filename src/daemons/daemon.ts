@@ -277,7 +277,7 @@ export class ServerDaemon implements Daemon {
     if (typeof header.deadline === "number" && header.deadline < Date.now()) {
       return fail(
         ErrorCode.UNAVAILABLE,
-        `the request reached the server after its deadline (${new Date(header.deadline).toISOString()}): nothing was done`,
+        `the request reached the server after its deadline (${header.deadline} ms since the epoch, server time ${Date.now()}): nothing was done`,
       );
     }
     const entry = this.commands.get(cmd);

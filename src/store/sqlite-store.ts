@@ -7,7 +7,14 @@ import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
 import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
-import { Op, operationsRunner, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
+import {
+  Op,
+  failedCommit,
+  operationsRunner,
+  type CommitReply,
+  type CommitRequest,
+  type WriterInput,
+} from "./write-ops.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
@@ -388,13 +395,7 @@ export class SqliteStore implements Store {
           }
         })();
       } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
-        this.committed({
-          id,
-          ok: false,
-          code: typeof e.code === "string" ? e.code : "",
-          message: typeof e.message === "string" ? e.message : String(err),
-        });
+        this.committed(failedCommit(id, err));
         return;
       }
     }
@@ -405,13 +406,7 @@ export class SqliteStore implements Store {
       try {
         this.runInline(ops);
       } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
-        this.committed({
-          id,
-          ok: false,
-          code: typeof e.code === "string" ? e.code : "",
-          message: typeof e.message === "string" ? e.message : String(err),
-        });
+        this.committed(failedCommit(id, err));
         return;
       }
       this.committed({ id, ok: true, ms: performance.now() - t0 });

@@ -7,7 +7,13 @@
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { decode } from "../protocol/codec.js";
-import { operationsRunner, type CommitReply, type CommitRequest, type WriterInput } from "./write-ops.js";
+import {
+  failedCommit,
+  operationsRunner,
+  type CommitReply,
+  type CommitRequest,
+  type WriterInput,
+} from "./write-ops.js";
 
 function main(): void {
   const { file } = workerData as WriterInput;
@@ -28,13 +34,7 @@ function main(): void {
       run(decode(req.ops) as unknown[][]);
       reply = { id: req.id, ok: true, ms: performance.now() - started };
     } catch (err) {
-      const e = err as { code?: unknown; message?: unknown };
-      reply = {
-        id: req.id,
-        ok: false,
-        code: typeof e.code === "string" ? e.code : "",
-        message: typeof e.message === "string" ? e.message : String(err),
-      };
+      reply = failedCommit(req.id, err);
     }
     parentPort!.postMessage(reply);
   });

@@ -85,3 +85,14 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
     }
   });
 }
+
+/** The reply for a commit that threw: SQLite's code (e.g. SQLITE_FULL) and message, nothing more. */
+export function failedCommit(id: number, err: unknown): CommitReply {
+  const e = err as { code?: unknown; message?: unknown };
+  return {
+    id,
+    ok: false,
+    code: typeof e.code === "string" ? e.code : "",
+    message: typeof e.message === "string" ? e.message : String(err),
+  };
+}
