@@ -107,6 +107,27 @@ describe("frames a stranger sends to kill the server", () => {
     assert.equal(ok.msg, "imok");
   });
 
+  it("the worker endpoint rejects a READY whose apps are not a bounded list of short names", async () => {
+    const port = portOf(info.workerUrl);
+    const token = new URL(info.workerUrl!.replace("tcp:", "http:")).searchParams.get("token");
+    const ready = (apps: unknown) =>
+      pack({ t: "READY", v: 1, token, workerId: "w-apps", partitions: ["default"], slots: 1, apps });
+    for (const apps of [
+      "hello",
+      [1, 2],
+      ["x".repeat(257)],
+      Array.from({ length: 10_001 }, (_, i) => `app${i}`),
+    ]) {
+      const h = await roundTrip(port, [EMPTY, ready(apps)]);
+      assert.equal(h.t, "REJECT", JSON.stringify(h).slice(0, 200));
+      assert.equal(h.code, "INVALID_ARGUMENT");
+      assert.match(String(h.msg), /apps must be a list of at most 10000 application names/);
+    }
+    const welcomed = await roundTrip(port, [EMPTY, ready(["hello", "hello.2"])]);
+    assert.equal(welcomed.t, "WELCOME", JSON.stringify(welcomed));
+    assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
+  });
+
   it("commands that echo a bad argument answer INVALID_ARGUMENT, not INTERNAL, for a BigInt", async () => {
     const cases: [number, Record<string, unknown>][] = [
       [portOf(info.metricsUrl), { cmd: "metrics", args: { category: "XQXQ" } }],

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pack, unpack } from "msgpackr";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
@@ -257,25 +260,78 @@ describe("scheduling onto real worker processes", () => {
     assert.equal((await client.getTask(echo.taskId)).attempts[0].workerId, info.attempts[0].workerId);
   });
 
-  it("reports an unknown application or method as ERROR naming what was looked for", async (ctx) => {
+  it("reports an unknown method as ERROR naming what was looked for", async (ctx) => {
     worker(ctx, FIXTURE_APPS, ["--slots", "1", "--partition", "unknown"]);
     const sessionId = await client.createSession({ partitionId: "unknown" });
-    const [noApp] = await client.submitTasks(sessionId, [
-      { payload: encodePayload("x"), taskOptions: { applicationName: "nosuchapp", applicationVersion: "2" } },
-    ]);
     const [noMethod] = await client.submitTasks(sessionId, [
       { payload: encodePayload("nosuchmethod"), taskOptions: { applicationName: "testapp" } },
     ]);
-    await client.waitResults([noApp.expectedOutputIds[0], noMethod.expectedOutputIds[0]], {
-      timeoutMs: 15_000,
-    });
-    const a = await client.getTask(noApp.taskId);
-    assert.equal(a.status, "ERROR");
-    assert.match(a.error ?? "", /nosuchapp\.2\.js/);
-    assert.match(a.error ?? "", /nosuchapp\.js/);
+    await client.waitResults([noMethod.expectedOutputIds[0]], { timeoutMs: 15_000 });
     const m = await client.getTask(noMethod.taskId);
     assert.equal(m.status, "ERROR");
     assert.match(m.error ?? "", /nosuchmethod/);
+  });
+
+  it("routes tasks by application: a task waits for a worker that has its app, and health says so", async (ctx) => {
+    // Two workers of one partition with different app paths: each task goes to one that has its app.
+    const appsA = mkdtempSync(join(tmpdir(), "zgrid-apps-a-"));
+    const appsB = mkdtempSync(join(tmpdir(), "zgrid-apps-b-"));
+    ctx.after(() => {
+      rmSync(appsA, { recursive: true, force: true });
+      rmSync(appsB, { recursive: true, force: true });
+    });
+    // Modules that import nothing, so that they load from any directory.
+    const app = (name: string) =>
+      `export function createService() { return {}; }\nexport function call() { return "${name}"; }\n`;
+    writeFileSync(join(appsA, "alpha.js"), app("alpha"));
+    writeFileSync(join(appsB, "beta.js"), app("beta"));
+    const wa = worker(ctx, appsA, ["--slots", "1", "--partition", "routed", "--worker-id", "has-alpha"]);
+    await servedBy(server, "routed", 1);
+    const sessionId = await client.createSession({ partitionId: "routed" });
+    const submit = (app: string, payload: Buffer, version?: string) =>
+      client.submitTasks(sessionId, [
+        {
+          payload,
+          taskOptions: { applicationName: app, ...(version ? { applicationVersion: version } : {}) },
+        },
+      ]);
+    const betas = [];
+    for (let i = 0; i < 5; i++) betas.push((await submit("beta", encodePayload("x")))[0]);
+    const [versioned] = await submit("gamma", encodePayload("x"), "2");
+    const alphas = [];
+    for (let i = 0; i < 5; i++) alphas.push((await submit("alpha", encodePayload("x")))[0]);
+    // The worker without beta runs the alpha tasks and leaves the beta ones queued, not ERROR.
+    const ran = await client.waitResultsData(
+      alphas.map((t) => t.expectedOutputIds[0]),
+      { timeoutMs: 15_000 },
+    );
+    for (const t of alphas) assert.equal(decodeOutput(ran.data.get(t.expectedOutputIds[0])!), "alpha");
+    for (const t of betas) assert.equal((await client.getTask(t.taskId)).status, "SUBMITTED");
+    await waitFor(
+      () => /beta \(routed, 5 queued\)/.test(server.scheduler.health().checks.applications ?? ""),
+      10_000,
+      "health names the application no worker has",
+    );
+    assert.equal(server.scheduler.health().status, "DEGRADED");
+    assert.match(server.scheduler.health().checks.applications!, /gamma 2 \(routed, 1 queued\)/);
+
+    // A worker with beta joins: the beta tasks run there and nowhere else.
+    worker(ctx, appsB, ["--slots", "1", "--partition", "routed", "--worker-id", "has-beta"]);
+    const done = await client.waitResultsData(
+      betas.map((t) => t.expectedOutputIds[0]),
+      { timeoutMs: 15_000 },
+    );
+    for (const t of betas) assert.equal(decodeOutput(done.data.get(t.expectedOutputIds[0])!), "beta");
+    for (const t of betas) assert.equal((await client.getTask(t.taskId)).attempts[0].workerId, "has-beta");
+    for (const t of alphas) assert.equal((await client.getTask(t.taskId)).attempts[0].workerId, "has-alpha");
+
+    // An application deployed into a running worker's app path: it says so (APPS) and is sent the task.
+    writeFileSync(join(appsA, "gamma.2.js"), app("gamma 2"));
+    const g = await client.waitResultsData([versioned.expectedOutputIds[0]], { timeoutMs: 15_000 });
+    assert.equal(decodeOutput(g.data.get(versioned.expectedOutputIds[0])!), "gamma 2");
+    assert.equal((await client.getTask(versioned.taskId)).attempts[0].workerId, "has-alpha");
+    await waitFor(() => server.scheduler.health().status === "HEALTHY", 10_000, "health back to HEALTHY");
+    await wa.stop();
   });
 
   it("completes a 20,000-task session", async (ctx) => {

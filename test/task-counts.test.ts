@@ -117,6 +117,7 @@ describe("the scheduler's task counts", () => {
       host: "test",
       pid: 0,
       columns: false,
+      apps: null,
     });
     await nextTurn();
     assert.equal(link.sent.length, 1);

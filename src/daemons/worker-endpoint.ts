@@ -15,7 +15,8 @@ import type {
   WireTaskOptions,
   WireTaskOutcome,
 } from "../protocol/worker-messages.js";
-import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
+import { MAX_APP_NAME_CHARS, MAX_WORKER_APPS, WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
+import type { AppSet } from "../scheduler/task-queue.js";
 import type { Task, TaskOptions } from "../scheduler/model.js";
 import {
   INLINE_PAYLOAD_BYTES,
@@ -261,6 +262,13 @@ export class WorkerEndpoint implements WorkerLink {
         case "BYE":
           this.forget(workerId, "it said goodbye");
           break;
+        case "APPS": {
+          const apps = parseApps(header.apps);
+          if (apps === undefined || apps === null)
+            this.log.warn({ worker: workerId }, "an APPS message without a valid apps list: ignored");
+          else scheduler.setWorkerApps(workerId, apps);
+          break;
+        }
         default:
           this.log.warn({ worker: workerId, t: header.t }, "unknown worker message ignored");
       }
@@ -292,6 +300,15 @@ export class WorkerEndpoint implements WorkerLink {
         t: "REJECT",
         code: "INVALID_ARGUMENT",
         msg: "READY needs workerId (string), partitions (non-empty list of strings) and slots (positive integer)",
+      });
+      return;
+    }
+    const apps = parseApps(h.apps);
+    if (apps === undefined) {
+      this.send(identity, {
+        t: "REJECT",
+        code: "INVALID_ARGUMENT",
+        msg: `READY's apps must be a list of at most ${MAX_WORKER_APPS} application names of at most ${MAX_APP_NAME_CHARS} characters`,
       });
       return;
     }
@@ -333,6 +350,7 @@ export class WorkerEndpoint implements WorkerLink {
       host: typeof h.host === "string" ? h.host : "",
       pid: typeof h.pid === "number" ? h.pid : 0,
       columns: h.columns === true,
+      apps,
     });
     this.send(
       identity,
@@ -581,4 +599,15 @@ export class WorkerEndpoint implements WorkerLink {
     const identity = this.identityOf.get(workerId);
     if (identity) this.send(identity, { t: "CANCEL", taskIds, reason });
   }
+}
+
+/**
+ * READY's or APPS's `apps`: null when absent (the worker takes any task), undefined when malformed or
+ * over the limits.
+ */
+function parseApps(value: unknown): AppSet | undefined {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value) || value.length > MAX_WORKER_APPS) return undefined;
+  for (const a of value) if (typeof a !== "string" || a.length > MAX_APP_NAME_CHARS) return undefined;
+  return new Set(value as string[]);
 }

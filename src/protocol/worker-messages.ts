@@ -68,8 +68,20 @@ export interface ReadyMsg {
    * The worker reads and writes the columnar forms of TASKS and DONE (a v1 extension): the server then
    * says `columns: true` in WELCOME and sends TASKS as columns, and the worker may send DONE as columns.
    */
-  columns?: boolean;
+  columns?: boolean; /**
+   * The applications the worker can load: the file stems of its app path (`NAME`, `NAME.VERSION`), at
+   * most MAX_WORKER_APPS of at most MAX_APP_NAME_CHARS each (a v1 extension). The server sends it only
+   * tasks of those applications (or tasks that name none); a worker that says nothing takes any task.
+   */
+  apps?: string[];
 }
+/** The applications a welcomed worker can load changed (new modules in its app path): READY's `apps`. */
+export interface AppsMsg {
+  t: "APPS";
+  apps: string[];
+}
+export const MAX_WORKER_APPS = 10_000;
+export const MAX_APP_NAME_CHARS = 256;
 export interface HeartbeatMsg {
   t: "HEARTBEAT";
 }
@@ -119,7 +131,7 @@ export interface AgentMsg {
   args: Record<string, unknown>;
 }
 export type WorkerToServer =
-  ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | DoneColumnsMsg | FetchMsg | ByeMsg | AgentMsg;
+  ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | DoneColumnsMsg | FetchMsg | ByeMsg | AgentMsg | AppsMsg;
 
 // ---- server → worker -------------------------------------------------------------------------------
 export interface WelcomeMsg {

@@ -16,7 +16,7 @@ import {
 } from "./model.js";
 import { TaskCounts } from "./task-counts.js";
 import { mergeTaskOptions } from "./task-options.js";
-import { PartitionQueue } from "./task-queue.js";
+import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultWaiters } from "./result-waiters.js";
 import type {
   AttemptStaging,
@@ -723,18 +723,22 @@ export class Scheduler {
       let batchBytes = 0;
       while (free > 0 && batchBytes < PREFETCH_PAYLOAD_BYTES) {
         let best: PartitionQueue | null = null;
+        let bestApp: AppQueue | null = null;
         let bestPriority = -Infinity;
         for (const p of w.partitions) {
           const q = this.queues.get(p);
           if (!q || q.size === 0) continue;
-          const top = q.topPriority();
+          const app = q.next(w.apps);
+          if (!app) continue;
+          const top = app.topPriority();
           if (top > bestPriority) {
             best = q;
+            bestApp = app;
             bestPriority = top;
           }
         }
-        if (!best) break;
-        const task = best.pop()!;
+        if (!best || !bestApp) break;
+        const task = best.popFrom(bestApp)!;
         this.setStatus(task, "DISPATCHED");
         task.workerId = w.id;
         attemptsOf(task).push({
@@ -784,6 +788,7 @@ export class Scheduler {
       existing.slots = info.slots;
       existing.capacity = info.capacity;
       existing.columns = info.columns;
+      existing.apps = info.apps;
       existing.lastHeartbeat = Date.now();
       this.scheduleDispatch();
       return existing;
@@ -1297,11 +1302,53 @@ export class Scheduler {
       capacity: w.capacity,
       busy: this.busySlots(w),
       inflight: w.inflight.size,
+      // null: it did not say, and takes tasks of any application.
+      apps: w.apps === null ? null : [...w.apps].sort(),
       host: w.host,
       pid: w.pid,
       connectedAt: w.connectedAt,
       lastHeartbeat: w.lastHeartbeat,
     }));
+  }
+
+  /**
+   * Applications whose tasks wait in a partition that has workers, none of which has the application:
+   * they wait until such a worker joins (design §6), and health() says so.
+   */
+  unservedApplications(): {
+    partitionId: string;
+    applicationName: string;
+    applicationVersion: string;
+    queued: number;
+  }[] {
+    const out: {
+      partitionId: string;
+      applicationName: string;
+      applicationVersion: string;
+      queued: number;
+    }[] = [];
+    for (const [p, q] of this.queues) {
+      if (q.size === 0) continue;
+      const serving: AppSet[] = [];
+      for (const w of this.workers.values()) if (w.partitions.includes(p)) serving.push(w.apps);
+      if (serving.length === 0) continue;
+      for (const a of q.unserved(serving))
+        out.push({
+          partitionId: p,
+          applicationName: a.applicationName,
+          applicationVersion: a.applicationVersion,
+          queued: a.size,
+        });
+    }
+    return out;
+  }
+
+  /** A worker's applications changed (APPS: it was given new modules): it may take other tasks now. */
+  setWorkerApps(workerId: string, apps: AppSet): void {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    w.apps = apps;
+    this.scheduleDispatch();
   }
 
   /** Tasks of a partition no slot runs yet: in its queue, or sent to a worker and not STARTED. */
@@ -1317,11 +1364,15 @@ export class Scheduler {
   }
 
   /**
-   * HEALTHY; DEGRADED when tasks wait in a partition no worker serves; UNHEALTHY when the store cannot
-   * commit (a full disk): nothing new can be acknowledged.
+   * HEALTHY; DEGRADED when tasks wait in a partition no worker serves, or for an application no worker
+   * of their partition has; UNHEALTHY when the store cannot commit (a full disk): nothing new can be
+   * acknowledged.
    */
   health(): { status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> } {
     const starving = this.partitions().filter((p) => p.queued > 0 && p.workers === 0);
+    const appless = this.unservedApplications().filter(
+      (a) => !starving.some((p) => p.partitionId === a.partitionId),
+    );
     const store = this.store.stats();
     const checks: Record<string, string> = {
       store:
@@ -1334,7 +1385,21 @@ export class Scheduler {
           : `tasks wait in partitions no worker serves: ${starving.map((p) => p.partitionId).join(", ")}`,
       workers: `${this.workers.size} connected`,
     };
-    const status = store.failure !== undefined ? "UNHEALTHY" : starving.length === 0 ? "HEALTHY" : "DEGRADED";
+    if (appless.length > 0) {
+      checks.applications = `tasks wait for applications no worker of their partition has: ${appless
+        .slice(0, 10)
+        .map(
+          (a) =>
+            `${a.applicationName}${a.applicationVersion ? ` ${a.applicationVersion}` : ""} (${a.partitionId}, ${a.queued} queued)`,
+        )
+        .join(", ")}`;
+    }
+    const status =
+      store.failure !== undefined
+        ? "UNHEALTHY"
+        : starving.length === 0 && appless.length === 0
+          ? "HEALTHY"
+          : "DEGRADED";
     return { status, checks };
   }
 

@@ -2,6 +2,7 @@ import type { Logger } from "../log.js";
 import type { WireTaskOutcome } from "../protocol/worker-messages.js";
 import type { Store, StoreStats } from "../store/store.js";
 import type { Task, TaskOptions, TaskStatus } from "./model.js";
+import type { AppSet } from "./task-queue.js";
 
 /** The scheduler's inputs and outputs: what commands, the worker endpoint and the store hand it. */
 
@@ -29,6 +30,8 @@ export interface WorkerState {
   pid: number;
   /** It takes TASKS and sends DONE as columns (READY's `columns`). */
   columns: boolean;
+  /** The applications it can load (READY's `apps`), null when it did not say: it takes any task. */
+  apps: AppSet;
   connectedAt: number;
   lastHeartbeat: number;
 }

@@ -17,6 +17,7 @@ import {
   type WireTask,
 } from "../protocol/worker-messages.js";
 import { AgentRelay } from "./agent-relay.js";
+import { AppScanner } from "./app-scan.js";
 import { ExecutorPool } from "./executor-pool.js";
 import { Outbox } from "./outbox.js";
 import { PayloadFetcher, type ReadyTask } from "./payload-fetcher.js";
@@ -88,6 +89,7 @@ export class WorkerHost {
   private state: HostState = "new";
   private welcomed = false;
   private lastHeard = 0;
+  private readonly appScanner: AppScanner;
   private serverHeartbeatMs: number;
   private timer: NodeJS.Timeout | undefined;
   private welcome: { resolve: () => void; reject: (err: Error) => void } | undefined;
@@ -104,6 +106,7 @@ export class WorkerHost {
     if (!isDirectory(options.appPath)) {
       throw new Error(`the application directory ${options.appPath} does not exist or is not a directory`);
     }
+    this.appScanner = new AppScanner(options.appPath);
     this.opts = {
       appPath: options.appPath,
       slots: options.slots,
@@ -223,9 +226,17 @@ export class WorkerHost {
       host: hostname(),
       pid: process.pid,
       columns: true,
+      ...this.appsField(),
       // What it runs, and what it finished lately: the server may not have read those reports.
       held: [...(this.pool?.heldIds() ?? []), ...(this.outbox?.recentlyDone() ?? [])],
     });
+  }
+
+  /** READY's `apps`: what the app path holds now; nothing when it holds too many to list (any task then). */
+  private appsField(): { apps?: string[] } {
+    this.appScanner.scan();
+    const apps = this.appScanner.current();
+    return apps === null ? {} : { apps };
   }
 
   /** Every heartbeat interval: heartbeat while welcomed; notice a silent server; READY until welcomed. */
@@ -244,6 +255,9 @@ export class WorkerHost {
     }
     if (this.welcomed) {
       this.outbox?.send({ t: "HEARTBEAT" });
+      // Applications deployed (or removed) while the worker runs: the server routes by them.
+      const apps = this.appScanner.scan();
+      if (apps) this.outbox?.send({ t: "APPS", apps });
     } else if (this.sendQueue?.pending === 0) {
       // (While ZeroMQ accepts nothing, READYs would only pile up in memory.)
       this.sendReady();
