@@ -105,6 +105,22 @@ describe("a data dir whose disk fills up", { skip: skip ?? false, timeout: 120_0
       { timeoutMs: 60_000 },
     );
 
+    // Made before the disk fills: results to upload later, each with a task that waits for it, and a
+    // session of queued tasks (no worker serves "nobody") to pause and resume.
+    const uploads = await client.createResults(
+      sessionId,
+      Array.from({ length: 10 }, (_, i) => ({ name: `upload-${i}` })),
+    );
+    const waiting = await client.submitTasks(
+      sessionId,
+      uploads.map((u) => ({ payload: encodePayload("echo", ["x"]), dataDependencies: [u.resultId] })),
+    );
+    const parked = await client.createSession({ applicationName: "echo", partitionId: "nobody" });
+    await client.submitTasks(
+      parked,
+      Array.from({ length: 500 }, () => ({ payload: encodePayload("echo", ["y"]) })),
+    );
+
     fill(filler);
     // New task options (a new stored options row) and new outputs: some request must be refused.
     let refused: ZgridError | null = null;
@@ -133,11 +149,53 @@ describe("a data dir whose disk fills up", { skip: skip ?? false, timeout: 120_0
       results.items.every((r) => (r as { name: string }).name !== "refused"),
       "a refused results.create left its result",
     );
+    // A refused upload changes nothing: the result stays CREATED and its task keeps waiting.
+    let refusedUpload = -1;
+    for (let i = 0; i < uploads.length && refusedUpload < 0; i++) {
+      try {
+        await client.uploadResult(uploads[i].resultId, Buffer.alloc(300_000, 5));
+      } catch (err) {
+        assert.equal((err as ZgridError).code, "RESOURCE_EXHAUSTED", (err as Error).message);
+        refusedUpload = i;
+      }
+    }
+    assert.ok(refusedUpload >= 0, "the full disk refused an upload");
+    assert.equal((await client.getResult(uploads[refusedUpload].resultId)).status, "CREATED");
+    assert.equal((await client.getTask(waiting[refusedUpload].taskId)).status, "PENDING");
+    // A refused session change changes nothing: pause and resume until one is refused.
+    let refusedChange: { to: string; from: string } | null = null;
+    for (let i = 0; i < 40 && !refusedChange; i++) {
+      const from = (await client.getSession(parked)).status;
+      const to = from === "RUNNING" ? "PAUSED" : "RUNNING";
+      try {
+        await (to === "PAUSED" ? client.pauseSession(parked) : client.resumeSession(parked));
+      } catch (err) {
+        assert.equal((err as ZgridError).code, "RESOURCE_EXHAUSTED", (err as Error).message);
+        refusedChange = { to, from };
+      }
+    }
+    assert.ok(refusedChange, "the full disk refused a session change");
+    assert.equal(
+      (await client.getSession(parked)).status,
+      refusedChange.from,
+      "a refused change was applied",
+    );
+    const counts = await client.countTasks({ sessionId: parked });
+    assert.equal(
+      counts[refusedChange.from === "PAUSED" ? "PAUSED" : "SUBMITTED"],
+      500,
+      JSON.stringify(counts),
+    );
+
     const health = await client.health();
     assert.notEqual(health.status, "HEALTHY", JSON.stringify(health));
     // A refused submission left nothing behind: every task the server knows was acknowledged.
     const known = await client.listTasks({ filter: { sessionId }, pageSize: 10_000 });
-    assert.equal(known.total, before.length + acked.length, "a refused submission created tasks");
+    assert.equal(
+      known.total,
+      before.length + waiting.length + acked.length,
+      "a refused submission created tasks",
+    );
 
     // Space again: the server carries on, and says so.
     rmSync(filler);

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { decode, encode } from "../src/protocol/codec.js";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { downloadLarge, uploadLarge } from "../src/client/large-data.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
@@ -109,6 +110,37 @@ describe("the embedded SQLite store", () => {
     assert.equal((await c2.getSession(s)).defaultTaskOptions.priority, 3);
     assert.deepEqual(await c2.downloadResult(payload.resultId), Buffer.from("payload-bytes"));
     assert.equal(b.scheduler.summary().queued.nobody, tasks.length, "queued tasks kept their place");
+  });
+
+  it("cancels at start the live tasks of a session whose cancellation was committed before theirs", async () => {
+    // sessions.cancel commits the session's record first and its tasks' after it: a crash in between
+    // leaves a CANCELLED session with queued tasks, which must not run after the restart.
+    const config = testConfig();
+    const a = new Server(config);
+    const c1 = await connect((await a.start()).url);
+    const s = await c1.createSession({ partitionId: "nobody" });
+    const tasks = await c1.submitTasks(
+      s,
+      Array.from({ length: 20 }, () => ({ payload: encodePayload("echo", ["z"]) })),
+    );
+    await c1.close();
+    await a.shutdown();
+    const db = new Database(join(config.dataDir, "zgrid.db"));
+    const row = db.prepare("SELECT doc FROM sessions WHERE id = ?").get(s) as { doc: Buffer };
+    const doc = decode(row.doc) as Record<string, unknown>;
+    db.prepare("UPDATE sessions SET doc = ? WHERE id = ?").run(encode({ ...doc, status: "CANCELLED" }), s);
+    db.close();
+
+    const b = new Server(config);
+    const c2 = await connect((await b.start()).url);
+    cleanup.push(async () => {
+      await c2.close();
+      await b.shutdown();
+    });
+    assert.equal((await c2.getSession(s)).status, "CANCELLED");
+    const counts = await c2.countTasks({ sessionId: s });
+    assert.equal(counts.CANCELLED, tasks.length, JSON.stringify(counts));
+    assert.equal(b.scheduler.summary().queued.nobody ?? 0, 0, "no task of the cancelled session is queued");
   });
 
   it("round-trips 200 MB byte for byte in chunks, holding it once", { timeout: 120_000 }, async () => {

@@ -63,8 +63,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const data = req.blobs.length === 1 ? req.blobs[0] : Buffer.concat(req.blobs);
     const offset = optInt(req.args, "offset");
     if (offset === undefined) {
-      const r = scheduler.uploadResult(resultId, data);
-      await scheduler.store.flush();
+      const r = await scheduler.uploadResultDurably(resultId, data);
       return { msg: { resultId: r.id, status: r.status, size: r.size } };
     }
     // Chunked: the first chunk (offset 0) gives the total size; chunks follow in order.
@@ -100,8 +99,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     a.next += data.length;
     if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
     dropAssembly(resultId);
-    const r = scheduler.uploadResult(resultId, a.buf);
-    await scheduler.store.flush();
+    const r = await scheduler.uploadResultDurably(resultId, a.buf);
     return { msg: { resultId: r.id, status: r.status, size: r.size, received: a.next } };
   });
 

@@ -47,31 +47,48 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
 
   const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
+  // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
+  // commit answers an error and changes nothing.
   map.register("sessions.cancel", async (req) => {
     const id = sessionId(req.args);
-    const { cancelled } = scheduler.cancelSession(id);
+    const { cancelled } = await scheduler.changeSessionDurably(
+      id,
+      "CANCELLED",
+      ["RUNNING", "PAUSED", "CLOSED"],
+      () => scheduler.cancelSession(id),
+    );
+    // The tasks' cancellations too, before the reply (a restart would redo them from the session's record).
     await scheduler.store.flush();
     return { msg: { sessionId: id, status: "CANCELLED", cancelled } };
   });
   map.register("sessions.pause", async (req) => {
-    scheduler.pauseSession(sessionId(req.args));
-    await scheduler.store.flush();
-    return { msg: { sessionId: sessionId(req.args), status: "PAUSED" } };
+    const id = sessionId(req.args);
+    await scheduler.changeSessionDurably(id, "PAUSED", ["RUNNING"], () => scheduler.pauseSession(id));
+    return { msg: { sessionId: id, status: "PAUSED" } };
   });
   map.register("sessions.resume", async (req) => {
-    scheduler.resumeSession(sessionId(req.args));
-    await scheduler.store.flush();
-    return { msg: { sessionId: sessionId(req.args), status: "RUNNING" } };
+    const id = sessionId(req.args);
+    await scheduler.changeSessionDurably(id, "RUNNING", ["PAUSED"], () => scheduler.resumeSession(id));
+    return { msg: { sessionId: id, status: "RUNNING" } };
   });
   map.register("sessions.close", async (req) => {
-    scheduler.closeSession(sessionId(req.args));
-    await scheduler.store.flush();
-    return { msg: { sessionId: sessionId(req.args), status: "CLOSED" } };
+    const id = sessionId(req.args);
+    await scheduler.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
+      scheduler.closeSession(id),
+    );
+    return { msg: { sessionId: id, status: "CLOSED" } };
   });
   map.register("sessions.stopSubmission", async (req) => {
-    scheduler.stopSubmission(sessionId(req.args));
-    await scheduler.store.flush();
-    return { msg: { sessionId: sessionId(req.args), submissionStopped: true } };
+    const id = sessionId(req.args);
+    const current = scheduler.session(id).status;
+    await scheduler.changeSessionDurably(
+      id,
+      current,
+      ["RUNNING", "PAUSED"],
+      () => scheduler.stopSubmission(id),
+      { submissionStopped: true },
+    );
+    return { msg: { sessionId: id, submissionStopped: true } };
   });
   map.register("sessions.purge", async (req) => {
     const { purged } = scheduler.purgeSession(sessionId(req.args));

@@ -99,6 +99,8 @@ export class Scheduler {
    * were) for that worker to come back holding them, until the orphan grace ends.
    */
   private readonly orphans = new Map<string, Task>();
+  /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
+  private readonly uploading = new Set<string>();
   private seq = 0;
   private dispatchScheduled = false;
   private readonly log: Logger;
@@ -113,6 +115,31 @@ export class Scheduler {
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.log.child({ component: "scheduler" });
     this.store = opts.store ?? new MemoryStore();
+  }
+
+  /**
+   * A session change that must be durable before it takes effect (pause, resume, close, cancel, stop
+   * submission): the session's new record is committed first, then `apply` makes the change in memory.
+   * A commit the store refuses changes nothing (issue 13 item 3). What `apply` does to the session's
+   * tasks follows from the session's record at a restart (restore()).
+   */
+  async changeSessionDurably<T>(
+    sessionId: string,
+    to: SessionStatus,
+    allowed: readonly SessionStatus[],
+    apply: () => T,
+    fields: Partial<Session> = {},
+  ): Promise<T> {
+    const session = this.transition(sessionId, to, allowed);
+    const staged: Session = { ...session, ...fields, status: to };
+    this.store.session(staged);
+    try {
+      await this.store.flush();
+    } catch (err) {
+      this.store.discard([], [], [staged]);
+      throw err;
+    }
+    return apply();
   }
 
   private setSessionStatus(session: Session, status: SessionStatus): void {
@@ -145,6 +172,13 @@ export class Scheduler {
       if (session) session.taskCount++;
     }
     for (const t of state.tasks) {
+      if (this.sessions.get(t.sessionId)?.status === "CANCELLED" && !FINAL_TASK_STATUSES.has(t.status)) {
+        // The session's cancellation was committed first (changeSessionDurably), its tasks' after it:
+        // a crash in between leaves them to be cancelled here.
+        this.closeAttempt(t, "CANCELLED", t.error);
+        this.finishTask(t, "CANCELLED", `session ${t.sessionId} was cancelled`);
+        continue;
+      }
       switch (t.status) {
         case "DISPATCHED":
         case "PROCESSING":
@@ -298,6 +332,33 @@ export class Scheduler {
     const r = this.checkUploadable(resultId);
     this.completeResult(r, data);
     return r;
+  }
+
+  /**
+   * A client's upload, durable before anything sees it: the completed result is committed first, and
+   * only then completed in memory (its waiters answered, its dependents queued). A commit the store
+   * refuses changes nothing (issue 13 item 3). One upload of a result at a time.
+   */
+  async uploadResultDurably(resultId: string, data: Buffer): Promise<Result> {
+    const r = this.checkUploadable(resultId);
+    if (this.uploading.has(resultId))
+      throw failedPrecondition(`an upload of result ${resultId} is under way: wait for its answer`);
+    const staged: Result = { ...r, status: "COMPLETED", data, size: data.length, completedAt: Date.now() };
+    this.uploading.add(resultId);
+    try {
+      this.store.result(staged);
+      try {
+        await this.store.flush();
+      } catch (err) {
+        this.store.discard([], [staged]);
+        throw err;
+      }
+      // The data is on disk already: completing the result rewrites its row, not its data.
+      r.stored = staged.stored;
+      return this.uploadResult(resultId, data);
+    } finally {
+      this.uploading.delete(resultId);
+    }
   }
 
   /** A range of a COMPLETED result's data, from memory or from the store. */

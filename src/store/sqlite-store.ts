@@ -481,9 +481,10 @@ export class SqliteStore implements Store {
    * Forgets changes not yet committed to records that are being withdrawn (a refused submission), so
    * that a later commit does not write them.
    */
-  discard(tasks: readonly Task[], results: readonly Result[]): void {
+  discard(tasks: readonly Task[], results: readonly Result[], sessions: readonly Session[] = []): void {
     for (const t of tasks) this.dirtyTasks.delete(t);
     for (const r of results) this.dirtyResults.delete(r);
+    for (const s of sessions) this.dirtySessions.delete(s);
   }
 
   stats(): StoreStats {

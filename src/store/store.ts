@@ -39,8 +39,11 @@ export interface Store {
   deleteSession(sessionId: string): void;
   /** Drops the stored data of a result (purge). */
   deleteResultData(resultId: string): void;
-  /** Forgets uncommitted changes to withdrawn records (a submission whose commit was refused). */
-  discard(tasks: readonly Task[], results: readonly Result[]): void;
+  /**
+   * Forgets uncommitted changes to withdrawn records (a submission whose commit was refused, a staged
+   * upload or session change the store refused).
+   */
+  discard(tasks: readonly Task[], results: readonly Result[], sessions?: readonly Session[]): void;
   /** Reads `length` bytes of a stored result's data from `offset`. */
   readData(resultId: string, offset: number, length: number): Buffer;
   flush(): Promise<void>;
