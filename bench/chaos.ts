@@ -1,16 +1,19 @@
 /**
  * `npm run chaos`: a grid under scripted faults (issue 13). A server on SQLite and two worker hosts run
  * tasks whose outputs are known, while a seeded script kills the server (SIGKILL) and restarts it on the
- * same data dir and ports, kills and restarts workers, and stops (SIGSTOP) a worker or the server for a
- * while. Then every acknowledged task must have completed exactly once with the right output, and the
- * database must pass `PRAGMA integrity_check`. One JSON line per run; exit 1 if anything was lost.
+ * same data dir and ports, kills and restarts workers, stops (SIGSTOP) a worker or the server for a
+ * while, and fills the data dir's disk for a while (as root, the data dir is a tmpfs of its own; elsewhere
+ * that fault is left out, said loudly), submitting more tasks meanwhile: those refused are not counted,
+ * those acknowledged must complete. Then every acknowledged task must have completed exactly once with the
+ * right output, and the database must pass `PRAGMA integrity_check`. One JSON line per run; exit 1 if
+ * anything was lost.
  *
- *   node dist/bench/chaos.js [--seed N] [--runs N] [--rounds N] [--tasks N]
+ *   node dist/bench/chaos.js [--seed N] [--runs N] [--rounds N] [--tasks N] [--no-full-disk]
  *
  * A bounded run is part of `npm test` (test/chaos.test.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +34,10 @@ export interface ChaosOptions {
   /** Faults injected, one after another. */
   rounds: number;
   tasks: number;
+  /** Fill the data dir's disk as one of the faults (needs root to mount a tmpfs). Default true. */
+  fullDisk?: boolean;
+  /** The first fault, then the seeded script (a bounded run makes sure of one kind). */
+  firstFault?: Fault;
   /** Progress lines go here (stderr by default). */
   log?: (line: string) => void;
 }
@@ -43,6 +50,12 @@ export interface ChaosReport {
   server_kills: number;
   worker_kills: number;
   stops: number;
+  disk_fulls: number;
+  /** Submissions made while the disk was full: refused (RESOURCE_EXHAUSTED) and acknowledged. */
+  submissions_refused: number;
+  submissions_acknowledged_on_full_disk: number;
+  /** Why the full-disk fault was left out, if it was. */
+  full_disk_skipped?: string;
   lost: number;
   wrong_output: number;
   completed_twice: number;
@@ -65,6 +78,32 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+export type Fault = "server-kill" | "worker-kill" | "stop" | "full-disk";
+
+/** Mounts a tmpfs of `mb` MiB on `dir`; null when it could, else why not. */
+function mountTmpfs(dir: string, mb: number): string | null {
+  if (process.getuid?.() !== 0) return "not root: cannot mount a tmpfs";
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${mb}m`, "tmpfs", dir], { stdio: "ignore" });
+    return null;
+  } catch (err) {
+    return `cannot mount a tmpfs: ${(err as Error).message}`;
+  }
+}
+
+/** Writes `file` until its file system is full (at most 1 GiB). */
+function fillDisk(file: string): void {
+  const fd = openSync(file, "w");
+  const chunk = Buffer.alloc(256 * 1024, 7);
+  try {
+    for (let i = 0; i < 4096; i++) writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function gone(p: ChildProcess): Promise<void> {
   return new Promise((resolve) =>
     p.exitCode !== null || p.signalCode !== null ? resolve() : p.once("exit", () => resolve()),
@@ -75,7 +114,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const random = seededRandom(opts.seed);
   const started = Date.now();
-  const dir = mkdtempSync(join(tmpdir(), "zgrid-chaos-"));
+  const mnt = mkdtempSync(join(tmpdir(), "zgrid-chaos-"));
+  // The data dir gets a disk of its own to fill: 96 MiB hold the runs' stores several times over.
+  const noDisk = opts.fullDisk === false ? "--no-full-disk" : mountTmpfs(mnt, 96);
+  const mounted = noDisk === null;
+  if (!mounted && opts.fullDisk !== false) log(`*** chaos: the full-disk fault is left out: ${noDisk} ***`);
+  const dir = join(mnt, "data");
+  const filler = join(mnt, "filler");
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   const serverArgs = [
     CLI,
@@ -131,6 +176,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     server_kills: 0,
     worker_kills: 0,
     stops: 0,
+    disk_fulls: 0,
+    submissions_refused: 0,
+    submissions_acknowledged_on_full_disk: 0,
+    ...(mounted ? {} : { full_disk_skipped: noDisk ?? "" }),
     lost: 0,
     wrong_output: 0,
     completed_twice: 0,
@@ -139,6 +188,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     seconds: 0,
   };
   let client: ZgridClient | null = null;
+  let ok = false;
+  const removeMount = () => {
+    if (mounted) execFileSync("umount", [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  };
   try {
     client = await connect(url, { timeoutMs: 10_000 });
     const c = client;
@@ -163,13 +217,54 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         taskOf.set(t.expectedOutputIds[0], t.taskId);
       });
     }
-    report.tasks_acknowledged = expected.size;
     log(`chaos seed ${opts.seed}: ${expected.size} tasks acknowledged; ${opts.rounds} faults follow`);
 
+    const submit = async (n: number): Promise<void> => {
+      const ms = Array.from({ length: n }, () => 1 + Math.floor(random() * 40));
+      const ts = await c.submitTasks(
+        sessionId,
+        ms.map((m) => ({ payload: encodePayload("sleep", [m]) })),
+      );
+      ts.forEach((t, i) => {
+        expected.set(t.expectedOutputIds[0], ms[i]);
+        taskOf.set(t.expectedOutputIds[0], t.taskId);
+      });
+    };
     for (let round = 0; round < opts.rounds; round++) {
       await sleep(200 + random() * 1200);
       const action = random();
-      if (action < 0.4) {
+      const fault: Fault =
+        round === 0 && opts.firstFault
+          ? opts.firstFault
+          : action < 0.35
+            ? "server-kill"
+            : action < 0.6
+              ? "worker-kill"
+              : action < 0.85 || !mounted
+                ? "stop"
+                : "full-disk";
+      if (fault === "full-disk" && mounted) {
+        // Full for a while; submissions meanwhile are refused or acknowledged, and those acknowledged count.
+        fillDisk(filler);
+        report.disk_fulls++;
+        const until = Date.now() + 300 + Math.floor(random() * 1500);
+        let refused = 0;
+        let acked = 0;
+        while (Date.now() < until) {
+          try {
+            await submit(100);
+            acked++;
+          } catch (err) {
+            if ((err as { code?: string }).code !== "RESOURCE_EXHAUSTED") throw err;
+            refused++;
+          }
+          await sleep(50);
+        }
+        rmSync(filler, { force: true });
+        report.submissions_refused += refused;
+        report.submissions_acknowledged_on_full_disk += acked;
+        log(`  round ${round + 1}: disk full; submissions refused ${refused}, acknowledged ${acked}`);
+      } else if (fault === "server-kill") {
         server.kill("SIGKILL");
         await gone(server);
         report.server_kills++;
@@ -181,7 +276,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         }
         report.restart_ms_max = Math.max(report.restart_ms_max, Date.now() - t0);
         log(`  round ${round + 1}: server killed, serving again after ${Date.now() - t0} ms`);
-      } else if (action < 0.7) {
+      } else if (fault === "worker-kill") {
         const k = Math.floor(random() * workers.length);
         workers[k].kill("SIGKILL");
         await gone(workers[k]);
@@ -189,7 +284,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         workers[k] = startWorker();
         log(`  round ${round + 1}: worker ${k} killed and started again`);
       } else {
-        const target = action < 0.85 ? workers[Math.floor(random() * workers.length)] : server;
+        const target = action < 0.75 ? workers[Math.floor(random() * workers.length)] : server;
         const ms = 300 + Math.floor(random() * 1500);
         target.kill("SIGSTOP");
         await sleep(ms);
@@ -200,6 +295,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     }
 
     // Every acknowledged task completes, once, with its output.
+    report.tasks_acknowledged = expected.size;
     const ids = [...expected.keys()];
     for (let from = 0; from < ids.length; from += 2000) {
       const chunk = ids.slice(from, from + 2000);
@@ -218,6 +314,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const task = await c.getTask(taskOf.get(id)!);
       if (task.attempts.filter((a) => a.status === "COMPLETED").length > 1) report.completed_twice++;
     }
+    ok = true;
   } finally {
     await client?.close();
     for (const p of children) p.kill("SIGCONT");
@@ -227,20 +324,25 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     }, 10_000);
     await Promise.all([...children].map(gone));
     clearTimeout(timer);
+    if (!ok) removeMount();
   }
-  const db = new Database(join(dir, "zgrid.db"), { readonly: true });
   try {
-    report.integrity = String(db.pragma("integrity_check", { simple: true }));
+    const db = new Database(join(dir, "zgrid.db"), { readonly: true });
+    try {
+      report.integrity = String(db.pragma("integrity_check", { simple: true }));
+    } finally {
+      db.close();
+    }
   } finally {
-    db.close();
+    removeMount();
   }
-  rmSync(dir, { recursive: true, force: true });
   report.seconds = Math.round((Date.now() - started) / 100) / 10;
   return report;
 }
 
 async function main(): Promise<number> {
-  const usage = "usage: node dist/bench/chaos.js [--seed N] [--runs N] [--rounds N] [--tasks N]";
+  const usage =
+    "usage: node dist/bench/chaos.js [--seed N] [--runs N] [--rounds N] [--tasks N] [--no-full-disk]";
   let values;
   try {
     ({ values } = parse(process.argv.slice(2), {
@@ -248,6 +350,7 @@ async function main(): Promise<number> {
       runs: { type: "string" },
       rounds: { type: "string" },
       tasks: { type: "string" },
+      "no-full-disk": { type: "boolean" },
     }));
     if (values.help) {
       console.log(usage);
@@ -264,7 +367,7 @@ async function main(): Promise<number> {
   const tasks = intFlag(values.tasks, "--tasks", 1, 1_000_000) ?? 5000;
   let bad = 0;
   for (let r = 0; r < runs; r++) {
-    const report = await runChaos({ seed: seed + r, rounds, tasks });
+    const report = await runChaos({ seed: seed + r, rounds, tasks, fullDisk: !values["no-full-disk"] });
     console.log(JSON.stringify(report));
     if (report.lost + report.wrong_output + report.completed_twice > 0 || report.integrity !== "ok") bad++;
   }
