@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { request, type IncomingMessage } from "node:http";
+import { connect as netConnect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { connect, encodePayload, type ZgridClient } from "../src/client/index.js";
 import type { ConnectionInfo, Server } from "../src/daemons/server.js";
@@ -315,5 +316,45 @@ describe("dashboard from the CLI", () => {
       removeDir(dir);
     }
     assert.equal((await proc.exited).code, 0, proc.stderr());
+  });
+});
+
+describe("dashboard with a viewer that does not read", () => {
+  it("drops the viewer once maxPendingBytes wait for it, instead of buffering without bound", async () => {
+    const { server, info } = await startServer({ token: TOKEN });
+    const client = await connect(info.url);
+    // Long partition names make big snapshots (their chart history), so the socket's buffers fill soon.
+    for (let i = 0; i < 12; i++) await client.createSession({}, [`partition-${i}-${"x".repeat(100)}`]);
+    const logged: string[] = [];
+    const dashboard = await Dashboard.start({
+      url: info.url,
+      statusUrl: info.statusUrl,
+      intervalMs: 20,
+      maxPendingBytes: 64 * 1024,
+      log: (m) => logged.push(m),
+    });
+    const socket = netConnect(dashboard.port, "127.0.0.1", () =>
+      socket.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`),
+    );
+    socket.pause(); // never reads a byte
+    socket.on("error", () => {});
+    try {
+      await waitFor(() => dashboard.viewerCount === 1, 10_000, "the viewer to be counted");
+      await waitFor(
+        () => logged.some((m) => /dropped a viewer \d+ bytes behind/.test(m)),
+        60_000,
+        "the dashboard to drop the viewer that does not read",
+      );
+      await waitFor(() => dashboard.viewerCount === 0, 10_000, "the viewer to be forgotten");
+      const r = await http(dashboard.url, "GET", "/api/snapshot", { headers: bearer(TOKEN) });
+      assert.equal(r.status, 200, "the dashboard serves on");
+      assert.equal((JSON.parse(r.body) as DashboardSnapshot).partitions.length, 12);
+    } finally {
+      socket.destroy();
+      await dashboard.close();
+      await client.close();
+      await server.shutdown();
+      removeDir(server.config.dataDir);
+    }
   });
 });
