@@ -319,6 +319,24 @@ describe("dashboard from the CLI", () => {
   });
 });
 
+describe("dashboard of a grid without authentication", () => {
+  it("zgrid server --no-auth --dashboard-port 0: the dashboard is open too, and says so", async () => {
+    const { proc, dir } = await spawnServer(["--dashboard-port", "0", "--store", "memory", "--no-auth"]);
+    try {
+      await waitFor(() => /dashboard: +http:/.test(proc.stdout()), 15_000, "the dashboard line");
+      const line = /dashboard: +(.*)/.exec(proc.stdout())![1]!;
+      assert.match(line, /no login: the grid runs without authentication/);
+      const base = /^(http:\/\/127\.0\.0\.1:\d+\/)/.exec(line)![1]!;
+      const r = await http(base, "GET", "/api/snapshot");
+      assert.equal(r.status, 200, r.body);
+      assert.equal((JSON.parse(r.body) as DashboardSnapshot).error, undefined);
+    } finally {
+      await proc.stop();
+      removeDir(dir);
+    }
+  });
+});
+
 describe("dashboard with a viewer that does not read", () => {
   it("drops the viewer once maxPendingBytes wait for it, instead of buffering without bound", async () => {
     const { server, info } = await startServer({ token: TOKEN });
@@ -353,6 +371,21 @@ describe("dashboard with a viewer that does not read", () => {
       socket.destroy();
       await dashboard.close();
       await client.close();
+      await server.shutdown();
+      removeDir(server.config.dataDir);
+    }
+  });
+});
+
+describe("dashboard with a URL the grid refuses", () => {
+  it("does not start, and says why", async () => {
+    const { server, info } = await startServer({ token: TOKEN });
+    try {
+      await assert.rejects(
+        Dashboard.start({ url: info.url.replace(TOKEN, "not-the-token") }),
+        /the dashboard cannot read the grid: .*token/i,
+      );
+    } finally {
       await server.shutdown();
       removeDir(server.config.dataDir);
     }

@@ -83,6 +83,7 @@ export async function runServer(argv: string[]): Promise<number> {
     try {
       dashboard = await Dashboard.start({
         url: info.url,
+        token: server.token,
         statusUrl: info.statusUrl,
         port: config.dashboardPort,
         host: config.dashboardHost,

@@ -16,6 +16,8 @@ import { SnapshotReader, type DashboardSnapshot } from "./snapshot.js";
 export interface DashboardOptions {
   /** The DEFAULT daemon's URL, with its token (`tcp://HOST:PORT?token=...`). */
   url: string;
+  /** The grid's token, when the caller knows it (null: the grid needs none); default: the URL's. */
+  token?: string | null;
   /** The STATUS daemon's URL (per-partition throughput); null or absent: DEFAULT only. */
   statusUrl?: string | null;
   /** Address to bind (default 127.0.0.1). */
@@ -80,10 +82,20 @@ export class Dashboard {
 
   /** Connects to the grid and listens; the page is at {@link url}. */
   static async start(options: DashboardOptions): Promise<Dashboard> {
-    const token = parseServerUrl(options.url).token ?? null;
+    const token = options.token !== undefined ? options.token : (parseServerUrl(options.url).token ?? null);
     const timeoutMs = Math.max(5000, (options.intervalMs ?? 1000) * 3);
-    const client = await connect(options.url, { timeoutMs });
-    const statusClient = options.statusUrl ? await connect(options.statusUrl, { timeoutMs }) : null;
+    const clientOptions = { timeoutMs, ...(token !== null ? { token } : {}) };
+    const client = await connect(options.url, clientOptions);
+    const statusClient = options.statusUrl ? await connect(options.statusUrl, clientOptions) : null;
+    try {
+      // The grid must take the URL's token (or need none, when the URL has none): what the dashboard
+      // lets viewers in with is only what it can itself read the grid with.
+      await client.getConfig();
+      await statusClient?.getConfig();
+    } catch (err) {
+      await Promise.allSettled([client.close(), statusClient?.close()]);
+      throw new Error(`the dashboard cannot read the grid: ${(err as Error).message}`, { cause: err });
+    }
     const http = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 });
     const dashboard = new Dashboard(http, client, statusClient, new DashboardAuth(token), options);
     try {
