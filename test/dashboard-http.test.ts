@@ -155,6 +155,22 @@ describe("dashboard over HTTP", () => {
     assert.equal((await client.getSession(sessionId)).status, "RUNNING", "nothing was cancelled");
   });
 
+  it("answers 400 to a request target that is not a URL, and serves on", async () => {
+    const raw = await new Promise<string>((resolve, reject) => {
+      let got = "";
+      const socket = netConnect(dashboard.port, "127.0.0.1", () =>
+        socket.write("GET //[not-a-host HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+      );
+      socket.setEncoding("utf8");
+      socket.on("data", (d: string) => (got += d));
+      socket.on("end", () => resolve(got));
+      socket.on("error", reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error("no answer")));
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 [^]*not a request target/);
+    assert.equal((await http(base, "GET", "/api/snapshot", { headers: bearer(TOKEN) })).status, 200);
+  });
+
   it("answers the grid's numbers to the token, as Bearer or as the cookie POST /login sets", async () => {
     const counts = await client.countTasks();
     const r = await http(base, "GET", "/api/snapshot", { headers: bearer(TOKEN) });

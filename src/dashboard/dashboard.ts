@@ -148,7 +148,13 @@ export class Dashboard {
   // ---- routing -------------------------------------------------------------------------------------
 
   private route(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? "/", "http://dashboard");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://dashboard");
+    } catch {
+      req.resume();
+      return json(res, 400, { error: "not a request target" });
+    }
     const key = `${req.method} ${url.pathname}`;
     // What needs no login: the page and its script (they hold no data), logging in and out.
     switch (key) {
