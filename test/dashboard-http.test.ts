@@ -46,13 +46,23 @@ function http(
 interface Stream {
   status: number;
   snapshots: DashboardSnapshot[];
+  /** The names of every event received. */
+  events: string[];
+  ended: boolean;
   close(): void;
 }
 
 function openStream(base: string, headers: Record<string, string>): Promise<Stream> {
   return new Promise((resolve, reject) => {
     const req = request(new URL("/events", base), { headers }, (res) => {
-      const stream: Stream = { status: res.statusCode!, snapshots: [], close: () => req.destroy() };
+      const stream: Stream = {
+        status: res.statusCode!,
+        snapshots: [],
+        events: [],
+        ended: false,
+        close: () => req.destroy(),
+      };
+      res.on("end", () => (stream.ended = true));
       let buffer = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => {
@@ -62,6 +72,8 @@ function openStream(base: string, headers: Record<string, string>): Promise<Stre
           const event = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
           const data = /^data: (.*)$/m.exec(event);
+          const name = /^event: (.*)$/m.exec(event);
+          if (name) stream.events.push(name[1]!);
           if (/^event: snapshot$/m.test(event) && data)
             stream.snapshots.push(JSON.parse(data[1]) as DashboardSnapshot);
         }
@@ -198,8 +210,17 @@ describe("dashboard over HTTP", () => {
     const withCookie = await http(base, "GET", "/api/snapshot", { headers: { cookie } });
     assert.equal(withCookie.status, 200);
 
-    const logout = await http(base, "POST", "/logout", { headers: { cookie } });
-    assert.equal(logout.status, 204);
+    const stream = await openStream(base, { cookie });
+    try {
+      assert.equal(stream.status, 200);
+      await waitFor(() => stream.snapshots.length >= 1, 10_000, "a snapshot to the logged-in stream");
+      const logout = await http(base, "POST", "/logout", { headers: { cookie } });
+      assert.equal(logout.status, 204);
+      await waitFor(() => stream.ended, 10_000, "the stream to end at logout");
+      assert.equal(stream.events[stream.events.length - 1], "unauthorized");
+    } finally {
+      stream.close();
+    }
     assert.equal((await http(base, "GET", "/api/snapshot", { headers: { cookie } })).status, 401);
   });
 

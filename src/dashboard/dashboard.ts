@@ -63,6 +63,7 @@ export class Dashboard {
   private readonly maxBodyBytes: number;
   private readonly maxPendingBytes: number;
   private readonly log: (message: string) => void;
+  private lastError: string | undefined;
 
   private constructor(
     private readonly http: HttpServer,
@@ -295,27 +296,35 @@ export class Dashboard {
     res.write("retry: 2000\n\n");
     this.viewers.add(viewer);
     this.poller.watch();
-    res.on("close", () => {
-      if (this.viewers.delete(viewer)) this.poller.unwatch();
-    });
+    res.on("close", () => this.forget(viewer));
+    res.on("error", () => this.forget(viewer));
     if (this.poller.latest) this.send(viewer, this.poller.latest);
   }
 
+  /** A viewer gone or sent away: never written to again. */
+  private forget(viewer: Viewer): void {
+    if (this.viewers.delete(viewer)) this.poller.unwatch();
+  }
+
   private push(snap: DashboardSnapshot): void {
-    if (snap.error) this.log(`dashboard: ${snap.error}`);
-    for (const v of this.viewers) this.send(v, snap);
+    // Said once when refreshes start failing, once when they work again: not every second.
+    if (snap.error !== this.lastError) this.log(`dashboard: ${snap.error ?? "refreshes work again"}`);
+    this.lastError = snap.error;
+    for (const v of [...this.viewers]) this.send(v, snap);
   }
 
   private send(viewer: Viewer, snap: DashboardSnapshot): void {
     const { res } = viewer;
     if (!viewer.allowed()) {
       // Logged out, or the login expired: the stream ends, and the page asks for the token again.
+      this.forget(viewer);
       res.end("event: unauthorized\ndata: {}\n\n");
       return;
     }
     if (res.writableLength > this.maxPendingBytes) {
       // A viewer that does not read is dropped, not buffered for without bound; its browser reconnects.
       this.log(`dashboard: dropped a viewer ${res.writableLength} bytes behind`);
+      this.forget(viewer);
       res.destroy();
       return;
     }
