@@ -159,6 +159,10 @@ describe("dashboard in headless Chromium", { concurrency: false }, () => {
       );
       assert.deepEqual(await pageCounts(page), expected);
 
+      for (const p of (await client.listPartitions()).items) {
+        const queued = await page.textContent(`#partitions tr[data-partition="${p.partitionId}"] .queued`);
+        assert.equal(queued, String(p.queued), `partition ${p.partitionId}`);
+      }
       assert.equal(await page.textContent('#partitions tr[data-partition="nobody"] .queued'), "3");
       const workers = await client.listWorkers();
       assert.equal(await page.locator("#workers tr").count(), workers.total);
@@ -166,6 +170,12 @@ describe("dashboard in headless Chromium", { concurrency: false }, () => {
         await page.textContent(`#workers tr[data-worker-id="${workers.items[0]!.workerId}"] .slots`),
         "0 / 2",
       );
+      // Heartbeats every 200 ms: an age of a few tenths of a second, refreshed with each snapshot.
+      const heartbeat = await page.textContent(
+        `#workers tr[data-worker-id="${workers.items[0]!.workerId}"] .age`,
+      );
+      assert.match(heartbeat ?? "", /^\d+\.\ds$/);
+      assert.ok(parseFloat(heartbeat!) < 5, `heartbeat age ${heartbeat}`);
       const doneRow = page.locator(`#sessions tr[data-session-id="${doneSession}"]`);
       await waitFor(
         async () => (await doneRow.textContent())?.includes("22/22") ?? false,

@@ -235,7 +235,7 @@ export const PAGE_JS = `"use strict";
     $("workers-total").textContent = "(" + s.workersTotal + ")";
     fill($("workers"), s.workers.map(function (w) {
       return el("tr", { "data-worker-id": w.workerId }, [td(w.workerId, "id"), td(w.partitions.join(", ")), td(w.busy + " / " + w.slots, "n slots"),
-        td(age(w.heartbeatAgeMs), "n"), td(w.host ? w.host + ":" + w.pid : String(w.pid))]);
+        td(age(w.heartbeatAgeMs), "n age"), td(w.host ? w.host + ":" + w.pid : String(w.pid))]);
     }));
   }
 
