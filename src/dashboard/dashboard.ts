@@ -9,7 +9,8 @@ import { connect, type ZgridClient } from "../client/client.js";
 import { parseServerUrl } from "../client/url.js";
 import { ZgridError } from "../protocol/errors.js";
 import { DashboardAuth, LOGIN_COOKIE, loginId } from "./auth.js";
-import { PAGE_HTML, PAGE_JS } from "./page.js";
+import { PAGE_HTML } from "./page.js";
+import { PAGE_JS } from "./page-script.js";
 import { SnapshotPoller } from "./poller.js";
 import { SnapshotReader, type DashboardSnapshot } from "./snapshot.js";
 
