@@ -13,6 +13,7 @@ import {
   runStatus,
 } from "./admin-cmds.js";
 import { EVENTS_HELP, dataHelp, runData, runEvents } from "./data-cmds.js";
+import { DASHBOARD_HELP, runDashboard } from "./dashboard-cmd.js";
 import { DEMO_HELP, runDemo } from "./demo-cmd.js";
 import { HELLO_HELP, runHello } from "./hello-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
@@ -53,6 +54,11 @@ const COMMANDS: Record<string, Subcommand> = {
   ruok: { summary: "check that the server is alive (prints imok)", help: RUOK_HELP, run: runRuok },
   status: { summary: "show the server's status", help: STATUS_HELP, run: runStatus },
   top: { summary: "a live view of tasks, queues, workers and throughput", help: TOP_HELP, run: runTop },
+  dashboard: {
+    summary: "serve the web dashboard of a running grid (the server can too: --dashboard-port)",
+    help: DASHBOARD_HELP,
+    run: runDashboard,
+  },
   metrics: {
     summary: "read the server's metrics (JSON or Prometheus text)",
     help: METRICS_HELP,

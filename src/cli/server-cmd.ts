@@ -9,6 +9,7 @@ import {
 } from "../config/options.js";
 import { SERVER_OPTIONS, toServerConfig, type ServerConfig } from "../daemons/config.js";
 import { Server } from "../daemons/server.js";
+import { Dashboard, dashboardBanner } from "../dashboard/index.js";
 import { parse } from "./usage.js";
 
 export const SERVER_HELP = `zgrid server [options]
@@ -77,6 +78,23 @@ export async function runServer(argv: string[]): Promise<number> {
   }
   started = true;
   if (stopSignal) stop(stopSignal);
+  let dashboard: Dashboard | null = null;
+  if (config.dashboardPort !== undefined) {
+    try {
+      dashboard = await Dashboard.start({
+        url: info.url,
+        token: server.token,
+        statusUrl: info.statusUrl,
+        port: config.dashboardPort,
+        host: config.dashboardHost,
+        log: (message) => server.log.warn(message),
+      });
+    } catch (err) {
+      process.stderr.write(`zgrid server: ${(err as Error).message}\n`);
+      await server.shutdown();
+      return 1;
+    }
+  }
   process.stdout.write(
     [
       `zgrid ${info.version} server is ready`,
@@ -85,6 +103,7 @@ export async function runServer(argv: string[]): Promise<number> {
       // The client token is printed once, in the connect URL: the other daemons take the same one.
       info.metricsUrl ? `  metrics:      ${withoutToken(info.metricsUrl)} (the connect URL's token)` : "",
       info.statusUrl ? `  status:       ${withoutToken(info.statusUrl)} (the connect URL's token)` : "",
+      dashboard ? `  dashboard:    ${dashboardBanner(dashboard.url, dashboard.authEnabled)}` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
     ]
@@ -92,6 +111,7 @@ export async function runServer(argv: string[]): Promise<number> {
       .join("\n") + "\n",
   );
   await server.closed;
+  await dashboard?.close();
   return 0;
 }
 

@@ -151,6 +151,23 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "serve /metrics over HTTP on this port",
   },
   {
+    key: "dashboardPort",
+    flag: "--dashboard-port",
+    env: "ZGRID_DASHBOARD_PORT",
+    type: "int",
+    min: 0,
+    max: 65535,
+    help: "serve the web dashboard on this port (docs/dashboard.md)",
+  },
+  {
+    key: "dashboardHost",
+    flag: "--dashboard-host",
+    env: "ZGRID_DASHBOARD_HOST",
+    type: "string",
+    default: "127.0.0.1",
+    help: "address the dashboard binds",
+  },
+  {
     key: "heartbeatMs",
     flag: "--heartbeat-ms",
     env: "ZGRID_HEARTBEAT_MS",
@@ -300,6 +317,8 @@ export interface ServerConfig {
   maxFrameBytes: number;
   maxBatch: number;
   prometheusPort?: number;
+  dashboardPort?: number;
+  dashboardHost: string;
   heartbeatMs: number;
   livenessMs: number;
   localWorkers: number;
