@@ -8,7 +8,8 @@ import { pack, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
-import { removeDir, spawnServer, waitFor, type Proc } from "./helpers.js";
+import { Server } from "../src/daemons/server.js";
+import { removeDir, spawnServer, testConfig, waitFor, type Proc } from "./helpers.js";
 
 describe("stale and repeated requests", () => {
   let proc: Proc;
@@ -90,6 +91,40 @@ describe("stale and repeated requests", () => {
       assert.equal(await client.call("ruok"), "imok");
     } finally {
       raw.close();
+    }
+  });
+});
+
+describe("a keyed submission across a restart", () => {
+  it("is done once: the server keeps its key in the store with its tasks", async () => {
+    const config = testConfig();
+    const first = new Server(config);
+    const c1 = await connect((await first.start()).url);
+    const sessionId = await c1.createSession({ applicationName: "hello", partitionId: "nobody" });
+    const defs = Array.from({ length: 3 }, () => ({ payload: encodePayload("noop") }));
+    const answer = await c1.submitTasks(sessionId, defs, undefined, { requestKey: "across" });
+    const unkeyed = await c1.submitTasks(sessionId, defs);
+    await c1.close();
+    await first.shutdown();
+
+    const second = new Server(config);
+    const c2 = await connect((await second.start()).url);
+    try {
+      // The client resends after the restart (it never saw the answer): the first answer, nothing new.
+      const again = await c2.submitTasks(sessionId, defs, undefined, { requestKey: "across" });
+      assert.deepEqual(again, answer);
+      assert.equal((await c2.countTasks({ sessionId })).SUBMITTED, answer.length + unkeyed.length);
+      await assert.rejects(
+        c2.submitTasks(sessionId, [defs[0]], undefined, { requestKey: "across" }),
+        /requestKey "across" was used for a submission of another size/,
+      );
+      // Another key is another submission.
+      await c2.submitTasks(sessionId, defs, undefined, { requestKey: "other" });
+      assert.equal((await c2.countTasks({ sessionId })).SUBMITTED, 9);
+    } finally {
+      await c2.close();
+      await second.shutdown();
+      removeDir(config.dataDir);
     }
   });
 });

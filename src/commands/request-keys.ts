@@ -11,7 +11,7 @@ export class RequestKeys<T> {
   private weight = 0;
 
   constructor(
-    private readonly ttlMs = 10 * 60_000,
+    readonly ttlMs = 10 * 60_000,
     private readonly maxKeys = 100_000,
     private readonly maxWeight = 1_000_000,
   ) {}
@@ -41,6 +41,15 @@ export class RequestKeys<T> {
       this.weight -= entry.weight;
     });
     return answer;
+  }
+
+  /** Takes back an answer kept before a restart (the store's), made at `at`; call in order of `at`. */
+  seed(key: string, at: number, answer: T, size: number): void {
+    if (this.entries.has(key)) return;
+    const entry = { at, answer: Promise.resolve(answer), weight: Math.max(1, size), size };
+    this.entries.set(key, entry);
+    this.weight += entry.weight;
+    this.expire(Date.now());
   }
 
   /** Drops the oldest entries past their time, or past the bounds. */

@@ -43,6 +43,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
   const keys = new RequestKeys<SubmitAnswer>();
+  const answerOf = (tasks: readonly Task[]): SubmitAnswer =>
+    tasks.map((t) => ({ taskId: t.id, payloadId: t.payloadId, expectedOutputIds: t.expectedOutputIds }));
+  // Keyed submissions the store kept: a resend after a restart gets the first answer too.
+  for (const r of scheduler.takeKeptRequests()) keys.seed(r.key, r.at, answerOf(r.tasks), r.tasks.length);
 
   map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
@@ -51,8 +55,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const requestKey = optStr(req.args, "requestKey");
     if (requestKey !== undefined && (requestKey.length === 0 || requestKey.length > 128))
       throw invalidArgument("requestKey must be a string of 1 to 128 characters");
+    const key = requestKey === undefined ? undefined : `${sessionId}\u0000${requestKey}`;
     const submit = async (): Promise<SubmitAnswer> => {
       const tasks = scheduler.submitTasks(sessionId, options, items);
+      if (key !== undefined && tasks.length > 0) {
+        const at = Date.now();
+        const [first] = tasks;
+        // In the commit of its tasks: the answer is kept exactly when they are.
+        scheduler.store.keepRequest(
+          { key, at, sessionId, firstSeq: first.seq, count: tasks.length, firstTaskId: first.id },
+          at - keys.ttlMs,
+        );
+      }
       try {
         await scheduler.store.flush();
       } catch (err) {
@@ -60,14 +74,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
         scheduler.withdrawTasks(tasks, items);
         throw err;
       }
-      return tasks.map((t) => ({
-        taskId: t.id,
-        payloadId: t.payloadId,
-        expectedOutputIds: t.expectedOutputIds,
-      }));
+      return answerOf(tasks);
     };
-    if (requestKey === undefined) return { msg: await submit() };
-    const msg = await keys.run(`${sessionId}\u0000${requestKey}`, items.length, submit, () =>
+    if (key === undefined) return { msg: await submit() };
+    const msg = await keys.run(key, items.length, submit, () =>
       invalidArgument(`requestKey ${describeValue(requestKey)} was used for a submission of another size`),
     );
     return { msg };

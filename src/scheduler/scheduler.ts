@@ -3,7 +3,7 @@ import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } 
 import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
 import { IdGenerator } from "./ids.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { LoadedState, Store } from "../store/store.js";
+import type { KeptRequest, LoadedState, Store } from "../store/store.js";
 import {
   FINAL_TASK_STATUSES,
   type Attempt,
@@ -99,6 +99,7 @@ export class Scheduler {
    * were) for that worker to come back holding them, until the orphan grace ends.
    */
   private readonly orphans = new Map<string, Task>();
+  private keptRequests: { key: string; at: number; tasks: Task[] }[] = [];
   /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
   private readonly uploading = new Set<string>();
   private seq = 0;
@@ -209,7 +210,15 @@ export class Scheduler {
     if (this.orphans.size > 0) {
       setTimeout(() => this.releaseOrphans(), this.opts.orphanGraceMs ?? 4000).unref();
     }
+    this.keptRequests = matchRequests(state.requests ?? [], state.tasks);
     return { tasks: state.tasks.length, requeued, lost };
+  }
+
+  /** The keyed submissions the store kept, with their tasks (once: tasks.submit takes them at start). */
+  takeKeptRequests(): { key: string; at: number; tasks: Task[] }[] {
+    const kept = this.keptRequests;
+    this.keptRequests = [];
+    return kept;
   }
 
   /** The orphan grace is over: what no worker came back for runs again, charged as a lost attempt. */
@@ -1517,4 +1526,34 @@ export class Scheduler {
       );
     }
   }
+}
+
+/**
+ * The tasks of each kept keyed submission: `count` consecutive seqs from `firstSeq`, in `tasks` (sorted
+ * by seq). A request whose tasks are not all there, or not those it made, is dropped.
+ */
+function matchRequests(
+  requests: readonly KeptRequest[],
+  tasks: readonly Task[],
+): { key: string; at: number; tasks: Task[] }[] {
+  const out: { key: string; at: number; tasks: Task[] }[] = [];
+  for (const r of requests) {
+    // Binary search: no index of every task for the few requests kept.
+    let lo = 0;
+    let hi = tasks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (tasks[mid].seq < r.firstSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    const from = lo;
+    if (from >= tasks.length || tasks[from].id !== r.firstTaskId) continue;
+    const mine = tasks.slice(from, from + r.count);
+    if (
+      mine.length === r.count &&
+      mine.every((t, i) => t.seq === r.firstSeq + i && t.sessionId === r.sessionId)
+    )
+      out.push({ key: r.key, at: r.at, tasks: mine });
+  }
+  return out;
 }

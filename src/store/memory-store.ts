@@ -14,6 +14,7 @@ export class MemoryStore implements Store {
   task(): void {}
   deleteSession(): void {}
   deleteResultData(): void {}
+  keepRequest(): void {}
   readData(resultId: string): Buffer {
     throw failedPrecondition(`result ${resultId} has no data in memory`);
   }

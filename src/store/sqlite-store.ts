@@ -15,7 +15,7 @@ import {
   type CommitRequest,
   type WriterInput,
 } from "./write-ops.js";
-import type { LoadedState, Store, StoreStats } from "./store.js";
+import type { KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
 export const SCHEMA_VERSION = 1;
@@ -175,6 +175,8 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
       CREATE TABLE IF NOT EXISTS task_options (id INTEGER PRIMARY KEY, doc BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id);
+      CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, at INTEGER NOT NULL, session_id TEXT NOT NULL, first_seq INTEGER NOT NULL, count INTEGER NOT NULL, first_task_id TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS requests_at ON requests (at);
     `);
     this.db
       .prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)")
@@ -208,7 +210,14 @@ export class SqliteStore implements Store {
       }
       return t;
     });
-    return { sessions, results, tasks };
+    const requests = (
+      this.db
+        .prepare(
+          "SELECT key, at, session_id AS sessionId, first_seq AS firstSeq, count, first_task_id AS firstTaskId FROM requests ORDER BY at",
+        )
+        .all() as KeptRequest[]
+    ).map((r) => ({ ...r }));
+    return { sessions, results, tasks, requests };
   }
 
   session(s: Session): void {
@@ -227,6 +236,12 @@ export class SqliteStore implements Store {
     this.deletes.push([Op.DeleteSession, sessionId]);
     this.schedule();
   }
+  keepRequest(r: KeptRequest, expireBefore: number): void {
+    this.deletes.push([Op.ExpireRequests, expireBefore]);
+    this.deletes.push([Op.Request, r.key, r.at, r.sessionId, r.firstSeq, r.count, r.firstTaskId]);
+    this.schedule();
+  }
+
   deleteResultData(resultId: string): void {
     this.deletes.push([Op.DeleteData, resultId]);
     this.schedule();

@@ -6,6 +6,22 @@ export interface LoadedState {
   results: Result[];
   /** In submission order (seq). */
   tasks: Task[];
+  /** Keyed submissions kept (`tasks.submit {requestKey}`), oldest first. */
+  requests?: KeptRequest[];
+}
+
+/**
+ * A keyed submission (`tasks.submit {requestKey}`), kept so that a resend after a restart gets the first
+ * answer: the tasks it made are those of `count` consecutive seqs from `firstSeq`, the first being
+ * `firstTaskId` (a check: seqs of withdrawn tasks may be used again after a restart).
+ */
+export interface KeptRequest {
+  key: string;
+  at: number;
+  sessionId: string;
+  firstSeq: number;
+  count: number;
+  firstTaskId: string;
 }
 
 export interface StoreStats {
@@ -37,6 +53,8 @@ export interface Store {
   result(r: Result): void;
   task(t: Task): void;
   deleteSession(sessionId: string): void;
+  /** Keeps a keyed submission, in the commit of its tasks; forgets those kept before `expireBefore`. */
+  keepRequest(request: KeptRequest, expireBefore: number): void;
   /** Drops the stored data of a result (purge). */
   deleteResultData(resultId: string): void;
   /**

@@ -17,6 +17,10 @@ export const Op = {
   DeleteData: 6,
   /** [Op.Probe, value]: a write that proves the disk takes writes again */
   Probe: 7,
+  /** [Op.Request, key, at, sessionId, firstSeq, count, firstTaskId]: a keyed submission (KeptRequest) */
+  Request: 8,
+  /** [Op.ExpireRequests, before]: forgets keyed submissions kept before that time */
+  ExpireRequests: 9,
 } as const;
 
 export interface WriterInput {
@@ -49,6 +53,11 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
     deleteSessionResults: db.prepare("DELETE FROM results WHERE session_id = ?"),
     deleteSessionTasks: db.prepare("DELETE FROM tasks WHERE session_id = ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE id = ?"),
+    deleteSessionRequests: db.prepare("DELETE FROM requests WHERE session_id = ?"),
+    request: db.prepare(
+      "INSERT OR REPLACE INTO requests (key, at, session_id, first_seq, count, first_task_id) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    expireRequests: db.prepare("DELETE FROM requests WHERE at < ?"),
     // Written with a retry after a failed commit: a transaction that proves the disk takes writes again.
     probe: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)"),
   };
@@ -72,6 +81,13 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
           stmt.deleteSessionResults.run(op[1]);
           stmt.deleteSessionTasks.run(op[1]);
           stmt.deleteSession.run(op[1]);
+          stmt.deleteSessionRequests.run(op[1]);
+          break;
+        case Op.Request:
+          stmt.request.run(op[1], op[2], op[3], op[4], op[5], op[6]);
+          break;
+        case Op.ExpireRequests:
+          stmt.expireRequests.run(op[1]);
           break;
         case Op.DeleteData:
           stmt.deleteData.run(op[1]);
