@@ -143,6 +143,43 @@ describe("the embedded SQLite store", () => {
     assert.equal(b.scheduler.summary().queued.nobody ?? 0, 0, "no task of the cancelled session is queued");
   });
 
+  it("purges at start the results of a session whose purge was committed before theirs", async () => {
+    const config = testConfig();
+    const a = new Server(config);
+    const c1 = await connect((await a.start()).url);
+    const s = await c1.createSession({ partitionId: "nobody" });
+    const made = await c1.createResults(s, [
+      { name: "small", data: Buffer.from("kept inline") },
+      { name: "large", data: Buffer.alloc(200_000, 9) },
+    ]);
+    await c1.close();
+    await a.shutdown();
+    const db = new Database(join(config.dataDir, "zgrid.db"));
+    const row = db.prepare("SELECT doc FROM sessions WHERE id = ?").get(s) as { doc: Buffer };
+    const doc = decode(row.doc) as Record<string, unknown>;
+    db.prepare("UPDATE sessions SET doc = ? WHERE id = ?").run(encode({ ...doc, status: "PURGED" }), s);
+    db.close();
+
+    const b = new Server(config);
+    const c2 = await connect((await b.start()).url);
+    cleanup.push(async () => {
+      await c2.close();
+      await b.shutdown();
+    });
+    for (const r of made) {
+      assert.equal((await c2.getResult(r.resultId)).status, "DELETED");
+      await assert.rejects(c2.downloadResult(r.resultId), /DELETED/);
+    }
+    await b.scheduler.store.flush();
+    const check = new Database(join(config.dataDir, "zgrid.db"), { readonly: true });
+    try {
+      const left = check.prepare("SELECT count(*) AS n FROM result_data").get() as { n: number };
+      assert.equal(left.n, 0, "the purged data left the store");
+    } finally {
+      check.close();
+    }
+  });
+
   it("round-trips 200 MB byte for byte in chunks, holding it once", { timeout: 120_000 }, async () => {
     const { proc, info } = await spawnServer(["--token", "t"]);
     cleanup.push(() => proc.stop());

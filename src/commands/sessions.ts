@@ -91,7 +91,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { sessionId: id, submissionStopped: true } };
   });
   map.register("sessions.purge", async (req) => {
-    const { purged } = scheduler.purgeSession(sessionId(req.args));
+    const id = sessionId(req.args);
+    const { purged } = await scheduler.changeSessionDurably(id, "PURGED", ["CLOSED", "CANCELLED"], () =>
+      scheduler.purgeSession(id),
+    );
+    // The results' rows and data too, before the reply (a restart would redo it from the session's record).
     await scheduler.store.flush();
     return { msg: { sessionId: sessionId(req.args), status: "PURGED", purgedResults: purged } };
   });

@@ -160,6 +160,12 @@ export class Scheduler {
     }
     for (const r of state.results) {
       this.results.set(r.id, r);
+      if (r.status === "COMPLETED" && this.sessions.get(r.sessionId)?.status === "PURGED") {
+        // The session's purge was committed first (changeSessionDurably), its results' after it: a
+        // crash in between leaves them to be purged here.
+        this.dropResultData(r);
+        continue;
+      }
       if (r.status === "COMPLETED") this.resultBytes += r.size;
     }
     let requeued = 0;
@@ -1218,15 +1224,20 @@ export class Scheduler {
     for (const r of this.results.values()) {
       if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
       this.resultBytes -= r.size;
-      r.data = null;
-      r.status = "DELETED";
-      r.stored = false;
-      this.store.result(r);
-      this.store.deleteResultData(r.id);
+      this.dropResultData(r);
       this.events.resultStatus(r);
       purged++;
     }
     return { purged };
+  }
+
+  /** A COMPLETED result's data deleted, its metadata kept (DELETED). */
+  private dropResultData(r: Result): void {
+    r.data = null;
+    r.status = "DELETED";
+    r.stored = false;
+    this.store.result(r);
+    this.store.deleteResultData(r.id);
   }
 
   /** Everything of the session removed; running tasks are stopped first. */
