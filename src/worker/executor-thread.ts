@@ -33,7 +33,7 @@ if (typeof nodeModule.register === "function")
   nodeModule.register("./zgrid-resolve-hook.js", import.meta.url);
 const data = workerData as ExecutorThreadData;
 const state = new ThreadState(data.state);
-const registry = new ServiceRegistry(new AppLoader(data.appPath), (msg, err) =>
+const registry = new ServiceRegistry(new AppLoader(data.appPath, { watch: data.watch }), (msg, err) =>
   send({ t: "log", level: "warn", msg, err: describeError(err) }),
 );
 // Agent calls of the running task: one message to the pool and one back per call. The task's start is
