@@ -15,7 +15,7 @@ export interface ServiceEntry {
 /** Reports a lifecycle failure that has no task to fail (leaveSession, destroyService). */
 export type LifecycleLog = (msg: string, err: unknown) => void;
 
-// When watching, the edition each session began with on this thread, for this many recent sessions.
+// When watching, the edition each session began with on this thread, for this many recently used sessions.
 const PINNED_SESSIONS = 1024;
 
 /**
@@ -30,7 +30,7 @@ export class ServiceRegistry {
   private readonly entries = new Map<string, ServiceEntry>();
   // The hot path runs many tasks of the same service in a row: remember the last one to skip the key.
   private last: { options: ThreadApp; sessionId: string; entry: ServiceEntry } | undefined;
-  // Watching only: session and application → the edition that session runs here. Oldest first.
+  // Watching only: session and application → the edition that session runs here. Least recently used first.
   private readonly pinned = new Map<string, LoadedApplication>();
 
   constructor(
@@ -65,11 +65,13 @@ export class ServiceRegistry {
     if (!this.loader.watching) return this.loader.load(name, version);
     const key = `${sessionId}\0${name ?? ""}\0${version ?? ""}`;
     let app = this.pinned.get(key);
-    if (!app) {
+    if (app) {
+      this.pinned.delete(key); // most recently used last: a long session is not forgotten while it runs
+    } else {
       app = await this.loader.load(name, version);
-      this.pinned.set(key, app);
-      if (this.pinned.size > PINNED_SESSIONS) this.pinned.delete(this.pinned.keys().next().value!);
+      if (this.pinned.size >= PINNED_SESSIONS) this.pinned.delete(this.pinned.keys().next().value!);
     }
+    this.pinned.set(key, app);
     return app;
   }
 
