@@ -1,4 +1,5 @@
 import { existsSync, statSync } from "node:fs";
+import * as nodeModule from "node:module";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ApplicationModule } from "./app-module.js";
@@ -110,6 +111,7 @@ export class AppLoader {
     path: string,
     revision: string,
   ): Promise<LoadedApplication> {
+    provideZgrid(path);
     // A new URL is a new module: how an edited file is imported again (the old edition stays loaded).
     const url = pathToFileURL(path).href + (revision ? `?v=${encodeURIComponent(revision)}` : "");
     let ns: Record<string, unknown>;
@@ -128,4 +130,24 @@ export class AppLoader {
     }
     return { name, version, path, revision, module: mod as unknown as ApplicationModule };
   }
+}
+
+let zgridProvided = false;
+
+/**
+ * Apps outside this package import "zgrid/worker" as the README shows: where Node finds no zgrid from
+ * the app's file, a resolve hook gives them this one (only as a fallback: an installed zgrid wins).
+ * Hooks are per thread and each costs a thread of its own, so a thread registers it only when an app
+ * needs it.
+ */
+function provideZgrid(appFile: string): void {
+  if (zgridProvided || typeof nodeModule.register !== "function") return;
+  try {
+    nodeModule.createRequire(appFile).resolve("zgrid/worker");
+    return;
+  } catch {
+    // Not found from there: fall back to this copy.
+  }
+  zgridProvided = true;
+  nodeModule.register("./zgrid-resolve-hook.js", import.meta.url);
 }

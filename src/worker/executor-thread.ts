@@ -3,7 +3,6 @@
  * batches. Application code runs here, off the main thread, so a task spinning the CPU never delays the
  * host's heartbeats, and the pool can terminate this thread to enforce maxDuration or a cancellation.
  */
-import * as nodeModule from "node:module";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import { AgentChannel } from "./agent-channel.js";
@@ -27,10 +26,6 @@ import { ThreadState } from "./thread-state.js";
 
 if (!parentPort) throw new Error("executor-thread.js runs as a worker thread of the zgrid worker host");
 const port = parentPort;
-// Apps outside this package import "zgrid/worker" as the README shows: where their directory has no
-// zgrid of its own, they get this one. Hooks are per thread, so each executor thread registers it.
-if (typeof nodeModule.register === "function")
-  nodeModule.register("./zgrid-resolve-hook.js", import.meta.url);
 const data = workerData as ExecutorThreadData;
 const state = new ThreadState(data.state);
 const registry = new ServiceRegistry(new AppLoader(data.appPath, { watch: data.watch }), (msg, err) =>

@@ -1,8 +1,8 @@
 /**
- * A module resolve hook, registered in each executor thread (see {@link registerZgridResolution}): an
- * application module importing `zgrid/worker` (or `zgrid/client`, ...) from a directory where Node finds
- * no `zgrid` package gets this worker's own copy, as if it were installed beside the app. Real resolution
- * always comes first: an app with its own node_modules/zgrid keeps it.
+ * A module resolve hook: an application module importing `zgrid/worker` (or `zgrid/client`, ...) from a
+ * directory where Node finds no `zgrid` package gets this worker's own copy, as if it were installed
+ * beside the app. Real resolution always comes first: an app with its own node_modules/zgrid keeps it.
+ * Registered by an executor thread that loads an app from such a directory (app-loader.ts).
  */
 import type { ResolveHook } from "node:module";
 
