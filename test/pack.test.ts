@@ -2,7 +2,8 @@
  * zgrid as a dependency: `npm pack` makes a tarball holding the compiled package; a separate project
  * installs it, type-checks a TypeScript file importing "zgrid/client" with the package's own .d.ts
  * (a deliberate type error must be caught), and runs the hello flow with it against a real server and a
- * worker started from the installed package's own CLI and example applications.
+ * worker started from the installed package's own CLI and example applications; the installed package's
+ * compiled client example runs too, and its LICENSE ships.
  * Skipped, saying why, when npm cannot be run.
  */
 import assert from "node:assert/strict";
@@ -121,6 +122,9 @@ describe("the packed package, installed in another project", { skip: NO_NPM }, (
       "dist/src/cli/main.js",
       "dist/src/worker/index.js",
       "examples/apps/hello.js",
+      "examples/clients/hello.ts",
+      "dist/examples/clients/hello.js",
+      "LICENSE",
       "package.json",
     ])
       assert.ok(files.has(f), `the tarball has ${f}`);
@@ -209,5 +213,18 @@ describe("the packed package, installed in another project", { skip: NO_NPM }, (
     const hello = await run(process.execPath, [join(app, "check.js"), server.info!.url], app, 30_000);
     assert.equal(hello.code, 0, hello.stderr);
     assert.equal(hello.stdout.trim(), "Result : 45");
+
+    // The shipped client examples import "zgrid/client" and run from the installed package.
+    const source = readFileSync(join(installed, "examples/clients/hello.ts"), "utf8");
+    assert.match(source, /from "zgrid\/client"/);
+    assert.doesNotMatch(source, /\.\.\/src\//, "no import reaches into the source tree");
+    const example = await run(
+      process.execPath,
+      [join(installed, "dist/examples/clients/hello.js"), server.info!.url, "-n", "10"],
+      app,
+      30_000,
+    );
+    assert.equal(example.code, 0, example.stderr + example.stdout);
+    assert.match(example.stdout, /^Result : 45$/m);
   });
 });

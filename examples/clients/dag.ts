@@ -12,9 +12,9 @@
  *
  * URL defaults to ZGRID_URL. Runs the "graph" application (examples/apps/graph.js). The tasks are
  * submitted bottom-up, D first, to show that only the dependencies decide the order.
- * In your own project, import from "zgrid/client" instead of the source tree.
+ * Imports "zgrid/client" as your own project does (in this repo, Node resolves the package by its own name).
  */
-import { connect, decodeOutput, encodePayload } from "../../src/client/index.js";
+import { connect, decodeOutput, encodePayload } from "zgrid/client";
 
 const client = await connect(process.argv[2] ?? process.env.ZGRID_URL);
 try {

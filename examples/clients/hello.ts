@@ -5,16 +5,10 @@
  *
  * URL defaults to ZGRID_URL. Runs one task of the "hello" application (examples/apps/hello.js) that sums
  * the numbers 0..N-1 (or the -v values) and prints "Result : <sum>". Ctrl+C cancels the session.
- * In your own project, import from "zgrid/client" instead of the source tree.
+ * Imports "zgrid/client" as your own project does (in this repo, Node resolves the package by its own name).
  */
 import { parseArgs } from "node:util";
-import {
-  connect,
-  decodeOutput,
-  encodePayload,
-  ZgridError,
-  type TaskOptions,
-} from "../../src/client/index.js";
+import { connect, decodeOutput, encodePayload, ZgridError, type TaskOptions } from "zgrid/client";
 
 // ---- Arguments ------------------------------------------------------------------------------------
 const { values: args, positionals } = parseArgs({

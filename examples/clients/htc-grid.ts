@@ -7,9 +7,9 @@
  * URL defaults to ZGRID_URL. The tasks run the "htcgrid" application (examples/apps/htcgrid.js), whose
  * run(task) sums task.values, sleeps task.sleep_ms, or fails with task.fail. Exits 0 when every outcome
  * is the expected one.
- * In your own project, import from "zgrid/client" instead of the source tree.
+ * Imports "zgrid/client" as your own project does (in this repo, Node resolves the package by its own name).
  */
-import { HtcGridConnector } from "../../src/client/index.js";
+import { HtcGridConnector } from "zgrid/client";
 
 // ---- The connector takes HTC-Grid's client_config_data; AWS-only keys are ignored ----------------
 const gridConnector = new HtcGridConnector({

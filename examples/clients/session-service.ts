@@ -7,15 +7,10 @@
  * URL defaults to ZGRID_URL (read by loadClientConfig, with ZGRID_TOKEN, ZGRID_APPLICATION_NAME, ...).
  * Runs the "addition" application (examples/apps/addition.js): 10 additions, and one call with wrong
  * arguments to show an error reaching the handler. Exits 0 when every outcome is the expected one.
- * In your own project, import from "zgrid/client" instead of the source tree.
+ * Imports "zgrid/client" as your own project does (in this repo, Node resolves the package by its own name).
  */
 import { pack, unpack } from "msgpackr";
-import {
-  SessionService,
-  WaitBehavior,
-  type ServiceInvocationHandler,
-  type TaskRequest,
-} from "../../src/client/index.js";
+import { SessionService, WaitBehavior, type ServiceInvocationHandler, type TaskRequest } from "zgrid/client";
 
 // ---- Configure: the file named by ZGRID_CLIENT_CONFIG if any, the environment, then these -------
 const url = process.argv[2];

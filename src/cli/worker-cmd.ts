@@ -16,6 +16,8 @@ its partitions and runs them in application modules loaded from DIR (NAME.VERSIO
       --prefetch N         most tasks held beyond the slots, to hide latency; the server gives
                            that many only for short tasks (default: max(1024, 32 × slots)) [ZGRID_PREFETCH]
       --worker-id ID       name of this worker (default: host-pid-random)
+      --watch              new sessions run an app module's file as it is now: edits need no
+                           restart (every edition stays in memory) [ZGRID_WATCH=1]
       --log-level LEVEL    trace, debug, info, warn, error (default info) [ZGRID_LOG_LEVEL]`;
 
 export async function runWorker(argv: string[]): Promise<number> {
@@ -26,6 +28,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     partition: { type: "string", short: "p" },
     prefetch: { type: "string" },
     "worker-id": { type: "string" },
+    watch: { type: "boolean" },
     "log-level": { type: "string" },
   });
   if (values.help) {
@@ -61,6 +64,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     partitions,
     prefetch,
     workerId: values["worker-id"] as string | undefined,
+    watchApps: values.watch === true || env.ZGRID_WATCH === "1",
     log,
   });
   const stop = (): void => void host.stop();

@@ -123,6 +123,8 @@ export type FromThread =
 /** What an executor thread is started with (`workerData`). */
 export interface ExecutorThreadData {
   appPath: string;
+  /** Import an application module again when its file changed (`zgrid worker --watch`). */
+  watch?: boolean;
   /** A {@link ThreadState} buffer. */
   state: SharedArrayBuffer;
 }

@@ -33,6 +33,8 @@ export interface ExecutorPoolOptions {
   onDone: (results: PoolCompletion[]) => void;
   /** Heap limit of each executor thread, MB (default: Node's). A task going past it fails (FAILED). */
   threadMemoryLimitMb?: number;
+  /** New sessions run an application module's file as it is now (`zgrid worker --watch`). */
+  watchApps?: boolean;
   /** How often running tasks are checked against maxDuration and cancellation, ms. Default 25. */
   monitorMs?: number;
   /**
@@ -183,6 +185,7 @@ export class ExecutorPool {
       this.opts.appPath,
       (executor, msg) => this.onMessage(executor, msg),
       this.opts.threadMemoryLimitMb,
+      this.opts.watchApps,
     );
     this.threads.add(e);
     void e.exited.then((code) => this.onExit(e, code));

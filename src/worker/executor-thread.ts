@@ -28,7 +28,7 @@ if (!parentPort) throw new Error("executor-thread.js runs as a worker thread of 
 const port = parentPort;
 const data = workerData as ExecutorThreadData;
 const state = new ThreadState(data.state);
-const registry = new ServiceRegistry(new AppLoader(data.appPath), (msg, err) =>
+const registry = new ServiceRegistry(new AppLoader(data.appPath, { watch: data.watch }), (msg, err) =>
   send({ t: "log", level: "warn", msg, err: describeError(err) }),
 );
 // Agent calls of the running task: one message to the pool and one back per call. The task's start is

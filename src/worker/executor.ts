@@ -55,8 +55,9 @@ export class Executor {
     appPath: string,
     onMessage: (executor: Executor, msg: FromThread) => void,
     memoryLimitMb?: number,
+    watchApps?: boolean,
   ) {
-    const workerData: ExecutorThreadData = { appPath, state: this.state.buffer };
+    const workerData: ExecutorThreadData = { appPath, watch: watchApps, state: this.state.buffer };
     this.worker = new Worker(THREAD_ENTRY, {
       workerData,
       name: `zgrid-executor-${slot}`,

@@ -46,6 +46,11 @@ export interface WorkerHostOptions {
   heartbeatMs?: number;
   /** Heap limit of each executor thread, MB (default: Node's); a task going past it fails (FAILED). */
   threadMemoryLimitMb?: number;
+  /**
+   * A session new to an executor thread runs an application module's file as it is now: an edited file
+   * is imported again (`zgrid worker --watch`). Default false: each thread keeps what it loaded first.
+   */
+  watchApps?: boolean;
   /** How long stop() lets a running task finish before its thread is terminated, ms. Default 3000. */
   stopGraceMs?: number;
   /**
@@ -74,9 +79,9 @@ export class WorkerHost {
   readonly workerId: string;
 
   private readonly opts: Required<
-    Omit<WorkerHostOptions, "log" | "workerId" | "url" | "threadMemoryLimitMb">
+    Omit<WorkerHostOptions, "log" | "workerId" | "url" | "threadMemoryLimitMb" | "watchApps">
   > &
-    Pick<WorkerHostOptions, "threadMemoryLimitMb">;
+    Pick<WorkerHostOptions, "threadMemoryLimitMb" | "watchApps">;
   private readonly endpoint: string;
   private readonly token: string | undefined;
   private log: Logger | undefined;
@@ -116,6 +121,7 @@ export class WorkerHost {
       stopGraceMs: options.stopGraceMs ?? 3000,
       agentTimeoutMs: options.agentTimeoutMs ?? 60_000,
       threadMemoryLimitMb: options.threadMemoryLimitMb,
+      watchApps: options.watchApps,
     };
     this.serverHeartbeatMs = this.opts.heartbeatMs;
     this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -144,6 +150,7 @@ export class WorkerHost {
       appPath: this.opts.appPath,
       slots: this.opts.slots,
       threadMemoryLimitMb: this.opts.threadMemoryLimitMb,
+      watchApps: this.opts.watchApps,
       log,
       onStarted: (ids) => this.outbox?.taskStarted(ids),
       onDone: (results) => this.outbox?.taskDone(results),

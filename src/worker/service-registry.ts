@@ -15,36 +15,64 @@ export interface ServiceEntry {
 /** Reports a lifecycle failure that has no task to fail (leaveSession, destroyService). */
 export type LifecycleLog = (msg: string, err: unknown) => void;
 
+// When watching, the edition each session began with on this thread, for this many recently used sessions.
+const PINNED_SESSIONS = 1024;
+
 /**
  * The services of one executor thread: one per (application, version, namespace, service name), created on
  * first use, moved from session to session (leaveSession, then enterSession), torn down at stop.
+ *
+ * When the loader watches the files (`--watch`), a session keeps the edition of the module its first task
+ * on this thread ran: a session new to the thread gets the file as it is now, and a changed file gets a
+ * service of its own, created from the new edition; services of older editions stay until stop.
  */
 export class ServiceRegistry {
   private readonly entries = new Map<string, ServiceEntry>();
   // The hot path runs many tasks of the same service in a row: remember the last one to skip the key.
-  private last: { options: ThreadApp; entry: ServiceEntry } | undefined;
+  private last: { options: ThreadApp; sessionId: string; entry: ServiceEntry } | undefined;
+  // Watching only: session and application → the edition that session runs here. Least recently used first.
+  private readonly pinned = new Map<string, LoadedApplication>();
 
   constructor(
     private readonly loader: AppLoader,
     private readonly log: LifecycleLog,
   ) {}
 
-  /** The service a task runs on, created if this thread has none yet. Throws what loading/creation threw. */
-  async serviceFor(options: ThreadApp): Promise<ServiceEntry> {
+  /**
+   * The service a task of `sessionId` runs on, created if this thread has none yet. Throws what
+   * loading/creation threw.
+   */
+  async serviceFor(options: ThreadApp, sessionId: string): Promise<ServiceEntry> {
     const last = this.last;
-    if (last && sameApp(last.options, options)) return last.entry;
-    const app = await this.loader.load(options.applicationName, options.applicationVersion);
+    if (last && sameApp(last.options, options) && (last.sessionId === sessionId || !this.loader.watching))
+      return last.entry;
+    const app = await this.appFor(options, sessionId);
     const namespace = options.applicationNamespace ?? "";
     const serviceName = options.applicationService ?? "";
-    const key = `${app.path}\0${namespace}\0${serviceName}`;
+    const key = `${app.path}\0${app.revision}\0${namespace}\0${serviceName}`;
     let entry = this.entries.get(key);
     if (!entry) {
       const service: unknown = await app.module.createService(serviceName, namespace);
       entry = { app, service, namespace, serviceName, sessionId: undefined, session: undefined };
       this.entries.set(key, entry);
     }
-    this.last = { options, entry };
+    this.last = { options, sessionId, entry };
     return entry;
+  }
+
+  private async appFor(options: ThreadApp, sessionId: string): Promise<LoadedApplication> {
+    const { applicationName: name, applicationVersion: version } = options;
+    if (!this.loader.watching) return this.loader.load(name, version);
+    const key = `${sessionId}\0${name ?? ""}\0${version ?? ""}`;
+    let app = this.pinned.get(key);
+    if (app) {
+      this.pinned.delete(key); // most recently used last: a long session is not forgotten while it runs
+    } else {
+      app = await this.loader.load(name, version);
+      if (this.pinned.size >= PINNED_SESSIONS) this.pinned.delete(this.pinned.keys().next().value!);
+    }
+    this.pinned.set(key, app);
+    return app;
   }
 
   /** Puts the service in `sessionId`, leaving the session it was in. Returns the session to pass to call. */
@@ -70,6 +98,7 @@ export class ServiceRegistry {
       }
     }
     this.entries.clear();
+    this.pinned.clear();
     this.last = undefined;
   }
 

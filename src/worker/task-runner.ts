@@ -53,7 +53,7 @@ export class TaskRunner {
     let agent: ClosableTaskAgent | undefined;
     try {
       const { method, args } = decodePayload(payload);
-      const entry = await this.services.serviceFor(task.options);
+      const entry = await this.services.serviceFor(task.options, task.sessionId);
       const session = await this.services.enter(entry, task.sessionId);
       agent = createAgent(task, this.channel);
       const call = entry.app.module.call;
