@@ -180,6 +180,49 @@ describe("the embedded SQLite store", () => {
     }
   });
 
+  it("removes at start a session whose deletion was committed before its removal", async () => {
+    const config = testConfig();
+    const a = new Server(config);
+    const c1 = await connect((await a.start()).url);
+    const gone = await c1.createSession({ partitionId: "nobody" });
+    const kept = await c1.createSession({ partitionId: "nobody" });
+    for (const s of [gone, kept]) {
+      await c1.createResults(s, [{ name: "d", data: Buffer.alloc(100_000, 1) }]);
+      await c1.submitTasks(s, [{ payload: encodePayload("echo", ["z"]) }]);
+    }
+    await c1.close();
+    await a.shutdown();
+    const db = new Database(join(config.dataDir, "zgrid.db"));
+    const row = db.prepare("SELECT doc FROM sessions WHERE id = ?").get(gone) as { doc: Buffer };
+    const doc = decode(row.doc) as Record<string, unknown>;
+    db.prepare("UPDATE sessions SET doc = ? WHERE id = ?").run(encode({ ...doc, status: "DELETED" }), gone);
+    db.close();
+
+    const b = new Server(config);
+    const c2 = await connect((await b.start()).url);
+    cleanup.push(async () => {
+      await c2.close();
+      await b.shutdown();
+    });
+    await assert.rejects(c2.getSession(gone), /does not exist/);
+    assert.equal((await c2.listTasks({ filter: { sessionId: gone } })).total, 0);
+    assert.equal((await c2.listResults({ filter: { sessionId: gone } })).total, 0);
+    assert.equal((await c2.listTasks({ filter: { sessionId: kept } })).total, 1);
+    await b.scheduler.store.flush();
+    const check = new Database(join(config.dataDir, "zgrid.db"), { readonly: true });
+    try {
+      for (const table of ["sessions", "tasks", "results"]) {
+        const col = table === "sessions" ? "id" : "session_id";
+        const n = check.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${col} = ?`).get(gone) as {
+          n: number;
+        };
+        assert.equal(n.n, 0, `${table} rows of the deleted session left`);
+      }
+    } finally {
+      check.close();
+    }
+  });
+
   it("round-trips 200 MB byte for byte in chunks, holding it once", { timeout: 120_000 }, async () => {
     const { proc, info } = await spawnServer(["--token", "t"]);
     cleanup.push(() => proc.stop());

@@ -49,6 +49,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
   // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
   // commit answers an error and changes nothing.
+  /**
+   * After a change that touches the session's tasks or results: their records are committed too before
+   * the reply. A commit refused now changes nothing of the answer: the session's record, committed
+   * already, makes a restart redo the rest, and the store keeps trying.
+   */
+  const settle = () => scheduler.store.flush().catch(() => undefined);
   map.register("sessions.cancel", async (req) => {
     const id = sessionId(req.args);
     const { cancelled } = await scheduler.changeSessionDurably(
@@ -57,8 +63,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       ["RUNNING", "PAUSED", "CLOSED"],
       () => scheduler.cancelSession(id),
     );
-    // The tasks' cancellations too, before the reply (a restart would redo them from the session's record).
-    await scheduler.store.flush();
+    await settle();
     return { msg: { sessionId: id, status: "CANCELLED", cancelled } };
   });
   map.register("sessions.pause", async (req) => {
@@ -95,13 +100,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const { purged } = await scheduler.changeSessionDurably(id, "PURGED", ["CLOSED", "CANCELLED"], () =>
       scheduler.purgeSession(id),
     );
-    // The results' rows and data too, before the reply (a restart would redo it from the session's record).
-    await scheduler.store.flush();
+    await settle();
     return { msg: { sessionId: sessionId(req.args), status: "PURGED", purgedResults: purged } };
   });
   map.register("sessions.delete", async (req) => {
-    const removed = scheduler.deleteSession(sessionId(req.args));
-    await scheduler.store.flush();
-    return { msg: { sessionId: sessionId(req.args), status: "DELETED", removed } };
+    const id = sessionId(req.args);
+    const removed = await scheduler.changeSessionDurably(
+      id,
+      "DELETED",
+      ["RUNNING", "PAUSED", "CLOSED", "CANCELLED", "PURGED"],
+      () => scheduler.deleteSession(id),
+    );
+    await settle();
+    return { msg: { sessionId: id, status: "DELETED", removed } };
   });
 }

@@ -154,6 +154,18 @@ export class Scheduler {
    * queued tasks keep their place (submission order); pending ones wait for their dependencies again.
    */
   restore(state: LoadedState): { tasks: number; requeued: number; lost: number } {
+    // A session whose deletion was committed first (changeSessionDurably) and not its removal (a crash
+    // in between): removed now.
+    const deleted = new Set(state.sessions.filter((s) => s.status === "DELETED").map((s) => s.id));
+    if (deleted.size > 0) {
+      for (const id of deleted) this.store.deleteSession(id);
+      state = {
+        ...state,
+        sessions: state.sessions.filter((s) => !deleted.has(s.id)),
+        results: state.results.filter((r) => !deleted.has(r.sessionId)),
+        tasks: state.tasks.filter((t) => !deleted.has(t.sessionId)),
+      };
+    }
     for (const s of state.sessions) {
       s.taskCount = 0;
       this.sessions.set(s.id, s);
