@@ -130,4 +130,72 @@ describe("a crash right after an acknowledgement", { timeout: 120_000 }, () => {
       },
     );
   });
+
+  it("keeps every other acknowledged session and result change", async () => {
+    type S = { sessionId: string; taskIds: string[]; made?: string };
+    const cases: [
+      string,
+      (c: ZgridClient, s: S) => Promise<unknown>,
+      (c: ZgridClient, s: S) => Promise<void>,
+    ][] = [
+      [
+        "sessions.create",
+        async (c, s) => (s.made = await c.createSession({ partitionId: "nobody" })),
+        async (c, s) => assert.equal((await c.getSession(s.made!)).status, "RUNNING"),
+      ],
+      [
+        "results.create",
+        async (c, s) =>
+          (s.made = (
+            await c.createResults(s.sessionId, [{ name: "r", data: Buffer.from("v") }])
+          )[0].resultId),
+        async (c, s) => assert.equal(Buffer.from(await c.downloadResult(s.made!)).toString(), "v"),
+      ],
+      [
+        "sessions.resume",
+        async (c, s) => c.resumeSession(s.sessionId),
+        async (c, s) => {
+          assert.equal((await c.getSession(s.sessionId)).status, "RUNNING");
+          assert.equal((await c.countTasks({ sessionId: s.sessionId })).SUBMITTED, 2);
+        },
+      ],
+      [
+        "sessions.cancel",
+        async (c, s) => c.cancelSession(s.sessionId),
+        async (c, s) => {
+          assert.equal((await c.getSession(s.sessionId)).status, "CANCELLED");
+          assert.equal((await c.countTasks({ sessionId: s.sessionId })).CANCELLED, 2);
+        },
+      ],
+      [
+        "sessions.stopSubmission",
+        async (c, s) => c.stopSubmission(s.sessionId),
+        async (c, s) => assert.equal((await c.getSession(s.sessionId)).submissionStopped, true),
+      ],
+      [
+        "sessions.purge",
+        async (c, s) => c.purgeSession(s.sessionId),
+        async (c, s) => assert.equal((await c.getSession(s.sessionId)).status, "PURGED"),
+      ],
+      [
+        "sessions.delete",
+        async (c, s) => c.deleteSession(s.sessionId),
+        async (c, s) => await assert.rejects(c.getSession(s.sessionId), /does not exist/),
+      ],
+    ];
+    for (const [cmd, act, check] of cases) {
+      await survivesCrashAfterReply(
+        cmd,
+        async (c) => {
+          const s: S = await queuedTasks(c);
+          // Each command from a state it is allowed in.
+          if (cmd === "sessions.resume") await c.pauseSession(s.sessionId);
+          if (cmd === "sessions.purge") await c.closeSession(s.sessionId);
+          return s;
+        },
+        act,
+        check,
+      );
+    }
+  });
 });

@@ -36,6 +36,8 @@ export interface SessionInfo {
   partitionIds: string[];
   defaultTaskOptions: Required<TaskOptions>;
   taskCount: number;
+  /** sessions.stopSubmission was called: no new tasks, though the status stays. */
+  submissionStopped: boolean;
 }
 
 export interface ResultInfo {

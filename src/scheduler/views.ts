@@ -9,6 +9,7 @@ export function sessionView(s: Session): Record<string, unknown> {
     partitionIds: s.partitionIds,
     defaultTaskOptions: s.defaultTaskOptions,
     taskCount: s.taskCount,
+    submissionStopped: s.submissionStopped,
   };
 }
 
