@@ -8,7 +8,8 @@ import {
   resolveOptions,
 } from "../config/options.js";
 import { SERVER_OPTIONS, toServerConfig, type ServerConfig } from "../daemons/config.js";
-import { Server } from "../daemons/server.js";
+import { Server, type ConnectionInfo } from "../daemons/server.js";
+import { defaultTokensFile, recordTokens } from "../daemons/tokens-file.js";
 import { parse } from "./usage.js";
 
 export const SERVER_HELP = `zgrid server [options]
@@ -77,6 +78,7 @@ export async function runServer(argv: string[]): Promise<number> {
   }
   started = true;
   if (stopSignal) stop(stopSignal);
+  const tokensFile = config.noTokensFile ? null : saveToken(info, server);
   process.stdout.write(
     [
       `zgrid ${info.version} server is ready`,
@@ -87,12 +89,35 @@ export async function runServer(argv: string[]): Promise<number> {
       info.statusUrl ? `  status:       ${withoutToken(info.statusUrl)} (the connect URL's token)` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
+      tokensFile ? `  token saved in ${tokensFile} (clients here need only tcp://HOST:PORT)` : "",
     ]
       .filter(Boolean)
       .join("\n") + "\n",
   );
   await server.closed;
   return 0;
+}
+
+/**
+ * Records the client token for the client, METRICS and STATUS ports in ~/.zgrid/tokens.txt, so that a
+ * client on this machine needs no token (design §2). A failure is a warning: the server serves on.
+ * Returns the file's path, or null when nothing was written.
+ */
+function saveToken(info: ConnectionInfo, server: Server): string | null {
+  const token = /[?&]token=([^&]+)/.exec(info.url)?.[1];
+  if (!token) return null; // --no-auth: nothing to record
+  const ports = [info.url, info.metricsUrl, info.statusUrl].flatMap((u) => {
+    const port = u ? /:(\d+)(?:[/?]|$)/.exec(u)?.[1] : undefined;
+    return port ? [`${info.host}:${port}`] : [];
+  });
+  const file = defaultTokensFile();
+  try {
+    recordTokens(ports, decodeURIComponent(token), file);
+    return file;
+  } catch (err) {
+    server.log.warn({ err }, `cannot record the token in ${file}; clients must give it in their URL`);
+    return null;
+  }
 }
 
 /** A URL with its token left out, for the lines of the banner after the one that shows it. */
