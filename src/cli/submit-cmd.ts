@@ -11,7 +11,7 @@ export const SUBMIT_HELP = `zgrid submit --app NAME --method M [--args JSON] [--
 Submits N tasks (in batches) to a new session: each calls method M of the application NAME with the
 arguments of --args, a JSON array (the ServiceBase payload convention). Prints the session id and the
 task ids; with --wait, shows progress until every task has ended, then prints the outputs (up to 20
-tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --timeout passed), 2 usage.
+tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --wait-timeout passed), 2 usage.
 
   -a, --app NAME                 application to run (module NAME.js on the workers)
       --app-version V            its version (module NAME.V.js)
@@ -24,7 +24,7 @@ tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --tim
       --max-duration MS          a task running longer ends TIMEOUT (default: no limit)
       --batch N                  tasks per request (default 10000)
   -w, --wait                     wait for the tasks, with progress on stderr
-      --timeout S                with --wait, give up after S seconds (default: no limit)
+      --wait-timeout S           with --wait, give up after S seconds (default: no limit)
       --json                     print JSON: {sessionId, taskIds} or, with --wait, every task's outcome
 ${TARGET_HELP}
 
@@ -80,7 +80,7 @@ export async function runSubmit(argv: string[]): Promise<number> {
     "max-duration": { type: "string" },
     batch: { type: "string" },
     wait: { type: "boolean", short: "w" },
-    timeout: { type: "string" },
+    "wait-timeout": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) {
@@ -94,8 +94,9 @@ export async function runSubmit(argv: string[]): Promise<number> {
   const args = parseJsonArgs(values.args as string | undefined);
   const count = intFlag(values.count, "--count", 1, 10_000_000) ?? 1;
   const batch = intFlag(values.batch, "--batch", 1, 100_000) ?? 10_000;
-  const timeoutS = intFlag(values.timeout, "--timeout", 0, 86_400) ?? 0;
-  if (values.timeout !== undefined && !values.wait) throw new UsageError("--timeout goes with --wait");
+  const timeoutS = intFlag(values["wait-timeout"], "--wait-timeout", 0, 86_400) ?? 0;
+  if (values["wait-timeout"] !== undefined && !values.wait)
+    throw new UsageError("--wait-timeout goes with --wait");
   const partition = values.partition as string | undefined;
   const options: TaskOptions = { applicationName: app };
   if (values["app-version"]) options.applicationVersion = values["app-version"] as string;
@@ -259,7 +260,7 @@ async function waitAndReport(
     process.stdout.write(
       `${done} completed, ${failed} failed${running > 0 ? `, ${running} still running` : ""} in ${seconds.toFixed(2)} s` +
         (seconds > 0 ? ` (${((done + failed) / seconds).toFixed(0)} tasks/s)` : "") +
-        (timedOut ? `: gave up after --timeout ${opts.timeoutS} s` : "") +
+        (timedOut ? `: gave up after --wait-timeout ${opts.timeoutS} s` : "") +
         "\n",
     );
   }

@@ -1,6 +1,6 @@
-import { connect, type ZgridClient } from "../client/client.js";
+import type { ZgridClient } from "../client/client.js";
 import type { SessionInfo, WorkerInfo } from "../client/types.js";
-import { TARGET_HELP, TARGET_OPTIONS, daemonUrl } from "./target.js";
+import { TARGET_HELP, TARGET_OPTIONS, connectChecked, daemonUrl, firstContactMs } from "./target.js";
 import { parse, UsageError } from "./usage.js";
 
 export const TOP_HELP = `zgrid top [--url URL | --connection-info FILE] [--interval MS] [--once]
@@ -199,10 +199,11 @@ export async function runTop(argv: string[]): Promise<number> {
   const defaultUrl = await daemonUrl(values, "default");
   const statusUrl = await daemonUrl(values, "status");
   const source = /^tcp:\/\/([^?]+)/.exec(defaultUrl)?.[1] ?? "";
-  const client = await connect(defaultUrl, { timeoutMs });
+  const firstMs = firstContactMs(values);
+  const { client } = await connectChecked(defaultUrl, firstMs, timeoutMs);
   let statusClient: ZgridClient | undefined;
   try {
-    statusClient = await connect(statusUrl, { timeoutMs });
+    statusClient = (await connectChecked(statusUrl, firstMs, timeoutMs)).client;
     if (!live) {
       out.write(renderTop(await takeSnapshot(statusClient, client), undefined, source) + "\n");
       return 0;
