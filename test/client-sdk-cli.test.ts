@@ -207,7 +207,7 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
     const elapsed = Date.now() - started;
     assert.equal(r.code, 1, r.stderr);
     const summary =
-      /0 completed, 0 failed, 2 still running in (\d+\.\d\d) s.*: gave up after --wait-timeout 1 s$/m.exec(
+      /0 completed, 0 failed, 2 not finished in (\d+\.\d\d) s.*: gave up after --wait-timeout 1 s$/m.exec(
         r.stdout,
       );
     assert.ok(summary, r.stdout);

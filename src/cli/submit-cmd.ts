@@ -1,7 +1,7 @@
 import type { ZgridClient } from "../client/client.js";
 import { decodeOutput, encodePayload } from "../client/payload.js";
 import type { TaskInfo, TaskOptions, TaskStatus } from "../client/types.js";
-import { Progress } from "./progress.js";
+import { Progress, tasksPerSecond } from "./progress.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
@@ -116,39 +116,70 @@ export async function runSubmit(argv: string[]): Promise<number> {
     async (client) => {
       const started = Date.now();
       const sessionId = await client.createSession(options, partition ? [partition] : undefined);
-      const taskIds: string[] = [];
-      const outputIds: string[] = [];
-      for (let from = 0; from < count; from += batch) {
-        const n = Math.min(batch, count - from);
-        const submitted = await client.submitTasks(
-          sessionId,
-          Array.from({ length: n }, () => ({ payload })),
-        );
-        for (const t of submitted) {
-          taskIds.push(t.taskId);
-          outputIds.push(t.expectedOutputIds[0]);
-        }
+      const watch: Watch = { submitted: 0, finished: 0 };
+      const onInterrupt = (): void => interrupted(sessionId, watch);
+      process.once("SIGINT", onInterrupt);
+      try {
+        return await submitAndWait(client, sessionId, watch);
+      } finally {
+        process.off("SIGINT", onInterrupt);
       }
-      const submitSeconds = (Date.now() - started) / 1000;
-      if (!values.wait) {
-        if (json) process.stdout.write(JSON.stringify({ sessionId, count, taskIds }, null, 2) + "\n");
-        else {
-          process.stdout.write(
-            `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted in ${submitSeconds.toFixed(2)} s\n`,
-          );
-          if (count <= LIST_LIMIT) process.stdout.write(taskIds.join("\n") + "\n");
-          else process.stdout.write(`(their ids: zgrid tasks list --session ${sessionId})\n`);
-        }
-        return 0;
-      }
-      if (!json)
-        process.stdout.write(
-          `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted, waiting\n`,
-        );
-      return waitAndReport(client, sessionId, taskIds, outputIds, { json, timeoutS, started });
     },
     60_000,
   );
+
+  async function submitAndWait(client: ZgridClient, sessionId: string, watch: Watch): Promise<number> {
+    const started = Date.now();
+    const taskIds: string[] = [];
+    const outputIds: string[] = [];
+    for (let from = 0; from < count; from += batch) {
+      const n = Math.min(batch, count - from);
+      const submitted = await client.submitTasks(
+        sessionId,
+        Array.from({ length: n }, () => ({ payload })),
+      );
+      for (const t of submitted) {
+        taskIds.push(t.taskId);
+        outputIds.push(t.expectedOutputIds[0]);
+      }
+      watch.submitted = taskIds.length;
+    }
+    const submitSeconds = (Date.now() - started) / 1000;
+    if (!values.wait) {
+      if (json) process.stdout.write(JSON.stringify({ sessionId, count, taskIds }, null, 2) + "\n");
+      else {
+        process.stdout.write(
+          `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted in ${submitSeconds.toFixed(2)} s\n`,
+        );
+        if (count <= LIST_LIMIT) process.stdout.write(taskIds.join("\n") + "\n");
+        else process.stdout.write(`(their ids: zgrid tasks list --session ${sessionId})\n`);
+      }
+      return 0;
+    }
+    if (!json)
+      process.stdout.write(
+        `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted, waiting\n`,
+      );
+    return waitAndReport(client, sessionId, taskIds, outputIds, { json, timeoutS, started, watch });
+  }
+}
+
+/** What Ctrl+C needs to say where things stand. */
+interface Watch {
+  submitted: number;
+  finished: number;
+  progress?: Progress;
+}
+
+/** Ctrl+C: the tasks are the server's now and go on; say so, and how to stop them. */
+function interrupted(sessionId: string, watch: Watch): never {
+  watch.progress?.end();
+  const left = Math.max(0, watch.submitted - watch.finished);
+  process.stderr.write(
+    `interrupted: the ${left} unfinished task${left === 1 ? " goes" : "s go"} on in session ${sessionId}; ` +
+      `cancel them with: zgrid sessions cancel ${sessionId}\n`,
+  );
+  process.exit(130);
 }
 
 async function waitAndReport(
@@ -156,17 +187,22 @@ async function waitAndReport(
   sessionId: string,
   taskIds: string[],
   outputIds: string[],
-  opts: { json: boolean; timeoutS: number; started: number },
+  opts: { json: boolean; timeoutS: number; started: number; watch: Watch },
 ): Promise<number> {
   const total = taskIds.length;
   const keepData = opts.json || total <= LIST_LIMIT;
-  const progress = new Progress(total, "tasks");
+  // The submission's clock: the live rate and the summary's are the same figure.
+  const progress = new Progress(total, "tasks", process.stderr, 2000, opts.started);
+  opts.watch.progress = progress;
   const deadline = opts.timeoutS > 0 ? Date.now() + opts.timeoutS * 1000 : 0;
   let finished = false;
   const tick = () =>
     client.countTasks({ sessionId }).then(
       (c) => {
-        if (!finished) progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
+        if (finished) return;
+        // PROCESSING: on a worker's slot; DISPATCHED tasks are held by a worker in advance, not running.
+        opts.watch.finished = c.COMPLETED + c.ERROR + c.TIMEOUT + c.CANCELLED;
+        progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
       },
       () => undefined,
     );
@@ -208,7 +244,7 @@ async function waitAndReport(
     if (s === "COMPLETED") done++;
     else if (s === "ABORTED" || s === "DELETED") failed++;
   }
-  progress.finish(done, failed);
+  progress.finish(done, failed, seconds);
 
   // The errors of the failed tasks: all of them for --json and short lists, a few for a summary.
   const errors = new Map<string, TaskInfo>();
@@ -231,12 +267,21 @@ async function waitAndReport(
       return { taskId, status: info?.status ?? "ERROR", error: info?.error ?? null };
     return { taskId, status: "RUNNING" };
   });
-  const running = total - done - failed;
+  const unfinished = total - done - failed;
 
   if (opts.json) {
     process.stdout.write(
       JSON.stringify(
-        { sessionId, count: total, completed: done, failed, running, timedOut, seconds, tasks: outcomes },
+        {
+          sessionId,
+          count: total,
+          completed: done,
+          failed,
+          running: unfinished,
+          timedOut,
+          seconds,
+          tasks: outcomes,
+        },
         null,
         2,
       ) + "\n",
@@ -258,8 +303,8 @@ async function waitAndReport(
         process.stdout.write(`failed: ${t.taskId} ${t.status} ${(t.error ?? "").slice(0, 200)}\n`);
     }
     process.stdout.write(
-      `${done} completed, ${failed} failed${running > 0 ? `, ${running} still running` : ""} in ${seconds.toFixed(2)} s` +
-        (seconds > 0 ? ` (${((done + failed) / seconds).toFixed(0)} tasks/s)` : "") +
+      `${done} completed, ${failed} failed${unfinished > 0 ? `, ${unfinished} not finished` : ""} in ${seconds.toFixed(2)} s` +
+        (seconds > 0 ? ` (${tasksPerSecond(done + failed, seconds)} tasks/s)` : "") +
         (timedOut ? `: gave up after --wait-timeout ${opts.timeoutS} s` : "") +
         "\n",
     );
