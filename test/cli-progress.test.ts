@@ -9,7 +9,8 @@ import { Progress, progressLine } from "../src/cli/progress.js";
 import type { Server } from "../src/daemons/server.js";
 import { FIXTURE_APPS, spawnCli, spawnWorker, startServer, waitFor, runCli, type Proc } from "./helpers.js";
 
-const ESC = /\x1b\[[0-9;?]*[A-Za-z]/g;
+/** Terminal escape sequences (ESC [ ... letter). */
+const ESC = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, "g");
 
 /** A stand-in for a terminal: what was written, at a given width. */
 function fakeTty(columns: number): NodeJS.WriteStream & { text: string } {

@@ -11,7 +11,8 @@ import { connect, encodePayload, type ZgridClient } from "../src/client/index.js
 import type { Server } from "../src/daemons/server.js";
 import { CLI, startServer, waitFor } from "./helpers.js";
 
-const ESC = /\x1b\[[0-9;?]*[A-Za-z]/g;
+/** Terminal escape sequences (ESC [ ... letter). */
+const ESC = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, "g");
 
 function snapshot(): TopSnapshot {
   const now = Date.parse("2026-01-01T12:00:00Z");

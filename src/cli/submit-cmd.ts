@@ -120,7 +120,7 @@ export async function runSubmit(argv: string[]): Promise<number> {
       const onInterrupt = (): void => interrupted(sessionId, watch);
       process.once("SIGINT", onInterrupt);
       try {
-        return await submitAndWait(client, sessionId, watch);
+        return await submitAndWait(client, sessionId, watch, started);
       } finally {
         process.off("SIGINT", onInterrupt);
       }
@@ -128,8 +128,12 @@ export async function runSubmit(argv: string[]): Promise<number> {
     60_000,
   );
 
-  async function submitAndWait(client: ZgridClient, sessionId: string, watch: Watch): Promise<number> {
-    const started = Date.now();
+  async function submitAndWait(
+    client: ZgridClient,
+    sessionId: string,
+    watch: Watch,
+    started: number,
+  ): Promise<number> {
     const taskIds: string[] = [];
     const outputIds: string[] = [];
     for (let from = 0; from < count; from += batch) {

@@ -170,6 +170,7 @@ export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""
   return lines.join("\n");
 }
 
+const CTRL_C = String.fromCharCode(3);
 const HIDE_CURSOR = "\x1b[?25l";
 const SHOW_CURSOR = "\x1b[?25h";
 const HOME_CLEAR = "\x1b[H\x1b[2J";
@@ -232,7 +233,8 @@ async function loop(
   const stdin = process.stdin;
   const raw = Boolean(stdin.isTTY);
   const onKey = (data: Buffer): void => {
-    if (/[qQ\x03]/.test(data.toString("latin1"))) stop();
+    const keys = data.toString("latin1");
+    if (keys.includes("q") || keys.includes("Q") || keys.includes(CTRL_C)) stop();
   };
   if (raw) stdin.setRawMode(true);
   stdin.on("data", onKey);
