@@ -1,4 +1,5 @@
 import { decodeOutput, encodePayload } from "../client/payload.js";
+import { parseServerUrl } from "../client/url.js";
 import { ZgridError } from "../protocol/errors.js";
 import { connectChecked, firstContactMs } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
@@ -41,6 +42,7 @@ export async function runHello(argv: string[]): Promise<number> {
   const endpoint = (values.endpoint ?? values.url ?? process.env.ZGRID_URL) as string | undefined;
   if (!endpoint) throw new UsageError("-e/--endpoint URL is required (or -u/--url, or set ZGRID_URL)");
   const firstMs = firstContactMs(values);
+  parseServerUrl(endpoint); // a malformed URL is a usage error, before anything is printed
   // "-v 1 2 3" as in the Python example: the numbers after the first land among the positionals.
   const raw = [...((values.values as string[] | undefined) ?? []), ...(values.values ? positionals : [])];
   if (!values.values && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
