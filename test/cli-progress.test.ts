@@ -4,10 +4,20 @@
  * tasks on a slot, not those a worker holds in advance; the live rate and the final summary agree.
  */
 import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { Progress, progressLine } from "../src/cli/progress.js";
 import type { Server } from "../src/daemons/server.js";
-import { FIXTURE_APPS, spawnCli, spawnWorker, startServer, waitFor, runCli, type Proc } from "./helpers.js";
+import {
+  CLI,
+  FIXTURE_APPS,
+  spawnCli,
+  spawnWorker,
+  startServer,
+  waitFor,
+  runCli,
+  type Proc,
+} from "./helpers.js";
 
 /** Terminal escape sequences (ESC [ ... letter). */
 const ESC = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, "g");
@@ -101,6 +111,40 @@ describe("zgrid submit --wait", () => {
       );
     } finally {
       await p.stop();
+    }
+  });
+
+  it("on a terminal, many short tasks on one slot never show more running than that slot", async (t) => {
+    try {
+      execFileSync("script", ["--version"], { stdio: "ignore" });
+    } catch {
+      t.skip("util-linux script is not installed: no pseudo-terminal to run submit in");
+      return;
+    }
+    // A worker reports the tasks it started apart from those it ended: fast tasks, redrawn every 250 ms
+    // on a terminal, showed a hundred "running" on two slots.
+    const command =
+      `stty cols 100 rows 30; exec "${process.execPath}" "${CLI}" submit --url '${server.info!.url}' ` +
+      `-a testapp -m spin --args '[0]' -n 150000 --wait`;
+    const child = spawn("script", ["-qefc", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      const code = await Promise.race([
+        exited,
+        new Promise((r) => setTimeout(() => r("still running"), 120_000)),
+      ]);
+      assert.equal(code, 0, out.slice(-500));
+      const running = [...out.matchAll(/(\d+) running/g)].map((m) => Number(m[1]));
+      assert.ok(running.length >= 2, out.slice(-500));
+      assert.ok(Math.max(...running) <= 1, `running: ${running.join(" ")}`);
+      assert.match(out, /150000 completed, 0 failed/);
+    } finally {
+      if (child.exitCode === null) {
+        child.kill("SIGKILL");
+        await exited;
+      }
     }
   });
 

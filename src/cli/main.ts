@@ -81,8 +81,9 @@ ${Object.entries(COMMANDS)
   .join("\n")}
 
 Client commands find the server with --url tcp://HOST:PORT?token=..., ZGRID_URL, or
---connection-info FILE; those that print listings take --json. Exit codes: 0 success,
-1 failure, 2 usage error.
+--connection-info FILE (without a token, the one ~/.zgrid/tokens.txt holds for HOST:PORT), and give
+up when it has not answered within --timeout MS (default 2000, ZGRID_TIMEOUT_MS); those that print
+listings take --json. Exit codes: 0 success, 1 failure, 2 usage error.
 
 Start here: zgrid demo, or zgrid server --local-workers 1, then zgrid hello.`;
 }

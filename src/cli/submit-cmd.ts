@@ -201,12 +201,15 @@ async function waitAndReport(
   const deadline = opts.timeoutS > 0 ? Date.now() + opts.timeoutS * 1000 : 0;
   let finished = false;
   const tick = () =>
-    client.countTasks({ sessionId }).then(
-      (c) => {
+    Promise.all([client.countTasks({ sessionId }), client.listWorkers()]).then(
+      ([c, workers]) => {
         if (finished) return;
-        // PROCESSING: on a worker's slot; DISPATCHED tasks are held by a worker in advance, not running.
         opts.watch.finished = c.COMPLETED + c.ERROR + c.TIMEOUT + c.CANCELLED;
-        progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
+        // Running: on a slot. DISPATCHED tasks are held by a worker in advance; and a worker reports the
+        // tasks it started apart from those it ended, so short tasks show PROCESSING by the hundred
+        // between the two reports: no more can run than the workers have slots.
+        const slots = workers.items.reduce((n, w) => n + w.slots, 0);
+        progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, Math.min(c.PROCESSING, slots));
       },
       () => undefined,
     );
