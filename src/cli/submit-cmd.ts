@@ -179,10 +179,12 @@ interface Watch {
 function interrupted(sessionId: string, watch: Watch): never {
   watch.progress?.end();
   const left = Math.max(0, watch.submitted - watch.finished);
-  process.stderr.write(
-    `interrupted: the ${left} unfinished task${left === 1 ? " goes" : "s go"} on in session ${sessionId}; ` +
-      `cancel them with: zgrid sessions cancel ${sessionId}\n`,
-  );
+  // Before the first batch was acknowledged, one may still be on its way: the session is what to cancel.
+  const what =
+    watch.submitted === 0
+      ? `no task was acknowledged yet, but a batch may be on its way to session ${sessionId}`
+      : `the ${left} unfinished task${left === 1 ? " goes" : "s go"} on in session ${sessionId}`;
+  process.stderr.write(`interrupted: ${what}; cancel them with: zgrid sessions cancel ${sessionId}\n`);
   process.exit(130);
 }
 
