@@ -38,7 +38,7 @@ const BENCHES = [
   "memory",
 ];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
-  [--slots N] [--batch N] [--recoveryTasks N] [--memoryTasks N] [--profile DIR]
+  [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--profile DIR]
 Prints one JSON line per figure.`;
 
 /** `--profile DIR`: node's CPU profiler on the server and worker processes, profiles written to DIR. */
@@ -392,10 +392,20 @@ const OPTIONS = {
   runs: { type: "string" },
   slots: { type: "string" },
   batch: { type: "string" },
+  "recovery-tasks": { type: "string" },
+  "memory-tasks": { type: "string" },
+  profile: { type: "string" },
+  // The names of before, kebab-case now like the CLI's: still taken, with a note.
   recoveryTasks: { type: "string" },
   memoryTasks: { type: "string" },
-  profile: { type: "string" },
 } as const;
+
+/** An old camelCase flag's value, under its kebab-case name, with a note on stderr. */
+function renamed(values: Record<string, unknown>, kebab: string, camel: string): unknown {
+  if (values[camel] === undefined) return values[kebab];
+  process.stderr.write(`bench: --${camel} is now --${kebab}\n`);
+  return values[kebab] ?? values[camel];
+}
 
 async function main(): Promise<void> {
   const { values } = parse(process.argv.slice(2), OPTIONS);
@@ -410,8 +420,10 @@ async function main(): Promise<void> {
   const runs = intFlag(values.runs, "--runs", 1) ?? 3;
   const slots = intFlag(values.slots, "--slots", 1) ?? 2;
   const batch = intFlag(values.batch, "--batch", 1) ?? 10_000;
-  const recoveryTasks = intFlag(values.recoveryTasks, "--recoveryTasks", 1) ?? 100_000;
-  const memoryTasks = intFlag(values.memoryTasks, "--memoryTasks", 1) ?? 1_000_000;
+  const recoveryTasks =
+    intFlag(renamed(values, "recovery-tasks", "recoveryTasks"), "--recovery-tasks", 1) ?? 100_000;
+  const memoryTasks =
+    intFlag(renamed(values, "memory-tasks", "memoryTasks"), "--memory-tasks", 1) ?? 1_000_000;
   if (typeof values.profile === "string") profileArgs = ["--cpu-prof", "--cpu-prof-dir", values.profile];
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 

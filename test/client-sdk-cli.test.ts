@@ -181,8 +181,8 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
     assert.deepEqual((JSON.parse(ok.stdout) as SubmitJson).tasks![0].output, { a: [1, 2] });
   });
 
-  it("submit --wait --timeout: gives up, says what is still running, exit 1", async () => {
-    // No worker serves the partition: without --timeout the command would wait until killed (code null).
+  it("submit --wait --wait-timeout: gives up, says what is still running, exit 1", async () => {
+    // No worker serves the partition: without --wait-timeout the command would wait until killed (code null).
     const started = Date.now();
     const r = await runCli(
       [
@@ -198,7 +198,7 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
         "-n",
         "2",
         "-w",
-        "--timeout",
+        "--wait-timeout",
         "1",
       ],
       {},
@@ -207,11 +207,11 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
     const elapsed = Date.now() - started;
     assert.equal(r.code, 1, r.stderr);
     const summary =
-      /0 completed, 0 failed, 2 still running in (\d+\.\d\d) s.*: gave up after --timeout 1 s$/m.exec(
+      /0 completed, 0 failed, 2 not finished in (\d+\.\d\d) s.*: gave up after --wait-timeout 1 s$/m.exec(
         r.stdout,
       );
     assert.ok(summary, r.stdout);
-    // Its own clock (from its connection on): not before the --timeout of 1 s.
+    // Its own clock (from its connection on): not before the --wait-timeout of 1 s.
     assert.ok(Number(summary[1]) >= 1, `gave up after ${summary[1]} s`);
     // About 1.5 s in all, node's start included; 7 to 8 s were seen on a loaded machine, where the
     // other tests of this suite start some 30 CLI processes at the same time. The bound is generous.
@@ -228,7 +228,10 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
         ["submit", "--url", url, "-a", "hello", "-m", "sum", "--count", "0"],
         /--count must be an integer from 1/,
       ],
-      [["submit", "--url", url, "-a", "hello", "-m", "sum", "--timeout", "5"], /--timeout goes with --wait/],
+      [
+        ["submit", "--url", url, "-a", "hello", "-m", "sum", "--wait-timeout", "5"],
+        /--wait-timeout goes with --wait/,
+      ],
     ];
     const results = await Promise.all(cases.map(([args]) => runCli(args)));
     results.forEach((r, i) => {

@@ -100,7 +100,8 @@ export interface Proc {
 /** Runs the zgrid CLI as a child process. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ZGRID_LOG_FORMAT: "json", ...env },
+    // ZGRID_NO_TOKENS_FILE: a server started by a test must not write to the real ~/.zgrid/tokens.txt.
+    env: { ...process.env, ZGRID_LOG_FORMAT: "json", ZGRID_NO_TOKENS_FILE: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -1,6 +1,7 @@
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
-import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
-import { intFlag, parse } from "./usage.js";
+import { parseServerUrl } from "../client/url.js";
+import { NoServerError, TARGET_HELP, TARGET_OPTIONS, firstContactMs, withClient } from "./target.js";
+import { parse } from "./usage.js";
 
 function print(value: unknown, json: boolean): void {
   process.stdout.write((json || typeof value !== "string" ? JSON.stringify(value, null, 2) : value) + "\n");
@@ -10,23 +11,34 @@ export const RUOK_HELP = `zgrid ruok [--url URL | --connection-info FILE] [--tim
 
 Asks the STATUS daemon (or the DEFAULT one when the STATUS daemon cannot be reached) whether the server
 is alive; prints "imok" and exits 0, else exits 1, also when the STATUS daemon answers that the
-scheduler's loop has been stuck for --liveness-ms. Made for liveness probes.
+scheduler's loop has been stuck for --liveness-ms. Made for liveness probes: with --timeout MS (default
+2000) it gives up after about MS milliseconds.
 
-${TARGET_HELP}
-      --timeout MS               give up after MS milliseconds (default 5000)`;
+${TARGET_HELP}`;
 
 export async function runRuok(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...TARGET_OPTIONS, timeout: { type: "string" } });
+  const { values } = parse(argv, { ...TARGET_OPTIONS });
   if (values.help) return (print(RUOK_HELP, false), 0);
-  const timeout = intFlag(values.timeout, "--timeout", 1) ?? 5000;
+  const timeout = firstContactMs(values);
+  const deadline = Date.now() + timeout;
   const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch((err: unknown) => {
-    // The STATUS daemon answered that the scheduler is stuck: that is the verdict. Only a STATUS
-    // daemon that cannot be reached sends the question to the DEFAULT one.
-    if (err instanceof ZgridError && err.code === ErrorCode.UNAVAILABLE) throw err;
-    return withClient(values, "default", (c) => c.ruok(), timeout);
+    // The STATUS daemon answered that the scheduler is stuck, or nothing answers at the URL given:
+    // that is the verdict. Only a STATUS daemon that cannot be reached sends the question to the
+    // DEFAULT one, within what is left of the time.
+    if (err instanceof ZgridError && err.code === ErrorCode.UNAVAILABLE && !(err instanceof NoServerError))
+      throw err;
+    if (err instanceof NoServerError && err.endpoint === givenEndpoint(values)) throw err;
+    const left = String(Math.max(200, deadline - Date.now()));
+    return withClient({ ...values, timeout: left }, "default", (c) => c.ruok(), Number(left));
   });
   print(answer, false);
   return answer === "imok" ? 0 : 1;
+}
+
+/** The endpoint of --url (or ZGRID_URL), if one was given. */
+function givenEndpoint(values: Record<string, unknown>): string | undefined {
+  const url = (values.url as string | undefined) ?? process.env.ZGRID_URL;
+  return url ? parseServerUrl(url).endpoint : undefined;
 }
 
 export const STATUS_HELP = `zgrid status [--url URL | --connection-info FILE] [--json]

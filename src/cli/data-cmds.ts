@@ -2,7 +2,7 @@ import type { ZgridClient } from "../client/client.js";
 import type { ListQuery, ResultInfo, SessionInfo, TaskInfo } from "../client/types.js";
 import { table, time } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
-import { intFlag, parse, UsageError } from "./usage.js";
+import { didYouMean, intFlag, parse, UsageError } from "./usage.js";
 
 type Kind = "sessions" | "tasks" | "results";
 
@@ -15,7 +15,22 @@ const LIST_OPTIONS = {
   desc: { type: "boolean" },
   page: { type: "string" },
   "page-size": { type: "string" },
+  limit: { type: "string" },
 } as const;
+
+/** Task statuses a cancel leaves as they are. */
+const ENDED = new Set(["COMPLETED", "ERROR", "TIMEOUT", "CANCELLED", "CANCELLING"]);
+
+const ACTIONS: Record<Kind, string[]> = {
+  sessions: ["list", "get", "cancel"],
+  tasks: ["list", "get", "cancel"],
+  results: ["list", "get"],
+};
+
+/** Sessions are listed newest first unless --sort says otherwise: the one just made is what is looked for. */
+const DEFAULT_SORT: Partial<Record<Kind, { field: string; direction: "asc" | "desc" }>> = {
+  sessions: { field: "createdAt", direction: "desc" },
+};
 
 const STATUS_EXAMPLES: Record<Kind, string> = {
   sessions: "RUNNING, PAUSED, CLOSED, CANCELLED, ...",
@@ -27,21 +42,28 @@ export function dataHelp(kind: Kind): string {
   const one = kind.slice(0, -1);
   const session = kind === "sessions" ? "" : "[--session ID] ";
   const lines = [
-    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--page N] [--json]`,
+    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--limit N] [--page N] [--json]`,
     `zgrid ${kind} get ID [--json]`,
     ...(kind === "results" ? [] : [`zgrid ${kind} cancel ID [ID ...] [--json]`]),
     "",
-    `list: a page of ${kind}, as a table. get: one ${one}, a line per field.` +
-      (kind === "results" ? "" : ` cancel: cancels ${kind}`),
-    (kind === "results" ? "" : "and prints how many were cancelled, by status. ") +
-      "--json prints what the server returned.",
+    `list: a page of ${kind}, as a table${kind === "sessions" ? ", newest first" : ""}, and how many more there are.`,
+    `get: one ${one}, a line per field, times as ISO 8601 UTC (--json: milliseconds since 1970).`,
+    ...(kind === "tasks"
+      ? [
+          "cancel: cancels tasks and says how many were, by the status they had; exit 1 when some could not",
+          "be (already ended, or unknown).",
+        ]
+      : kind === "sessions"
+        ? ["cancel: cancels each session's unfinished tasks and says how many, by the status they had."]
+        : []),
+    "--json prints what the server returned.",
     "",
     TARGET_HELP,
     ...(kind === "sessions" ? [] : [`  -s, --session ID               only the ${kind} of this session`]),
     `      --status S[,S]             only these statuses (${STATUS_EXAMPLES[kind]})`,
     `      --sort FIELD [--desc]      sort by a field (createdAt, status, ...), descending with --desc`,
+    `      --limit N                  ${kind} a page (default 100, at most 10000; also --page-size)`,
     `      --page N                   which page, from 0 (default 0)`,
-    `      --page-size N              ${kind} a page (default 100, at most 10000)`,
     `      --json                     print JSON`,
   ];
   return lines.join("\n");
@@ -87,6 +109,12 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
     process.stdout.write(dataHelp(kind) + "\n");
     return verb === undefined ? 2 : 0;
   }
+  if (!ACTIONS[kind].includes(verb)) {
+    const use = ACTIONS[kind].map((a) => `"${a}"`).join(", ");
+    throw new UsageError(
+      `unknown action "${verb}"${didYouMean(verb, ACTIONS[kind])} (zgrid ${kind} takes ${use})`,
+    );
+  }
   const { values, positionals } = parse(rest, LIST_OPTIONS, true);
   if (values.help) {
     process.stdout.write(dataHelp(kind) + "\n");
@@ -103,12 +131,16 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
         filter.sessionId = values.session;
       }
       if (values.status) filter.status = String(values.status).toUpperCase().split(",");
+      if (values.limit !== undefined && values["page-size"] !== undefined)
+        throw new UsageError("--limit and --page-size are one setting: give one");
+      const sizeFlag = values.limit !== undefined ? "--limit" : "--page-size";
       const query: ListQuery = {
         filter,
         page: intFlag(values.page, "--page", 0) ?? 0,
-        pageSize: intFlag(values["page-size"], "--page-size", 1, 10_000) ?? 100,
+        pageSize: intFlag(values.limit ?? values["page-size"], sizeFlag, 1, 10_000) ?? 100,
       };
       if (values.sort) query.sort = { field: String(values.sort), direction: values.desc ? "desc" : "asc" };
+      else if (DEFAULT_SORT[kind]) query.sort = DEFAULT_SORT[kind];
       const page = await withClient(values, "default", (c) => list(c, kind, query));
       if (json) return (print(page), 0);
       const items = page.items as (SessionInfo | TaskInfo | ResultInfo)[];
@@ -118,7 +150,7 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
           items.map((i) => row(kind, i)),
         ),
       );
-      print(`${items.length} of ${page.total} ${kind}`);
+      print(pageLine(kind, items.length, page.total, query));
       return 0;
     }
     case "get": {
@@ -129,7 +161,7 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
       );
       if (json) return (print(item), 0);
       print(
-        Object.entries(item)
+        Object.entries(withDates(item) as object)
           .map(
             ([k, v]) =>
               `${k.padEnd(18)} ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`,
@@ -142,13 +174,39 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
       if (kind === "results")
         throw new UsageError("results cannot be cancelled: cancel their tasks or session");
       if (positionals.length === 0) throw new UsageError(`zgrid ${kind} cancel takes one or more ids`);
-      const out = await withClient(values, "default", async (c) => {
-        if (kind === "tasks") return c.cancelTasks(positionals);
-        const all: Record<string, unknown> = {};
+      if (kind === "tasks") {
+        const { cancelled, ended } = await withClient(values, "default", async (c) => {
+          // The statuses before: which tasks had already ended, if some cannot be cancelled (a few, to
+          // stay readable). An unknown id is the cancel's to report.
+          const before = await Promise.all(
+            positionals.slice(0, 20).map((id) =>
+              c.getTask(id).then(
+                (t) => ({ id, status: t.status as string }),
+                () => ({ id, status: "" }),
+              ),
+            ),
+          );
+          const counts = (await c.cancelTasks(positionals)).cancelled;
+          return { cancelled: counts, ended: before.filter((t) => ENDED.has(t.status)) };
+        });
+        const n = Object.values(cancelled).reduce((a, b) => a + b, 0);
+        if (json)
+          print({ cancelled }); // what the server returned; the exit code tells the rest
+        else print(cancelLine(n, positionals.length, cancelled, ended));
+        return n === positionals.length ? 0 : 1;
+      }
+      const out: Record<string, Record<string, number>> = await withClient(values, "default", async (c) => {
+        const all: Record<string, Record<string, number>> = {};
         for (const id of positionals) all[id] = (await c.cancelSession(id)).cancelled;
         return all;
       });
-      print(json ? out : `cancelled: ${JSON.stringify(out)}`);
+      if (json) return (print(out), 0);
+      for (const [id, counts] of Object.entries(out)) {
+        const n = Object.values(counts).reduce((a, b) => a + b, 0);
+        print(
+          `session ${id} cancelled: ${n === 0 ? "no task was left to cancel" : `${n} task${n === 1 ? "" : "s"} (${byStatus(counts)})`}`,
+        );
+      }
       return 0;
     }
     default:
@@ -156,6 +214,50 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
         `unknown action "${verb}": use list, get${kind === "results" ? "" : " or cancel"}`,
       );
   }
+}
+
+/** "1 SUBMITTED, 2 PROCESSING". */
+function byStatus(counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .map(([status, n]) => `${n} ${status}`)
+    .join(", ");
+}
+
+/** What a tasks cancel did, in a sentence: how many of how many, and which had already ended. */
+function cancelLine(
+  n: number,
+  asked: number,
+  counts: Record<string, number>,
+  ended: { id: string; status: string }[],
+): string {
+  const head = `${n} of ${asked} tasks cancelled${n > 0 ? ` (${byStatus(counts)})` : ""}`;
+  if (n === asked) return head;
+  const which = ended.map((t) => `${t.id} had already ended (${t.status})`).join(", ");
+  return `${head}; ${which || `${asked - n} had already ended`}`;
+}
+
+/** The line under a listing: how many of how many, in which order, and how to see the rest. */
+function pageLine(kind: Kind, shown: number, total: number, query: ListQuery): string {
+  const order = !query.sort
+    ? ""
+    : query.sort.field === "createdAt"
+      ? query.sort.direction === "desc"
+        ? ", newest first"
+        : ", oldest first"
+      : `, by ${query.sort.field}${query.sort.direction === "desc" ? " descending" : ""}`;
+  const page = query.page ?? 0;
+  const before = page * (query.pageSize ?? 100);
+  const more = Math.max(0, total - before - shown);
+  return `${shown} of ${total} ${kind}${order}${more > 0 ? `; ${more} more: --page ${page + 1}` : ""}`;
+}
+
+/** Times (fields ending in "At", in ms since 1970) as ISO 8601 text, in nested objects too. */
+function withDates(value: unknown, key = ""): unknown {
+  if (typeof value === "number" && key.endsWith("At")) return new Date(value).toISOString();
+  if (Array.isArray(value)) return value.map((v) => withDates(v));
+  if (typeof value === "object" && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withDates(v, k)]));
+  return value;
 }
 
 export const EVENTS_HELP = `zgrid events --session ID [--types T[,T]] [--json]

@@ -1,15 +1,19 @@
-import { connect } from "../client/client.js";
 import { decodeOutput, encodePayload } from "../client/payload.js";
+import { parseServerUrl } from "../client/url.js";
 import { ZgridError } from "../protocol/errors.js";
+import { connectChecked, firstContactMs } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
 
-export const HELLO_HELP = `zgrid hello -e URL [-p PARTITION] [-v V ...] [-n N]
+export const HELLO_HELP = `zgrid hello -e URL [-p PARTITION] [-v V ...] [-n N] [--timeout MS]
 
 The hello-world client (ArmoniK's Python example): creates a session, a payload holding a list of
 numbers, an output result, submits one task to the "hello" application, waits for the result and
 prints "Result : <sum>".
 
   -e, --endpoint URL       server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]
+  -u, --url URL            the same, named as in the other commands
+      --timeout MS         give up when the server has not answered within MS ms (default 2000)
+                           [ZGRID_TIMEOUT_MS]
   -p, --partition P        partition to run the task in
   -v, --values V ...       numbers to sum instead of 0..n-1
   -n, --nfirst N           sum 0 inclusive to N exclusive (default 10)
@@ -20,6 +24,8 @@ export async function runHello(argv: string[]): Promise<number> {
     argv,
     {
       endpoint: { type: "string", short: "e" },
+      url: { type: "string", short: "u" },
+      timeout: { type: "string" },
       partition: { type: "string", short: "p" },
       values: { type: "string", short: "v", multiple: true },
       nfirst: { type: "string", short: "n" },
@@ -31,8 +37,12 @@ export async function runHello(argv: string[]): Promise<number> {
     process.stdout.write(HELLO_HELP + "\n");
     return 0;
   }
-  const endpoint = (values.endpoint as string | undefined) ?? process.env.ZGRID_URL;
-  if (!endpoint) throw new UsageError("-e/--endpoint URL is required (or set ZGRID_URL)");
+  // -e/--endpoint is the seed's name (ArmoniK's example); -u/--url the one the other commands take.
+  if (values.endpoint && values.url) throw new UsageError("give the URL once: -e/--endpoint or -u/--url");
+  const endpoint = (values.endpoint ?? values.url ?? process.env.ZGRID_URL) as string | undefined;
+  if (!endpoint) throw new UsageError("-e/--endpoint URL is required (or -u/--url, or set ZGRID_URL)");
+  const firstMs = firstContactMs(values);
+  parseServerUrl(endpoint); // a malformed URL is a usage error, before anything is printed
   // "-v 1 2 3" as in the Python example: the numbers after the first land among the positionals.
   const raw = [...((values.values as string[] | undefined) ?? []), ...(values.values ? positionals : [])];
   if (!values.values && positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
@@ -46,7 +56,7 @@ export async function runHello(argv: string[]): Promise<number> {
   const partition = values.partition as string | undefined;
 
   console.log("Hello zgrid TypeScript Example !");
-  const client = await connect(endpoint);
+  const { client } = await connectChecked(endpoint, firstMs, 30_000);
   let sessionId: string | undefined;
   const onInterrupt = (): void => {
     const id = sessionId;

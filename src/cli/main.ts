@@ -19,7 +19,7 @@ import { HELLO_HELP, runHello } from "./hello-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
 import { SUBMIT_HELP, runSubmit } from "./submit-cmd.js";
 import { TOP_HELP, runTop } from "./top-cmd.js";
-import { UsageError } from "./usage.js";
+import { didYouMean, UsageError } from "./usage.js";
 import { UrlError } from "../client/url.js";
 import { WORKER_HELP, runWorker } from "./worker-cmd.js";
 
@@ -79,7 +79,7 @@ function mainHelp(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 4;
   return `zgrid ${VERSION}: a task grid on Node.js and ZeroMQ
 
-Usage: zgrid <command> [options]     (zgrid <command> --help for a command's options)
+Usage: zgrid <command> [options]     (zgrid <command> --help, or zgrid help <command>, for its options)
 
 Commands:
 ${Object.entries(COMMANDS)
@@ -87,14 +87,28 @@ ${Object.entries(COMMANDS)
   .join("\n")}
 
 Client commands find the server with --url tcp://HOST:PORT?token=..., ZGRID_URL, or
---connection-info FILE; those that print listings take --json. Exit codes: 0 success,
-1 failure, 2 usage error.
+--connection-info FILE (without a token, the one ~/.zgrid/tokens.txt holds for HOST:PORT), and give
+up when it has not answered within --timeout MS (default 2000, ZGRID_TIMEOUT_MS); those that print
+listings take --json. Exit codes: 0 success, 1 failure, 2 usage error.
 
 Start here: zgrid demo, or zgrid server --local-workers 1, then zgrid hello.`;
 }
 
+/** A mistyped command: one line with the likely one, not the whole help (that is what --help is for). */
+function unknownCommand(name: string): number {
+  process.stderr.write(
+    `zgrid: unknown command "${name}"${didYouMean(name, Object.keys(COMMANDS))} (zgrid --help lists them)\n`,
+  );
+  return 2;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === "help" && rest.length > 0) {
+    // zgrid help CMD [ACTION] is zgrid CMD --help.
+    if (!COMMANDS[rest[0]]) return unknownCommand(rest[0]);
+    return main([rest[0], "--help"]);
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(mainHelp() + "\n");
     return name === undefined ? 2 : 0;
@@ -104,10 +118,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = COMMANDS[name];
-  if (!command) {
-    process.stderr.write(`zgrid: unknown command "${name}"\n\n${mainHelp()}\n`);
-    return 2;
-  }
+  if (!command) return unknownCommand(name);
   try {
     return await command.run(rest);
   } catch (err) {

@@ -8,7 +8,8 @@ import {
   resolveOptions,
 } from "../config/options.js";
 import { SERVER_OPTIONS, toServerConfig, type ServerConfig } from "../daemons/config.js";
-import { Server } from "../daemons/server.js";
+import { Server, type ConnectionInfo } from "../daemons/server.js";
+import { defaultTokensFile, recordTokens } from "../daemons/tokens-file.js";
 import { Dashboard, dashboardBanner } from "../dashboard/index.js";
 import { parse } from "./usage.js";
 
@@ -95,6 +96,7 @@ export async function runServer(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const tokensFile = config.noTokensFile ? null : saveToken(info, server);
   process.stdout.write(
     [
       `zgrid ${info.version} server is ready`,
@@ -106,6 +108,7 @@ export async function runServer(argv: string[]): Promise<number> {
       dashboard ? `  dashboard:    ${dashboardBanner(dashboard.url, dashboard.authEnabled)}` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
+      tokensFile ? `  token saved in ${tokensFile} (clients here need only tcp://HOST:PORT)` : "",
     ]
       .filter(Boolean)
       .join("\n") + "\n",
@@ -113,6 +116,28 @@ export async function runServer(argv: string[]): Promise<number> {
   await server.closed;
   await dashboard?.close();
   return 0;
+}
+
+/**
+ * Records the client token for the client, METRICS and STATUS ports in ~/.zgrid/tokens.txt, so that a
+ * client on this machine needs no token (design §2). A failure is a warning: the server serves on.
+ * Returns the file's path, or null when nothing was written.
+ */
+function saveToken(info: ConnectionInfo, server: Server): string | null {
+  const token = /[?&]token=([^&]+)/.exec(info.url)?.[1];
+  if (!token) return null; // --no-auth: nothing to record
+  const ports = [info.url, info.metricsUrl, info.statusUrl].flatMap((u) => {
+    const port = u ? /:(\d+)(?:[/?]|$)/.exec(u)?.[1] : undefined;
+    return port ? [`${info.host}:${port}`] : [];
+  });
+  const file = defaultTokensFile();
+  try {
+    recordTokens(ports, decodeURIComponent(token), file);
+    return file;
+  } catch (err) {
+    server.log.warn({ err }, `cannot record the token in ${file}; clients must give it in their URL`);
+    return null;
+  }
 }
 
 /** A URL with its token left out, for the lines of the banner after the one that shows it. */

@@ -1,7 +1,7 @@
 import type { ZgridClient } from "../client/client.js";
 import { decodeOutput, encodePayload } from "../client/payload.js";
 import type { TaskInfo, TaskOptions, TaskStatus } from "../client/types.js";
-import { Progress } from "./progress.js";
+import { Progress, tasksPerSecond } from "./progress.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
@@ -11,7 +11,7 @@ export const SUBMIT_HELP = `zgrid submit --app NAME --method M [--args JSON] [--
 Submits N tasks (in batches) to a new session: each calls method M of the application NAME with the
 arguments of --args, a JSON array (the ServiceBase payload convention). Prints the session id and the
 task ids; with --wait, shows progress until every task has ended, then prints the outputs (up to 20
-tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --timeout passed), 2 usage.
+tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --wait-timeout passed), 2 usage.
 
   -a, --app NAME                 application to run (module NAME.js on the workers)
       --app-version V            its version (module NAME.V.js)
@@ -24,7 +24,7 @@ tasks) or a summary. Exit codes: 0 every task completed, 1 some failed (or --tim
       --max-duration MS          a task running longer ends TIMEOUT (default: no limit)
       --batch N                  tasks per request (default 10000)
   -w, --wait                     wait for the tasks, with progress on stderr
-      --timeout S                with --wait, give up after S seconds (default: no limit)
+      --wait-timeout S           with --wait, give up after S seconds (default: no limit)
       --json                     print JSON: {sessionId, taskIds} or, with --wait, every task's outcome
 ${TARGET_HELP}
 
@@ -80,7 +80,7 @@ export async function runSubmit(argv: string[]): Promise<number> {
     "max-duration": { type: "string" },
     batch: { type: "string" },
     wait: { type: "boolean", short: "w" },
-    timeout: { type: "string" },
+    "wait-timeout": { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) {
@@ -94,8 +94,9 @@ export async function runSubmit(argv: string[]): Promise<number> {
   const args = parseJsonArgs(values.args as string | undefined);
   const count = intFlag(values.count, "--count", 1, 10_000_000) ?? 1;
   const batch = intFlag(values.batch, "--batch", 1, 100_000) ?? 10_000;
-  const timeoutS = intFlag(values.timeout, "--timeout", 0, 86_400) ?? 0;
-  if (values.timeout !== undefined && !values.wait) throw new UsageError("--timeout goes with --wait");
+  const timeoutS = intFlag(values["wait-timeout"], "--wait-timeout", 0, 86_400) ?? 0;
+  if (values["wait-timeout"] !== undefined && !values.wait)
+    throw new UsageError("--wait-timeout goes with --wait");
   const partition = values.partition as string | undefined;
   const options: TaskOptions = { applicationName: app };
   if (values["app-version"]) options.applicationVersion = values["app-version"] as string;
@@ -115,39 +116,76 @@ export async function runSubmit(argv: string[]): Promise<number> {
     async (client) => {
       const started = Date.now();
       const sessionId = await client.createSession(options, partition ? [partition] : undefined);
-      const taskIds: string[] = [];
-      const outputIds: string[] = [];
-      for (let from = 0; from < count; from += batch) {
-        const n = Math.min(batch, count - from);
-        const submitted = await client.submitTasks(
-          sessionId,
-          Array.from({ length: n }, () => ({ payload })),
-        );
-        for (const t of submitted) {
-          taskIds.push(t.taskId);
-          outputIds.push(t.expectedOutputIds[0]);
-        }
+      const watch: Watch = { submitted: 0, finished: 0 };
+      const onInterrupt = (): void => interrupted(sessionId, watch);
+      process.once("SIGINT", onInterrupt);
+      try {
+        return await submitAndWait(client, sessionId, watch, started);
+      } finally {
+        process.off("SIGINT", onInterrupt);
       }
-      const submitSeconds = (Date.now() - started) / 1000;
-      if (!values.wait) {
-        if (json) process.stdout.write(JSON.stringify({ sessionId, count, taskIds }, null, 2) + "\n");
-        else {
-          process.stdout.write(
-            `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted in ${submitSeconds.toFixed(2)} s\n`,
-          );
-          if (count <= LIST_LIMIT) process.stdout.write(taskIds.join("\n") + "\n");
-          else process.stdout.write(`(their ids: zgrid tasks list --session ${sessionId})\n`);
-        }
-        return 0;
-      }
-      if (!json)
-        process.stdout.write(
-          `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted, waiting\n`,
-        );
-      return waitAndReport(client, sessionId, taskIds, outputIds, { json, timeoutS, started });
     },
     60_000,
   );
+
+  async function submitAndWait(
+    client: ZgridClient,
+    sessionId: string,
+    watch: Watch,
+    started: number,
+  ): Promise<number> {
+    const taskIds: string[] = [];
+    const outputIds: string[] = [];
+    for (let from = 0; from < count; from += batch) {
+      const n = Math.min(batch, count - from);
+      const submitted = await client.submitTasks(
+        sessionId,
+        Array.from({ length: n }, () => ({ payload })),
+      );
+      for (const t of submitted) {
+        taskIds.push(t.taskId);
+        outputIds.push(t.expectedOutputIds[0]);
+      }
+      watch.submitted = taskIds.length;
+    }
+    const submitSeconds = (Date.now() - started) / 1000;
+    if (!values.wait) {
+      if (json) process.stdout.write(JSON.stringify({ sessionId, count, taskIds }, null, 2) + "\n");
+      else {
+        process.stdout.write(
+          `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted in ${submitSeconds.toFixed(2)} s\n`,
+        );
+        if (count <= LIST_LIMIT) process.stdout.write(taskIds.join("\n") + "\n");
+        else process.stdout.write(`(their ids: zgrid tasks list --session ${sessionId})\n`);
+      }
+      return 0;
+    }
+    if (!json)
+      process.stdout.write(
+        `Session ${sessionId}: ${count} task${count === 1 ? "" : "s"} submitted, waiting\n`,
+      );
+    return waitAndReport(client, sessionId, taskIds, outputIds, { json, timeoutS, started, watch });
+  }
+}
+
+/** What Ctrl+C needs to say where things stand. */
+interface Watch {
+  submitted: number;
+  finished: number;
+  progress?: Progress;
+}
+
+/** Ctrl+C: the tasks are the server's now and go on; say so, and how to stop them. */
+function interrupted(sessionId: string, watch: Watch): never {
+  watch.progress?.end();
+  const left = Math.max(0, watch.submitted - watch.finished);
+  // Before the first batch was acknowledged, one may still be on its way: the session is what to cancel.
+  const what =
+    watch.submitted === 0
+      ? `no task was acknowledged yet, but a batch may be on its way to session ${sessionId}`
+      : `the ${left} unfinished task${left === 1 ? " goes" : "s go"} on in session ${sessionId}`;
+  process.stderr.write(`interrupted: ${what}; cancel them with: zgrid sessions cancel ${sessionId}\n`);
+  process.exit(130);
 }
 
 async function waitAndReport(
@@ -155,17 +193,25 @@ async function waitAndReport(
   sessionId: string,
   taskIds: string[],
   outputIds: string[],
-  opts: { json: boolean; timeoutS: number; started: number },
+  opts: { json: boolean; timeoutS: number; started: number; watch: Watch },
 ): Promise<number> {
   const total = taskIds.length;
   const keepData = opts.json || total <= LIST_LIMIT;
-  const progress = new Progress(total, "tasks");
+  // The submission's clock: the live rate and the summary's are the same figure.
+  const progress = new Progress(total, "tasks", process.stderr, 2000, opts.started);
+  opts.watch.progress = progress;
   const deadline = opts.timeoutS > 0 ? Date.now() + opts.timeoutS * 1000 : 0;
   let finished = false;
   const tick = () =>
-    client.countTasks({ sessionId }).then(
-      (c) => {
-        if (!finished) progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
+    Promise.all([client.countTasks({ sessionId }), client.listWorkers()]).then(
+      ([c, workers]) => {
+        if (finished) return;
+        opts.watch.finished = c.COMPLETED + c.ERROR + c.TIMEOUT + c.CANCELLED;
+        // Running: on a slot. DISPATCHED tasks are held by a worker in advance; and a worker reports the
+        // tasks it started apart from those it ended, so short tasks show PROCESSING by the hundred
+        // between the two reports: no more can run than the workers have slots.
+        const slots = workers.items.reduce((n, w) => n + w.slots, 0);
+        progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, Math.min(c.PROCESSING, slots));
       },
       () => undefined,
     );
@@ -207,7 +253,7 @@ async function waitAndReport(
     if (s === "COMPLETED") done++;
     else if (s === "ABORTED" || s === "DELETED") failed++;
   }
-  progress.finish(done, failed);
+  progress.finish(done, failed, seconds);
 
   // The errors of the failed tasks: all of them for --json and short lists, a few for a summary.
   const errors = new Map<string, TaskInfo>();
@@ -230,12 +276,21 @@ async function waitAndReport(
       return { taskId, status: info?.status ?? "ERROR", error: info?.error ?? null };
     return { taskId, status: "RUNNING" };
   });
-  const running = total - done - failed;
+  const unfinished = total - done - failed;
 
   if (opts.json) {
     process.stdout.write(
       JSON.stringify(
-        { sessionId, count: total, completed: done, failed, running, timedOut, seconds, tasks: outcomes },
+        {
+          sessionId,
+          count: total,
+          completed: done,
+          failed,
+          running: unfinished,
+          timedOut,
+          seconds,
+          tasks: outcomes,
+        },
         null,
         2,
       ) + "\n",
@@ -257,9 +312,9 @@ async function waitAndReport(
         process.stdout.write(`failed: ${t.taskId} ${t.status} ${(t.error ?? "").slice(0, 200)}\n`);
     }
     process.stdout.write(
-      `${done} completed, ${failed} failed${running > 0 ? `, ${running} still running` : ""} in ${seconds.toFixed(2)} s` +
-        (seconds > 0 ? ` (${((done + failed) / seconds).toFixed(0)} tasks/s)` : "") +
-        (timedOut ? `: gave up after --timeout ${opts.timeoutS} s` : "") +
+      `${done} completed, ${failed} failed${unfinished > 0 ? `, ${unfinished} not finished` : ""} in ${seconds.toFixed(2)} s` +
+        (seconds > 0 ? ` (${tasksPerSecond(done + failed, seconds)} tasks/s)` : "") +
+        (timedOut ? `: gave up after --wait-timeout ${opts.timeoutS} s` : "") +
         "\n",
     );
   }

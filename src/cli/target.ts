@@ -1,16 +1,71 @@
 import { readFileSync } from "node:fs";
 import { connect, type ZgridClient } from "../client/client.js";
 import { parseServerUrl, withPort } from "../client/url.js";
-import { UsageError } from "./usage.js";
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import { intFlag, UsageError } from "./usage.js";
 
 /** Options every client command takes to find the server. */
 export const TARGET_OPTIONS = {
   url: { type: "string", short: "u" },
   "connection-info": { type: "string" },
+  timeout: { type: "string" },
 } as const;
 
-export const TARGET_HELP = `  -u, --url URL                  server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]
-      --connection-info FILE     the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]`;
+export const TARGET_HELP = `  -u, --url URL                  server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]; without a
+                                 token, the one ~/.zgrid/tokens.txt holds for HOST:PORT
+      --connection-info FILE     the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]
+      --timeout MS               give up when the server has not answered the first request within
+                                 MS ms (default 2000) [ZGRID_TIMEOUT_MS]`;
+
+/** How long a command waits for a server it has not heard from yet before it says none answers. */
+const FIRST_CONTACT_MS = 2000;
+
+/** No reply to the first request: nothing (or nothing zgrid) listens at that address. */
+export class NoServerError extends ZgridError {
+  constructor(
+    readonly endpoint: string,
+    timeoutMs: number,
+  ) {
+    super(
+      ErrorCode.UNAVAILABLE,
+      `no zgrid server answers at ${endpoint.replace(/^tcp:\/\//, "")} within ${timeoutMs} ms: is it running, ` +
+        `and is this its client port? (--timeout MS waits longer)`,
+    );
+  }
+}
+
+/** The first-contact limit: --timeout, else ZGRID_TIMEOUT_MS, else 2000 ms. */
+export function firstContactMs(values: Record<string, unknown>): number {
+  if (values.timeout !== undefined) return intFlag(values.timeout, "--timeout", 1, 2_147_483_647)!;
+  const env = process.env.ZGRID_TIMEOUT_MS;
+  if (env) return intFlag(env, "ZGRID_TIMEOUT_MS", 1, 2_147_483_647)!;
+  return FIRST_CONTACT_MS;
+}
+
+/**
+ * Connects and asks `getconfig` (every daemon answers it, even a STATUS daemon whose scheduler is stuck)
+ * within `firstMs`: a client that never heard from the server gives up after that, while the requests
+ * that follow get `timeoutMs` each (a long wait goes on in rounds). Resolves with the client and the
+ * daemon's config.
+ */
+export async function connectChecked(
+  url: string,
+  firstMs: number,
+  timeoutMs: number,
+): Promise<{ client: ZgridClient; config: Record<string, unknown> }> {
+  const client = await connect(url, { timeoutMs });
+  try {
+    const config = await client.call<Record<string, unknown>>("getconfig", undefined, undefined, {
+      timeoutMs: firstMs,
+    });
+    return { client, config };
+  } catch (err) {
+    await client.close();
+    if (err instanceof ZgridError && err.code === ErrorCode.TIMEOUT)
+      throw new NoServerError(client.address.endpoint, firstMs);
+    throw err;
+  }
+}
 
 export type DaemonKind = "default" | "metrics" | "status";
 
@@ -53,9 +108,8 @@ export async function daemonUrl(values: Record<string, unknown>, kind: DaemonKin
     );
   if (kind === "default") return url;
   // The URL may already point at the wanted daemon: ask it which ports the server has.
-  const probe = await connect(url, { timeoutMs: 5000 });
+  const { client: probe, config } = await connectChecked(url, firstContactMs(values), 5000);
   try {
-    const config = await probe.getConfig();
     if (String(config.daemon).toLowerCase() === kind) return url;
     const port = kind === "metrics" ? config.metricsPort : config.statusPort;
     if (typeof port !== "number")
@@ -75,7 +129,7 @@ export async function withClient<T>(
   fn: (c: ZgridClient) => Promise<T>,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const client = await connect(await daemonUrl(values, kind), { timeoutMs });
+  const { client } = await connectChecked(await daemonUrl(values, kind), firstContactMs(values), timeoutMs);
   try {
     return await fn(client);
   } finally {

@@ -1,6 +1,7 @@
-import { connect, type ZgridClient } from "../client/client.js";
+import type { ZgridClient } from "../client/client.js";
 import type { SessionInfo, WorkerInfo } from "../client/types.js";
-import { TARGET_HELP, TARGET_OPTIONS, daemonUrl } from "./target.js";
+import { TARGET_HELP, TARGET_OPTIONS, connectChecked, daemonUrl, firstContactMs } from "./target.js";
+import { fitTable, wrap } from "./fit.js";
 import { parse, UsageError } from "./usage.js";
 
 export const TOP_HELP = `zgrid top [--url URL | --connection-info FILE] [--interval MS] [--once]
@@ -8,8 +9,8 @@ export const TOP_HELP = `zgrid top [--url URL | --connection-info FILE] [--inter
 A live view of the grid, refreshed from the STATUS daemon (uptime, requests, tasks by status, queues,
 slots, store) and the DEFAULT daemon (workers, recent sessions): tasks by status, queue per partition,
 workers with their busy slots and last heartbeat, throughput (completed tasks per second between two
-refreshes). On a terminal it redraws in place until Ctrl+C; with --once, or when the output is not a
-terminal, it prints one snapshot and exits.
+refreshes). On a terminal it redraws in place, fitted to its width (and at once when it is resized),
+until q or Ctrl+C; with --once, or when the output is not a terminal, it prints one snapshot and exits.
 
 ${TARGET_HELP}
       --interval MS              time between refreshes (default 1000)
@@ -63,16 +64,6 @@ function age(ms: number): string {
   return a < 10_000 ? `${(a / 1000).toFixed(1)}s` : duration(a / 1000);
 }
 
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) =>
-    r
-      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
-      .join("  ")
-      .trimEnd(),
-  );
-}
-
 /** Reads one snapshot: `getstatus` from STATUS, `workers.list` and `sessions.list` from DEFAULT. */
 export async function takeSnapshot(statusClient: ZgridClient, client: ZgridClient): Promise<TopSnapshot> {
   const [status, workers, sessions] = await Promise.all([
@@ -94,18 +85,22 @@ export async function takeSnapshot(statusClient: ZgridClient, client: ZgridClien
   };
 }
 
-/** The text of one frame; `previous` (the snapshot before) gives the throughput. */
-export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""): string {
+/**
+ * The text of one frame, no line longer than `columns` (a word is never cut: figures wrap, tables lose
+ * columns); `previous` (the snapshot before) gives the throughput.
+ */
+export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = "", columns = 1000): string {
   const st = snap.status;
   const sch = st.scheduler ?? {};
   const byStatus = sch.tasksByStatus ?? {};
   const lines: string[] = [];
   const time = new Date(snap.at).toISOString().slice(11, 19);
-  lines.push(
+  const prose = (text: string, sep = ", "): void => void lines.push(...wrap(text, columns, sep));
+  prose(
     `zgrid ${st.version ?? "?"}${source ? ` at ${source}` : ""}, up ${duration(st.uptimeSeconds ?? 0)}, ` +
       `${st.requests?.total ?? 0} requests, memory ${((st.memory?.rss ?? 0) / 2 ** 20).toFixed(0)} MB, ${time} UTC`,
   );
-  lines.push(
+  prose(
     `sessions ${sch.sessions ?? 0}, tasks ${sch.tasks ?? 0}, workers ${sch.workers ?? 0}, ` +
       `slots ${sch.busySlots ?? 0}/${sch.slots ?? 0} busy` +
       (sch.store
@@ -115,7 +110,7 @@ export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""
 
   lines.push("", "TASKS");
   const statuses = Object.entries(byStatus).filter(([, n]) => n > 0);
-  lines.push(statuses.length ? "  " + statuses.map(([k, n]) => `${k} ${n}`).join("  ") : "  none");
+  prose(statuses.length ? "  " + statuses.map(([k, n]) => `${k} ${n}`).join("  ") : "  none", "  ");
 
   const completed = byStatus.COMPLETED ?? 0;
   let rate: string;
@@ -128,15 +123,13 @@ export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""
   }
   const uptime = st.uptimeSeconds ?? 0;
   const average = uptime > 0 ? `${(completed / uptime).toFixed(1)} tasks/s` : "-";
-  lines.push("", "THROUGHPUT", `  completed ${rate}; average since start ${average}`);
+  lines.push("", "THROUGHPUT");
+  prose(`  completed ${rate}; average since start ${average}`, "; ");
 
   lines.push("", "QUEUE");
   const queued = Object.entries(sch.queued ?? {}).sort(([a], [b]) => a.localeCompare(b));
   if (queued.length === 0) lines.push("  none");
-  else
-    lines.push(
-      ...table([["PARTITION", "QUEUED"], ...queued.map(([p, n]) => [p, String(n)])]).map((l) => "  " + l),
-    );
+  else lines.push(...fitTable([["PARTITION", "QUEUED"], ...queued.map(([p, n]) => [p, String(n)])], columns));
 
   lines.push("", `WORKERS (${snap.workersTotal})`);
   if (snap.workers.length === 0) lines.push("  none connected");
@@ -151,8 +144,9 @@ export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""
         age(snap.at - w.lastHeartbeat),
         w.host ? `${w.host}:${w.pid}` : String(w.pid),
       ]);
+    // Narrow: the host goes first, then the partitions; the id and busy slots stay longest.
     lines.push(
-      ...table([["ID", "PARTITIONS", "BUSY/SLOTS", "HEARTBEAT", "HOST"], ...rows]).map((l) => "  " + l),
+      ...fitTable([["ID", "PARTITIONS", "BUSY/SLOTS", "HEARTBEAT", "HOST"], ...rows], columns, "  ", [4, 1]),
     );
     if (snap.workers.length > MAX_WORKER_ROWS)
       lines.push(`  ... and ${snap.workers.length - MAX_WORKER_ROWS} more`);
@@ -170,11 +164,13 @@ export function renderTop(snap: TopSnapshot, previous?: TopSnapshot, source = ""
         : "";
       return [s.sessionId, s.status, String(s.taskCount), age(snap.at - s.createdAt), counts];
     });
-    lines.push(...table([["ID", "STATUS", "TASKS", "AGE", "BY STATUS"], ...rows]).map((l) => "  " + l));
+    // Narrow: the counts by status are shortened, then the age goes.
+    lines.push(...fitTable([["ID", "STATUS", "TASKS", "AGE", "BY STATUS"], ...rows], columns, "  ", [3]));
   }
   return lines.join("\n");
 }
 
+const CTRL_C = String.fromCharCode(3);
 const HIDE_CURSOR = "\x1b[?25l";
 const SHOW_CURSOR = "\x1b[?25h";
 const HOME_CLEAR = "\x1b[H\x1b[2J";
@@ -199,10 +195,11 @@ export async function runTop(argv: string[]): Promise<number> {
   const defaultUrl = await daemonUrl(values, "default");
   const statusUrl = await daemonUrl(values, "status");
   const source = /^tcp:\/\/([^?]+)/.exec(defaultUrl)?.[1] ?? "";
-  const client = await connect(defaultUrl, { timeoutMs });
+  const firstMs = firstContactMs(values);
+  const { client } = await connectChecked(defaultUrl, firstMs, timeoutMs);
   let statusClient: ZgridClient | undefined;
   try {
-    statusClient = await connect(statusUrl, { timeoutMs });
+    statusClient = (await connectChecked(statusUrl, firstMs, timeoutMs)).client;
     if (!live) {
       out.write(renderTop(await takeSnapshot(statusClient, client), undefined, source) + "\n");
       return 0;
@@ -214,7 +211,10 @@ export async function runTop(argv: string[]): Promise<number> {
   }
 }
 
-/** Redraws every `interval` ms until Ctrl+C (or SIGTERM); always gives the terminal back. */
+/**
+ * Redraws every `interval` ms, and at once at the new width when the terminal is resized, until q (or
+ * Ctrl+C, SIGINT, SIGTERM); always gives the terminal back.
+ */
 async function loop(
   statusClient: ZgridClient,
   client: ZgridClient,
@@ -228,32 +228,60 @@ async function loop(
     stopped = true;
     wake?.();
   };
+  // q quits. A terminal gives keys one by one in raw mode (where Ctrl+C is a key, not SIGINT); a pipe
+  // gives what was written to it.
+  const stdin = process.stdin;
+  const raw = Boolean(stdin.isTTY);
+  const onKey = (data: Buffer): void => {
+    const keys = data.toString("latin1");
+    if (keys.includes("q") || keys.includes("Q") || keys.includes(CTRL_C)) stop();
+  };
+  if (raw) stdin.setRawMode(true);
+  stdin.on("data", onKey);
+  stdin.resume();
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   const restore = (): void => {
     out.write(SHOW_CURSOR);
   };
   process.on("exit", restore);
+  let shown: { snap: TopSnapshot; previous?: TopSnapshot; error?: string } | undefined;
+  const draw = (): void => {
+    if (!shown) return;
+    const columns = out.columns || 80;
+    const rows = out.rows || 0;
+    const text =
+      (shown.error === undefined || shown.previous
+        ? renderTop(shown.snap, shown.previous, source, columns)
+        : "") +
+      (shown.error === undefined
+        ? ""
+        : `\n\n${wrap(`refresh failed: ${shown.error}; retrying`, columns, " ").join("\n")}`);
+    let lines = text.split("\n");
+    if (rows > 1 && lines.length > rows - 1) lines = lines.slice(0, rows - 1);
+    out.write(
+      HOME_CLEAR +
+        lines.join("\n") +
+        "\n" +
+        wrap(`(refresh every ${interval} ms, q to quit)`, columns, ", ")[0],
+    );
+  };
+  out.on("resize", draw);
   out.write(HIDE_CURSOR);
   let previous: TopSnapshot | undefined;
   try {
     while (!stopped) {
-      let frame: string;
       try {
         const snap = await takeSnapshot(statusClient, client);
-        frame = renderTop(snap, previous, source);
+        shown = { snap, previous };
         previous = snap;
       } catch (err) {
-        frame =
-          (previous ? renderTop(previous, undefined, source) + "\n\n" : "") +
-          `refresh failed: ${(err as Error).message}; retrying`;
+        if (previous) shown = { snap: previous, error: (err as Error).message };
+        else shown = undefined;
+        if (!previous) out.write(`${HOME_CLEAR}refresh failed: ${(err as Error).message}; retrying`);
       }
       if (stopped) break;
-      const columns = out.columns || 120;
-      const rows = out.rows || 0;
-      let lines = frame.split("\n").map((l) => (l.length > columns ? l.slice(0, columns) : l));
-      if (rows > 1 && lines.length > rows - 1) lines = lines.slice(0, rows - 1);
-      out.write(HOME_CLEAR + lines.join("\n") + `\n(refresh every ${interval} ms, Ctrl+C to quit)`);
+      draw();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, interval);
         wake = () => {
@@ -264,6 +292,10 @@ async function loop(
       wake = undefined;
     }
   } finally {
+    out.off("resize", draw);
+    stdin.off("data", onKey);
+    if (raw) stdin.setRawMode(false);
+    stdin.pause();
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
     process.off("exit", restore);

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
-import { createLogger } from "../log.js";
+import { createLogger, type Logger } from "../log.js";
 import { parseWorkerUrl } from "../worker/worker-url.js";
 import { intFlag, parse, UsageError } from "./usage.js";
 
@@ -40,8 +40,9 @@ export async function runWorker(argv: string[]): Promise<number> {
   const appPath = (values["app-path"] as string | undefined) ?? env.ZGRID_APP_PATH;
   if (!url) throw new UsageError("--connect URL is required: the workerUrl the server printed");
   if (!appPath) throw new UsageError("--app-path DIR is required: where the application modules are");
+  let endpoint: string;
   try {
-    parseWorkerUrl(url);
+    endpoint = parseWorkerUrl(url).endpoint;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -57,21 +58,47 @@ export async function runWorker(argv: string[]): Promise<number> {
   );
   // Loaded here so that client commands do not pay for the worker code.
   const { WorkerHost } = await import("../worker/host.js");
-  const host = new WorkerHost({
-    url,
-    appPath: resolve(appPath),
-    slots,
-    partitions,
-    prefetch,
-    workerId: values["worker-id"] as string | undefined,
-    watchApps: values.watch === true || env.ZGRID_WATCH === "1",
-    log,
-  });
+  let host: InstanceType<typeof WorkerHost>;
+  try {
+    host = new WorkerHost({
+      url,
+      appPath: resolve(appPath),
+      slots,
+      partitions,
+      prefetch,
+      workerId: values["worker-id"] as string | undefined,
+      watchApps: values.watch === true || env.ZGRID_WATCH === "1",
+      log,
+    });
+  } catch (err) {
+    // What the host refuses to start with (an --app-path that is no directory) is the user's mistake.
+    throw new UsageError((err as Error).message);
+  }
   const stop = (): void => void host.stop();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
-  await host.start();
+  await whileUnanswered(host.start(), endpoint, log);
   log.info({ slots, partitions }, "worker connected");
   await host.closed;
   return 0;
+}
+
+/**
+ * A worker started before its server keeps trying to reach it; it says so once the first-contact time
+ * (ZGRID_TIMEOUT_MS, default 2000) has passed, then every 30 s, so that a wrong address shows at once.
+ */
+async function whileUnanswered(welcomed: Promise<void>, endpoint: string, log: Logger): Promise<void> {
+  const since = Date.now();
+  const firstMs = Number(process.env.ZGRID_TIMEOUT_MS) || 2000;
+  const say = (): void => {
+    const s = Math.round((Date.now() - since) / 1000);
+    log.warn(`no zgrid server answers at ${endpoint.replace(/^tcp:\/\//, "")} yet (${s} s); still trying`);
+    timer = setTimeout(say, 30_000);
+  };
+  let timer = setTimeout(say, firstMs);
+  try {
+    await welcomed;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -93,6 +93,14 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "accept requests without a token",
   },
   {
+    key: "noTokensFile",
+    flag: "--no-tokens-file",
+    env: "ZGRID_NO_TOKENS_FILE",
+    type: "bool",
+    default: false,
+    help: "do not record the client token in ~/.zgrid/tokens.txt (host:port,token a line, mode 0600)",
+  },
+  {
     key: "dataDir",
     flag: "--data-dir",
     env: "ZGRID_DATA_DIR",
@@ -310,6 +318,8 @@ export interface ServerConfig {
   token?: string;
   workerToken?: string;
   noAuth: boolean;
+  /** `zgrid server` records its client token in ~/.zgrid/tokens.txt unless this is set. */
+  noTokensFile: boolean;
   dataDir: string;
   store: "sqlite" | "memory";
   connectionInfo?: string;
