@@ -307,8 +307,11 @@ describe("Progress", () => {
     const p = new Progress(10, "tasks", tty.out, 0);
     p.update(5, 1, 2);
     p.finish(9, 1);
-    assert.match(tty.text(), /^\rtasks \[#{18}\.{12}\] {2}60% 5 done, 1 failed, 2 running/);
-    assert.match(tty.text(), /\rtasks \[#{30}\] 100% 9 done, 1 failed, 0 running.*\n$/);
+    // The bar's width follows what the rest of the line needs (the rate's digits vary with timing).
+    const first = /^\rtasks \[(#+)(\.+)\] {2}60% 5 done, 1 failed, 2 running/.exec(tty.text());
+    assert.ok(first, tty.text());
+    assert.equal(Math.round((first[1].length / (first[1].length + first[2].length)) * 10), 6);
+    assert.match(tty.text(), /\rtasks \[#+\] 100% 9 done, 1 failed, 0 running.*\n$/);
     const pipe = sink(false);
     const q = new Progress(10, "tasks", pipe.out, 0);
     q.update(5, 1, 2);

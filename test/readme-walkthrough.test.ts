@@ -81,11 +81,20 @@ interface Running {
 }
 
 const running: Running[] = [];
+/** The user's home for every process of this test: the server saves its token in ~/.zgrid/tokens.txt. */
+let home = "";
 
 function start(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Running {
   const child = spawn(cmd, args, {
     cwd,
-    env: { ...process.env, ZGRID_URL: "", npm_config_update_notifier: "false", ...env },
+    env: {
+      ...process.env,
+      ZGRID_URL: "",
+      ZGRID_NO_TOKENS_FILE: "",
+      npm_config_update_notifier: "false",
+      ...(home ? { HOME: home } : {}),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -150,6 +159,8 @@ describe("the README, followed from a fresh clone outside the repo", { skip: SKI
   before(() => {
     dir = tempDir("zgrid-readme-");
     clone = join(dir, "zgrid");
+    home = join(dir, "home");
+    mkdirSync(home);
     for (const file of listed.stdout.split("\0").filter(Boolean)) {
       const from = join(ROOT, file);
       if (!existsSync(from)) continue; // deleted in the work tree, not yet committed
@@ -193,7 +204,10 @@ describe("the README, followed from a fresh clone outside the repo", { skip: SKI
     assert.match(serverLine.comment, /connect URL: tcp:\/\/127\.0\.0\.1:\d+\?token=/);
     const { server, url } = await startServer(cli, serverLine.words.slice(2), clone);
     assert.match(url, /^tcp:\/\/127\.0\.0\.1:\d+\?token=\S+$/);
-    assert.match(lines[2], /^export ZGRID_URL='tcp:\/\/127\.0\.0\.1:\d+\?token=…'$/);
+    // The second terminal's URL: with the token, or without it (then read from ~/.zgrid/tokens.txt).
+    const exported = /^export ZGRID_URL='tcp:\/\/127\.0\.0\.1:\d+(\?token=…)?'/.exec(lines[2]);
+    assert.ok(exported, lines[2]);
+    const clientUrl = exported[1] ? url : url.split("?")[0];
 
     let ran = 0;
     for (const line of lines.slice(3)) {
@@ -201,7 +215,7 @@ describe("the README, followed from a fresh clone outside the repo", { skip: SKI
       assert.equal(w[0], "zgrid", `a zgrid command: ${line}`);
       // A placeholder to fill in, or a command that watches until stopped: not run as written.
       if (w.includes("ID") || w[1] === "events") continue;
-      const r = await run(process.execPath, [cli, ...w.slice(1)], clone, { ZGRID_URL: url }, 30_000);
+      const r = await run(process.execPath, [cli, ...w.slice(1)], clone, { ZGRID_URL: clientUrl }, 30_000);
       assert.equal(r.code, 0, `${line}\n${r.stdout}${r.stderr}`);
       const result = /^Result : \d+$/.exec(comment);
       if (result) assert.match(r.stdout, new RegExp(`^${result[0]}$`, "m"), line);
