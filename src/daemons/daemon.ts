@@ -32,7 +32,20 @@ interface OpenRequest {
 /** Where a daemon reports each request it answered (RequestMetrics, or a relay to it from a thread). */
 export interface RequestRecorder {
   record(daemon: string, command: string, user: string, seconds: number, errorCode?: string): void;
+  /** Replies or events dropped because their peer did not read them (its queue was full). */
+  dropped(daemon: string, count: number): void;
 }
+
+/**
+ * The most messages (replies and events) a daemon queues for one peer that does not read them: past it,
+ * the peer's messages are dropped (counted, logged). A reading client never gets near it: its own
+ * ZeroMQ takes messages off the wire as they come.
+ */
+export const PEER_SEND_HWM = 10_000;
+/** The most requests one peer may have in flight (its handlers running) on a daemon. */
+export const PEER_MAX_IN_FLIGHT = 1000;
+/** How often, at most, a daemon logs that it drops messages. */
+const DROP_LOG_MS = 10_000;
 
 /** What the server needs of a daemon, wherever it runs (the STATUS daemon runs on a thread of its own). */
 export interface Daemon {
@@ -72,11 +85,18 @@ export class ServerDaemon implements Daemon {
   // later reply of this socket; without waiting it fails at once with EHOSTUNREACH.
   private readonly socket = new Router({
     mandatory: true,
-    sendHighWaterMark: 0,
-    receiveHighWaterMark: 0,
+    // Bounded per peer: a peer that sends and never reads cannot grow the server's memory.
+    sendHighWaterMark: PEER_SEND_HWM,
+    receiveHighWaterMark: PEER_SEND_HWM,
     sendTimeout: 0,
     linger: 200,
   });
+  /** Requests in flight by peer (identity in hex): bounded by PEER_MAX_IN_FLIGHT. */
+  private readonly inFlightByPeer = new Map<string, number>();
+  private droppedPending = 0;
+  private dropTimer: NodeJS.Timeout | null = null;
+  private droppedSinceLog = 0;
+  private lastDropLog = 0;
   private readonly out: SendQueue;
   private boundPort = 0;
   private accepting = true;
@@ -89,7 +109,7 @@ export class ServerDaemon implements Daemon {
   constructor(private readonly opts: DaemonOptions) {
     this.name = opts.name;
     this.log = opts.log.child({ daemon: opts.name });
-    this.out = new SendQueue(this.socket, this.log);
+    this.out = new SendQueue(this.socket, this.log, () => this.droppedOne());
     // Enforced at receipt too: a frame up to twice the limit is read and refused with a sentence; a
     // larger one is never buffered, and its sender is disconnected by ZeroMQ.
     this.socket.maxMessageSize = receiptLimit(opts.maxFrameBytes);
@@ -161,6 +181,27 @@ export class ServerDaemon implements Daemon {
     await this.out.idle();
     this.socket.close();
     await this.loop;
+  }
+
+  /** A message to a peer that does not read was dropped: counted within 100 ms, logged now and then. */
+  private droppedOne(): void {
+    this.droppedPending++;
+    this.dropTimer ??= setTimeout(() => this.reportDrops(), 100).unref();
+  }
+
+  private reportDrops(): void {
+    this.dropTimer = null;
+    this.opts.metrics.dropped(this.name, this.droppedPending);
+    this.droppedSinceLog += this.droppedPending;
+    this.droppedPending = 0;
+    const now = Date.now();
+    if (now - this.lastDropLog < DROP_LOG_MS) return;
+    this.log.warn(
+      { dropped: this.droppedSinceLog, hwm: PEER_SEND_HWM },
+      "replies to a peer that does not read them are dropped: it has the most messages waiting a peer may have",
+    );
+    this.droppedSinceLog = 0;
+    this.lastDropLog = now;
   }
 
   /** Closes the socket at once, unanswered requests and unsent replies dropped: for a process that exits. */
@@ -289,6 +330,15 @@ export class ServerDaemon implements Daemon {
     const args = header.args ?? {};
     if (!isPlainObject(args)) return fail(ErrorCode.INVALID_ARGUMENT, "args must be a msgpack map");
 
+    const peer = identity.toString("hex");
+    const peerInFlight = this.inFlightByPeer.get(peer) ?? 0;
+    if (peerInFlight >= PEER_MAX_IN_FLIGHT) {
+      return fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `this connection has ${peerInFlight} requests in flight, the most allowed: wait for their answers`,
+      );
+    }
+    this.inFlightByPeer.set(peer, peerInFlight + 1);
     this.inFlight++;
     const open: OpenRequest = { identity, id, user, answered: false };
     this.open.add(open);
@@ -299,7 +349,7 @@ export class ServerDaemon implements Daemon {
       blobs: frames.length > 3 ? frames.slice(3) : [],
       user,
       daemon: this.name,
-      peer: identity.toString("hex"),
+      peer,
       push: (event: unknown, gone?: () => void) => {
         if (this.socket.closed) return false;
         this.out.send(
@@ -347,6 +397,9 @@ export class ServerDaemon implements Daemon {
       count(ErrorCode.UNAVAILABLE);
       open.answered = true;
       this.open.delete(open);
+      const left = (this.inFlightByPeer.get(peer) ?? 1) - 1;
+      if (left > 0) this.inFlightByPeer.set(peer, left);
+      else this.inFlightByPeer.delete(peer);
       this.inFlight--;
       if (this.inFlight === 0 && this.drained) this.drained();
     }

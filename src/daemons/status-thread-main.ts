@@ -26,6 +26,10 @@ class MetricsRelay implements RequestRecorder {
     private readonly requests: () => number,
   ) {}
 
+  dropped(daemon: string, count: number): void {
+    send(this.port, { t: "dropped", daemon, count });
+  }
+
   record(daemon: string, command: string, user: string, seconds: number, errorCode?: string): void {
     send(this.port, {
       t: "request",

@@ -35,6 +35,7 @@ export type FromStatusThread =
   | { t: "listening"; port: number }
   | { t: "failed"; message: string }
   | { t: "request"; record: RecordedRequest; requests: number }
+  | { t: "dropped"; daemon: string; count: number }
   | { t: "want-status"; requests: number }
   | { t: "shutdown"; user: string };
 
@@ -158,6 +159,9 @@ export class StatusThread implements Daemon {
         this.requestCount = m.requests;
         break;
       }
+      case "dropped":
+        this.opts.metrics.dropped(m.daemon, m.count);
+        break;
       case "want-status":
         this.requestCount = m.requests;
         this.post({ t: "status", status: this.opts.status() });

@@ -92,6 +92,9 @@ export interface WorkerEndpointOptions {
   log: Logger;
 }
 
+/** The most messages the worker endpoint queues for one peer that does not read them. */
+export const WORKER_PEER_HWM = 100_000;
+
 /**
  * The DEFAULT daemon's worker side: a ROUTER socket that speaks the worker protocol (design §6) and
  * carries task batches between the scheduler and the worker hosts. Heartbeats both ways; a worker not
@@ -103,11 +106,14 @@ export class WorkerEndpoint implements WorkerLink {
   // later reply of this socket; without waiting it fails at once with EHOSTUNREACH.
   private readonly socket = new Router({
     mandatory: true,
-    sendHighWaterMark: 0,
-    receiveHighWaterMark: 0,
+    // Bounded per peer (a stranger flooding READYs it never reads the REJECTs of). Far above what a
+    // worker ever has waiting: its TASKS are bounded by its credit, and it reads as they come.
+    sendHighWaterMark: WORKER_PEER_HWM,
+    receiveHighWaterMark: WORKER_PEER_HWM,
     sendTimeout: 0,
     linger: 0,
   });
+  private dropped = 0;
   private readonly out: SendQueue;
   private readonly log: Logger;
   private readonly identityOf = new Map<string, Buffer>();
@@ -122,7 +128,14 @@ export class WorkerEndpoint implements WorkerLink {
 
   constructor(private readonly opts: WorkerEndpointOptions) {
     this.log = opts.log.child({ daemon: "WORKERS" });
-    this.out = new SendQueue(this.socket, this.log);
+    this.out = new SendQueue(this.socket, this.log, () => {
+      // Rare and telling: logged at the first drop and at every 10,000th.
+      if (this.dropped++ % 10_000 === 0)
+        this.log.warn(
+          { dropped: this.dropped },
+          "messages to a worker connection that does not read them are dropped",
+        );
+    });
     opts.scheduler.setLink(this);
   }
 

@@ -54,6 +54,7 @@ export class RequestMetrics {
   private readonly requests: Counter<"daemon" | "command" | "user">;
   private readonly errors: Counter<"daemon" | "command" | "user" | "code">;
   private readonly duration: Histogram<"daemon" | "command">;
+  private readonly droppedReplies: Counter<"daemon">;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "zgrid_" });
@@ -73,6 +74,12 @@ export class RequestMetrics {
       labelNames: ["daemon", "command", "user", "code"],
       registers: [this.registry],
     });
+    this.droppedReplies = new Counter({
+      name: "zgrid_replies_dropped_total",
+      help: "Replies and events dropped because their peer did not read them (its queue was full), by daemon.",
+      labelNames: ["daemon"],
+      registers: [this.registry],
+    });
     this.duration = new Histogram({
       name: "zgrid_request_duration_seconds",
       help: "Time from a request's arrival to its reply, by daemon and command.",
@@ -80,6 +87,10 @@ export class RequestMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [this.registry],
     });
+  }
+
+  dropped(daemon: string, count: number): void {
+    this.droppedReplies.inc({ daemon }, count);
   }
 
   /** Records one answered request. `command` is "<invalid>" when the header could not be read. */

@@ -20,6 +20,11 @@ export class SendQueue {
   constructor(
     private readonly socket: FrameSocket,
     private readonly log?: Logger,
+    /**
+     * A message ZeroMQ would not take (EAGAIN): its peer's queue is at the socket's send high-water
+     * mark, the peer does not read. The message is dropped; this says so.
+     */
+    private readonly onDropped?: () => void,
   ) {}
 
   /** Messages not yet handed to ZeroMQ, counting the one being sent (waiting for a peer, say). */
@@ -56,6 +61,7 @@ export class SendQueue {
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (code === "EHOSTUNREACH") unreachable?.();
+        else if (code === "EAGAIN") this.onDropped?.();
         // A peer that went away (EHOSTUNREACH) or a socket closing under us: the message has nowhere to go.
         if (code !== "EHOSTUNREACH" && code !== "ENOTSOCK" && code !== "EAGAIN") {
           this.log?.warn({ err: (err as Error).message, code }, "send failed");
