@@ -150,6 +150,24 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "most tasks or results in one request",
   },
   {
+    key: "resultCacheMb",
+    flag: "--result-cache-mb",
+    env: "ZGRID_RESULT_CACHE_MB",
+    type: "int",
+    default: 256,
+    min: 0,
+    help: "recent task outputs kept in memory once stored, MiB (older: read from the store)",
+  },
+  {
+    key: "memoryStoreMb",
+    flag: "--memory-store-mb",
+    env: "ZGRID_MEMORY_STORE_MB",
+    type: "int",
+    default: 4096,
+    min: 1,
+    help: "with --store memory: the most result data held, MiB (more: RESOURCE_EXHAUSTED)",
+  },
+  {
     key: "prometheusPort",
     flag: "--prometheus-port",
     env: "ZGRID_PROMETHEUS_PORT",
@@ -326,6 +344,8 @@ export interface ServerConfig {
   modules: string;
   maxFrameBytes: number;
   maxBatch: number;
+  resultCacheMb: number;
+  memoryStoreMb: number;
   prometheusPort?: number;
   dashboardPort?: number;
   dashboardHost: string;

@@ -95,6 +95,8 @@ export class Server implements ServerContext {
       log: this.log,
       maxBatch: config.maxBatch,
       store: this.store,
+      resultCacheBytes: config.resultCacheMb * 2 ** 20,
+      maxMemoryResultBytes: config.memoryStoreMb * 2 ** 20,
       // A worker notices a restarted server within a heartbeat or three and says READY again.
       orphanGraceMs: 4 * config.heartbeatMs,
     });

@@ -85,6 +85,14 @@ export class GridMetrics {
       },
     });
     new Gauge({
+      name: "zgrid_result_cache_bytes",
+      help: "Bytes of recent task outputs kept in memory once the store has them (--result-cache-mb).",
+      registers,
+      collect() {
+        this.set(scheduler.cache.bytes);
+      },
+    });
+    new Gauge({
       name: "zgrid_store_pending_writes",
       help: "Changes reported to the store and not yet committed.",
       registers,

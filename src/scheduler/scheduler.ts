@@ -17,6 +17,12 @@ import {
 import { TaskCounts } from "./task-counts.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
+import { ResultCache } from "./result-cache.js";
+
+/** The cache of recent outputs, by default (`--result-cache-mb`). */
+export const DEFAULT_RESULT_CACHE_BYTES = 256 * 2 ** 20;
+/** The most result data the memory store holds, by default (`--memory-store-mb`). */
+export const DEFAULT_MAX_MEMORY_RESULT_BYTES = 4096 * 2 ** 20;
 import { ResultWaiters } from "./result-waiters.js";
 import type {
   AttemptStaging,
@@ -110,12 +116,21 @@ export class Scheduler {
   onTaskEnd: ((task: Task) => void) | null = null;
   /** Bytes of the COMPLETED results, in memory or in the store: a running sum, for the metrics. */
   resultBytes = 0;
+  /** Recent task outputs, kept in memory after the store has them. */
+  readonly cache: ResultCache;
+  /** The most result data the store may hold in memory (the memory store), else Infinity. */
+  private readonly maxMemoryResultBytes: number;
 
   readonly store: Store;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.log.child({ component: "scheduler" });
     this.store = opts.store ?? new MemoryStore();
+    this.cache = new ResultCache(opts.resultCacheBytes ?? DEFAULT_RESULT_CACHE_BYTES);
+    this.store.onStored = (results) => this.dataStored(results);
+    this.maxMemoryResultBytes = this.store.keepsData
+      ? (opts.maxMemoryResultBytes ?? DEFAULT_MAX_MEMORY_RESULT_BYTES)
+      : Infinity;
   }
 
   /**
@@ -300,6 +315,9 @@ export class Scheduler {
     const session = this.session(sessionId);
     this.requireOpen(session);
     this.requireBatch(items.length, "results");
+    let bytes = 0;
+    for (const item of items) bytes += item.data?.length ?? 0;
+    this.checkDataRoom(bytes);
     return items.map((item) => this.newResult(sessionId, item.name, item.data));
   }
 
@@ -354,9 +372,22 @@ export class Scheduler {
     return r;
   }
 
+  /** Why the memory store takes no more data: what it holds, its cap, what to do. */
+  private memoryFull(bytes: number): string {
+    const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    return `the ${this.store.name} store holds ${mb(this.resultBytes)} of result data and may hold ${mb(this.maxMemoryResultBytes)} (--memory-store-mb): ${mb(bytes)} more do not fit; purge or delete finished sessions, or use the SQLite store`;
+  }
+
+  /** Refuses `bytes` of new result data that a store keeping data in memory has no room for. */
+  checkDataRoom(bytes: number): void {
+    if (bytes > 0 && this.resultBytes + bytes > this.maxMemoryResultBytes)
+      throw new ZgridError(ErrorCode.RESOURCE_EXHAUSTED, this.memoryFull(bytes));
+  }
+
   /** A client's upload: allowed for a result no task is due to produce. */
   uploadResult(resultId: string, data: Buffer): Result {
     const r = this.checkUploadable(resultId);
+    this.checkDataRoom(data.length);
     this.completeResult(r, data);
     return r;
   }
@@ -368,6 +399,7 @@ export class Scheduler {
    */
   async uploadResultDurably(resultId: string, data: Buffer): Promise<Result> {
     const r = this.checkUploadable(resultId);
+    this.checkDataRoom(data.length);
     if (this.uploading.has(resultId))
       throw failedPrecondition(`an upload of result ${resultId} is under way: wait for its answer`);
     const staged: Result = { ...r, status: "COMPLETED", data, size: data.length, completedAt: Date.now() };
@@ -399,19 +431,35 @@ export class Scheduler {
     const end = Math.min(r.size, offset + length);
     if (offset > r.size)
       throw invalidArgument(`offset ${offset} is past the end of result ${resultId} (${r.size} bytes)`);
-    const data = r.data ? r.data.subarray(offset, end) : this.store.readData(r.id, offset, end - offset);
+    const held = r.data ?? this.cache.get(r.id);
+    const data = held ? held.subarray(offset, end) : this.store.readData(r.id, offset, end - offset);
     return { data, size: r.size };
   }
 
+  /** A COMPLETED result's data: from memory, from the cache of recent outputs, or from the store. */
   resultData(resultId: string): Buffer {
     const r = this.result(resultId);
-    if (r.status === "COMPLETED" && r.data === null && r.stored) return this.store.readData(r.id, 0, r.size);
-    if (r.status !== "COMPLETED" || r.data === null) {
-      throw failedPrecondition(
-        `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
-      );
+    if (r.status === "COMPLETED") {
+      const held = r.data ?? this.cache.get(r.id);
+      if (held) return held;
+      if (r.stored) return this.store.readData(r.id, 0, r.size);
     }
-    return r.data;
+    throw failedPrecondition(
+      `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
+    );
+  }
+
+  /**
+   * The store has committed these results' data: task outputs leave the server's memory for the cache
+   * of recent outputs (bounded), so that memory follows live work, not history (issue 18 item 1). Data
+   * a client gave (payloads, inputs) stays while its session lives: tasks read it when dispatched.
+   */
+  private dataStored(results: readonly Result[]): void {
+    for (const r of results) {
+      if (r.ownerTaskId === null || r.status !== "COMPLETED" || !r.data || !r.stored) continue;
+      this.cache.put(r.id, r.data);
+      r.data = null;
+    }
   }
 
   private completeResult(r: Result, data: Buffer): void {
@@ -477,6 +525,11 @@ export class Scheduler {
     this.requireSubmission(session);
     this.requireBatch(items.length, "tasks");
     const options = this.validateSubmission(session, submissionOptions, items, null);
+    if (this.maxMemoryResultBytes !== Infinity) {
+      let bytes = 0;
+      for (const item of items) bytes += item.payload?.length ?? 0;
+      this.checkDataRoom(bytes);
+    }
     const tasks = this.buildTasks(sessionId, items, options, null);
     for (const t of tasks) this.insertTask(t);
     return tasks;
@@ -1110,6 +1163,13 @@ export class Scheduler {
       this.finishTask(task, "ERROR", `the task returned without producing its outputs ${missing.join(", ")}`);
       return;
     }
+    let bytes = output.length;
+    if (st) for (const data of st.uploads.values()) bytes += data.length;
+    if (this.resultBytes + bytes > this.maxMemoryResultBytes) {
+      this.discardStaging(task);
+      this.finishTask(task, "ERROR", this.memoryFull(bytes));
+      return;
+    }
     task.workerId = null;
     task.endedAt = Date.now();
     if (st) {
@@ -1246,6 +1306,7 @@ export class Scheduler {
   /** A COMPLETED result's data deleted, its metadata kept (DELETED). */
   private dropResultData(r: Result): void {
     r.data = null;
+    this.cache.delete(r.id);
     r.status = "DELETED";
     r.stored = false;
     this.store.result(r);
@@ -1272,6 +1333,7 @@ export class Scheduler {
       if (r.sessionId !== sessionId) continue;
       if (r.status === "COMPLETED") this.resultBytes -= r.size;
       this.results.delete(id);
+      this.cache.delete(id);
       this.dependents.delete(id);
       if (this.waiters.has(id)) {
         r.status = "DELETED";

@@ -1,9 +1,12 @@
 import { failedPrecondition } from "../protocol/errors.js";
+import type { Result } from "../scheduler/model.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
 /** `--store memory`: the scheduler's own maps are the only copy; nothing survives a restart. */
 export class MemoryStore implements Store {
   readonly name = "memory";
+  readonly keepsData = true;
+  onStored: ((results: readonly Result[]) => void) | null = null;
   private static readonly done = Promise.resolve();
 
   load(): LoadedState {

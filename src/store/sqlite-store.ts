@@ -18,7 +18,11 @@ import {
 import type { KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: a result's small data is in its row's `data` column (kept when the row is rewritten without it),
+ * no longer inside its doc (1), so that the server can drop it from memory once committed.
+ */
+export const SCHEMA_VERSION = 2;
 /** Result data is stored in rows of this size, and read back by range. */
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Data up to this size is kept in the result's row, larger data in chunk rows. */
@@ -83,6 +87,7 @@ export class SqliteStore implements Store {
   private readonly dir: string;
   private readonly readDataStmt: Database.Statement;
   private readonly writeDataStmt: Database.Statement;
+  private readonly readRowDataStmt: Database.Statement;
   /** Runs a small commit's operations on this thread's connection. */
   private readonly runInline: (ops: unknown[][]) => void;
   private writer!: Worker;
@@ -92,6 +97,9 @@ export class SqliteStore implements Store {
   private idleWaiters: (() => void)[] = [];
   /** Called after each successful commit with its latency in milliseconds (the metrics' histogram). */
   onCommit: ((ms: number) => void) | null = null;
+  readonly keepsData = false;
+  /** Results whose data a commit has just put on disk: the server may drop it from memory now. */
+  onStored: ((results: readonly Result[]) => void) | null = null;
 
   constructor(
     dataDir: string,
@@ -130,6 +138,7 @@ export class SqliteStore implements Store {
     this.readDataStmt = this.db.prepare(
       "SELECT off, bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
     );
+    this.readRowDataStmt = this.db.prepare("SELECT data FROM results WHERE id = ?");
     this.writeDataStmt = this.db.prepare(
       "INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)",
     );
@@ -157,6 +166,24 @@ export class SqliteStore implements Store {
       if (!this.closed) this.startWriter();
     });
   }
+  /** Schema 1 → 2: small data moves from the result's doc (`inline`) to its row's `data` column. */
+  private moveInlineData(): void {
+    const columns = this.db.prepare("PRAGMA table_info(results)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "data")) this.db.exec("ALTER TABLE results ADD COLUMN data BLOB");
+    const rows = this.db.prepare("SELECT id, doc FROM results").all() as { id: string; doc: Buffer }[];
+    const update = this.db.prepare("UPDATE results SET doc = ?, data = ? WHERE id = ?");
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const doc = decode(row.doc) as ResultDoc & { inline?: Uint8Array };
+        if (doc.inline === undefined) continue;
+        const data = Buffer.from(doc.inline.buffer, doc.inline.byteOffset, doc.inline.byteLength);
+        delete doc.inline;
+        doc.stored = true;
+        update.run(encode(doc), data, row.id);
+      }
+    })();
+  }
+
   private migrate(): void {
     this.db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
@@ -169,7 +196,7 @@ export class SqliteStore implements Store {
     }
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, doc BLOB NOT NULL);
-      CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL, data BLOB);
       CREATE INDEX IF NOT EXISTS results_session ON results (session_id);
       CREATE TABLE IF NOT EXISTS result_data (result_id TEXT NOT NULL, off INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (result_id, off));
       CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, doc BLOB NOT NULL);
@@ -178,6 +205,7 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS requests (key TEXT PRIMARY KEY, at INTEGER NOT NULL, session_id TEXT NOT NULL, first_seq INTEGER NOT NULL, count INTEGER NOT NULL, first_task_id TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS requests_at ON requests (at);
     `);
+    if (version === 1) this.moveInlineData();
     this.db
       .prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)")
       .run(String(SCHEMA_VERSION));
@@ -187,14 +215,15 @@ export class SqliteStore implements Store {
     const sessions = (this.db.prepare("SELECT doc FROM sessions").all() as Row[]).map(
       (r) => decode(r.doc as Buffer) as Session,
     );
-    const results = (this.db.prepare("SELECT doc FROM results").all() as Row[]).map((r) => {
-      const res = decode(r.doc as Buffer) as Result & { inline?: Uint8Array };
-      res.data = res.inline
-        ? Buffer.from(res.inline.buffer, res.inline.byteOffset, res.inline.byteLength)
-        : null;
-      delete res.inline;
-      return res;
-    });
+    // Data stays in the store: read back when asked for (a restart does not load every output).
+    const results = (this.db.prepare("SELECT doc, data IS NOT NULL AS has FROM results").all() as Row[]).map(
+      (r) => {
+        const res = decode(r.doc as Buffer) as Result;
+        res.data = null;
+        if (r.has) res.stored = true;
+        return res;
+      },
+    );
     const options = new Map<number, TaskOptions>();
     for (const r of this.db.prepare("SELECT id, doc FROM task_options").all() as Row[]) {
       const o = decode(r.doc as Buffer) as TaskOptions;
@@ -252,7 +281,12 @@ export class SqliteStore implements Store {
       off: number;
       bytes: Buffer;
     }[];
-    if (rows.length === 0 && length > 0) throw failedPrecondition(`result ${resultId} has no stored data`);
+    if (rows.length === 0) {
+      // Small data: in the result's own row.
+      const row = this.readRowDataStmt.get(resultId) as { data: Buffer | null } | undefined;
+      if (row?.data) return row.data.subarray(offset, offset + length);
+      if (length > 0) throw failedPrecondition(`result ${resultId} has no stored data`);
+    }
     const out = Buffer.allocUnsafe(length);
     let filled = 0;
     for (const { off, bytes } of rows) {
@@ -328,10 +362,12 @@ export class SqliteStore implements Store {
     const newOptions: TaskOptions[] = [];
     const firstOptionId = this.nextOptionId;
     const nowStored: Result[] = [];
+    const nowChunked: Result[] = [];
     const ops: unknown[][] = [];
     for (const s of sessions) ops.push([Op.Session, s.id, encode(s)]);
     for (const r of results) {
       const data = r.data;
+      let rowData: Buffer | null = null;
       const doc: ResultDoc = {
         id: r.id,
         sessionId: r.sessionId,
@@ -343,14 +379,15 @@ export class SqliteStore implements Store {
         completedAt: r.completedAt,
       };
       if (r.stored) doc.stored = true;
-      if (data && data.length <= INLINE_DATA_BYTES) {
-        // Small data rides in the result's own row: one write instead of two.
-        doc.inline = data;
-      } else if (data && !r.stored) {
+      if (data && !r.stored) {
+        // Small data rides in the result's own row (one write instead of two), larger data in chunk
+        // rows; a row rewritten later without data keeps what it has.
+        if (data.length <= INLINE_DATA_BYTES) rowData = data;
+        else nowChunked.push(r);
         nowStored.push(r);
         doc.stored = true;
       }
-      ops.push([Op.Result, r.id, r.sessionId, r.status, encode(doc)]);
+      ops.push([Op.Result, r.id, r.sessionId, r.status, encode(doc), rowData]);
     }
     for (const t of tasks) {
       // Options are shared by many tasks: written once, referenced by id.
@@ -395,13 +432,13 @@ export class SqliteStore implements Store {
       waiters,
     };
     this.inflight = inflight;
-    if (nowStored.length > 0) {
+    if (nowChunked.length > 0) {
       // Large data is written here, on this thread's connection, before the rows that say it is
       // stored: handing it to the writer would copy it (a 1 GB result held twice). Its own fsynced
       // transaction; a crash before the writer's commit leaves only rows no result names.
       try {
         this.db.transaction(() => {
-          for (const r of nowStored) {
+          for (const r of nowChunked) {
             const data = r.data!;
             for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
               this.writeDataStmt.run(r.id, off, data.subarray(off, off + DATA_CHUNK_BYTES));
@@ -448,6 +485,7 @@ export class SqliteStore implements Store {
       if (this.failure !== null) this.log?.info({ after: this.failure }, "store commits again");
       this.failure = null;
       this.onCommit?.(reply.ms);
+      if (f.nowStored.length > 0) this.onStored?.(f.nowStored);
       for (const w of f.waiters) w.resolve();
     } else {
       // Nothing was committed: undo what the commit set in memory, keep the changes for the next try
@@ -548,7 +586,7 @@ export class SqliteStore implements Store {
   }
 }
 
-/** A result's row: everything but its data, which rides along when small (`inline`). */
-type ResultDoc = Omit<Result, "data"> & { inline?: Buffer };
+/** A result's row: everything but its data (in the row's `data` column when small, else in chunk rows). */
+type ResultDoc = Omit<Result, "data">;
 /** A task's row: everything but its options, referenced by the id of their own row (`o`). */
 type TaskDoc = Omit<Task, "options" | "remainingDeps"> & { o: number };

@@ -48,6 +48,10 @@ export interface StoreStats {
  */
 export interface Store {
   readonly name: string;
+  /** Result data lives in memory only (the memory store): it cannot leave memory, so it is capped. */
+  readonly keepsData: boolean;
+  /** Set by the scheduler: results whose data a commit has just put on disk. */
+  onStored: ((results: readonly Result[]) => void) | null;
   load(): LoadedState;
   session(s: Session): void;
   result(r: Result): void;

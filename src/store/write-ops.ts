@@ -5,7 +5,7 @@ import type Database from "better-sqlite3";
 export const Op = {
   /** [Op.Session, id, doc] */
   Session: 0,
-  /** [Op.Result, id, sessionId, status, doc] */
+  /** [Op.Result, id, sessionId, status, doc, data | null] (null: the row keeps the data it has) */
   Result: 1,
   /** [Op.Options, id, doc] (large result data is written by the store's own thread) */
   Options: 3,
@@ -41,7 +41,10 @@ export type CommitReply =
 export function operationsRunner(db: Database.Database): (ops: unknown[][]) => void {
   const stmt = {
     session: db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
-    result: db.prepare("INSERT OR REPLACE INTO results (id, session_id, status, doc) VALUES (?, ?, ?, ?)"),
+    result: db.prepare(
+      "INSERT INTO results (id, session_id, status, doc, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
+    ),
+    clearRowData: db.prepare("UPDATE results SET data = NULL WHERE id = ?"),
     task: db.prepare(
       "INSERT OR REPLACE INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?)",
     ),
@@ -68,7 +71,7 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
           stmt.session.run(op[1], op[2]);
           break;
         case Op.Result:
-          stmt.result.run(op[1], op[2], op[3], op[4]);
+          stmt.result.run(op[1], op[2], op[3], op[4], op[5] ?? null);
           break;
         case Op.Options:
           stmt.options.run(op[1], op[2]);
@@ -91,6 +94,7 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
           break;
         case Op.DeleteData:
           stmt.deleteData.run(op[1]);
+          stmt.clearRowData.run(op[1]);
           break;
         case Op.Probe:
           stmt.probe.run(op[1]);

@@ -1,0 +1,142 @@
+/**
+ * A server's memory follows its live work, not its history (issue 18 item 1): on the SQLite store, task
+ * outputs leave memory once committed (a bounded cache keeps recent ones) and are read back from the
+ * store; the memory store counts the data it holds and refuses more past its cap.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { connect, type ZgridClient } from "../src/client/client.js";
+import { decodeOutput, encodePayload } from "../src/client/payload.js";
+import { Server } from "../src/daemons/server.js";
+import type { ZgridError } from "../src/protocol/errors.js";
+import { decode, encode } from "../src/protocol/codec.js";
+import { EXAMPLE_APPS, removeDir, spawnWorker, tempDir, testConfig, waitFor, type Proc } from "./helpers.js";
+
+/** An application whose method name is the size of the output it returns: small payloads, big outputs. */
+function sizedApp(): string {
+  const dir = tempDir("zgrid-sized-app-");
+  writeFileSync(
+    join(dir, "sized.js"),
+    "export function createService() { return {}; }\n" +
+      "export function call(service, session, method) { return new Uint8Array(Number(method)).fill(7); }\n",
+  );
+  return dir;
+}
+
+describe("result data in memory", { timeout: 180_000 }, () => {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+  const started = async (server: Server): Promise<ZgridClient> => {
+    const info = await server.start();
+    cleanup.push(() => server.shutdown());
+    const c = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => c.close());
+    return c;
+  };
+
+  it("SQLite: outputs leave memory once stored, past a small cache they are read from the store, and a restart gives them back", async () => {
+    const config = testConfig({ resultCacheMb: 1 });
+    cleanup.push(() => removeDir(config.dataDir));
+    const a = new Server(config);
+    const c = await started(a);
+    const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
+    cleanup.push(() => worker.stop());
+    const sessionId = await c.createSession({ applicationName: "echo" });
+    const value = (i: number) => `${i}:`.padEnd(10_000, "x");
+    const tasks = await c.submitTasks(
+      sessionId,
+      Array.from({ length: 300 }, (_, i) => ({ payload: encodePayload("echo", [value(i)]) })),
+    );
+    const outputs = tasks.map((t) => t.expectedOutputIds[0]);
+    await c.waitResults(outputs, { timeoutMs: 60_000 });
+    // 300 outputs of 10 KB: 3 MB, three times the cache.
+    await waitFor(
+      () => outputs.every((id) => a.scheduler.results.get(id)!.data === null),
+      30_000,
+      "every output out of the server's memory once stored",
+    );
+    assert.ok(a.scheduler.cache.bytes > 0, "recent outputs are cached");
+    assert.ok(a.scheduler.cache.bytes <= 2 ** 20, `the cache holds ${a.scheduler.cache.bytes} bytes`);
+    const { data } = await c.waitResultsData(outputs, { timeoutMs: 60_000 });
+    outputs.forEach((id, i) => assert.equal(decodeOutput(data.get(id)!), value(i), id));
+    for (const i of [0, 150, 299]) assert.equal(decodeOutput(await c.downloadResult(outputs[i])), value(i));
+    await worker.stop();
+    await c.close();
+    await a.shutdown();
+
+    const b = new Server(config);
+    const c2 = await started(b);
+    for (const i of [0, 299]) assert.equal(decodeOutput(await c2.downloadResult(outputs[i])), value(i));
+    assert.ok(
+      outputs.every((id) => b.scheduler.results.get(id)!.data === null),
+      "a restart loads no output into memory",
+    );
+  });
+
+  it("memory store: result data past --memory-store-mb is refused with RESOURCE_EXHAUSTED, and a task whose output does not fit ends ERROR saying why", async () => {
+    const server = new Server(testConfig({ store: "memory", memoryStoreMb: 1 }));
+    const c = await started(server);
+    const apps = sizedApp();
+    cleanup.push(() => removeDir(apps));
+    const worker = await spawnWorker(server, apps, 1);
+    cleanup.push(() => worker.stop());
+    const sessionId = await c.createSession({ applicationName: "sized" });
+    await c.createResults(sessionId, [{ name: "fits", data: Buffer.alloc(600_000) }]);
+    await assert.rejects(
+      c.createResults(sessionId, [{ name: "too much", data: Buffer.alloc(600_000) }]),
+      (err: ZgridError) => err.code === "RESOURCE_EXHAUSTED" && /--memory-store-mb/.test(err.message),
+    );
+    await assert.rejects(
+      c.submitTasks(sessionId, [{ payload: Buffer.alloc(600_000) }]),
+      (err: ZgridError) => err.code === "RESOURCE_EXHAUSTED",
+    );
+    const [fits, big] = await c.submitTasks(sessionId, [
+      { payload: encodePayload("100000") },
+      { payload: encodePayload("600000") },
+    ]);
+    await c.waitResults([fits.expectedOutputIds[0], big.expectedOutputIds[0]], { timeoutMs: 60_000 });
+    assert.equal((await c.getTask(fits.taskId)).status, "COMPLETED");
+    const failed = await c.getTask(big.taskId);
+    assert.equal(failed.status, "ERROR");
+    assert.match(failed.error ?? "", /memory store holds .* MiB of result data and may hold 1\.0 MiB/);
+    // What is held is counted; a purge frees it.
+    assert.ok(server.scheduler.resultBytes >= 700_000 && server.scheduler.resultBytes < 2 ** 20);
+  });
+
+  it("opens a store of schema 1, whose small data was in the result's doc", async () => {
+    const config = testConfig();
+    cleanup.push(() => removeDir(config.dataDir));
+    const a = new Server(config);
+    const c = await started(a);
+    const sessionId = await c.createSession({});
+    const [small] = await c.createResults(sessionId, [
+      { name: "small", data: Buffer.from("kept in the doc") },
+    ]);
+    await c.close();
+    await a.shutdown();
+    // Back to schema 1: the data in the doc's `inline`, no data column.
+    const db = new Database(join(config.dataDir, "zgrid.db"));
+    const row = db.prepare("SELECT doc, data FROM results WHERE id = ?").get(small.resultId) as {
+      doc: Buffer;
+      data: Buffer;
+    };
+    const doc = decode(row.doc) as Record<string, unknown>;
+    delete doc.stored;
+    db.prepare("UPDATE results SET doc = ? WHERE id = ?").run(
+      encode({ ...doc, inline: row.data }),
+      small.resultId,
+    );
+    db.exec("ALTER TABLE results DROP COLUMN data");
+    db.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    db.close();
+
+    const b = new Server(config);
+    const c2 = await started(b);
+    assert.equal((await c2.downloadResult(small.resultId)).toString(), "kept in the doc");
+  });
+});
