@@ -36,6 +36,7 @@ const BENCHES = [
   "status_under_load",
   "recovery",
   "memory",
+  "history",
 ];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
   [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--profile DIR]
@@ -302,6 +303,59 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
 }
 
 /**
+ * Memory follows live work, not history (issue 18): a server (SQLite) runs `sessions` sessions of
+ * `tasks` tasks returning `outputBytes` each, one after the other, each downloaded and closed; its RSS
+ * after the first and after the last.
+ */
+async function history(
+  sessions: number,
+  tasks: number,
+  outputBytes: number,
+): Promise<Record<string, unknown>> {
+  const g = await startGrid("sqlite", 2);
+  try {
+    const client = await connect(g.url, { timeoutMs: 600_000 });
+    let afterFirst = 0;
+    let heapAfterFirst = 0;
+    let mem: Record<string, number> = {};
+    for (let s = 0; s < sessions; s++) {
+      const sessionId = await client.createSession({ applicationName: "hello" });
+      const defs = new Array(tasks).fill({ payload: encodePayload("bytes", [outputBytes]) });
+      const submitted = await client.submitTasks(sessionId, defs);
+      const ids = submitted.map((t) => t.expectedOutputIds[0]);
+      for (let from = 0; from < ids.length; from += 1000) {
+        const { data } = await client.waitResultsData(ids.slice(from, from + 1000));
+        for (const d of data.values()) if (d.length < outputBytes) throw new Error("an output is short");
+      }
+      await client.closeSession(sessionId);
+      if (s === 0) {
+        const m = await client.getMemStatus();
+        afterFirst = m.rss;
+        heapAfterFirst = m.heapUsed;
+      }
+    }
+    mem = await client.getMemStatus();
+    await client.close();
+    return {
+      bench: "history",
+      store: "sqlite",
+      sessions,
+      tasks_per_session: tasks,
+      output_bytes: outputBytes,
+      outputs_mb: Math.round((sessions * tasks * outputBytes) / 2 ** 20),
+      rss_after_first_mb: Math.round(afterFirst / 2 ** 20),
+      rss_after_last_mb: Math.round(mem.rss / 2 ** 20),
+      growth_mb: Math.round((mem.rss - afterFirst) / 2 ** 20),
+      heap_after_first_mb: Math.round(heapAfterFirst / 2 ** 20),
+      heap_after_last_mb: Math.round(mem.heapUsed / 2 ** 20),
+      target_growth_mb: 300,
+    };
+  } finally {
+    await stopGrid(g);
+  }
+}
+
+/**
  * STATUS daemon `ruok` round trips while clients submit to the DEFAULT daemon as fast as they can
  * (tasks queued in a partition no worker serves, so the load is the submissions themselves).
  */
@@ -518,6 +572,7 @@ async function main(): Promise<void> {
   }
   if (only.has("recovery")) emit(await recovery(recoveryTasks));
   if (only.has("memory")) emit(await memory(memoryTasks));
+  if (only.has("history")) emit(await history(20, 5000, 10_000));
 }
 
 main().then(

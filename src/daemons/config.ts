@@ -154,7 +154,7 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     flag: "--result-cache-mb",
     env: "ZGRID_RESULT_CACHE_MB",
     type: "int",
-    default: 256,
+    default: 64,
     min: 0,
     help: "recent task outputs kept in memory once stored, MiB (older: read from the store)",
   },

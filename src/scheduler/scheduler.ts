@@ -20,7 +20,7 @@ import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
 
 /** The cache of recent outputs, by default (`--result-cache-mb`). */
-export const DEFAULT_RESULT_CACHE_BYTES = 256 * 2 ** 20;
+export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
 /** The most result data the memory store holds, by default (`--memory-store-mb`). */
 export const DEFAULT_MAX_MEMORY_RESULT_BYTES = 4096 * 2 ** 20;
 import { ResultWaiters } from "./result-waiters.js";

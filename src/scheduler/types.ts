@@ -84,7 +84,7 @@ export interface SchedulerOptions {
    * it still holds it (adopted, its attempt goes on) before it is run elsewhere. Default 4 s.
    */
   orphanGraceMs?: number;
-  /** Bytes of recent task outputs kept in memory once the store has them. Default 256 MiB. */
+  /** Bytes of recent task outputs kept in memory once the store has them. Default 64 MiB. */
   resultCacheBytes?: number;
   /**
    * With a store that keeps data in memory only (the memory store): the most result data it may hold;
