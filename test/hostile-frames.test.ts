@@ -9,7 +9,16 @@ import { Dealer } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import type { ConnectionInfo, Server } from "../src/daemons/server.js";
 import type { ZgridError } from "../src/protocol/errors.js";
-import { removeDir, spawnServer, startServer, waitFor, type Proc } from "./helpers.js";
+import { encodePayload } from "../src/client/payload.js";
+import {
+  EXAMPLE_APPS,
+  removeDir,
+  spawnCli,
+  spawnServer,
+  startServer,
+  waitFor,
+  type Proc,
+} from "./helpers.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -183,6 +192,49 @@ describe("a frame far over the limit", () => {
     }
     const ok = await roundTrip(info.port, [EMPTY, pack({ v: 1, id: 3, cmd: "ruok", token: "test-token" })]);
     assert.equal(ok.msg, "imok");
+  });
+
+  it("on the worker endpoint too; a worker is told the limit, and a task whose output is over it ends ERROR", async () => {
+    const port = portOf(info.workerUrl);
+    const token = new URL(info.workerUrl!.replace("tcp:", "http:")).searchParams.get("token");
+    const ready = pack({ t: "READY", v: 1, token, workerId: "w-limit", partitions: ["none"], slots: 1 });
+    const s = new Dealer({ linger: 0, receiveTimeout: 1500 });
+    s.connect(`tcp://127.0.0.1:${port}`);
+    try {
+      await s.send([EMPTY, ready, Buffer.alloc(1024 * 1024)]);
+      await assert.rejects(s.receive(), /timed out|not possible/i);
+    } finally {
+      s.close();
+    }
+    const welcome = await roundTrip(port, [EMPTY, ready]);
+    assert.equal(welcome.t, "WELCOME", JSON.stringify(welcome));
+    assert.equal(welcome.maxFrameBytes, 4096);
+
+    const worker = spawnCli([
+      "worker",
+      "--connect",
+      info.workerUrl!,
+      "--app-path",
+      EXAMPLE_APPS,
+      "--slots",
+      "1",
+    ]);
+    const client = await connect(info.url, { timeoutMs: 30_000 });
+    try {
+      const sessionId = await client.createSession({ applicationName: "hello" });
+      const [small, big] = await client.submitTasks(sessionId, [
+        { payload: encodePayload("bytes", [1000]) },
+        { payload: encodePayload("bytes", [10_000]) },
+      ]);
+      await client.waitResults([small.expectedOutputIds[0], big.expectedOutputIds[0]], { timeoutMs: 30_000 });
+      assert.equal((await client.getTask(small.taskId)).status, "COMPLETED");
+      const t = await client.getTask(big.taskId);
+      assert.equal(t.status, "ERROR");
+      assert.match(t.error ?? "", /output of \d+ bytes is over the server's frame limit of 4096 bytes/);
+    } finally {
+      await client.close();
+      await worker.stop();
+    }
   });
 });
 

@@ -15,6 +15,7 @@ import type {
   WireTaskOptions,
   WireTaskOutcome,
 } from "../protocol/worker-messages.js";
+import { receiptLimit } from "./daemon.js";
 import { MAX_APP_NAME_CHARS, MAX_WORKER_APPS, WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
 import type { AppSet } from "../scheduler/task-queue.js";
 import type { Task, TaskOptions } from "../scheduler/model.js";
@@ -128,6 +129,9 @@ export class WorkerEndpoint implements WorkerLink {
 
   constructor(private readonly opts: WorkerEndpointOptions) {
     this.log = opts.log.child({ daemon: "WORKERS" });
+    // A frame far over the limit is never buffered: ZeroMQ drops the connection that sends it (a
+    // stranger's 192 MiB frames cost nothing). Workers are told the limit in WELCOME.
+    this.socket.maxMessageSize = receiptLimit(opts.maxFrameBytes);
     this.out = new SendQueue(this.socket, this.log, () => {
       // Rare and telling: logged at the first drop and at every 10,000th.
       if (this.dropped++ % 10_000 === 0)
@@ -368,8 +372,19 @@ export class WorkerEndpoint implements WorkerLink {
     this.send(
       identity,
       h.columns === true
-        ? { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs, columns: true }
-        : { t: "WELCOME", workerId, heartbeatMs: this.opts.heartbeatMs },
+        ? {
+            t: "WELCOME",
+            workerId,
+            heartbeatMs: this.opts.heartbeatMs,
+            columns: true,
+            maxFrameBytes: this.opts.maxFrameBytes,
+          }
+        : {
+            t: "WELCOME",
+            workerId,
+            heartbeatMs: this.opts.heartbeatMs,
+            maxFrameBytes: this.opts.maxFrameBytes,
+          },
     );
     const held = Array.isArray(h.held) ? h.held.filter((id): id is string => typeof id === "string") : [];
     if (restarted) this.opts.scheduler.releaseUnheld(workerId, held);

@@ -140,6 +140,11 @@ export interface WelcomeMsg {
   heartbeatMs: number;
   /** The server sends TASKS as columns and takes DONE as columns (the worker asked in READY). */
   columns?: boolean;
+  /**
+   * The largest frame the server reads; a larger one makes it drop the connection that sent it (a v1
+   * extension: a worker ends a task whose output is larger ERROR instead of sending it).
+   */
+  maxFrameBytes?: number;
 }
 export interface RejectMsg {
   t: "REJECT";

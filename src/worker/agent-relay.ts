@@ -39,6 +39,8 @@ export class AgentRelay {
   // In insertion order, which is deadline order: every call has the same timeout.
   private readonly pending = new Map<number, Pending>();
   private nextRid = 1;
+  /** The largest frame the server reads (its WELCOME's `maxFrameBytes`); a larger one is not sent. */
+  maxFrameBytes = Infinity;
 
   constructor(
     private readonly send: (msg: AgentMsg, blobs: Buffer[]) => void,
@@ -51,6 +53,17 @@ export class AgentRelay {
   }
 
   request(request: AgentRequest, now = Date.now()): void {
+    const big = request.blobs.find((b) => b.length > this.maxFrameBytes);
+    if (big) {
+      // The server would drop the connection that sent it: the call fails here, saying why.
+      request.answer({
+        ok: false,
+        code: ErrorCode.RESOURCE_EXHAUSTED,
+        error: `data of ${big.length} bytes is over the server's frame limit of ${this.maxFrameBytes} bytes (--max-frame-bytes)`,
+        blobs: [],
+      });
+      return;
+    }
     const rid = this.nextRid++;
     this.pending.set(rid, { request, deadline: now + this.timeoutMs });
     const { taskId, op, args, blobs } = request;

@@ -326,6 +326,10 @@ export class WorkerHost {
         break;
       case "WELCOME":
         this.outbox!.columns = msg.columns === true;
+        if (typeof msg.maxFrameBytes === "number" && msg.maxFrameBytes > 0) {
+          this.outbox!.maxFrameBytes = msg.maxFrameBytes;
+          this.agents!.maxFrameBytes = msg.maxFrameBytes;
+        }
         this.onWelcome(msg.heartbeatMs);
         break;
       case "REJECT": {

@@ -45,6 +45,8 @@ export class Outbox {
   private recentBytes = 0;
   /** The server takes DONE as columns (its WELCOME said so). */
   columns = false;
+  /** The largest frame the server reads (its WELCOME's `maxFrameBytes`): a larger output ends ERROR. */
+  maxFrameBytes = Infinity;
 
   constructor(private readonly queue: SendQueue) {}
 
@@ -72,7 +74,13 @@ export class Outbox {
     for (const r of results) {
       const c: WireCompletion = { taskId: r.taskId, status: r.status };
       if (r.error !== undefined) c.error = r.error;
-      const output = r.output;
+      let output = r.output;
+      if (output !== undefined && output.length > this.maxFrameBytes) {
+        // The server would drop the connection that sent it (and the worker send it again, forever).
+        c.status = "ERROR";
+        c.error = `the task's output of ${output.length} bytes is over the server's frame limit of ${this.maxFrameBytes} bytes (--max-frame-bytes)`;
+        output = undefined;
+      }
       if (output !== undefined) {
         c.output = this.blobs.length;
         this.blobs.push(output);
