@@ -280,6 +280,13 @@ export class ZgridClient extends Connection {
   async downloadResults(resultIds: string[]): Promise<Buffer[]> {
     return (await this.request("results.download", { resultIds })).blobs;
   }
+  /**
+   * `results.deleteData` (ArmoniK's DeleteResultsData): deletes the data of COMPLETED results; they stay,
+   * DELETED. Returns the ids whose data was deleted now.
+   */
+  async deleteResultsData(resultIds: string[]): Promise<string[]> {
+    return (await this.call<{ resultIds: string[] }>("results.deleteData", { resultIds })).resultIds;
+  }
   /** `results.get`: a result's status, owner task, size. */
   getResult(resultId: string): Promise<ResultInfo> {
     return this.call("results.get", { resultId });
@@ -413,6 +420,17 @@ export class ZgridClient extends Connection {
   /** Cancels tasks, running ones included; returns counts by the status they had. */
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
     return this.call("tasks.cancel", { taskIds });
+  }
+  /** `tasks.getResultIds` (ArmoniK's GetResultIds): each task's expected outputs, in one request. */
+  async getResultIds(taskIds: string[]): Promise<Record<string, string[]>> {
+    return (await this.call<{ resultIds: Record<string, string[]> }>("tasks.getResultIds", { taskIds }))
+      .resultIds;
+  }
+  /** `results.getOwnerTaskId` (ArmoniK's GetOwnerTaskId): the task due to produce each result, or null. */
+  async getOwnerTaskIds(resultIds: string[]): Promise<Record<string, string | null>> {
+    return (
+      await this.call<{ owners: Record<string, string | null> }>("results.getOwnerTaskId", { resultIds })
+    ).owners;
   }
   /** `tasks.get`: a task's status, options, times, error and attempts. */
   getTask(taskId: string): Promise<TaskInfo> {

@@ -131,6 +131,26 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { resultId: id }, blobs: [scheduler.resultData(id)] };
   });
 
+  map.register("results.deleteData", async (req) => {
+    const resultIds = await scheduler.deleteResultsData(strList(req.args, "resultIds"));
+    // Their space too, before the reply; a refused commit changes nothing of the answer (the DELETED
+    // records are committed, and a restart finishes the removal).
+    await scheduler.store.flush().catch(() => undefined);
+    return { msg: { resultIds } };
+  });
+
+  // ArmoniK's GetOwnerTaskId: the task due to produce each of many results (null: a client's data).
+  map.register("results.getOwnerTaskId", (req) => {
+    const resultIds = strList(req.args, "resultIds");
+    if (resultIds.length > server.config.maxBatch)
+      throw invalidArgument(
+        `resultIds lists ${resultIds.length} results: at most ${server.config.maxBatch} a request`,
+      );
+    const owners: Record<string, string | null> = {};
+    for (const id of resultIds) owners[id] = scheduler.result(id).ownerTaskId;
+    return { msg: { owners } };
+  });
+
   map.register("results.get", (req) => ({ msg: resultView(scheduler.result(str(req.args, "resultId"))) }));
 
   map.register("results.list", (req) => {
@@ -148,6 +168,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     }
     const items = [...scheduler.results.values()].filter(
       (r) =>
+        scheduler.isVisible(r) &&
         (sessionId === undefined || matches(r.sessionId, sessionId)) &&
         (status === undefined || matches(r.status, status)) &&
         (typeof createdAfter !== "number" || r.createdAt >= createdAfter) &&

@@ -85,6 +85,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.get", (req) => ({ msg: taskView(scheduler.task(str(req.args, "taskId"))) }));
 
+  // ArmoniK's GetResultIds: the expected outputs of many tasks in one request.
+  map.register("tasks.getResultIds", (req) => {
+    const taskIds = strList(req.args, "taskIds");
+    if (taskIds.length > server.config.maxBatch)
+      throw invalidArgument(
+        `taskIds lists ${taskIds.length} tasks: at most ${server.config.maxBatch} a request`,
+      );
+    const resultIds: Record<string, string[]> = {};
+    for (const id of taskIds) resultIds[id] = scheduler.task(id).expectedOutputIds;
+    return { msg: { resultIds } };
+  });
+
   map.register("tasks.list", (req) => {
     const q = parseListQuery(req.args, TASK_FILTERS, [
       "taskId",

@@ -106,6 +106,8 @@ export class Scheduler {
    */
   private readonly orphans = new Map<string, Task>();
   private keptRequests: { key: string; at: number; tasks: Task[] }[] = [];
+  /** Results created by attempts still running (their staging): invisible to clients until committed. */
+  private readonly stagedResults = new Set<string>();
   /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
   private readonly uploading = new Set<string>();
   private seq = 0;
@@ -187,6 +189,13 @@ export class Scheduler {
     }
     for (const r of state.results) {
       this.results.set(r.id, r);
+      if (r.status === "DELETED" && r.stored) {
+        // Its deletion was committed first (deleteResultsData), the removal of its data after it: a
+        // crash in between leaves the data to be removed here.
+        r.stored = false;
+        this.store.result(r);
+        this.store.deleteResultData(r.id);
+      }
       if (r.status === "COMPLETED" && this.sessions.get(r.sessionId)?.status === "PURGED") {
         // The session's purge was committed first (changeSessionDurably), its results' after it: a
         // crash in between leaves them to be purged here.
@@ -295,16 +304,24 @@ export class Scheduler {
 
   // ---- results -------------------------------------------------------------------------------------
 
+  /** A result as clients see it: one a running attempt created is not there until the attempt completes. */
   result(id: string): Result {
     const r = this.results.get(id);
-    if (!r) throw notFound(`result ${id} does not exist`);
+    if (!r || this.stagedResults.has(id)) throw notFound(`result ${id} does not exist`);
     return r;
   }
 
+  /** Whether clients see this result (not created by an attempt still running). */
+  isVisible(r: Result): boolean {
+    return this.stagedResults.size === 0 || !this.stagedResults.has(r.id);
+  }
+
   /** A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. */
-  sessionResult(sessionId: string, id: string, what = "result"): Result {
+  sessionResult(sessionId: string, id: string, what = "result", parent: Task | null = null): Result {
     const r = this.results.get(id);
-    if (!r) throw notFound(`${what} ${id} does not exist`);
+    // A result a running attempt created exists only for that attempt (its children may use it).
+    const hidden = this.stagedResults.has(id) && !(parent && this.staged.get(parent.id)?.results.has(id));
+    if (!r || hidden) throw notFound(`${what} ${id} does not exist`);
     if (r.sessionId !== sessionId) {
       throw invalidArgument(`${what} ${id} belongs to session ${r.sessionId}, not to session ${sessionId}`);
     }
@@ -346,6 +363,7 @@ export class Scheduler {
     this.results.set(r.id, r);
     if (staging) {
       staging.results.add(r.id);
+      this.stagedResults.add(r.id);
       if (data) staging.uploads.set(r.id, data);
       return r;
     }
@@ -444,6 +462,10 @@ export class Scheduler {
       if (held) return held;
       if (r.stored) return this.store.readData(r.id, 0, r.size);
     }
+    if (r.status === "DELETED")
+      throw failedPrecondition(
+        `result ${resultId} is DELETED: its data was deleted (results.deleteData, or a purge)`,
+      );
     throw failedPrecondition(
       `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
     );
@@ -599,11 +621,12 @@ export class Scheduler {
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const where = `tasks[${i}]`;
-      if (item.payloadId !== undefined) this.sessionResult(sessionId, item.payloadId, `${where}.payloadId`);
+      if (item.payloadId !== undefined)
+        this.sessionResult(sessionId, item.payloadId, `${where}.payloadId`, parent);
       else if (item.payload === undefined)
         throw invalidArgument(`${where} needs a payloadId or an inline payload`);
       for (const id of item.expectedOutputIds ?? []) {
-        const r = this.sessionResult(sessionId, id, `${where} expected output`);
+        const r = this.sessionResult(sessionId, id, `${where} expected output`, parent);
         if (r.status !== "CREATED")
           throw failedPrecondition(`${where}: expected output ${id} is ${r.status}, not CREATED`);
         if (r.ownerTaskId !== null && r.ownerTaskId !== parent?.id) {
@@ -617,7 +640,7 @@ export class Scheduler {
         claimed.add(id);
       }
       for (const id of item.dataDependencies ?? [])
-        this.sessionResult(sessionId, id, `${where} data dependency`);
+        this.sessionResult(sessionId, id, `${where} data dependency`, parent);
       // Tasks without options of their own share one merged object: a million queued tasks, one copy.
       const merged =
         item.taskOptions === undefined
@@ -793,6 +816,7 @@ export class Scheduler {
     this.staged.delete(task.id);
     for (const id of st.results) {
       this.results.delete(id);
+      this.stagedResults.delete(id);
       this.dependents.delete(id);
     }
   }
@@ -805,7 +829,8 @@ export class Scheduler {
       const r = this.results.get(id)!;
       if (r.status === "COMPLETED") continue;
       if (r.status === "ABORTED" || r.status === "DELETED") {
-        this.finishTask(task, "ERROR", `dependency ${id} is ${r.status}`);
+        const why = r.status === "DELETED" ? ": its data was deleted" : "";
+        this.finishTask(task, "ERROR", `dependency ${id} is ${r.status}${why}`);
         return;
       }
       task.remainingDeps++;
@@ -1175,6 +1200,7 @@ export class Scheduler {
     if (st) {
       this.staged.delete(task.id);
       for (const id of st.results) {
+        this.stagedResults.delete(id);
         const r = this.results.get(id);
         if (r) {
           this.events.newResult(r);
@@ -1301,6 +1327,40 @@ export class Scheduler {
       purged++;
     }
     return { purged };
+  }
+
+  /**
+   * `results.deleteData` (ArmoniK's DeleteResultsData): the data of COMPLETED results leaves memory, the
+   * cache and the store; the results stay, DELETED, so that a download or a task that needs one says
+   * why. Committed before it takes effect (a refused commit changes nothing); a restart finishes it.
+   */
+  async deleteResultsData(resultIds: string[]): Promise<string[]> {
+    this.requireBatch(resultIds.length, "results");
+    const targets = resultIds.map((id) => this.result(id));
+    for (const r of targets) {
+      if (r.status !== "COMPLETED" && r.status !== "DELETED")
+        throw failedPrecondition(
+          `result ${r.id} is ${r.status}: only the data of a COMPLETED result can be deleted`,
+        );
+    }
+    const live = [...new Set(targets.filter((r) => r.status === "COMPLETED"))];
+    const staged: Result[] = live.map((r) => ({ ...r, data: null, status: "DELETED" }));
+    for (const s of staged) this.store.result(s);
+    try {
+      await this.store.flush();
+    } catch (err) {
+      this.store.discard([], staged);
+      throw err;
+    }
+    const deleted: string[] = [];
+    for (const r of live) {
+      if (r.status !== "COMPLETED") continue;
+      this.resultBytes -= r.size;
+      this.dropResultData(r);
+      this.events.resultStatus(r);
+      deleted.push(r.id);
+    }
+    return deleted;
   }
 
   /** A COMPLETED result's data deleted, its metadata kept (DELETED). */
