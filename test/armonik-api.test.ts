@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { connect, type ZgridClient } from "../src/client/client.js";
-import { encodePayload } from "../src/client/payload.js";
+import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import { Server } from "../src/daemons/server.js";
 import type { ZgridError } from "../src/protocol/errors.js";
 import { removeDir, spawnWorker, tempDir, testConfig, waitFor } from "./helpers.js";
@@ -145,5 +145,63 @@ export async function call(service, session, release, args, agent) {
     assert.equal(owners[given.resultId], null);
     await assert.rejects(c.getOwnerTaskIds(["r-nope"]), (err: ZgridError) => err.code === "NOT_FOUND");
     await assert.rejects(c.getResultIds(["t-nope"]), (err: ZgridError) => err.code === "NOT_FOUND");
+  });
+
+  it("sessions: stopSubmission's client and worker flags, whole records in every reply, times and duration", async () => {
+    const server = new Server(testConfig({ store: "memory" }));
+    const c = await started(server);
+    const apps = tempDir("zgrid-child-app-");
+    cleanup.push(() => removeDir(apps));
+    // A task that submits one child and answers what happened.
+    writeFileSync(
+      join(apps, "parent.js"),
+      `export function createService() { return {}; }
+export async function call(service, session, method, args, agent) {
+  if (method === "child") return "child ran";
+  try {
+    await agent.submitTasks([{ payload: new Uint8Array([0x81, 0xa6, 0x6d, 0x65, 0x74, 0x68, 0x6f, 0x64, 0xa5, 0x63, 0x68, 0x69, 0x6c, 0x64]) }]);
+    return "child submitted";
+  } catch (err) {
+    return "refused: " + err.message;
+  }
+}
+`,
+    );
+    const worker = await spawnWorker(server, apps, 1);
+    cleanup.push(() => worker.stop());
+    const run = async (s: string) => {
+      const [t] = await c.submitTasks(s, [{ payload: encodePayload("parent") }]);
+      const { data } = await c.waitResultsData(t.expectedOutputIds, { timeoutMs: 30_000 });
+      return decodeOutput(data.get(t.expectedOutputIds[0])!) as string;
+    };
+
+    const a = await c.createSession({ applicationName: "parent" });
+    const stoppedClients = await c.stopSubmission(a, { client: true });
+    assert.equal(stoppedClients.sessionId, a);
+    assert.equal(stoppedClients.clientSubmission, false);
+    assert.equal(stoppedClients.workerSubmission, true);
+    await assert.rejects(
+      c.submitTasks(a, [{ payload: encodePayload("parent") }]),
+      /stopped taking submissions from clients/,
+    );
+
+    const b = await c.createSession({ applicationName: "parent" });
+    await c.stopSubmission(b, { worker: true });
+    assert.match(await run(b), /refused: .*stopped taking child tasks from its tasks/);
+    const open = await c.createSession({ applicationName: "parent" });
+    assert.equal(await run(open), "child submitted");
+
+    // Every session command answers the whole record.
+    const paused = await c.pauseSession(open);
+    assert.equal((paused as { status: string }).status, "PAUSED");
+    assert.equal((paused as { taskCount: number }).taskCount, 2);
+    await c.resumeSession(open);
+    const closed = (await c.closeSession(open)) as { closedAt: number; duration: number; createdAt: number };
+    assert.ok(closed.closedAt >= closed.createdAt);
+    assert.equal(closed.duration, closed.closedAt - closed.createdAt);
+    const cancelled = await c.cancelSession(b);
+    assert.equal((cancelled as unknown as { status: string }).status, "CANCELLED");
+    assert.ok((await c.getSession(b)).cancelledAt !== null);
+    assert.equal((await c.getSession(a)).duration, null, "a running session has no duration yet");
   });
 });

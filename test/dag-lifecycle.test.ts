@@ -261,12 +261,15 @@ describe("dependencies, events and the session life cycle, with real workers", (
       (e: unknown) => e instanceof ZgridError && e.code === "FAILED_PRECONDITION",
     );
     assert.equal((await client.getTask(t.taskId)).status, "COMPLETED");
-    await client.deleteSession(s);
-    for (const call of [
-      client.getSession(s),
-      client.getTask(t.taskId),
-      client.getResult(t.expectedOutputIds[0]),
-    ]) {
+    const deleted = await client.deleteSession(s);
+    assert.equal((deleted as { status: string }).status, "DELETED");
+    // The session answers with its DELETED record a while (issue 18 item 6); its tasks and results are gone.
+    const record = await client.getSession(s);
+    assert.equal(record.status, "DELETED");
+    assert.ok(record.deletedAt !== null && record.deletedAt >= record.createdAt);
+    assert.ok(record.closedAt !== null && record.purgedAt !== null);
+    assert.equal(record.duration, record.closedAt - record.createdAt);
+    for (const call of [client.getTask(t.taskId), client.getResult(t.expectedOutputIds[0])]) {
       await assert.rejects(call, (e: unknown) => e instanceof ZgridError && e.code === "NOT_FOUND");
     }
     assert.equal((await client.listTasks({ filter: { sessionId: s } })).total, 0);

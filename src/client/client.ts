@@ -137,9 +137,15 @@ export class ZgridClient extends Connection {
   closeSession(sessionId: string): Promise<unknown> {
     return this.call("sessions.close", { sessionId });
   }
-  /** `sessions.stopSubmission`: clients may submit no more tasks (tasks may still submit children). */
-  stopSubmission(sessionId: string): Promise<unknown> {
-    return this.call("sessions.stopSubmission", { sessionId });
+  /**
+   * `sessions.stopSubmission` (ArmoniK's StopSubmission): `client` stops submissions from clients,
+   * `worker` stops running tasks submitting child tasks; with neither, both stop. Answers the session.
+   */
+  stopSubmission(
+    sessionId: string,
+    which: { client?: boolean; worker?: boolean } = {},
+  ): Promise<SessionInfo> {
+    return this.call("sessions.stopSubmission", { sessionId, ...which });
   }
   /** `sessions.purge`: deletes the data of a CLOSED or CANCELLED session's results. */
   purgeSession(sessionId: string): Promise<{ purgedResults: number }> {

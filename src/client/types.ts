@@ -36,8 +36,18 @@ export interface SessionInfo {
   partitionIds: string[];
   defaultTaskOptions: Required<TaskOptions>;
   taskCount: number;
-  /** sessions.stopSubmission was called: no new tasks, though the status stays. */
+  /** Clients may submit tasks; running tasks may submit child tasks (sessions.stopSubmission ends them). */
+  clientSubmission: boolean;
+  workerSubmission: boolean;
+  /** Both submissions stopped (what sessions.stopSubmission without flags does). */
   submissionStopped: boolean;
+  /** When it was cancelled, closed, purged, deleted (ms since the epoch), or null. */
+  cancelledAt: number | null;
+  closedAt: number | null;
+  purgedAt: number | null;
+  deletedAt: number | null;
+  /** From creation to its end (closed, cancelled or deleted), ms; null while it runs. */
+  duration: number | null;
 }
 
 export interface ResultInfo {

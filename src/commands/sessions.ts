@@ -1,5 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
-import { optMap, str, strList } from "../protocol/args.js";
+import { optBool, optMap, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
@@ -17,11 +17,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const partitionIds = strList(req.args, "partitionIds", true);
     const session = scheduler.createSession(defaults, partitionIds);
     await scheduler.store.flush();
-    return { msg: { sessionId: session.id } };
+    return { msg: sessionView(session) };
   });
 
   map.register("sessions.get", (req) => ({
-    msg: sessionView(scheduler.session(str(req.args, "sessionId"))),
+    // A session deleted lately still answers, with its DELETED record.
+    msg: sessionView(scheduler.sessionRecord(str(req.args, "sessionId"))),
   }));
 
   map.register("sessions.list", (req) => {
@@ -47,6 +48,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
 
   const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
+  /** Every session command answers the session's whole record (a deleted one's too). */
+  const record = (id: string): Record<string, unknown> => sessionView(scheduler.sessionRecord(id));
   // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
   // commit answers an error and changes nothing.
   /**
@@ -64,36 +67,44 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       () => scheduler.cancelSession(id),
     );
     await settle();
-    return { msg: { sessionId: id, status: "CANCELLED", cancelled } };
+    return { msg: { ...record(id), cancelled } };
   });
   map.register("sessions.pause", async (req) => {
     const id = sessionId(req.args);
     await scheduler.changeSessionDurably(id, "PAUSED", ["RUNNING"], () => scheduler.pauseSession(id));
-    return { msg: { sessionId: id, status: "PAUSED" } };
+    return { msg: record(id) };
   });
   map.register("sessions.resume", async (req) => {
     const id = sessionId(req.args);
     await scheduler.changeSessionDurably(id, "RUNNING", ["PAUSED"], () => scheduler.resumeSession(id));
-    return { msg: { sessionId: id, status: "RUNNING" } };
+    return { msg: record(id) };
   });
   map.register("sessions.close", async (req) => {
     const id = sessionId(req.args);
     await scheduler.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
       scheduler.closeSession(id),
     );
-    return { msg: { sessionId: id, status: "CLOSED" } };
+    return { msg: record(id) };
   });
+  // ArmoniK's StopSubmission: `client` stops clients' submissions, `worker` the child tasks of running
+  // tasks; neither given: both.
   map.register("sessions.stopSubmission", async (req) => {
     const id = sessionId(req.args);
-    const current = scheduler.session(id).status;
+    let client = optBool(req.args, "client");
+    let worker = optBool(req.args, "worker");
+    if (client === undefined && worker === undefined) client = worker = true;
+    const current = scheduler.session(id);
     await scheduler.changeSessionDurably(
       id,
-      current,
+      current.status,
       ["RUNNING", "PAUSED"],
-      () => scheduler.stopSubmission(id),
-      { submissionStopped: true },
+      () => scheduler.stopSubmission(id, client === true, worker === true),
+      {
+        clientSubmission: current.clientSubmission && client !== true,
+        workerSubmission: current.workerSubmission && worker !== true,
+      },
     );
-    return { msg: { sessionId: id, submissionStopped: true } };
+    return { msg: record(id) };
   });
   map.register("sessions.purge", async (req) => {
     const id = sessionId(req.args);
@@ -101,7 +112,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       scheduler.purgeSession(id),
     );
     await settle();
-    return { msg: { sessionId: sessionId(req.args), status: "PURGED", purgedResults: purged } };
+    return { msg: { ...record(id), purgedResults: purged } };
   });
   map.register("sessions.delete", async (req) => {
     const id = sessionId(req.args);
@@ -112,6 +123,6 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       () => scheduler.deleteSession(id),
     );
     await settle();
-    return { msg: { sessionId: id, status: "DELETED", removed } };
+    return { msg: { ...record(id), removed } };
   });
 }

@@ -63,8 +63,15 @@ export interface Session {
   defaultTaskOptions: TaskOptions;
   partitionIds: string[];
   taskCount: number;
-  /** sessions.stopSubmission: no new tasks, though the session keeps its status. */
-  submissionStopped: boolean;
+  /** Clients may submit tasks (ArmoniK's clientSubmission); sessions.stopSubmission {client} ends it. */
+  clientSubmission: boolean;
+  /** Running tasks may submit child tasks (ArmoniK's workerSubmission); stopSubmission {worker} ends it. */
+  workerSubmission: boolean;
+  /** When it was cancelled, closed, purged, deleted (ms since the epoch), null while it was not. */
+  cancelledAt: number | null;
+  closedAt: number | null;
+  purgedAt: number | null;
+  deletedAt: number | null;
 }
 
 export interface Result {

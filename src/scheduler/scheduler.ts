@@ -19,6 +19,9 @@ import { mergeTaskOptions } from "./task-options.js";
 import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
 
+/** How long, and how many, deleted sessions' records `sessions.get` still answers (memory only). */
+const DELETED_RETENTION_MS = 60 * 60_000;
+const MAX_DELETED = 10_000;
 /** The cache of recent outputs, by default (`--result-cache-mb`). */
 export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
 /** The most result data the memory store holds, by default (`--memory-store-mb`). */
@@ -106,6 +109,8 @@ export class Scheduler {
    */
   private readonly orphans = new Map<string, Task>();
   private keptRequests: { key: string; at: number; tasks: Task[] }[] = [];
+  /** Sessions deleted lately, oldest first: `sessions.get` answers their DELETED record a while. */
+  private readonly deletedSessions = new Map<string, Session>();
   /** Results created by attempts still running (their staging): invisible to clients until committed. */
   private readonly stagedResults = new Set<string>();
   /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
@@ -185,6 +190,14 @@ export class Scheduler {
     }
     for (const s of state.sessions) {
       s.taskCount = 0;
+      // Records of zgrid before sessions had their submission flags and times.
+      const old = s as Session & { submissionStopped?: boolean };
+      if (s.clientSubmission === undefined) s.clientSubmission = s.workerSubmission = !old.submissionStopped;
+      delete old.submissionStopped;
+      s.cancelledAt ??= null;
+      s.closedAt ??= null;
+      s.purgedAt ??= null;
+      s.deletedAt ??= null;
       this.sessions.set(s.id, s);
     }
     for (const r of state.results) {
@@ -286,7 +299,12 @@ export class Scheduler {
       defaultTaskOptions: mergeTaskOptions(defaultTaskOptions),
       partitionIds,
       taskCount: 0,
-      submissionStopped: false,
+      clientSubmission: true,
+      workerSubmission: true,
+      cancelledAt: null,
+      closedAt: null,
+      purgedAt: null,
+      deletedAt: null,
     };
     if (partitionIds.length > 0 && defaultTaskOptions.partitionId === undefined) {
       session.defaultTaskOptions.partitionId = partitionIds[0];
@@ -300,6 +318,22 @@ export class Scheduler {
     const s = this.sessions.get(id);
     if (!s) throw notFound(`session ${id} does not exist`);
     return s;
+  }
+
+  /** A session, or the record of one deleted lately (kept DELETED_RETENTION_MS, at most MAX_DELETED). */
+  sessionRecord(id: string): Session {
+    const s = this.sessions.get(id) ?? this.deletedSessions.get(id);
+    if (!s) throw notFound(`session ${id} does not exist`);
+    return s;
+  }
+
+  private rememberDeleted(session: Session): void {
+    this.deletedSessions.set(session.id, session);
+    const before = Date.now() - DELETED_RETENTION_MS;
+    for (const [id, s] of this.deletedSessions) {
+      if (this.deletedSessions.size <= MAX_DELETED && (s.deletedAt ?? 0) >= before) break;
+      this.deletedSessions.delete(id);
+    }
   }
 
   // ---- results -------------------------------------------------------------------------------------
@@ -544,7 +578,7 @@ export class Scheduler {
    */
   submitTasks(sessionId: string, submissionOptions: Partial<TaskOptions>, items: TaskSubmission[]): Task[] {
     const session = this.session(sessionId);
-    this.requireSubmission(session);
+    this.requireSubmission(session, "client");
     this.requireBatch(items.length, "tasks");
     const options = this.validateSubmission(session, submissionOptions, items, null);
     if (this.maxMemoryResultBytes !== Infinity) {
@@ -789,7 +823,7 @@ export class Scheduler {
   ): Task[] {
     const task = this.runningTask(workerId, taskId);
     const session = this.session(task.sessionId);
-    this.requireSubmission(session);
+    this.requireSubmission(session, "worker");
     this.requireBatch(items.length, "tasks");
     const options = this.validateSubmission(session, submissionOptions, items, task);
     const st = this.staging(task);
@@ -1284,6 +1318,7 @@ export class Scheduler {
   /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
   cancelSession(sessionId: string): { cancelled: Record<string, number> } {
     const session = this.transition(sessionId, "CANCELLED", ["RUNNING", "PAUSED", "CLOSED"]);
+    session.cancelledAt = Date.now();
     this.setSessionStatus(session, "CANCELLED");
     const cancelled = this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was cancelled`);
     for (const r of this.results.values()) if (r.sessionId === sessionId) this.abortResult(r);
@@ -1305,18 +1340,24 @@ export class Scheduler {
   }
 
   closeSession(sessionId: string): void {
-    this.setSessionStatus(this.transition(sessionId, "CLOSED", ["RUNNING", "PAUSED"]), "CLOSED");
+    const session = this.transition(sessionId, "CLOSED", ["RUNNING", "PAUSED"]);
+    session.closedAt = Date.now();
+    this.setSessionStatus(session, "CLOSED");
   }
 
-  stopSubmission(sessionId: string): void {
-    const session = this.transition(sessionId, "RUNNING", ["RUNNING", "PAUSED"]);
-    session.submissionStopped = true;
+  /** sessions.stopSubmission: clients, running tasks (child tasks), or both submit no more tasks. */
+  stopSubmission(sessionId: string, client: boolean, worker: boolean): Session {
+    const session = this.session(sessionId);
+    if (client) session.clientSubmission = false;
+    if (worker) session.workerSubmission = false;
     this.store.session(session);
+    return session;
   }
 
   /** Result data deleted, metadata kept. */
   purgeSession(sessionId: string): { purged: number } {
     const session = this.transition(sessionId, "PURGED", ["CLOSED", "CANCELLED"]);
+    session.purgedAt = Date.now();
     this.setSessionStatus(session, "PURGED");
     let purged = 0;
     for (const r of this.results.values()) {
@@ -1380,6 +1421,7 @@ export class Scheduler {
       this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was deleted`);
     }
     session.status = "DELETED";
+    session.deletedAt = Date.now();
     let tasks = 0;
     let results = 0;
     for (const t of this.sessionTasks(sessionId)) {
@@ -1403,6 +1445,7 @@ export class Scheduler {
     }
     this.events.removeSession(sessionId);
     this.sessions.delete(sessionId);
+    this.rememberDeleted(session);
     this.store.deleteSession(sessionId);
     return { tasks, results };
   }
@@ -1656,10 +1699,12 @@ export class Scheduler {
     }
   }
 
-  private requireSubmission(session: Session): void {
+  private requireSubmission(session: Session, by: "client" | "worker"): void {
     this.requireOpen(session);
-    if (session.submissionStopped) {
-      throw failedPrecondition(`session ${session.id} stopped taking submissions (sessions.stopSubmission)`);
+    if (by === "client" ? !session.clientSubmission : !session.workerSubmission) {
+      throw failedPrecondition(
+        `session ${session.id} stopped taking ${by === "client" ? "submissions from clients" : "child tasks from its tasks"} (sessions.stopSubmission)`,
+      );
     }
   }
 

@@ -9,8 +9,21 @@ export function sessionView(s: Session): Record<string, unknown> {
     partitionIds: s.partitionIds,
     defaultTaskOptions: s.defaultTaskOptions,
     taskCount: s.taskCount,
-    submissionStopped: s.submissionStopped,
+    clientSubmission: s.clientSubmission,
+    workerSubmission: s.workerSubmission,
+    // Both stopped: what sessions.stopSubmission without flags does.
+    submissionStopped: !s.clientSubmission && !s.workerSubmission,
+    cancelledAt: s.cancelledAt,
+    closedAt: s.closedAt,
+    purgedAt: s.purgedAt,
+    deletedAt: s.deletedAt,
+    // From creation to its end (closed, cancelled, deleted), null while it runs.
+    duration: sessionEnd(s) === null ? null : sessionEnd(s)! - s.createdAt,
   };
+}
+
+function sessionEnd(s: Session): number | null {
+  return s.closedAt ?? s.cancelledAt ?? s.deletedAt ?? null;
 }
 
 export function resultView(r: Result): Record<string, unknown> {
