@@ -1,10 +1,9 @@
 import type { ZgridClient } from "../client/client.js";
-import type { ListQuery, ResultInfo, SessionInfo, TaskInfo } from "../client/types.js";
-import { table, time } from "./table.js";
+import type { ListQuery } from "../client/types.js";
+import { chooseColumns, listFields, type Kind } from "./list-columns.js";
+import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
 import { didYouMean, intFlag, parse, UsageError } from "./usage.js";
-
-type Kind = "sessions" | "tasks" | "results";
 
 const LIST_OPTIONS = {
   ...TARGET_OPTIONS,
@@ -16,6 +15,7 @@ const LIST_OPTIONS = {
   page: { type: "string" },
   "page-size": { type: "string" },
   limit: { type: "string" },
+  fields: { type: "string" },
 } as const;
 
 /** Task statuses a cancel leaves as they are. */
@@ -42,7 +42,7 @@ export function dataHelp(kind: Kind): string {
   const one = kind.slice(0, -1);
   const session = kind === "sessions" ? "" : "[--session ID] ";
   const lines = [
-    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--limit N] [--page N] [--json]`,
+    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--fields F,F] [--limit N] [--page N] [--json]`,
     `zgrid ${kind} get ID [--json]`,
     ...(kind === "results" ? [] : [`zgrid ${kind} cancel ID [ID ...] [--json]`]),
     "",
@@ -62,39 +62,13 @@ export function dataHelp(kind: Kind): string {
     ...(kind === "sessions" ? [] : [`  -s, --session ID               only the ${kind} of this session`]),
     `      --status S[,S]             only these statuses (${STATUS_EXAMPLES[kind]})`,
     `      --sort FIELD [--desc]      sort by a field (createdAt, status, ...), descending with --desc`,
+    `      --fields F[,F]             the columns to show, of: ${listFields(kind).join(", ")}`,
     `      --limit N                  ${kind} a page (default 100, at most 10000; also --page-size)`,
     `      --page N                   which page, from 0 (default 0)`,
     `      --json                     print JSON`,
   ];
   return lines.join("\n");
 }
-
-function row(kind: Kind, item: SessionInfo | TaskInfo | ResultInfo): string[] {
-  if (kind === "sessions") {
-    const s = item as SessionInfo;
-    return [s.sessionId, s.status, String(s.taskCount), s.partitionIds.join(",") || "-", time(s.createdAt)];
-  }
-  if (kind === "tasks") {
-    const t = item as TaskInfo;
-    return [
-      t.taskId,
-      t.status,
-      t.options.partitionId,
-      t.options.applicationName || "-",
-      String(t.attempts.length),
-      time(t.createdAt),
-      (t.error ?? "").slice(0, 60),
-    ];
-  }
-  const r = item as ResultInfo;
-  return [r.resultId, r.status, r.name, String(r.size), r.ownerTaskId ?? "-", time(r.createdAt)];
-}
-
-const HEADERS: Record<Kind, string[]> = {
-  sessions: ["SESSION", "STATUS", "TASKS", "PARTITIONS", "CREATED"],
-  tasks: ["TASK", "STATUS", "PARTITION", "APPLICATION", "ATTEMPTS", "CREATED", "ERROR"],
-  results: ["RESULT", "STATUS", "NAME", "BYTES", "OWNER", "CREATED"],
-};
 
 async function list(c: ZgridClient, kind: Kind, query: ListQuery) {
   if (kind === "sessions") return c.listSessions(query);
@@ -141,13 +115,20 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
       };
       if (values.sort) query.sort = { field: String(values.sort), direction: values.desc ? "desc" : "asc" };
       else if (DEFAULT_SORT[kind]) query.sort = DEFAULT_SORT[kind];
+      // Checked before the server is asked: a wrong field costs no request.
+      const columns = chooseColumns(kind, values.fields === undefined ? undefined : String(values.fields));
       const page = await withClient(values, "default", (c) => list(c, kind, query));
+      const items = page.items as unknown as Record<string, unknown>[];
+      if (json && values.fields !== undefined) {
+        const pick = (i: Record<string, unknown>) =>
+          Object.fromEntries(columns.map((c) => [c.name, i[c.name]]));
+        return (print({ ...page, items: items.map(pick) }), 0);
+      }
       if (json) return (print(page), 0);
-      const items = page.items as (SessionInfo | TaskInfo | ResultInfo)[];
       print(
         table(
-          HEADERS[kind],
-          items.map((i) => row(kind, i)),
+          columns.map((c) => c.header),
+          items.map((i) => columns.map((c) => c.cell(i))),
         ),
       );
       print(pageLine(kind, items.length, page.total, query));

@@ -56,6 +56,11 @@ export interface ResultInfo {
   name: string;
   status: ResultStatus;
   ownerTaskId: string | null;
+  /**
+   * Who created it: the id of the task whose attempt did (an output or a result it made through its
+   * agent), else the user of the client that did; null on records older than lineage.
+   */
+  createdBy: string | null;
   size: number;
   createdAt: number;
   completedAt: number | null;
@@ -64,6 +69,11 @@ export interface ResultInfo {
 export interface AttemptInfo {
   number: number;
   workerId: string;
+  /** When it entered the queue: the task's submittedAt for the first, the previous attempt's end for a retry. */
+  queuedAt: number | null;
+  /** When it was sent to its worker. */
+  dispatchedAt: number;
+  /** When its worker reported it started; its dispatchedAt until then. */
   startedAt: number;
   endedAt: number | null;
   status: string | null;
@@ -78,8 +88,23 @@ export interface TaskInfo {
   expectedOutputIds: string[];
   dataDependencies: string[];
   options: Required<TaskOptions>;
+  /** The parent task's id for a child task, else the submitting client's user (null on older records). */
+  createdBy: string | null;
+  /** The task that submitted it through its agent: one id, or none for a client's task. */
+  parentTaskIds: string[];
+  /** zgrid retries a task as a new attempt of the same task: this is always the task's own id. */
+  initialTaskId: string;
+  /** Always empty: a retry is an attempt of the same task (see attempts), not a new task. */
+  retryOfTaskIds: string[];
+  /** Same as receivedAt (its older name). */
   createdAt: number;
+  /** When the server read the submission (ms since 1970, as every time here). */
+  receivedAt: number;
+  /** When it entered its partition's queue. */
   submittedAt: number | null;
+  /** When its latest attempt was sent to a worker. */
+  dispatchedAt: number | null;
+  /** When its latest attempt started on the worker. */
   startedAt: number | null;
   endedAt: number | null;
   error: string | null;
@@ -137,9 +162,17 @@ export interface WaitResult {
   statuses: Record<string, ResultStatus>;
 }
 
+/** Where a task comes from, as {@link TaskInfo} has it. */
+export type TaskLineage = Pick<TaskInfo, "createdBy" | "parentTaskIds" | "initialTaskId" | "retryOfTaskIds">;
+/** A task's times, as {@link TaskInfo} has them. */
+export type TaskTimes = Pick<
+  TaskInfo,
+  "receivedAt" | "submittedAt" | "dispatchedAt" | "startedAt" | "endedAt"
+>;
+
 /** An event of `events.subscribe` (design §4). */
 export type SessionEvent =
-  | {
+  | ({
       type: "newTask";
       sessionId: string;
       taskId: string;
@@ -148,8 +181,16 @@ export type SessionEvent =
       expectedOutputIds: string[];
       dataDependencies: string[];
       partitionId: string;
-    }
-  | { type: "taskStatusUpdate"; sessionId: string; taskId: string; status: TaskStatus }
+    } & TaskLineage &
+      TaskTimes)
+  | ({
+      type: "taskStatusUpdate";
+      sessionId: string;
+      taskId: string;
+      status: TaskStatus;
+      /** The attempt this status belongs to (0 before the first dispatch). */
+      attempt: number;
+    } & TaskTimes)
   | {
       type: "newResult";
       sessionId: string;
@@ -157,6 +198,7 @@ export type SessionEvent =
       name: string;
       status: ResultStatus;
       ownerTaskId: string | null;
+      createdBy: string | null;
     }
   | { type: "resultStatusUpdate"; sessionId: string; resultId: string; status: ResultStatus }
   | {

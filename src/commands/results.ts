@@ -26,7 +26,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   map.register("results.create", async (req) => {
     const sessionId = str(req.args, "sessionId");
     const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
-    const created = scheduler.createResults(sessionId, items);
+    const created = scheduler.createResults(sessionId, items, req.user);
     try {
       await scheduler.store.flush();
     } catch (err) {

@@ -57,7 +57,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument("requestKey must be a string of 1 to 128 characters");
     const key = requestKey === undefined ? undefined : `${sessionId}\u0000${requestKey}`;
     const submit = async (): Promise<SubmitAnswer> => {
-      const tasks = scheduler.submitTasks(sessionId, options, items);
+      const tasks = scheduler.submitTasks(sessionId, options, items, req.user);
       if (key !== undefined && tasks.length > 0) {
         const at = Date.now();
         const [first] = tasks;

@@ -197,7 +197,7 @@ export const PAGE_JS = `"use strict";
         if (r.status === 401) return showLogin("Log in again.");
         if (!r.ok) return fill($("task-list"), [el("tr", {}, [td(b.error, "err")])]);
         fill($("task-list"), b.items.map(function (t) {
-          return el("tr", { "data-task-id": t.taskId }, [td(t.taskId, "id"), td(t.status), td(t.attempts.length + " attempt(s)", "n"),
+          return el("tr", { "data-task-id": t.taskId }, [td(t.taskId, "id"), td(t.status), td(t.createdBy || "-", "id"), td(t.attempts.length + " attempt(s)", "n"),
             td(t.error || "", "err"), el("td", {}, [el("button", { text: "Attempts", onclick: function () { showTask(t.taskId); } })])]);
         }));
       });
@@ -211,13 +211,17 @@ export const PAGE_JS = `"use strict";
         var box = $("task-detail");
         if (!r.ok) return box.replaceChildren(el("p", { text: t.error, class: "err" }));
         var rows = t.attempts.map(function (a) {
-          return el("tr", {}, [td(a.number, "n"), td(a.workerId || "-", "id"), td(time(a.startedAt)), td(time(a.endedAt)), td(a.status || "running"), td(a.error || "", "err")]);
+          return el("tr", {}, [td(a.number, "n"), td(a.workerId || "-", "id"), td(time(a.queuedAt)), td(time(a.dispatchedAt)), td(time(a.startedAt)), td(time(a.endedAt)), td(a.status || "running"), td(a.error || "", "err")]);
         });
         box.replaceChildren(
           el("h2", { text: "Task " + t.taskId }),
           el("p", { text: "status " + t.status + ", session " + t.sessionId + ", partition " + t.options.partitionId +
             ", worker " + (t.workerId || "-") + (t.error ? ", error: " + t.error : "") }),
-          el("table", { id: "attempts" }, [el("thead", {}, [el("tr", {}, ["#", "Worker", "Started (UTC)", "Ended (UTC)", "Status", "Error"].map(function (h) { return el("th", { text: h }); }))]),
+          el("p", { id: "task-lineage", text: "created by " + (t.createdBy || "-") + ", parent " + ((t.parentTaskIds || []).join(", ") || "none") +
+            ", initial task " + (t.initialTaskId || t.taskId) }),
+          el("p", { id: "task-times", text: "received " + time(t.receivedAt) + ", queued " + time(t.submittedAt) + ", dispatched " + time(t.dispatchedAt) +
+            ", started " + time(t.startedAt) + ", ended " + time(t.endedAt) + " (UTC)" }),
+          el("table", { id: "attempts" }, [el("thead", {}, [el("tr", {}, ["#", "Worker", "Queued (UTC)", "Dispatched (UTC)", "Started (UTC)", "Ended (UTC)", "Status", "Error"].map(function (h) { return el("th", { text: h }); }))]),
             el("tbody", {}, rows)]));
       });
     });

@@ -1,4 +1,5 @@
 import type { Result, Task } from "./model.js";
+import { taskLineage, taskTimes } from "./views.js";
 
 export const EVENT_TYPES = [
   "newTask",
@@ -102,6 +103,9 @@ export class EventHub {
       sessionId: t.sessionId,
       taskId: t.id,
       status: t.status,
+      // The attempt this status belongs to (0 before the first dispatch), and the times so far.
+      attempt: t.attempts.length,
+      ...taskTimes(t),
     }));
   }
 
@@ -153,6 +157,8 @@ export function newTaskEvent(t: Task): Record<string, unknown> {
     expectedOutputIds: t.expectedOutputIds,
     dataDependencies: t.dataDependencies,
     partitionId: t.options.partitionId,
+    ...taskLineage(t),
+    ...taskTimes(t),
   };
 }
 
@@ -164,5 +170,6 @@ export function newResultEvent(r: Result): Record<string, unknown> {
     name: r.name,
     status: r.status,
     ownerTaskId: r.ownerTaskId,
+    createdBy: r.createdBy,
   };
 }

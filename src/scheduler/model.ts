@@ -81,6 +81,12 @@ export interface Result {
   status: ResultStatus;
   /** The task that must produce it; null for data a client uploads. */
   ownerTaskId: string | null;
+  /**
+   * Who created it: the id of the task whose attempt created it (through its agent, or as a child's
+   * payload or output), else the user of the client that did (its header's `user`, "anonymous" when it
+   * gave none); null on a record kept by a zgrid older than lineage.
+   */
+  createdBy: string | null;
   data: Buffer | null;
   size: number;
   createdAt: number;
@@ -92,6 +98,14 @@ export interface Result {
 export interface Attempt {
   number: number;
   workerId: string;
+  /**
+   * When this attempt entered its partition's queue: the task's submittedAt for the first, the end of
+   * the attempt before for a retry (null on a record kept by a zgrid older than lineage).
+   */
+  queuedAt: number | null;
+  /** When it was sent to its worker. */
+  dispatchedAt: number;
+  /** When its worker reported it started (STARTED); its dispatch time until then. */
   startedAt: number;
   endedAt: number | null;
   status: string | null;
@@ -108,10 +122,20 @@ export interface Task {
   status: TaskStatus;
   /** Submission order, for FIFO within a priority. */
   seq: number;
+  /** When the server read the request that submitted it (the view's receivedAt too). */
   createdAt: number;
+  /** When it first entered its partition's queue (its dependencies were there). */
   submittedAt: number | null;
+  /** When its worker reported its latest attempt started. */
   startedAt: number | null;
   endedAt: number | null;
+  /**
+   * Who submitted it: the parent task's id for a child task, else the client's user; null on a record
+   * kept by a zgrid older than lineage. A shared string: the parent's id, or one per user.
+   */
+  createdBy: string | null;
+  /** The task that submitted it through its agent; null for a client's task. */
+  parentTaskId: string | null;
   error: string | null;
   attempts: Attempt[];
   /** Payload and dependencies not yet COMPLETED. */

@@ -59,6 +59,39 @@ function attemptsOf(task: Task): Attempt[] {
   return task.attempts;
 }
 
+/**
+ * A new attempt of `task`, dispatched to `workerId` at `now`. It was queued when the task was first
+ * submitted, or, for a retry, when the attempt before it ended (a retry is queued at once).
+ */
+function newAttempt(task: Task, workerId: string, now: number): void {
+  const attempts = attemptsOf(task);
+  const before = attempts.at(-1);
+  attempts.push({
+    number: attempts.length + 1,
+    workerId,
+    queuedAt: before === undefined ? task.submittedAt : before.endedAt,
+    dispatchedAt: now,
+    startedAt: now,
+    endedAt: null,
+    status: null,
+    error: null,
+  });
+}
+
+/**
+ * A task record kept by a zgrid before lineage: no createdBy or parent, attempts without their queue and
+ * dispatch times (an attempt's startedAt was its dispatch time until its worker reported a start).
+ */
+function upgradeTask(t: Task): void {
+  if (t.createdBy !== undefined) return;
+  t.createdBy = null;
+  t.parentTaskId ??= null;
+  for (const a of t.attempts) {
+    a.queuedAt ??= null;
+    a.dispatchedAt ??= a.startedAt;
+  }
+}
+
 /** Names of the results a submission creates for a task: shared strings, not one per task. */
 const OUTPUT_NAMES = Array.from({ length: 16 }, (_, k) => `output-${k}`);
 
@@ -76,6 +109,9 @@ const RUN_TIME_WEIGHT = 0.2;
 const PREFETCH_PAYLOAD_BYTES = 64 * 1024 * 1024;
 /** Payloads up to this size travel inside TASKS; larger ones are fetched by the worker. */
 export const INLINE_PAYLOAD_BYTES = 1024 * 1024;
+
+/** Users kept as one shared string each (a task's createdBy), at most this many; others as given. */
+const MAX_INTERNED_USERS = 10_000;
 
 /** The dependencies of a task that has none: shared, never written to. */
 const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
@@ -116,6 +152,8 @@ export class Scheduler {
   /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
   private readonly uploading = new Set<string>();
   private seq = 0;
+  /** user → its one string: the createdBy of a million tasks is one string, not one per request. */
+  private readonly users = new Map<string, string>();
   private dispatchScheduled = false;
   private readonly log: Logger;
   private readonly runDispatch = (): void => this.dispatch();
@@ -201,6 +239,8 @@ export class Scheduler {
       this.sessions.set(s.id, s);
     }
     for (const r of state.results) {
+      // Records of zgrid before lineage.
+      r.createdBy ??= null;
       this.results.set(r.id, r);
       if (r.status === "DELETED" && r.stored) {
         // Its deletion was committed first (deleteResultsData), the removal of its data after it: a
@@ -220,6 +260,7 @@ export class Scheduler {
     let requeued = 0;
     let lost = 0;
     for (const t of state.tasks) {
+      upgradeTask(t);
       this.tasks.set(t.id, t);
       this.counts.add(t.options.partitionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
@@ -362,14 +403,16 @@ export class Scheduler {
     return r;
   }
 
-  createResults(sessionId: string, items: NewResult[]): Result[] {
+  /** A client's results.create; `createdBy`: the client's user. */
+  createResults(sessionId: string, items: NewResult[], createdBy = "client"): Result[] {
     const session = this.session(sessionId);
     this.requireOpen(session);
     this.requireBatch(items.length, "results");
     let bytes = 0;
     for (const item of items) bytes += item.data?.length ?? 0;
     this.checkDataRoom(bytes);
-    return items.map((item) => this.newResult(sessionId, item.name, item.data));
+    const by = this.user(createdBy);
+    return items.map((item) => this.newResult(sessionId, item.name, by, item.data));
   }
 
   /** Takes back results whose creation the store refused (see withdrawTasks). */
@@ -381,14 +424,29 @@ export class Scheduler {
     }
   }
 
+  /** One shared string per user, so that what a user creates does not each hold a copy of its name. */
+  private user(name: string): string {
+    const known = this.users.get(name);
+    if (known !== undefined) return known;
+    if (this.users.size < MAX_INTERNED_USERS) this.users.set(name, name);
+    return name;
+  }
+
   /** A new result; with `staging` it belongs to a running attempt and is announced only when committed. */
-  private newResult(sessionId: string, name: string, data?: Buffer, staging?: AttemptStaging | null): Result {
+  private newResult(
+    sessionId: string,
+    name: string,
+    createdBy: string,
+    data?: Buffer,
+    staging?: AttemptStaging | null,
+  ): Result {
     const r: Result = {
       id: this.ids.next("r"),
       sessionId,
       name,
       status: "CREATED",
       ownerTaskId: null,
+      createdBy,
       data: null,
       size: 0,
       createdAt: Date.now(),
@@ -576,7 +634,12 @@ export class Scheduler {
    * Submits a batch atomically: every task is checked before any is created, so a bad task leaves the
    * session unchanged.
    */
-  submitTasks(sessionId: string, submissionOptions: Partial<TaskOptions>, items: TaskSubmission[]): Task[] {
+  submitTasks(
+    sessionId: string,
+    submissionOptions: Partial<TaskOptions>,
+    items: TaskSubmission[],
+    createdBy = "client",
+  ): Task[] {
     const session = this.session(sessionId);
     this.requireSubmission(session, "client");
     this.requireBatch(items.length, "tasks");
@@ -586,7 +649,7 @@ export class Scheduler {
       for (const item of items) bytes += item.payload?.length ?? 0;
       this.checkDataRoom(bytes);
     }
-    const tasks = this.buildTasks(sessionId, items, options, null);
+    const tasks = this.buildTasks(sessionId, items, options, null, this.user(createdBy), null);
     for (const t of tasks) this.insertTask(t);
     return tasks;
   }
@@ -690,17 +753,22 @@ export class Scheduler {
     return options;
   }
 
-  /** Makes the Task objects and their inline payload / new output results; inserts no task. */
+  /**
+   * Makes the Task objects and their inline payload / new output results; inserts no task. `createdBy`:
+   * the client's user, or the parent's id when `parent` submits them through its agent.
+   */
   private buildTasks(
     sessionId: string,
     items: TaskSubmission[],
     options: TaskOptions[],
     staging: AttemptStaging | null,
+    createdBy: string,
+    parent: Task | null,
   ): Task[] {
     const now = Date.now();
     const created: Task[] = new Array(items.length);
     const result = (name: string, data?: Buffer): string => {
-      const r = this.newResult(sessionId, name, data, staging);
+      const r = this.newResult(sessionId, name, createdBy, data, staging);
       return r.id;
     };
     let lastPayloadId: string | null = null;
@@ -738,6 +806,8 @@ export class Scheduler {
         submittedAt: null,
         startedAt: null,
         endedAt: null,
+        createdBy,
+        parentTaskId: parent === null ? null : parent.id,
         error: null,
         attempts: NO_ATTEMPTS,
         remainingDeps: 0,
@@ -794,7 +864,7 @@ export class Scheduler {
     this.requireBatch(items.length, "results");
     const st = this.staging(task);
     return items.map((item) => {
-      const r = this.newResult(task.sessionId, item.name, undefined, st);
+      const r = this.newResult(task.sessionId, item.name, task.id, undefined, st);
       if (item.data) st.uploads.set(r.id, item.data);
       return r;
     });
@@ -827,7 +897,7 @@ export class Scheduler {
     this.requireBatch(items.length, "tasks");
     const options = this.validateSubmission(session, submissionOptions, items, task);
     const st = this.staging(task);
-    const children = this.buildTasks(task.sessionId, items, options, st);
+    const children = this.buildTasks(task.sessionId, items, options, st, task.id, task);
     st.children.push(...children);
     return children;
   }
@@ -939,16 +1009,10 @@ export class Scheduler {
         }
         if (!best || !bestApp) break;
         const task = best.popFrom(bestApp)!;
-        this.setStatus(task, "DISPATCHED");
+        // The attempt first: the status event carries its times.
+        newAttempt(task, w.id, now);
         task.workerId = w.id;
-        attemptsOf(task).push({
-          number: task.attempts.length + 1,
-          workerId: w.id,
-          startedAt: now,
-          endedAt: null,
-          status: null,
-          error: null,
-        });
+        this.setStatus(task, "DISPATCHED");
         w.inflight.add(task.id);
         (batch ??= []).push(task);
         free--;
@@ -1091,16 +1155,9 @@ export class Scheduler {
     const now = Date.now();
     for (const q of this.queues.values()) {
       for (const t of q.remove((t) => adopt.has(t.id))) {
-        this.setStatus(t, "DISPATCHED");
+        newAttempt(t, workerId, now);
         t.workerId = workerId;
-        attemptsOf(t).push({
-          number: t.attempts.length + 1,
-          workerId,
-          startedAt: now,
-          endedAt: null,
-          status: null,
-          error: null,
-        });
+        this.setStatus(t, "DISPATCHED");
         w.inflight.add(t.id);
       }
     }
@@ -1144,9 +1201,9 @@ export class Scheduler {
     for (const id of taskIds) {
       const task = this.tasks.get(id);
       if (!task || task.workerId !== workerId || task.status !== "DISPATCHED") continue;
-      this.setStatus(task, "PROCESSING");
       task.startedAt = now;
       task.attempts[task.attempts.length - 1].startedAt = now;
+      this.setStatus(task, "PROCESSING");
     }
   }
 

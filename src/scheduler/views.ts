@@ -33,9 +33,43 @@ export function resultView(r: Result): Record<string, unknown> {
     name: r.name,
     status: r.status,
     ownerTaskId: r.ownerTaskId,
+    createdBy: r.createdBy,
     size: r.size,
     createdAt: r.createdAt,
     completedAt: r.completedAt,
+  };
+}
+
+/** No ids: shared by every view that has none, never written to. */
+const NO_IDS: readonly string[] = Object.freeze([]);
+
+/**
+ * Where a task comes from (docs/protocol.md, "Lineage"). zgrid retries a task as a new attempt of the
+ * same task (same id, attempts listed), not as a new task: so its initial task is itself, and it is the
+ * retry of no other task.
+ */
+export function taskLineage(t: Task): Record<string, unknown> {
+  return {
+    createdBy: t.createdBy,
+    parentTaskIds: t.parentTaskId === null ? NO_IDS : [t.parentTaskId],
+    initialTaskId: t.id,
+    retryOfTaskIds: NO_IDS,
+  };
+}
+
+/**
+ * A task's times, epoch ms, null until reached: received (the server read its submission), submitted
+ * (entered its partition's queue), then of its latest attempt dispatched (sent to a worker), started
+ * (the worker said so), and its end. Each attempt has its own in `attempts`.
+ */
+export function taskTimes(t: Task): Record<string, number | null> {
+  const last = t.attempts.length === 0 ? undefined : t.attempts[t.attempts.length - 1];
+  return {
+    receivedAt: t.createdAt,
+    submittedAt: t.submittedAt,
+    dispatchedAt: last === undefined ? null : last.dispatchedAt,
+    startedAt: t.startedAt,
+    endedAt: t.endedAt,
   };
 }
 
@@ -48,10 +82,10 @@ export function taskView(t: Task): Record<string, unknown> {
     expectedOutputIds: t.expectedOutputIds,
     dataDependencies: t.dataDependencies,
     options: t.options,
+    ...taskLineage(t),
+    // Its older name for receivedAt, kept: filters (createdAfter) and sorting use it.
     createdAt: t.createdAt,
-    submittedAt: t.submittedAt,
-    startedAt: t.startedAt,
-    endedAt: t.endedAt,
+    ...taskTimes(t),
     error: t.error,
     workerId: t.workerId,
     attempts: t.attempts,

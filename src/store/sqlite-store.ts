@@ -23,6 +23,9 @@ import type { KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
  * no longer inside its doc (1), so that the server can drop it from memory once committed.
  */
 export const SCHEMA_VERSION = 2;
+// Fields added to the docs since (a task's and a result's createdBy, a task's parentTaskId, an attempt's
+// queuedAt and dispatchedAt) need no new version: a doc is a msgpack map, an older row loads without
+// them and Scheduler.restore fills them in (upgradeTask), and an older zgrid ignores them.
 /** Result data is stored in rows of this size, and read back by range. */
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Data up to this size is kept in the result's row, larger data in chunk rows. */
@@ -374,6 +377,7 @@ export class SqliteStore implements Store {
         name: r.name,
         status: r.status,
         ownerTaskId: r.ownerTaskId,
+        createdBy: r.createdBy,
         size: r.size,
         createdAt: r.createdAt,
         completedAt: r.completedAt,
@@ -410,6 +414,8 @@ export class SqliteStore implements Store {
         submittedAt: t.submittedAt,
         startedAt: t.startedAt,
         endedAt: t.endedAt,
+        createdBy: t.createdBy,
+        parentTaskId: t.parentTaskId,
         error: t.error,
         attempts: t.attempts,
         workerId: t.workerId,
