@@ -62,7 +62,10 @@ export function dataHelp(kind: Kind): string {
     ...(kind === "sessions" ? [] : [`  -s, --session ID               only the ${kind} of this session`]),
     `      --status S[,S]             only these statuses (${STATUS_EXAMPLES[kind]})`,
     `      --sort FIELD [--desc]      sort by a field (createdAt, status, ...), descending with --desc`,
-    `      --fields F[,F]             the columns to show, of: ${listFields(kind).join(", ")}`,
+    ...wrapHelp(
+      "      --fields F[,F]             ",
+      `the columns to show, of: ${listFields(kind).join(", ")}`,
+    ),
     `      --limit N                  ${kind} a page (default 100, at most 10000; also --page-size)`,
     `      --page N                   which page, from 0 (default 0)`,
     `      --json                     print JSON`,
@@ -195,6 +198,21 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
         `unknown action "${verb}": use list, get${kind === "results" ? "" : " or cancel"}`,
       );
   }
+}
+
+/** A help entry: `head` then `text` wrapped at 100 columns, the lines after indented as far as `head`. */
+function wrapHelp(head: string, text: string): string[] {
+  const lines: string[] = [];
+  let line = head;
+  for (const word of text.split(" ")) {
+    if (line.length + word.length > 100 && line.trim().length > 0 && line.length > head.length) {
+      lines.push(line.trimEnd());
+      line = " ".repeat(head.length);
+    }
+    line += word + " ";
+  }
+  lines.push(line.trimEnd());
+  return lines;
 }
 
 /** "1 SUBMITTED, 2 PROCESSING". */
