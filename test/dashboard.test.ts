@@ -197,6 +197,18 @@ describe("dashboard in headless Chromium", { concurrency: false }, () => {
       const attempt = await page.textContent("#attempts tbody tr");
       assert.match(attempt ?? "", /not a number/);
       assert.ok(attempt?.includes(workers.items[0]!.workerId), attempt ?? "");
+      // Its lineage and times (issue 18 item 5): the client's user created it; it was dispatched.
+      const shownId = await failed.getAttribute("data-task-id");
+      const shown = await client.getTask(shownId!);
+      assert.match(
+        (await page.textContent("#task-lineage")) ?? "",
+        new RegExp(`created by ${shown.createdBy}, parent none`),
+      );
+      const times = (await page.textContent("#task-times")) ?? "";
+      assert.ok(
+        times.includes(`dispatched ${new Date(shown.dispatchedAt!).toISOString().slice(11, 23)}`),
+        times,
+      );
 
       mkdirSync(join(ROOT, "test-output"), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
