@@ -158,6 +158,7 @@ describe("lineage and times", () => {
     assert.equal(second.queuedAt, first.endedAt);
     assert.ok(second.queuedAt! <= second.dispatchedAt && second.dispatchedAt <= second.startedAt);
     assert.equal(retried.dispatchedAt, second.dispatchedAt, "the task's times are its latest attempt's");
+    assert.equal(retried.startedAt, second.startedAt);
     assertTimesInOrder(retried);
   });
 

@@ -66,6 +66,8 @@ function attemptsOf(task: Task): Attempt[] {
 function newAttempt(task: Task, workerId: string, now: number): void {
   const attempts = attemptsOf(task);
   const before = attempts.at(-1);
+  // A retry has not started until its worker says so: not the attempt before's start.
+  if (before !== undefined) task.startedAt = null;
   attempts.push({
     number: attempts.length + 1,
     workerId,
