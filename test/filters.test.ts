@@ -362,6 +362,19 @@ describe("tasks.cancel {filter}", () => {
         after.items.map((x) => x.status),
         tasks.map((_, i) => (i % 2 === 1 ? "CANCELLED" : "SUBMITTED")),
       );
+      // The CLI cancels by filter too.
+      const r = await runCli([
+        "tasks",
+        "cancel",
+        "--url",
+        server.info!.url,
+        "--filter",
+        `sessionId=${sessionId},options.options.shard=0`,
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { cancelled: { SUBMITTED: 5 } });
+      assert.equal((await client.countTasks({ sessionId })).CANCELLED, 10);
     } finally {
       await client.close();
       await server.shutdown();
