@@ -1,5 +1,6 @@
 import type { ZgridClient } from "../client/client.js";
-import type { ListQuery } from "../client/types.js";
+import { parseFilterText } from "../client/filter-text.js";
+import type { Filter, ListQuery } from "../client/types.js";
 import { chooseColumns, listFields, type Kind } from "./list-columns.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
@@ -10,6 +11,7 @@ const LIST_OPTIONS = {
   json: { type: "boolean" },
   session: { type: "string", short: "s" },
   status: { type: "string" },
+  filter: { type: "string", multiple: true },
   sort: { type: "string" },
   desc: { type: "boolean" },
   page: { type: "string" },
@@ -32,6 +34,53 @@ const DEFAULT_SORT: Partial<Record<Kind, { field: string; direction: "asc" | "de
   sessions: { field: "createdAt", direction: "desc" },
 };
 
+const FILTER_EXAMPLES: Record<Kind, string> = {
+  sessions: `"status=RUNNING,createdAt>=2024-05-01"`,
+  tasks: `"status=COMPLETED,priority>=3|status=ERROR,options.options.color=red"`,
+  results: `"status=COMPLETED,size>1000000" or "name^=output-"`,
+};
+
+/** The filter of --filter (the short text form, or JSON), with --session and --status in every clause. */
+function filterOf(texts: string[], also: Record<string, unknown>): Filter {
+  let filter: Filter;
+  try {
+    if (texts.length === 1 && texts[0].trim().startsWith("{")) filter = JSON.parse(texts[0]) as Filter;
+    else filter = parseFilterText(texts);
+  } catch (err) {
+    throw new UsageError(`--filter: ${(err as Error).message}`);
+  }
+  const extra = Object.entries(also).map(([field, value]) => ({
+    field,
+    op: Array.isArray(value) ? ("in" as const) : ("eq" as const),
+    value,
+  }));
+  if (extra.length > 0 && Array.isArray(filter.or)) {
+    filter = { or: filter.or.map((c) => ({ and: [...(c.and ?? []), ...extra] })) };
+  }
+  return filter;
+}
+
+/** `--sort FIELD[:desc]` (or `--desc`); a bare task option (priority, ...) means options.FIELD. */
+function sortOf(text: string, desc: boolean): { field: string; direction: "asc" | "desc" } {
+  let field = text;
+  let direction: "asc" | "desc" = desc ? "desc" : "asc";
+  const m = /^(.*):(asc|desc)$/i.exec(text);
+  if (m) {
+    field = m[1];
+    direction = m[2].toLowerCase() as "asc" | "desc";
+  }
+  if (TASK_OPTION_NAMES.has(field)) field = `options.${field}`;
+  return { field, direction };
+}
+
+const TASK_OPTION_NAMES = new Set([
+  "maxDuration",
+  "maxRetries",
+  "priority",
+  "partitionId",
+  "applicationName",
+]);
+
 const STATUS_EXAMPLES: Record<Kind, string> = {
   sessions: "RUNNING, PAUSED, CLOSED, CANCELLED, ...",
   tasks: "SUBMITTED, PROCESSING, COMPLETED, ERROR, ...",
@@ -42,16 +91,17 @@ export function dataHelp(kind: Kind): string {
   const one = kind.slice(0, -1);
   const session = kind === "sessions" ? "" : "[--session ID] ";
   const lines = [
-    `zgrid ${kind} list ${session}[--status S[,S]] [--sort FIELD [--desc]] [--fields F,F] [--limit N] [--page N] [--json]`,
+    `zgrid ${kind} list ${session}[--status S[,S]] [--filter EXPR ...] [--sort FIELD[:desc]] [--fields F,F] [--limit N] [--page N] [--json]`,
     `zgrid ${kind} get ID [--json]`,
     ...(kind === "results" ? [] : [`zgrid ${kind} cancel ID [ID ...] [--json]`]),
+    ...(kind === "tasks" ? [`zgrid tasks cancel --filter EXPR [--filter EXPR ...] [--json]`] : []),
     "",
     `list: a page of ${kind}, as a table${kind === "sessions" ? ", newest first" : ""}, and how many more there are.`,
     `get: one ${one}, a line per field, times as ISO 8601 UTC (--json: milliseconds since 1970).`,
     ...(kind === "tasks"
       ? [
           "cancel: cancels tasks and says how many were, by the status they had; exit 1 when some could not",
-          "be (already ended, or unknown).",
+          "be (already ended, or unknown). With --filter: cancels every unfinished task the filter matches.",
         ]
       : kind === "sessions"
         ? ["cancel: cancels each session's unfinished tasks and says how many, by the status they had."]
@@ -61,7 +111,12 @@ export function dataHelp(kind: Kind): string {
     TARGET_HELP,
     ...(kind === "sessions" ? [] : [`  -s, --session ID               only the ${kind} of this session`]),
     `      --status S[,S]             only these statuses (${STATUS_EXAMPLES[kind]})`,
-    `      --sort FIELD [--desc]      sort by a field (createdAt, status, ...), descending with --desc`,
+    `      --filter EXPR              only what matches EXPR: FIELD OP VALUE conditions, "," between them for`,
+    `                                 AND, "|" (or another --filter) for OR; OP one of = != < <= > >= ~`,
+    `                                 (contains) !~ ^= (starts with) $= (ends with); =A;B is one of A, B;`,
+    `                                 e.g. ${FILTER_EXAMPLES[kind]}`,
+    `                                 (a JSON filter {"or":[{"and":[...]}]} too; docs/client.md)`,
+    `      --sort FIELD[:desc]        sort by any field (createdAt, status, ...), descending with :desc or --desc`,
     ...wrapHelp(
       "      --fields F[,F]             ",
       `the columns to show, of: ${listFields(kind).join(", ")}`,
@@ -111,12 +166,13 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
       if (values.limit !== undefined && values["page-size"] !== undefined)
         throw new UsageError("--limit and --page-size are one setting: give one");
       const sizeFlag = values.limit !== undefined ? "--limit" : "--page-size";
+      const texts = (values.filter as string[] | undefined) ?? [];
       const query: ListQuery = {
-        filter,
+        filter: texts.length > 0 ? filterOf(texts, filter) : filter,
         page: intFlag(values.page, "--page", 0) ?? 0,
         pageSize: intFlag(values.limit ?? values["page-size"], sizeFlag, 1, 10_000) ?? 100,
       };
-      if (values.sort) query.sort = { field: String(values.sort), direction: values.desc ? "desc" : "asc" };
+      if (values.sort) query.sort = sortOf(String(values.sort), Boolean(values.desc));
       else if (DEFAULT_SORT[kind]) query.sort = DEFAULT_SORT[kind];
       // Checked before the server is asked: a wrong field costs no request.
       const columns = chooseColumns(kind, values.fields === undefined ? undefined : String(values.fields));
@@ -157,6 +213,30 @@ export async function runData(kind: Kind, argv: string[]): Promise<number> {
     case "cancel": {
       if (kind === "results")
         throw new UsageError("results cannot be cancelled: cancel their tasks or session");
+      const texts = (values.filter as string[] | undefined) ?? [];
+      if (kind === "tasks" && texts.length > 0) {
+        if (positionals.length > 0)
+          throw new UsageError("zgrid tasks cancel takes ids or --filter, not both");
+        const filter = filterOf(texts, values.session ? { sessionId: values.session } : {});
+        const cancelled = await withClient(values, "default", async (c) => {
+          const all: Record<string, number> = {};
+          // At most 100,000 a call: again while the server says more are left.
+          for (let more = true; more;) {
+            const r = await c.cancelTasksWhere(filter);
+            for (const [status, n] of Object.entries(r.cancelled)) all[status] = (all[status] ?? 0) + n;
+            more = r.more;
+          }
+          return all;
+        });
+        if (json) return (print({ cancelled }), 0);
+        const n = Object.values(cancelled).reduce((a, b) => a + b, 0);
+        print(
+          n === 0
+            ? "no unfinished task matched: none cancelled"
+            : `${n} tasks cancelled (${byStatus(cancelled)})`,
+        );
+        return 0;
+      }
       if (positionals.length === 0) throw new UsageError(`zgrid ${kind} cancel takes one or more ids`);
       if (kind === "tasks") {
         const { cancelled, ended } = await withClient(values, "default", async (c) => {

@@ -3,6 +3,7 @@ import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 import type {
   CreatedResult,
+  Filter,
   ListQuery,
   Page,
   ResultInfo,
@@ -111,7 +112,7 @@ export class ZgridClient extends Connection {
   getSession(sessionId: string): Promise<SessionInfo> {
     return this.call("sessions.get", { sessionId });
   }
-  /** `sessions.list`: a page of sessions; `filter` by status, createdAfter, createdBefore. */
+  /** `sessions.list`: a page of sessions, filtered and sorted on any field of theirs (docs/protocol.md). */
   listSessions(query: ListQuery = {}): Promise<Page<SessionInfo>> {
     return this.call("sessions.list", { ...query });
   }
@@ -297,7 +298,7 @@ export class ZgridClient extends Connection {
   getResult(resultId: string): Promise<ResultInfo> {
     return this.call("results.get", { resultId });
   }
-  /** `results.list`: a page of results; `filter` by sessionId, status, createdAfter, createdBefore. */
+  /** `results.list`: a page of results, filtered and sorted on any field of theirs (docs/protocol.md). */
   listResults(query: ListQuery = {}): Promise<Page<ResultInfo>> {
     return this.call("results.list", { ...query });
   }
@@ -427,6 +428,15 @@ export class ZgridClient extends Connection {
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
     return this.call("tasks.cancel", { taskIds });
   }
+  /**
+   * `tasks.cancel {filter}`: cancels the unfinished tasks a filter matches (at least one condition), at
+   * most 100,000 a call: `more` says some are left, call again.
+   */
+  cancelTasksWhere(
+    filter: Filter | Record<string, unknown>,
+  ): Promise<{ cancelled: Record<string, number>; more: boolean }> {
+    return this.call("tasks.cancel", { filter });
+  }
   /** `tasks.getResultIds` (ArmoniK's GetResultIds): each task's expected outputs, in one request. */
   async getResultIds(taskIds: string[]): Promise<Record<string, string[]>> {
     return (await this.call<{ resultIds: Record<string, string[]> }>("tasks.getResultIds", { taskIds }))
@@ -442,12 +452,15 @@ export class ZgridClient extends Connection {
   getTask(taskId: string): Promise<TaskInfo> {
     return this.call("tasks.get", { taskId });
   }
-  /** `tasks.list`: a page of tasks; `filter` by sessionId, status, partitionId, applicationName, times. */
+  /**
+   * `tasks.list`: a page of tasks, filtered on their fields, options and the user's own options, sorted
+   * on any of them (docs/protocol.md, "Filters"; {@link parseFilterText} reads the CLI's short form).
+   */
   listTasks(query: ListQuery = {}): Promise<Page<TaskInfo>> {
     return this.call("tasks.list", { ...query });
   }
   /** `tasks.count`: how many tasks in each status, with the same filters as {@link listTasks}. */
-  countTasks(filter?: Record<string, unknown>): Promise<Record<TaskStatus, number>> {
+  countTasks(filter?: Filter | Record<string, unknown>): Promise<Record<TaskStatus, number>> {
     return this.call("tasks.count", { filter });
   }
 }

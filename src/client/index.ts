@@ -13,6 +13,7 @@ export { Connection, type ConnectOptions, type Reply, type RequestOptions } from
 export { parseServerUrl, type ServerAddress } from "./url.js";
 export { ZgridError, ErrorCode } from "../protocol/errors.js";
 export { encodePayload, decodeOutput } from "./payload.js";
+export { parseFilterText } from "./filter-text.js";
 export { uploadLarge, downloadLarge, DEFAULT_CHUNK_BYTES } from "./large-data.js";
 export * from "./types.js";
 export {

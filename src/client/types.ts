@@ -139,7 +139,8 @@ export interface CreatedResult {
 }
 
 export interface ListQuery {
-  filter?: Record<string, unknown>;
+  /** A {@link Filter}, or the plain map of before (`{sessionId, status: [...]}`: equal, or one of). */
+  filter?: Filter | Record<string, unknown>;
   sort?: { field: string; direction?: "asc" | "desc" };
   page?: number;
   pageSize?: number;
@@ -225,4 +226,35 @@ export interface WorkerInfo {
   pid: number;
   connectedAt: number;
   lastHeartbeat: number;
+}
+
+/** An operator of a filter condition (docs/protocol.md, "Filters"). */
+export type FilterOperator =
+  | "eq"
+  | "ne"
+  | "in"
+  | "notIn"
+  | "lt"
+  | "lte"
+  | "gt"
+  | "gte"
+  | "contains"
+  | "notContains"
+  | "startsWith"
+  | "endsWith"
+  | "before"
+  | "beforeOrEqual"
+  | "after"
+  | "afterOrEqual";
+
+/** One condition: a field of the records listed (`status`, `options.priority`, `options.options.KEY`, ...). */
+export interface FilterCondition {
+  field: string;
+  op: FilterOperator;
+  value: unknown;
+}
+
+/** ArmoniK's filter: an OR of AND clauses. */
+export interface Filter {
+  or: { and: FilterCondition[] }[];
 }

@@ -1,10 +1,10 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandReply } from "../protocol/command-map.js";
-import { describeValue } from "../protocol/describe.js";
 import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
-import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
-import { RESULT_STATUSES } from "../scheduler/model.js";
+import { RESULT_FIELDS } from "../scheduler/filter-fields.js";
+import { listPage, parseListQuery } from "../scheduler/listing.js";
+import type { Result } from "../scheduler/model.js";
 import { parseNewResult } from "../scheduler/submission-args.js";
 import { resultView } from "../scheduler/views.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -153,28 +153,15 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("results.get", (req) => ({ msg: resultView(scheduler.result(str(req.args, "resultId"))) }));
 
-  map.register("results.list", (req) => {
-    const q = parseListQuery(
-      req.args,
-      ["sessionId", "status", "createdAfter", "createdBefore"],
-      ["resultId", "name", "status", "createdAt", "completedAt", "size"],
-    );
-    const { sessionId, status, createdAfter, createdBefore } = q.filter;
-    if (status !== undefined) {
-      for (const s of Array.isArray(status) ? status : [status]) {
-        if (!(RESULT_STATUSES as readonly unknown[]).includes(s))
-          throw invalidArgument(`unknown result status ${describeValue(s)}`);
-      }
-    }
-    const items = [...scheduler.results.values()].filter(
-      (r) =>
-        scheduler.isVisible(r) &&
-        (sessionId === undefined || matches(r.sessionId, sessionId)) &&
-        (status === undefined || matches(r.status, status)) &&
-        (typeof createdAfter !== "number" || r.createdAt >= createdAfter) &&
-        (typeof createdBefore !== "number" || r.createdAt < createdBefore),
-    );
-    return { msg: pageOf(items, q, resultView) };
+  map.register("results.list", async (req) => {
+    const q = parseListQuery(req.args, RESULT_FIELDS);
+    const matches = q.filter.matches;
+    // Results a running attempt created are not there for clients until it completes.
+    const visible = {
+      ...q,
+      filter: { ...q.filter, matches: (r: Result) => scheduler.isVisible(r) && matches(r) },
+    };
+    return { msg: await listPage(scheduler.results.values(), visible, resultView) };
   });
 
   map.register("results.wait", async (req) => {

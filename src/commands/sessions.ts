@@ -1,10 +1,8 @@
 import type { ServerContext } from "../daemons/context.js";
 import { optBool, optMap, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
-import { describeValue } from "../protocol/describe.js";
-import { invalidArgument } from "../protocol/errors.js";
-import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
-import { SESSION_STATUSES } from "../scheduler/model.js";
+import { SESSION_FIELDS } from "../scheduler/filter-fields.js";
+import { listPage, parseListQuery } from "../scheduler/listing.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { sessionView } from "../scheduler/views.js";
 
@@ -25,26 +23,9 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     msg: sessionView(scheduler.sessionRecord(str(req.args, "sessionId"))),
   }));
 
-  map.register("sessions.list", (req) => {
-    const q = parseListQuery(
-      req.args,
-      ["status", "createdAfter", "createdBefore"],
-      ["sessionId", "status", "createdAt", "taskCount"],
-    );
-    const { status, createdAfter, createdBefore } = q.filter;
-    if (status !== undefined) {
-      for (const s of Array.isArray(status) ? status : [status]) {
-        if (!(SESSION_STATUSES as readonly unknown[]).includes(s))
-          throw invalidArgument(`unknown session status ${describeValue(s)}`);
-      }
-    }
-    const items = [...scheduler.sessions.values()].filter(
-      (s) =>
-        (status === undefined || matches(s.status, status)) &&
-        (typeof createdAfter !== "number" || s.createdAt >= createdAfter) &&
-        (typeof createdBefore !== "number" || s.createdAt < createdBefore),
-    );
-    return { msg: pageOf(items, q, sessionView) };
+  map.register("sessions.list", async (req) => {
+    const q = parseListQuery(req.args, SESSION_FIELDS);
+    return { msg: await listPage(scheduler.sessions.values(), q, sessionView) };
   });
 
   const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");

@@ -3,8 +3,10 @@ import { list, optMap, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
-import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
-import { TASK_STATUSES, type Task } from "../scheduler/model.js";
+import { compileFilter } from "../scheduler/filter.js";
+import { TASK_FIELDS } from "../scheduler/filter-fields.js";
+import { listPage, parseListQuery, scan } from "../scheduler/listing.js";
+import { FINAL_TASK_STATUSES, TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
@@ -12,31 +14,8 @@ import { RequestKeys } from "./request-keys.js";
 
 type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
-const TASK_FILTERS = [
-  "sessionId",
-  "status",
-  "partitionId",
-  "applicationName",
-  "createdAfter",
-  "createdBefore",
-] as const;
-
-function taskFilter(q: Record<string, unknown>): (t: Task) => boolean {
-  const { sessionId, status, partitionId, applicationName, createdAfter, createdBefore } = q;
-  if (status !== undefined) {
-    for (const s of Array.isArray(status) ? status : [status]) {
-      if (!(TASK_STATUSES as readonly unknown[]).includes(s))
-        throw invalidArgument(`unknown task status ${describeValue(s)}`);
-    }
-  }
-  return (t) =>
-    (sessionId === undefined || matches(t.sessionId, sessionId)) &&
-    (status === undefined || matches(t.status, status)) &&
-    (partitionId === undefined || matches(t.options.partitionId, partitionId)) &&
-    (applicationName === undefined || matches(t.options.applicationName, applicationName)) &&
-    (typeof createdAfter !== "number" || t.createdAt >= createdAfter) &&
-    (typeof createdBefore !== "number" || t.createdAt < createdBefore);
-}
+/** The most tasks one `tasks.cancel {filter}` cancels; `more: true` in its answer says to call again. */
+export const MAX_CANCEL_BY_FILTER = 100_000;
 
 /** tasks.submit / get / list / count / cancel. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
@@ -97,39 +76,57 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { resultIds } };
   });
 
-  map.register("tasks.list", (req) => {
-    const q = parseListQuery(req.args, TASK_FILTERS, [
-      "taskId",
-      "status",
-      "createdAt",
-      "submittedAt",
-      "startedAt",
-      "endedAt",
-    ]);
-    const keep = taskFilter(q.filter);
-    const items: Task[] = [];
-    for (const t of scheduler.tasks.values()) if (keep(t)) items.push(t);
-    return { msg: pageOf(items, q, taskView) };
+  map.register("tasks.list", async (req) => {
+    const q = parseListQuery(req.args, TASK_FIELDS);
+    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), q, taskView) };
   });
 
-  map.register("tasks.count", (req) => {
-    const filter = optMap(req.args, "filter") ?? {};
-    for (const key of Object.keys(filter)) {
-      if (!(TASK_FILTERS as readonly string[]).includes(key))
-        throw invalidArgument(`unknown filter "${key}": known are ${TASK_FILTERS.join(", ")}`);
-    }
-    if (Object.keys(filter).length === 0) return { msg: scheduler.summary().tasksByStatus };
-    const keep = taskFilter(filter);
+  map.register("tasks.count", async (req) => {
+    const filter = compileFilter(optMap(req.args, "filter"), TASK_FIELDS);
+    if (filter.conditions === 0) return { msg: scheduler.summary().tasksByStatus };
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
-    for (const t of scheduler.tasks.values()) if (keep(t)) counts[t.status]++;
+    await scan(scheduler.tasksOf(filter.sessionIds), filter.matches, (t) => {
+      counts[t.status]++;
+    });
     return { msg: counts };
   });
 
   map.register("tasks.cancel", async (req) => {
+    if (req.args.filter !== undefined && req.args.filter !== null) {
+      if (req.args.taskIds !== undefined)
+        throw invalidArgument("tasks.cancel takes taskIds or a filter, not both");
+      return { msg: await cancelByFilter(req.args.filter) };
+    }
     const taskIds = strList(req.args, "taskIds");
     const cancelled = scheduler.cancelTasks(taskIds);
     // The reply acknowledges the cancellation: it must be on disk first.
     await scheduler.store.flush();
     return { msg: { cancelled } };
   });
+
+  /**
+   * Cancels the unfinished tasks a filter matches, at most MAX_CANCEL_BY_FILTER a call (`more` says
+   * whether some are left). The scan yields between slices; the cancellation itself is one step, of
+   * the tasks that still match then, and it is on disk before the reply.
+   */
+  async function cancelByFilter(raw: unknown) {
+    const filter = compileFilter(raw, TASK_FIELDS);
+    if (filter.conditions === 0)
+      throw invalidArgument("tasks.cancel {filter} needs at least one condition: it would cancel every task");
+    const found: Task[] = [];
+    let more = false;
+    const open = (t: Task) => !FINAL_TASK_STATUSES.has(t.status) && t.status !== "CANCELLING";
+    await scan(scheduler.tasksOf(filter.sessionIds), filter.matches, (t) => {
+      if (!open(t)) return;
+      if (found.length === MAX_CANCEL_BY_FILTER) return !(more = true);
+      found.push(t);
+    });
+    // Between the slices tasks moved on: what is cancelled is what still is there and matches now.
+    const ids = found
+      .filter((t) => scheduler.tasks.get(t.id) === t && open(t) && filter.matches(t))
+      .map((t) => t.id);
+    const cancelled = scheduler.cancelTasks(ids);
+    await scheduler.store.flush();
+    return { cancelled, more };
+  }
 }

@@ -1,47 +1,38 @@
-import { ErrorCode, ZgridError, invalidArgument } from "../protocol/errors.js";
+import { invalidArgument } from "../protocol/errors.js";
 import { isPlainObject } from "../protocol/codec.js";
+import { compileFilter, fieldOf, type CompiledFilter, type FieldSet } from "./filter.js";
+
+export { MAX_FILTER_VALUES } from "./filter.js";
 
 /** `filter`, `sort {field, direction}`, `page`, `pageSize` of a list command (design §4). */
-export interface ListQuery {
-  filter: Record<string, unknown>;
-  sortField: string | null;
+export interface ListQuery<T> {
+  filter: CompiledFilter<T>;
+  /** The sort field's value of a record, or null: the order records are held in (submission order). */
+  sortKey: ((item: T) => unknown) | null;
   descending: boolean;
   page: number;
   pageSize: number;
 }
 
 export const MAX_PAGE_SIZE = 10_000;
-/** The most values one filter of a list may name. */
-export const MAX_FILTER_VALUES = 10_000;
+/** Records a scan checks between two yields to the event loop: a few milliseconds of work at most. */
+export const SCAN_SLICE = 4096;
 
-export function parseListQuery(
-  args: Record<string, unknown>,
-  filterKeys: readonly string[],
-  sortFields: readonly string[],
-): ListQuery {
-  const filter = args.filter ?? {};
-  if (!isPlainObject(filter)) throw invalidArgument(`filter must be a map`);
-  for (const key of Object.keys(filter)) {
-    if (!filterKeys.includes(key))
-      throw invalidArgument(`unknown filter "${key}": known are ${filterKeys.join(", ")}`);
-    const value = filter[key];
-    if (Array.isArray(value) && value.length > MAX_FILTER_VALUES) {
-      throw new ZgridError(
-        ErrorCode.RESOURCE_EXHAUSTED,
-        `filter ${key} lists ${value.length} values, more than ${MAX_FILTER_VALUES}: list in several requests`,
-      );
-    }
-  }
-  let sortField: string | null = null;
+export function parseListQuery<T>(args: Record<string, unknown>, fields: FieldSet<T>): ListQuery<T> {
+  const filter = compileFilter(args.filter, fields);
+  let sortKey: ListQuery<T>["sortKey"] = null;
   let descending = false;
   if (args.sort !== undefined && args.sort !== null) {
     if (!isPlainObject(args.sort) || typeof args.sort.field !== "string") {
       throw invalidArgument(`sort must be a map {field, direction}`);
     }
-    if (!sortFields.includes(args.sort.field)) {
-      throw invalidArgument(`cannot sort by "${args.sort.field}": sortable are ${sortFields.join(", ")}`);
+    const def = fieldOf(fields, args.sort.field);
+    if (!def || def.kind === "list") {
+      const sortable = [...fields.fields].filter(([, d]) => d.kind !== "list").map(([name]) => name);
+      if (fields.dynamic) sortable.push(`${fields.dynamic.prefix}KEY`);
+      throw invalidArgument(`cannot sort by "${args.sort.field}": sortable are ${sortable.join(", ")}`);
     }
-    sortField = args.sort.field;
+    sortKey = def.get;
     const dir = args.sort.direction ?? "asc";
     if (dir !== "asc" && dir !== "desc" && dir !== "ASC" && dir !== "DESC") {
       throw invalidArgument(`sort.direction must be "asc" or "desc"`);
@@ -60,43 +51,137 @@ export function parseListQuery(
   ) {
     throw invalidArgument(`pageSize must be an integer from 1 to ${MAX_PAGE_SIZE}`);
   }
-  return { filter, sortField, descending, page, pageSize };
+  return { filter, sortKey, descending, page, pageSize };
 }
 
-/** Matches a value against a filter entry: a scalar means equal, a list means one of. */
-/** Long filter lists as sets, made once per list: a list of N ids costs O(1) per item, not O(N). */
-const setOf = new WeakMap<unknown[], Set<unknown>>();
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export function matches(value: unknown, wanted: unknown): boolean {
-  if (!Array.isArray(wanted)) return value === wanted;
-  if (wanted.length <= 16) return wanted.includes(value);
-  let set = setOf.get(wanted);
-  if (!set) setOf.set(wanted, (set = new Set(wanted)));
-  return set.has(value);
-}
-
-/** Sorts (stable, by the field of the view) and cuts one page. */
-export function pageOf<T>(
-  items: T[],
-  q: ListQuery,
-  view: (item: T) => Record<string, unknown>,
-): { items: Record<string, unknown>[]; total: number } {
-  let views = items.map(view);
-  if (q.sortField) {
-    const f = q.sortField;
-    const sign = q.descending ? -1 : 1;
-    views = views
-      .map((v, i) => ({ v, i }))
-      .sort((a, b) => {
-        const x = a.v[f] as number | string | null;
-        const y = b.v[f] as number | string | null;
-        if (x === y) return a.i - b.i;
-        if (x === null) return 1;
-        if (y === null) return -1;
-        return (x < y ? -1 : 1) * sign;
-      })
-      .map(({ v }) => v);
+/**
+ * Visits the records of `source` that match, in slices of SCAN_SLICE records with a yield to the event
+ * loop between slices, so a filter over a million records never stalls the requests behind it. The
+ * records may change between slices: a list is not a snapshot. `visit` returning false stops the scan.
+ */
+export async function scan<T>(
+  source: Iterable<T>,
+  matches: (item: T) => boolean,
+  visit: (item: T) => boolean | void,
+): Promise<void> {
+  let n = 0;
+  for (const item of source) {
+    if (matches(item) && visit(item) === false) return;
+    if (++n % SCAN_SLICE === 0) await yieldToLoop();
   }
+}
+
+/** An item with its place in the scan: equal sort keys keep scan order (a stable sort). */
+interface Ranked<T> {
+  item: T;
+  key: unknown;
+  at: number;
+}
+
+/** Orders by key, unset values (null) last in either direction, then by scan order. */
+function comparer<T>(descending: boolean): (a: Ranked<T>, b: Ranked<T>) => number {
+  const sign = descending ? -1 : 1;
+  return (a, b) => {
+    const x = a.key;
+    const y = b.key;
+    if (x !== y) {
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      if ((x as number) < (y as number)) return -sign;
+      if ((x as number) > (y as number)) return sign;
+    }
+    return a.at - b.at;
+  };
+}
+
+/**
+ * One page of the matching records of `source` and how many match, in bounded memory: unsorted, only
+ * the page is kept; sorted, a heap of the first (page + 1) × pageSize in sort order, never a sort of all.
+ */
+export async function listPage<T>(
+  source: Iterable<T>,
+  q: ListQuery<T>,
+  view: (item: T) => Record<string, unknown>,
+): Promise<{ items: Record<string, unknown>[]; total: number }> {
   const start = q.page * q.pageSize;
-  return { items: views.slice(start, start + q.pageSize), total: views.length };
+  const end = start + q.pageSize;
+  let total = 0;
+  const sortKey = q.sortKey;
+  if (!sortKey) {
+    const page: T[] = [];
+    await scan(source, q.filter.matches, (item) => {
+      if (total >= start && total < end) page.push(item);
+      total++;
+    });
+    return { items: page.map(view), total };
+  }
+  const heap = new MaxHeap<Ranked<T>>(comparer(q.descending));
+  await scan(source, q.filter.matches, (item) => {
+    heap.offer({ item, key: sortKey(item), at: total++ }, end);
+  });
+  // The heap holds the first `end` in order, the last of them on top: the page is its top pageSize.
+  const page: T[] = [];
+  while (heap.size > start) page.push(heap.pop()!.item);
+  page.reverse();
+  return { items: page.map(view), total };
+}
+
+/** A binary heap with the greatest element (by `cmp`) on top. */
+class MaxHeap<T> {
+  private readonly a: T[] = [];
+  constructor(private readonly cmp: (x: T, y: T) => number) {}
+
+  get size(): number {
+    return this.a.length;
+  }
+
+  /** Adds `x` while fewer than `cap` are held, else takes it instead of the top when it is smaller. */
+  offer(x: T, cap: number): void {
+    const a = this.a;
+    if (a.length < cap) {
+      a.push(x);
+      this.up(a.length - 1);
+    } else if (cap > 0 && this.cmp(x, a[0]) < 0) {
+      a[0] = x;
+      this.down(0);
+    }
+  }
+
+  pop(): T | undefined {
+    const a = this.a;
+    if (a.length === 0) return undefined;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  private up(i: number): void {
+    const a = this.a;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.cmp(a[i], a[p]) <= 0) return;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+
+  private down(i: number): void {
+    const a = this.a;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && this.cmp(a[l], a[m]) > 0) m = l;
+      if (r < a.length && this.cmp(a[r], a[m]) > 0) m = r;
+      if (m === i) return;
+      [a[i], a[m]] = [a[m], a[i]];
+      i = m;
+    }
+  }
 }

@@ -130,6 +130,8 @@ export class Scheduler {
   readonly sessions = new Map<string, Session>();
   readonly results = new Map<string, Result>();
   readonly tasks = new Map<string, Task>();
+  /** session id → its tasks in submission order: the index of filters naming a session. */
+  private readonly tasksBySession = new Map<string, Task[]>();
   readonly workers = new Map<string, WorkerState>();
   private readonly queues = new Map<string, PartitionQueue>();
   /** result id → tasks that wait for it (as payload or data dependency). */
@@ -264,6 +266,7 @@ export class Scheduler {
     for (const t of state.tasks) {
       upgradeTask(t);
       this.tasks.set(t.id, t);
+      this.indexTask(t);
       this.counts.add(t.options.partitionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
@@ -668,6 +671,14 @@ export class Scheduler {
     const created: Result[] = [];
     const byWorker = new Map<string, string[]>();
     for (const q of this.queues.values()) q.remove((t) => gone.has(t));
+    for (const sessionId of new Set(tasks.map((t) => t.sessionId))) {
+      const indexed = this.tasksBySession.get(sessionId);
+      if (indexed)
+        this.tasksBySession.set(
+          sessionId,
+          indexed.filter((t) => !gone.has(t)),
+        );
+    }
     tasks.forEach((t, i) => {
       if (t.workerId !== null) {
         this.workers.get(t.workerId)?.inflight.delete(t.id);
@@ -825,6 +836,7 @@ export class Scheduler {
     this.counts.add(task.options.partitionId, "PENDING");
     this.store.task(task);
     this.tasks.set(task.id, task);
+    this.indexTask(task);
     const session = this.sessions.get(task.sessionId);
     if (session) session.taskCount++;
     this.events.newTask(task);
@@ -1369,9 +1381,29 @@ export class Scheduler {
 
   /** Tasks of a session, in submission order. */
   sessionTasks(sessionId: string): Task[] {
-    const out: Task[] = [];
-    for (const t of this.tasks.values()) if (t.sessionId === sessionId) out.push(t);
-    return out;
+    return [...(this.tasksBySession.get(sessionId) ?? [])];
+  }
+
+  private indexTask(task: Task): void {
+    const list = this.tasksBySession.get(task.sessionId);
+    if (list) list.push(task);
+    else this.tasksBySession.set(task.sessionId, [task]);
+  }
+
+  /**
+   * The tasks a filter may match: those of the sessions it names (by the index), else all, each in
+   * submission order. A task that leaves while a scan is between slices is not visited after it left.
+   */
+  *tasksOf(sessionIds: readonly string[] | null): Generator<Task> {
+    if (sessionIds === null) {
+      yield* this.tasks.values();
+      return;
+    }
+    for (const id of new Set(sessionIds)) {
+      const list = this.tasksBySession.get(id);
+      if (!list) continue;
+      for (let i = 0; i < list.length; i++) if (this.tasks.get(list[i].id) === list[i]) yield list[i];
+    }
   }
 
   /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
@@ -1504,6 +1536,7 @@ export class Scheduler {
     }
     this.events.removeSession(sessionId);
     this.sessions.delete(sessionId);
+    this.tasksBySession.delete(sessionId);
     this.rememberDeleted(session);
     this.store.deleteSession(sessionId);
     return { tasks, results };
