@@ -1,12 +1,13 @@
 import type { ServerContext } from "../daemons/context.js";
 import { optBool, optMap, str, strList } from "../protocol/args.js";
-import type { CommandRegistrar } from "../protocol/command-map.js";
+import type { CommandRegistrar, CommandRequest } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { matches, pageOf, parseListQuery } from "../scheduler/listing.js";
 import { SESSION_STATUSES } from "../scheduler/model.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { sessionView } from "../scheduler/views.js";
+import { mayTouch, ownSession, ownerFor } from "./access.js";
 
 /** sessions.create / get / list and the session life cycle: cancel, pause, resume, close, stopSubmission, purge, delete. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
@@ -15,14 +16,14 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   map.register("sessions.create", async (req) => {
     const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
     const partitionIds = strList(req.args, "partitionIds", true);
-    const session = scheduler.createSession(defaults, partitionIds);
+    const session = scheduler.createSession(defaults, partitionIds, ownerFor(req.caller));
     await scheduler.store.flush();
     return { msg: sessionView(session) };
   });
 
   map.register("sessions.get", (req) => ({
     // A session deleted lately still answers, with its DELETED record.
-    msg: sessionView(scheduler.sessionRecord(str(req.args, "sessionId"))),
+    msg: sessionView(ownSession(req, scheduler, str(req.args, "sessionId"))),
   }));
 
   map.register("sessions.list", (req) => {
@@ -40,6 +41,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     }
     const items = [...scheduler.sessions.values()].filter(
       (s) =>
+        mayTouch(req.caller, s) &&
         (status === undefined || matches(s.status, status)) &&
         (typeof createdAfter !== "number" || s.createdAt >= createdAfter) &&
         (typeof createdBefore !== "number" || s.createdAt < createdBefore),
@@ -47,7 +49,9 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: pageOf(items, q, sessionView) };
   });
 
-  const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
+  /** The session the request names, once the caller is found to be its owner or an admin. */
+  const sessionId = (req: CommandRequest): string =>
+    ownSession(req, scheduler, str(req.args, "sessionId")).id;
   /** Every session command answers the session's whole record (a deleted one's too). */
   const record = (id: string): Record<string, unknown> => sessionView(scheduler.sessionRecord(id));
   // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
@@ -59,7 +63,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
    */
   const settle = () => scheduler.store.flush().catch(() => undefined);
   map.register("sessions.cancel", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const { cancelled } = await scheduler.changeSessionDurably(
       id,
       "CANCELLED",
@@ -70,17 +74,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { ...record(id), cancelled } };
   });
   map.register("sessions.pause", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "PAUSED", ["RUNNING"], () => scheduler.pauseSession(id));
     return { msg: record(id) };
   });
   map.register("sessions.resume", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "RUNNING", ["PAUSED"], () => scheduler.resumeSession(id));
     return { msg: record(id) };
   });
   map.register("sessions.close", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
       scheduler.closeSession(id),
     );
@@ -89,7 +93,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   // ArmoniK's StopSubmission: `client` stops clients' submissions, `worker` the child tasks of running
   // tasks; neither given: both.
   map.register("sessions.stopSubmission", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     let client = optBool(req.args, "client");
     let worker = optBool(req.args, "worker");
     if (client === undefined && worker === undefined) client = worker = true;
@@ -107,7 +111,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: record(id) };
   });
   map.register("sessions.purge", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const { purged } = await scheduler.changeSessionDurably(id, "PURGED", ["CLOSED", "CANCELLED"], () =>
       scheduler.purgeSession(id),
     );
@@ -115,7 +119,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { ...record(id), purgedResults: purged } };
   });
   map.register("sessions.delete", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const removed = await scheduler.changeSessionDurably(
       id,
       "DELETED",

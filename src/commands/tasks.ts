@@ -9,6 +9,7 @@ import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
 import { RequestKeys } from "./request-keys.js";
+import { ownSession, ownTasks, visibleSessions } from "./access.js";
 
 type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
@@ -50,6 +51,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
+    ownSession(req, scheduler, sessionId);
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
     const requestKey = optStr(req.args, "requestKey");
@@ -83,7 +85,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg };
   });
 
-  map.register("tasks.get", (req) => ({ msg: taskView(scheduler.task(str(req.args, "taskId"))) }));
+  map.register("tasks.get", (req) => {
+    const taskId = str(req.args, "taskId");
+    ownTasks(req, scheduler, [taskId]);
+    return { msg: taskView(scheduler.task(taskId)) };
+  });
 
   // ArmoniK's GetResultIds: the expected outputs of many tasks in one request.
   map.register("tasks.getResultIds", (req) => {
@@ -92,6 +98,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument(
         `taskIds lists ${taskIds.length} tasks: at most ${server.config.maxBatch} a request`,
       );
+    ownTasks(req, scheduler, taskIds);
     const resultIds: Record<string, string[]> = {};
     for (const id of taskIds) resultIds[id] = scheduler.task(id).expectedOutputIds;
     return { msg: { resultIds } };
@@ -107,8 +114,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       "endedAt",
     ]);
     const keep = taskFilter(q.filter);
+    const visible = visibleSessions(req, scheduler);
     const items: Task[] = [];
-    for (const t of scheduler.tasks.values()) if (keep(t)) items.push(t);
+    for (const t of scheduler.tasks.values())
+      if (keep(t) && (!visible || visible(t.sessionId))) items.push(t);
     return { msg: pageOf(items, q, taskView) };
   });
 
@@ -118,15 +127,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       if (!(TASK_FILTERS as readonly string[]).includes(key))
         throw invalidArgument(`unknown filter "${key}": known are ${TASK_FILTERS.join(", ")}`);
     }
-    if (Object.keys(filter).length === 0) return { msg: scheduler.summary().tasksByStatus };
+    const visible = visibleSessions(req, scheduler);
+    if (Object.keys(filter).length === 0 && !visible) return { msg: scheduler.summary().tasksByStatus };
     const keep = taskFilter(filter);
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
-    for (const t of scheduler.tasks.values()) if (keep(t)) counts[t.status]++;
+    for (const t of scheduler.tasks.values())
+      if (keep(t) && (!visible || visible(t.sessionId))) counts[t.status]++;
     return { msg: counts };
   });
 
   map.register("tasks.cancel", async (req) => {
     const taskIds = strList(req.args, "taskIds");
+    ownTasks(req, scheduler, taskIds);
     const cancelled = scheduler.cancelTasks(taskIds);
     // The reply acknowledges the cancellation: it must be on disk first.
     await scheduler.store.flush();
