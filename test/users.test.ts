@@ -191,6 +191,16 @@ describe("users and permissions (users file)", () => {
     assert.equal((await alice.getSession(s)).status, "CANCELLED");
   });
 
+  it("zgrid whoami prints the user, role and permissions", async () => {
+    const r = await runCli(["whoami", "--url", `${endpoint(info)}?token=${TOKENS.rita}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^rita \(role reader, from the users file\)\npermissions: .*sessions\.list/);
+    assert.doesNotMatch(r.stdout, /sessions\.create/);
+    const json = await runCli(["whoami", "--json", "--url", `${endpoint(info)}?token=${TOKENS.ada}`]);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout).permissions, ["*"]);
+  });
+
   it("refusals are counted per user and daemon in zgrid_requests_denied_total", async () => {
     const metrics = await as("ada", Number(new URL(info.metricsUrl!).port));
     const count = async (): Promise<number> => {
