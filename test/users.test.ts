@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, ErrorCode, ZgridError, type ZgridClient } from "../src/client/index.js";
 import type { ConnectionInfo } from "../src/daemons/server.js";
+import { parseUsers, UserDirectory } from "../src/daemons/users.js";
 import {
   ANY_PORTS,
   removeDir,
@@ -113,6 +114,7 @@ describe("users and permissions (users file)", () => {
     const status = await as("rita", Number(new URL(info.statusUrl!).port));
     assert.equal(await status.ruok(), "imok");
     assert.ok((await status.getStatus()).version);
+    await assert.rejects(status.shutdown(), denied(/user rita \(role reader\) may not run shutdown/));
     await assert.rejects(
       rita.createSession(),
       denied(/user rita \(role reader\) may not run sessions\.create/),
@@ -255,6 +257,27 @@ describe("users and permissions (users file)", () => {
 });
 
 describe("users file at start", () => {
+  it("each bad line is refused with a sentence naming it; a good file maps tokens and keys to users", () => {
+    const bad: [string, RegExp][] = [
+      [`ada admin token=${TOKENS.ada}\nbob boss token=${TOKENS.bob}`, /f line 2: user bob needs a role/],
+      [`ada admin`, /line 1: user ada has no credential/],
+      [`ada admin password=${TOKENS.ada}`, /line 1: unknown credential "password" of ada/],
+      [
+        `ada admin token=${TOKENS.ada}\nbob reader token=${TOKENS.ada}`,
+        /line 2: the token of bob is another user's/,
+      ],
+      [`ada admin curveKey=short`, /line 1: the curveKey of ada must be a Curve public key/],
+      [`a/b admin token=${TOKENS.ada}`, /line 1: "a\/b" is not a user name/],
+      [`ada admin token=${TOKENS.ada} token=${TOKENS.bob}`, /line 1: user ada has two tokens/],
+    ];
+    for (const [text, message] of bad) assert.throws(() => parseUsers(text, "f"), message);
+    const users = new UserDirectory(parseUsers(USERS, "f"));
+    assert.equal(users.size, 4);
+    assert.equal(users.byToken(TOKENS.rita)?.user, "rita");
+    assert.equal(users.byToken(TOKENS.rita + "x"), null);
+    assert.equal(users.byCurveKey("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7")?.role, "reader");
+  });
+
   it("a bad users file stops the start with a sentence naming the line", async () => {
     const dir = tempDir("zgrid-users-bad-");
     try {

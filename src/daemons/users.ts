@@ -126,6 +126,12 @@ export class UserDirectory {
     }));
   }
 
+  /** The user whose Curve public key this is, or null: for the ZAP handler of --curve (a key is no secret). */
+  byCurveKey(key: string): UserEntry | null {
+    for (const { entry } of this.entries) if (entry.curveKey === key) return entry;
+    return null;
+  }
+
   /**
    * The user whose token this is, or null. Every user's digest is compared, in constant time, whether
    * or not one matched already: the time taken says nothing of the token.
