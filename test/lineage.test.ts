@@ -120,6 +120,14 @@ describe("lineage and times", () => {
     const tasks = (await client.listTasks({ filter: { sessionId: s } })).items;
     const children = tasks.filter((c) => c.taskId !== t.taskId);
     assert.equal(children.length, 3, "two halves and the add2 that combines them");
+    // Lineage is a filter's field too.
+    const where = (field: string, op: "eq" | "contains", value: string) => ({
+      filter: { or: [{ and: [{ field, op, value }] }] },
+    });
+    const kids = await client.listTasks(where("parentTaskIds", "contains", t.taskId));
+    assert.deepEqual(kids.items.map((k) => k.taskId).sort(), children.map((c) => c.taskId).sort());
+    assert.equal((await client.listTasks(where("createdBy", "eq", t.taskId))).total, 3);
+    assert.equal((await client.listResults(where("createdBy", "eq", t.taskId))).total >= 3, true);
     for (const c of children) {
       assert.deepEqual(c.parentTaskIds, [t.taskId]);
       assert.equal(c.createdBy, t.taskId);

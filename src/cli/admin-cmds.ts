@@ -158,3 +158,23 @@ export async function runShutdown(argv: string[]): Promise<number> {
   print(await withClient(values, "default", (c) => c.shutdown()), false);
   return 0;
 }
+
+export const WHOAMI_HELP = `zgrid whoami [--url URL | --connection-info FILE] [--json]
+
+Shows who the server takes you for (auth.currentUser): your user, role, and the commands the role
+grants. With a users file on the server (--users-file), the token names the user; without one, the
+server token is an admin's.
+
+${TARGET_HELP}
+      --json                     print the answer as JSON`;
+
+export async function runWhoami(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { ...TARGET_OPTIONS, json: { type: "boolean" } });
+  if (values.help) return (print(WHOAMI_HELP, false), 0);
+  const me = await withClient(values, "default", (c) => c.currentUser());
+  if (values.json) return (print(me, true), 0);
+  const permissions = me.permissions.includes("*") ? "every command" : me.permissions.join(", ");
+  const source = me.fromUsersFile ? "from the users file" : "the server token's admin";
+  print(`${me.user} (role ${me.role}, ${source})\npermissions: ${permissions}`, false);
+  return 0;
+}

@@ -7,10 +7,12 @@ import {
   RUOK_HELP,
   SHUTDOWN_HELP,
   STATUS_HELP,
+  WHOAMI_HELP,
   runMetrics,
   runRuok,
   runShutdown,
   runStatus,
+  runWhoami,
 } from "./admin-cmds.js";
 import { EVENTS_HELP, dataHelp, runData, runEvents } from "./data-cmds.js";
 import { DASHBOARD_HELP, runDashboard } from "./dashboard-cmd.js";
@@ -72,6 +74,11 @@ const COMMANDS: Record<string, Subcommand> = {
   tasks: { summary: "list, show or cancel tasks", help: dataHelp("tasks"), run: (a) => runData("tasks", a) },
   results: { summary: "list or show results", help: dataHelp("results"), run: (a) => runData("results", a) },
   events: { summary: "watch a session's events live", help: EVENTS_HELP, run: runEvents },
+  whoami: {
+    summary: "show your user, role and permissions on the server",
+    help: WHOAMI_HELP,
+    run: runWhoami,
+  },
   shutdown: { summary: "shut the server down gracefully", help: SHUTDOWN_HELP, run: runShutdown },
 };
 

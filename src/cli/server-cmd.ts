@@ -67,6 +67,8 @@ export async function runServer(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  // SIGHUP reads the users file again (a bad one is logged and the users before are kept).
+  process.on("SIGHUP", () => void server.reloadUsers());
   // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
   // loudly and keep serving.
   process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));

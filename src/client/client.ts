@@ -3,6 +3,7 @@ import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 import type {
   CreatedResult,
+  CurrentUser,
   Filter,
   ListQuery,
   Page,
@@ -92,6 +93,13 @@ export class ZgridClient extends Connection {
   /** METRICS daemon: the Prometheus text exposition. */
   prometheus(): Promise<string> {
     return this.call<string>("prometheus");
+  }
+  /**
+   * `auth.currentUser`: this client's user, role and the commands the role grants (ArmoniK's
+   * GetCurrentUser). Without a users file on the server, the token is an admin's.
+   */
+  currentUser(): Promise<CurrentUser> {
+    return this.call<CurrentUser>("auth.currentUser");
   }
   /** Asks the server to shut down gracefully. */
   shutdown(): Promise<string> {

@@ -32,6 +32,8 @@ export interface TaskOptions {
 export interface SessionInfo {
   sessionId: string;
   status: SessionStatus;
+  /** The user (of the server's users file) who created it; null: no user's, only admins see it. */
+  owner: string | null;
   createdAt: number;
   partitionIds: string[];
   defaultTaskOptions: Required<TaskOptions>;
@@ -257,4 +259,16 @@ export interface FilterCondition {
 /** ArmoniK's filter: an OR of AND clauses. */
 export interface Filter {
   or: { and: FilterCondition[] }[];
+}
+
+/** `auth.currentUser`: who the server takes this client for. */
+export interface CurrentUser {
+  user: string;
+  /** `admin`, `submitter` or `reader`. */
+  role: string;
+  /** The commands the role grants, sorted; `["*"]`: every command. */
+  permissions: string[];
+  /** The user comes from the server's users file; false: the server token, whose user name is only claimed. */
+  fromUsersFile: boolean;
+  authEnabled: boolean;
 }

@@ -3,6 +3,7 @@ import { optMap, str } from "../protocol/args.js";
 import type { CommandRegistrar } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError, invalidArgument } from "../protocol/errors.js";
 import { EVENT_TYPES, type EventFilter, type EventType } from "../scheduler/events.js";
+import { ownSession, seesAll } from "./access.js";
 
 function idSet(raw: unknown, name: string): ReadonlySet<string> | undefined {
   if (raw === undefined || raw === null) return undefined;
@@ -21,6 +22,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("events.subscribe", (req) => {
     const sessionId = str(req.args, "sessionId");
+    ownSession(req, scheduler, sessionId);
     const rawTypes = req.args.eventTypes ?? EVENT_TYPES;
     if (!Array.isArray(rawTypes) || !rawTypes.every((t) => (EVENT_TYPES as readonly unknown[]).includes(t))) {
       throw invalidArgument(`eventTypes must be a list of ${EVENT_TYPES.join(", ")}`);
@@ -52,6 +54,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("events.unsubscribe", (req) => {
     const subscriptionId = str(req.args, "subscriptionId");
+    // A subscription is its connection's: only an admin ends another connection's (a client that
+    // reconnected has lost its old ones already: they end at their first undeliverable event).
+    if (!seesAll(req.caller) && !subscriptionId.startsWith(`${req.peer}/`))
+      return { msg: { subscriptionId, removed: false } };
     return { msg: { subscriptionId, removed: scheduler.events.remove(subscriptionId) } };
   });
 }

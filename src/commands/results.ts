@@ -8,6 +8,7 @@ import type { Result } from "../scheduler/model.js";
 import { parseNewResult } from "../scheduler/submission-args.js";
 import { resultView } from "../scheduler/views.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
+import { ownResults, ownSession, visibleMatches } from "./access.js";
 
 /** The largest result a chunked upload may announce. */
 const MAX_RESULT_BYTES = 2 ** 32;
@@ -25,6 +26,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("results.create", async (req) => {
     const sessionId = str(req.args, "sessionId");
+    ownSession(req, scheduler, sessionId);
     const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
     const created = scheduler.createResults(sessionId, items, req.user);
     try {
@@ -56,6 +58,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("results.upload", async (req) => {
     const resultId = str(req.args, "resultId");
+    ownResults(req, scheduler, [resultId]);
     const sessionId = optStr(req.args, "sessionId");
     if (req.blobs.length === 0)
       throw invalidArgument(`results.upload needs the data as one or more blobs after the header`);
@@ -107,6 +110,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     if (req.args.resultIds !== undefined) {
       const ids = strList(req.args, "resultIds");
       if (new Set(ids).size !== ids.length) throw invalidArgument("resultIds lists a result more than once");
+      ownResults(req, scheduler, ids);
       const blobs = ids.map((id) => scheduler.resultData(id));
       let bytes = 0;
       for (const b of blobs) bytes += b.length;
@@ -120,6 +124,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       return { msg: { resultIds: ids }, blobs };
     }
     const id = str(req.args, "resultId");
+    ownResults(req, scheduler, [id]);
     const offset = optInt(req.args, "offset");
     if (offset !== undefined) {
       // One range of the data: how large results are downloaded without a frame past the limit.
@@ -132,7 +137,9 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
 
   map.register("results.deleteData", async (req) => {
-    const resultIds = await scheduler.deleteResultsData(strList(req.args, "resultIds"));
+    const requested = strList(req.args, "resultIds");
+    ownResults(req, scheduler, requested);
+    const resultIds = await scheduler.deleteResultsData(requested);
     // Their space too, before the reply; a refused commit changes nothing of the answer (the DELETED
     // records are committed, and a restart finishes the removal).
     await scheduler.store.flush().catch(() => undefined);
@@ -146,12 +153,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument(
         `resultIds lists ${resultIds.length} results: at most ${server.config.maxBatch} a request`,
       );
+    ownResults(req, scheduler, resultIds);
     const owners: Record<string, string | null> = {};
     for (const id of resultIds) owners[id] = scheduler.result(id).ownerTaskId;
     return { msg: { owners } };
   });
 
-  map.register("results.get", (req) => ({ msg: resultView(scheduler.result(str(req.args, "resultId"))) }));
+  map.register("results.get", (req) => {
+    const resultId = str(req.args, "resultId");
+    ownResults(req, scheduler, [resultId]);
+    return { msg: resultView(scheduler.result(resultId)) };
+  });
 
   map.register("results.list", async (req) => {
     const q = parseListQuery(req.args, RESULT_FIELDS);
@@ -159,13 +171,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     // Results a running attempt created are not there for clients until it completes.
     const visible = {
       ...q,
-      filter: { ...q.filter, matches: (r: Result) => scheduler.isVisible(r) && matches(r) },
+      filter: {
+        ...q.filter,
+        matches: visibleMatches(req, scheduler, (r: Result) => scheduler.isVisible(r) && matches(r)),
+      },
     };
     return { msg: await listPage(scheduler.results.values(), visible, resultView) };
   });
 
   map.register("results.wait", async (req) => {
     const resultIds = strList(req.args, "resultIds");
+    ownResults(req, scheduler, resultIds);
     const behavior = optStr(req.args, "behavior") ?? "all";
     if (behavior !== "all" && behavior !== "any") throw invalidArgument(`behavior must be "all" or "any"`);
     const breakOnError = optBool(req.args, "breakOnError") ?? false;

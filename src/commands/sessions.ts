@@ -1,10 +1,12 @@
 import type { ServerContext } from "../daemons/context.js";
 import { optBool, optMap, str, strList } from "../protocol/args.js";
-import type { CommandRegistrar } from "../protocol/command-map.js";
+import type { CommandRegistrar, CommandRequest } from "../protocol/command-map.js";
 import { SESSION_FIELDS } from "../scheduler/filter-fields.js";
 import { listPage, parseListQuery } from "../scheduler/listing.js";
+import type { Session } from "../scheduler/model.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { sessionView } from "../scheduler/views.js";
+import { mayTouch, ownSession, ownerFor } from "./access.js";
 
 /** sessions.create / get / list and the session life cycle: cancel, pause, resume, close, stopSubmission, purge, delete. */
 export function register(map: CommandRegistrar, server: ServerContext): void {
@@ -13,22 +15,29 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   map.register("sessions.create", async (req) => {
     const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
     const partitionIds = strList(req.args, "partitionIds", true);
-    const session = scheduler.createSession(defaults, partitionIds);
+    const session = scheduler.createSession(defaults, partitionIds, ownerFor(req.caller));
     await scheduler.store.flush();
     return { msg: sessionView(session) };
   });
 
   map.register("sessions.get", (req) => ({
     // A session deleted lately still answers, with its DELETED record.
-    msg: sessionView(scheduler.sessionRecord(str(req.args, "sessionId"))),
+    msg: sessionView(ownSession(req, scheduler, str(req.args, "sessionId"))),
   }));
 
   map.register("sessions.list", async (req) => {
     const q = parseListQuery(req.args, SESSION_FIELDS);
-    return { msg: await listPage(scheduler.sessions.values(), q, sessionView) };
+    const matches = q.filter.matches;
+    const visible = {
+      ...q,
+      filter: { ...q.filter, matches: (s: Session) => mayTouch(req.caller, s) && matches(s) },
+    };
+    return { msg: await listPage(scheduler.sessions.values(), visible, sessionView) };
   });
 
-  const sessionId = (args: Record<string, unknown>): string => str(args, "sessionId");
+  /** The session the request names, once the caller is found to be its owner or an admin. */
+  const sessionId = (req: CommandRequest): string =>
+    ownSession(req, scheduler, str(req.args, "sessionId")).id;
   /** Every session command answers the session's whole record (a deleted one's too). */
   const record = (id: string): Record<string, unknown> => sessionView(scheduler.sessionRecord(id));
   // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
@@ -40,7 +49,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
    */
   const settle = () => scheduler.store.flush().catch(() => undefined);
   map.register("sessions.cancel", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const { cancelled } = await scheduler.changeSessionDurably(
       id,
       "CANCELLED",
@@ -51,17 +60,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { ...record(id), cancelled } };
   });
   map.register("sessions.pause", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "PAUSED", ["RUNNING"], () => scheduler.pauseSession(id));
     return { msg: record(id) };
   });
   map.register("sessions.resume", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "RUNNING", ["PAUSED"], () => scheduler.resumeSession(id));
     return { msg: record(id) };
   });
   map.register("sessions.close", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     await scheduler.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
       scheduler.closeSession(id),
     );
@@ -70,7 +79,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   // ArmoniK's StopSubmission: `client` stops clients' submissions, `worker` the child tasks of running
   // tasks; neither given: both.
   map.register("sessions.stopSubmission", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     let client = optBool(req.args, "client");
     let worker = optBool(req.args, "worker");
     if (client === undefined && worker === undefined) client = worker = true;
@@ -88,7 +97,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: record(id) };
   });
   map.register("sessions.purge", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const { purged } = await scheduler.changeSessionDurably(id, "PURGED", ["CLOSED", "CANCELLED"], () =>
       scheduler.purgeSession(id),
     );
@@ -96,7 +105,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg: { ...record(id), purgedResults: purged } };
   });
   map.register("sessions.delete", async (req) => {
-    const id = sessionId(req.args);
+    const id = sessionId(req);
     const removed = await scheduler.changeSessionDurably(
       id,
       "DELETED",

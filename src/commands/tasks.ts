@@ -1,6 +1,6 @@
 import type { ServerContext } from "../daemons/context.js";
 import { list, optMap, optStr, str, strList } from "../protocol/args.js";
-import type { CommandRegistrar } from "../protocol/command-map.js";
+import type { CommandRegistrar, CommandRequest } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
 import { compileFilter } from "../scheduler/filter.js";
@@ -11,6 +11,7 @@ import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
 import { RequestKeys } from "./request-keys.js";
+import { ownSession, ownTasks, seesAll, visibleMatches } from "./access.js";
 
 type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
@@ -29,6 +30,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
+    ownSession(req, scheduler, sessionId);
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
     const requestKey = optStr(req.args, "requestKey");
@@ -62,7 +64,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     return { msg };
   });
 
-  map.register("tasks.get", (req) => ({ msg: taskView(scheduler.task(str(req.args, "taskId"))) }));
+  map.register("tasks.get", (req) => {
+    const taskId = str(req.args, "taskId");
+    ownTasks(req, scheduler, [taskId]);
+    return { msg: taskView(scheduler.task(taskId)) };
+  });
 
   // ArmoniK's GetResultIds: the expected outputs of many tasks in one request.
   map.register("tasks.getResultIds", (req) => {
@@ -71,6 +77,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument(
         `taskIds lists ${taskIds.length} tasks: at most ${server.config.maxBatch} a request`,
       );
+    ownTasks(req, scheduler, taskIds);
     const resultIds: Record<string, string[]> = {};
     for (const id of taskIds) resultIds[id] = scheduler.task(id).expectedOutputIds;
     return { msg: { resultIds } };
@@ -78,14 +85,18 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.list", async (req) => {
     const q = parseListQuery(req.args, TASK_FIELDS);
-    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), q, taskView) };
+    const visible = {
+      ...q,
+      filter: { ...q.filter, matches: visibleMatches(req, scheduler, q.filter.matches) },
+    };
+    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), visible, taskView) };
   });
 
   map.register("tasks.count", async (req) => {
     const filter = compileFilter(optMap(req.args, "filter"), TASK_FIELDS);
-    if (filter.conditions === 0) return { msg: scheduler.summary().tasksByStatus };
+    if (filter.conditions === 0 && seesAll(req.caller)) return { msg: scheduler.summary().tasksByStatus };
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
-    await scan(scheduler.tasksOf(filter.sessionIds), filter.matches, (t) => {
+    await scan(scheduler.tasksOf(filter.sessionIds), visibleMatches(req, scheduler, filter.matches), (t) => {
       counts[t.status]++;
     });
     return { msg: counts };
@@ -95,9 +106,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     if (req.args.filter !== undefined && req.args.filter !== null) {
       if (req.args.taskIds !== undefined)
         throw invalidArgument("tasks.cancel takes taskIds or a filter, not both");
-      return { msg: await cancelByFilter(req.args.filter) };
+      return { msg: await cancelByFilter(req, req.args.filter) };
     }
     const taskIds = strList(req.args, "taskIds");
+    ownTasks(req, scheduler, taskIds);
     const cancelled = scheduler.cancelTasks(taskIds);
     // The reply acknowledges the cancellation: it must be on disk first.
     await scheduler.store.flush();
@@ -109,21 +121,23 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
    * whether some are left). The scan yields between slices; the cancellation itself is one step, of
    * the tasks that still match then, and it is on disk before the reply.
    */
-  async function cancelByFilter(raw: unknown) {
+  async function cancelByFilter(req: CommandRequest, raw: unknown) {
     const filter = compileFilter(raw, TASK_FIELDS);
+    // A user's filter reaches its own sessions' tasks only.
+    const matches = visibleMatches(req, scheduler, filter.matches);
     if (filter.conditions === 0)
       throw invalidArgument("tasks.cancel {filter} needs at least one condition: it would cancel every task");
     const found: Task[] = [];
     let more = false;
     const open = (t: Task) => !FINAL_TASK_STATUSES.has(t.status) && t.status !== "CANCELLING";
-    await scan(scheduler.tasksOf(filter.sessionIds), filter.matches, (t) => {
+    await scan(scheduler.tasksOf(filter.sessionIds), matches, (t) => {
       if (!open(t)) return;
       if (found.length === MAX_CANCEL_BY_FILTER) return !(more = true);
       found.push(t);
     });
     // Between the slices tasks moved on: what is cancelled is what still is there and matches now.
     const ids = found
-      .filter((t) => scheduler.tasks.get(t.id) === t && open(t) && filter.matches(t))
+      .filter((t) => scheduler.tasks.get(t.id) === t && open(t) && matches(t))
       .map((t) => t.id);
     const cancelled = scheduler.cancelTasks(ids);
     await scheduler.store.flush();

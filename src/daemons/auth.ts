@@ -1,6 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { Role } from "./roles.js";
+import type { UserDirectory } from "./users.js";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -43,12 +45,30 @@ export function resolveToken(
   return { token, source: `${file} (generated)` };
 }
 
-/** Compares tokens in constant time: both sides are hashed first, so their lengths leak nothing either. */
+/** Who sent a request, as the token check found it. */
+export interface Caller {
+  /** The users file's name; without one (or with the server token), the name the request claims. */
+  user: string;
+  role: Role;
+  /**
+   * The name comes from the users file, so sessions this caller creates are recorded as its own. A
+   * claimed name proves nothing: sessions created under it belong to no user (admins only).
+   */
+  verified: boolean;
+}
+
+/**
+ * Compares tokens in constant time: both sides are hashed first, so their lengths leak nothing either.
+ * The server token is an admin's; with a users file, each user's token is that user's, in its role.
+ */
 export class TokenCheck {
   private readonly digest: Buffer | null;
 
-  /** `token` null: authentication is off and every request passes. */
-  constructor(token: string | null) {
+  /** `token` null: authentication is off and every request passes (as an admin). */
+  constructor(
+    token: string | null,
+    private readonly users: UserDirectory | null = null,
+  ) {
     this.digest = token === null ? null : createHash("sha256").update(token).digest();
   }
 
@@ -57,8 +77,16 @@ export class TokenCheck {
   }
 
   accepts(token: unknown): boolean {
-    if (this.digest === null) return true;
-    if (typeof token !== "string") return false;
-    return timingSafeEqual(this.digest, createHash("sha256").update(token).digest());
+    return this.identify(token, "anonymous") !== null;
+  }
+
+  /** The caller this token authenticates, or null: refuse the request. */
+  identify(token: unknown, claimedUser: string): Caller | null {
+    if (this.digest === null) return { user: claimedUser, role: "admin", verified: false };
+    if (typeof token !== "string") return null;
+    const server = timingSafeEqual(this.digest, createHash("sha256").update(token).digest());
+    const entry = this.users?.byToken(token) ?? null;
+    if (entry) return { user: entry.user, role: entry.role, verified: true };
+    return server ? { user: claimedUser, role: "admin", verified: false } : null;
   }
 }

@@ -93,6 +93,13 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "accept requests without a token",
   },
   {
+    key: "usersFile",
+    flag: "--users-file",
+    env: "ZGRID_USERS_FILE",
+    type: "string",
+    help: "users, roles and their tokens (NAME ROLE token=... a line, mode 0600); re-read on SIGHUP",
+  },
+  {
     key: "noTokensFile",
     flag: "--no-tokens-file",
     env: "ZGRID_NO_TOKENS_FILE",
@@ -336,6 +343,8 @@ export interface ServerConfig {
   token?: string;
   workerToken?: string;
   noAuth: boolean;
+  /** Users and roles (design §3.3); without it the server token is an admin's. */
+  usersFile?: string;
   /** `zgrid server` records its client token in ~/.zgrid/tokens.txt unless this is set. */
   noTokensFile: boolean;
   dataDir: string;
@@ -378,6 +387,9 @@ export function toServerConfig(values: OptionValues): ServerConfig {
         `unknown daemon "${d}" in --daemons: expected some of ${DAEMON_TYPES.join(", ")}`,
       );
     }
+  }
+  if (values.usersFile !== undefined && values.noAuth === true) {
+    throw new ConfigError(`--users-file needs authentication: drop --no-auth`);
   }
   if (!daemons.includes("default")) throw new ConfigError(`--daemons must include "default"`);
   if (values.store !== "memory" && values.store !== "sqlite") {

@@ -6,6 +6,7 @@ import { describeValue } from "../protocol/describe.js";
 import { CommandMap, type CommandReply, type CommandRequest } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { TokenCheck } from "./auth.js";
+import { grants } from "./roles.js";
 import { SendQueue } from "../protocol/send-queue.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -294,7 +295,8 @@ export class ServerDaemon implements Daemon {
     if (typeof header.cmd !== "string" || header.cmd.length === 0) {
       return fail(ErrorCode.BAD_REQUEST, "the header has no cmd: name the command to run");
     }
-    if (!this.opts.auth.accepts(header.token)) {
+    const caller = this.opts.auth.identify(header.token, claimedUser);
+    if (caller === null) {
       cmd = "<unauthenticated>";
       return fail(
         ErrorCode.UNAUTHENTICATED,
@@ -304,7 +306,7 @@ export class ServerDaemon implements Daemon {
       );
     }
     cmd = header.cmd.length <= 128 ? header.cmd : header.cmd.slice(0, 128);
-    user = claimedUser;
+    user = caller.user;
     this.requestCount++;
     if (oversized >= 0) {
       return fail(
@@ -327,6 +329,12 @@ export class ServerDaemon implements Daemon {
         ErrorCode.UNKNOWN_COMMAND,
         `unknown command ${describeValue(cmd)} on the ${this.name} daemon`,
       );
+    if (!grants(caller.role, cmd)) {
+      return fail(
+        ErrorCode.PERMISSION_DENIED,
+        `user ${user} (role ${caller.role}) may not run ${cmd}: ask an admin for a role that grants it`,
+      );
+    }
     const args = header.args ?? {};
     if (!isPlainObject(args)) return fail(ErrorCode.INVALID_ARGUMENT, "args must be a msgpack map");
 
@@ -348,6 +356,7 @@ export class ServerDaemon implements Daemon {
       args,
       blobs: frames.length > 3 ? frames.slice(3) : [],
       user,
+      caller,
       daemon: this.name,
       peer,
       push: (event: unknown, gone?: () => void) => {

@@ -10,6 +10,7 @@ import { RequestMetrics } from "../metrics/request-metrics.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { openStore, type Store } from "../store/index.js";
 import { TokenCheck, resolveToken } from "./auth.js";
+import { UserDirectory, readUsersFile } from "./users.js";
 import type { ServerConfig } from "./config.js";
 import { VERSION, type Endpoints, type ServerContext } from "./context.js";
 import type { Daemon } from "./daemon.js";
@@ -53,6 +54,8 @@ export class Server implements ServerContext {
   readonly token: string | null;
   /** The worker endpoint's token (never the client token), null with --no-auth. */
   readonly workerToken: string | null;
+  /** The users of --users-file, null without one (the server token is then everyone's, an admin's). */
+  readonly users: UserDirectory | null;
   private readonly daemons: Daemon[] = [];
   private readonly defaultDaemon: DefaultDaemon;
   private readonly metricsDaemon: MetricsDaemon | null = null;
@@ -75,7 +78,10 @@ export class Server implements ServerContext {
     this.log = log ?? createLogger(config.logLevel);
     this.token = config.noAuth ? null : resolveToken(config.token, config.dataDir).token;
     this.authEnabled = this.token !== null;
-    const auth = new TokenCheck(this.token);
+    // A users file that cannot be used stops the start: the error names the file and the line.
+    const users = config.usersFile === undefined ? null : readUsersFile(config.usersFile);
+    this.users = users === null ? null : new UserDirectory(users);
+    const auth = new TokenCheck(this.token, this.users);
     const common = {
       host: config.host,
       auth,
@@ -111,6 +117,7 @@ export class Server implements ServerContext {
       this.statusDaemon = new StatusThread({
         config,
         token: this.token,
+        users,
         version: this.version,
         instance: this.instance,
         metrics: this.metrics,
@@ -198,6 +205,32 @@ export class Server implements ServerContext {
 
   daemonRequests(): Record<string, number> {
     return Object.fromEntries(this.daemons.map((d) => [d.name, d.requests]));
+  }
+
+  /**
+   * Reads the users file again (SIGHUP): the new users take effect on every daemon at once. A file
+   * that cannot be used is logged, and the users read before are kept. False when nothing changed.
+   */
+  reloadUsers(): boolean {
+    const file = this.config.usersFile;
+    if (file === undefined || this.users === null) {
+      this.log.info("SIGHUP: no --users-file to read again");
+      return false;
+    }
+    let users;
+    try {
+      users = readUsersFile(file);
+    } catch (err) {
+      this.log.error(
+        { err: (err as Error).message, users: this.users.size },
+        "the users file was not read again: the users before stay in force",
+      );
+      return false;
+    }
+    this.users.replace(users);
+    this.statusDaemon?.replaceUsers(users);
+    this.log.info({ file, users: users.length }, "users file read again");
+    return true;
   }
 
   requestShutdown(user: string): void {

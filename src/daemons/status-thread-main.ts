@@ -6,6 +6,7 @@ import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { BuiltinsContext } from "../commands/builtins.js";
 import { createLogger } from "../log.js";
 import { TokenCheck } from "./auth.js";
+import { UserDirectory } from "./users.js";
 import type { Endpoints } from "./context.js";
 import type { RequestRecorder } from "./daemon.js";
 import { StatusDaemon, type StatusDaemonSource } from "./status-daemon.js";
@@ -116,10 +117,11 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
   let endpoints: Endpoints = init.endpoints;
   const requests = (): number => daemon.requests;
   const relay = new MetricsRelay(port, requests);
+  const users = init.users === null ? null : new UserDirectory(init.users);
   const daemon = new StatusDaemon({
     host: init.config.host,
     port: init.port,
-    auth: new TokenCheck(init.token),
+    auth: new TokenCheck(init.token, users),
     maxFrameBytes: init.config.maxFrameBytes,
     metrics: relay,
     log,
@@ -149,6 +151,9 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
         break;
       case "status":
         link.received(m.status);
+        break;
+      case "users":
+        users?.replace(m.users);
         break;
       case "close-now": {
         // The process is exiting and the scheduler's thread waits on the flag: close synchronously.

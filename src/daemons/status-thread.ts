@@ -3,6 +3,7 @@ import type { Logger } from "../log.js";
 import type { ServerConfig } from "./config.js";
 import type { Endpoints } from "./context.js";
 import type { Daemon, RequestRecorder } from "./daemon.js";
+import type { UserEntry } from "./users.js";
 
 /** What the STATUS thread starts from (structured-cloned into it). */
 export interface StatusThreadInit {
@@ -10,6 +11,8 @@ export interface StatusThreadInit {
   /** The port to bind: 0 for any free one. */
   port: number;
   token: string | null;
+  /** The users file's users, null without one. */
+  users: UserEntry[] | null;
   version: string;
   instance: string;
   authEnabled: boolean;
@@ -27,6 +30,7 @@ export type ToStatusThread =
   | { t: "tick" }
   | { t: "endpoints"; endpoints: Endpoints }
   | { t: "status"; status: Record<string, unknown> }
+  | { t: "users"; users: UserEntry[] }
   | { t: "stop"; graceMs: number }
   | { t: "close-now" };
 
@@ -47,6 +51,7 @@ const EXIT_CLOSE_MS = 1000;
 export interface StatusThreadOptions {
   config: ServerConfig;
   token: string | null;
+  users: UserEntry[] | null;
   version: string;
   instance: string;
   metrics: RequestRecorder;
@@ -100,6 +105,7 @@ export class StatusThread implements Daemon {
       config: this.opts.config,
       port: this.opts.config.statusPort,
       token: this.opts.token,
+      users: this.opts.users,
       version: this.opts.version,
       instance: this.opts.instance,
       authEnabled: this.opts.token !== null,
@@ -140,6 +146,11 @@ export class StatusThread implements Daemon {
   /** Tells the thread every endpoint, once all sockets are bound (`getconfig`, `connect` show them). */
   announce(): void {
     this.post({ t: "endpoints", endpoints: this.opts.endpoints() });
+  }
+
+  /** The users file was read again: the thread checks tokens against these users from now on. */
+  replaceUsers(users: UserEntry[]): void {
+    this.post({ t: "users", users });
   }
 
   /** Lets the thread finish what it answers (up to `graceMs`), close its socket and end. */

@@ -55,6 +55,7 @@ export class RequestMetrics {
   private readonly errors: Counter<"daemon" | "command" | "user" | "code">;
   private readonly duration: Histogram<"daemon" | "command">;
   private readonly droppedReplies: Counter<"daemon">;
+  private readonly denied: Counter<"daemon" | "user">;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "zgrid_" });
@@ -72,6 +73,13 @@ export class RequestMetrics {
       name: "zgrid_request_errors_total",
       help: "Requests answered with an ERROR reply, by daemon, command, user and error code.",
       labelNames: ["daemon", "command", "user", "code"],
+      registers: [this.registry],
+    });
+    // Users are those of the users file (or the names admins claim): the labels stay few.
+    this.denied = new Counter({
+      name: "zgrid_requests_denied_total",
+      help: "Requests refused with PERMISSION_DENIED (the role does not grant the command, or the session is another user's), by daemon and user.",
+      labelNames: ["daemon", "user"],
       registers: [this.registry],
     });
     this.droppedReplies = new Counter({
@@ -110,6 +118,7 @@ export class RequestMetrics {
     this.requests.inc({ daemon, command, user });
     this.duration.observe({ daemon, command }, seconds);
     if (errorCode) this.errors.inc({ daemon, command, user, code: errorCode });
+    if (errorCode === "PERMISSION_DENIED") this.denied.inc({ daemon, user });
   }
 
   get totalRequests(): number {

@@ -1,9 +1,18 @@
+/** Who sent a request: its user, role, and whether the name comes from the users file. */
+export interface RequestCaller {
+  readonly user: string;
+  readonly role: string;
+  /** Sessions it creates are recorded as its own (false: the name is only claimed; they are admins'). */
+  readonly verified: boolean;
+}
+
 /** What a command handler sees of one request. */
 export interface CommandRequest {
   readonly cmd: string;
   readonly args: Record<string, unknown>;
   readonly blobs: Buffer[];
   readonly user: string;
+  readonly caller: RequestCaller;
   /** The daemon that received the request ("DEFAULT", "METRICS", ...). */
   readonly daemon: string;
   /** Opaque id of the peer connection (ROUTER identity, hex). */

@@ -2,6 +2,8 @@
 export const ErrorCode = {
   BAD_REQUEST: "BAD_REQUEST",
   UNAUTHENTICATED: "UNAUTHENTICATED",
+  /** Authenticated, but the caller's role does not grant the command, or the session is another user's. */
+  PERMISSION_DENIED: "PERMISSION_DENIED",
   UNKNOWN_COMMAND: "UNKNOWN_COMMAND",
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
   NOT_FOUND: "NOT_FOUND",
@@ -36,4 +38,8 @@ export function notFound(message: string): ZgridError {
 
 export function failedPrecondition(message: string): ZgridError {
   return new ZgridError(ErrorCode.FAILED_PRECONDITION, message);
+}
+
+export function permissionDenied(message: string): ZgridError {
+  return new ZgridError(ErrorCode.PERMISSION_DENIED, message);
 }

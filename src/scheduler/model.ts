@@ -59,6 +59,8 @@ export const DEFAULT_TASK_OPTIONS: Readonly<TaskOptions> = Object.freeze({
 export interface Session {
   id: string;
   status: SessionStatus;
+  /** The user of the users file who created it; null: no user's (admins only), as sessions before users. */
+  owner: string | null;
   createdAt: number;
   defaultTaskOptions: TaskOptions;
   partitionIds: string[];

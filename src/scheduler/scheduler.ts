@@ -240,6 +240,8 @@ export class Scheduler {
       s.closedAt ??= null;
       s.purgedAt ??= null;
       s.deletedAt ??= null;
+      // Records of zgrid before users: no user's, so only admins see them.
+      s.owner ??= null;
       this.sessions.set(s.id, s);
     }
     for (const r of state.results) {
@@ -337,10 +339,15 @@ export class Scheduler {
 
   // ---- sessions ------------------------------------------------------------------------------------
 
-  createSession(defaultTaskOptions: Partial<TaskOptions>, partitionIds: string[]): Session {
+  createSession(
+    defaultTaskOptions: Partial<TaskOptions>,
+    partitionIds: string[],
+    owner: string | null = null,
+  ): Session {
     const session: Session = {
       id: this.ids.next("s"),
       status: "RUNNING",
+      owner,
       createdAt: Date.now(),
       defaultTaskOptions: mergeTaskOptions(defaultTaskOptions),
       partitionIds,

@@ -5,6 +5,7 @@ export function sessionView(s: Session): Record<string, unknown> {
   return {
     sessionId: s.id,
     status: s.status,
+    owner: s.owner,
     createdAt: s.createdAt,
     partitionIds: s.partitionIds,
     defaultTaskOptions: s.defaultTaskOptions,
