@@ -67,6 +67,10 @@ export async function runServer(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  // SIGHUP reads the CurveZMQ allow-lists again (without --curve it is ignored, not fatal).
+  process.on("SIGHUP", () => {
+    if (started) server.reloadCurveAllowLists();
+  });
   // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
   // loudly and keep serving.
   process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));
@@ -86,6 +90,7 @@ export async function runServer(argv: string[]): Promise<number> {
         url: info.url,
         token: server.token,
         statusUrl: info.statusUrl,
+        curveKeyPair: server.internalCurveKeys ?? undefined,
         port: config.dashboardPort,
         host: config.dashboardHost,
         log: (message) => server.log.warn(message),
@@ -105,6 +110,9 @@ export async function runServer(argv: string[]): Promise<number> {
       // The client token is printed once, in the connect URL: the other daemons take the same one.
       info.metricsUrl ? `  metrics:      ${withoutToken(info.metricsUrl)} (the connect URL's token)` : "",
       info.statusUrl ? `  status:       ${withoutToken(info.statusUrl)} (the connect URL's token)` : "",
+      server.curveKeys
+        ? `  CurveZMQ:     on, server public key ${server.curveKeys.publicKey} (clients: ${config.curveClients ?? "any key"}, workers: ${config.curveWorkers ?? "any key"})`
+        : "",
       dashboard ? `  dashboard:    ${dashboardBanner(dashboard.url, dashboard.authEnabled)}` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
@@ -142,8 +150,10 @@ function saveToken(info: ConnectionInfo, server: Server): string | null {
 
 /** A URL with its token left out, for the lines of the banner after the one that shows it. */
 function withoutToken(url: string): string {
-  return url
-    .replace(/[?&]token=[^&]*/, "")
-    .replace(/\?$/, "")
-    .replace(/\?&/, "?");
+  const at = url.indexOf("?");
+  if (at < 0) return url;
+  const q = new URLSearchParams(url.slice(at + 1));
+  q.delete("token");
+  const rest = q.toString();
+  return url.slice(0, at) + (rest ? `?${rest}` : "");
 }

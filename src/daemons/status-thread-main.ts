@@ -120,6 +120,7 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
     host: init.config.host,
     port: init.port,
     auth: new TokenCheck(init.token),
+    curveSecretKey: init.curveSecretKey,
     maxFrameBytes: init.config.maxFrameBytes,
     metrics: relay,
     log,

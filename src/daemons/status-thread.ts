@@ -10,6 +10,8 @@ export interface StatusThreadInit {
   /** The port to bind: 0 for any free one. */
   port: number;
   token: string | null;
+  /** With `--curve`: the server's secret key. */
+  curveSecretKey?: string;
   version: string;
   instance: string;
   authEnabled: boolean;
@@ -47,6 +49,7 @@ const EXIT_CLOSE_MS = 1000;
 export interface StatusThreadOptions {
   config: ServerConfig;
   token: string | null;
+  curveSecretKey?: string;
   version: string;
   instance: string;
   metrics: RequestRecorder;
@@ -100,6 +103,7 @@ export class StatusThread implements Daemon {
       config: this.opts.config,
       port: this.opts.config.statusPort,
       token: this.opts.token,
+      curveSecretKey: this.opts.curveSecretKey,
       version: this.opts.version,
       instance: this.opts.instance,
       authEnabled: this.opts.token !== null,
