@@ -131,7 +131,7 @@ export class Connection {
             ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and this client never falls back to plain text: drop serverKey= from the URL only if you mean to talk in clear`
             : `the server at ${where} requires CurveZMQ (it was started with --curve): use the connect URL it prints, which carries serverKey=`;
         else if (event.type === "handshake:error:other" && curve && !succeeded)
-          sentence = `the CurveZMQ handshake with ${where} failed: serverKey is not the key of the server there (its connect URL carries the right one)`;
+          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and this client never falls back to plain text`;
         if (sentence !== null) {
           this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
           return;

@@ -410,7 +410,7 @@ export class WorkerHost {
             ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and a worker never falls back to plain text`
             : `the server at ${where} requires CurveZMQ: use the workerUrl it prints, which carries serverKey=`;
         else if (event.type === "handshake:error:other" && curve && !succeeded)
-          sentence = `the CurveZMQ handshake with ${where} failed: serverKey is not the key of the server there`;
+          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and a worker never falls back to plain text`;
         if (sentence !== null) return this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
       }
     } catch {
