@@ -219,6 +219,14 @@ describe("CurveZMQ", () => {
       }
       const fresh = await rejection(withClient(info.url, {}, (c) => c.ruok()));
       assert.equal(fresh.code, ErrorCode.UNAUTHENTICATED, "a new key of its own is not listed");
+      // The server's own pair (from its data dir, for a probe beside it) is always let in.
+      const [publicKey, secretKey] = readFileSync(join(server.config.dataDir, SERVER_KEY_FILE), "utf8")
+        .trim()
+        .split("\n");
+      assert.equal(
+        await withClient(info.statusUrl!, { curveKeyPair: { publicKey, secretKey } }, (c) => c.ruok()),
+        "imok",
+      );
 
       writeFileSync(list, `${listed.publicKey}\nnot-a-key\n${stranger.publicKey}\n`);
       assert.equal(server.reloadCurveAllowLists(), false, "a file with a mistake is not used");
@@ -289,6 +297,11 @@ describe("CurveZMQ", () => {
       const plain = await probe(envOf(client), info.statusUrl!.replace(/&serverKey=[^&]*/, ""));
       assert.equal(plain.code, 1);
       assert.match(plain.stderr, /requires CurveZMQ/);
+      const fromEnv = await probe(
+        { ...envOf(client), ZGRID_CURVE_SERVER_KEY: serverKeyOf(info.url) },
+        info.statusUrl!.replace(/&serverKey=[^&]*/, ""),
+      );
+      assert.equal(fromEnv.code, 0, `the server key from ZGRID_CURVE_SERVER_KEY: ${fromEnv.stderr}`);
       const status = await runCli(
         ["status", "--connection-info", join(dir, "connection.json")],
         envOf(client),

@@ -15,8 +15,9 @@ export const TARGET_OPTIONS = {
 export const TARGET_HELP = `  -u, --url URL                  server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]; without a
                                  token, the one ~/.zgrid/tokens.txt holds for HOST:PORT
       --connection-info FILE     the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]
-                                 (a server with --curve: the URL carries serverKey=, and this
-                                 client's key pair is ZGRID_CURVE_PUBLIC_KEY/_SECRET_KEY, else new)
+                                 (a server with --curve: the URL carries serverKey=, or give it
+                                 as ZGRID_CURVE_SERVER_KEY; this client's key pair is
+                                 ZGRID_CURVE_PUBLIC_KEY/_SECRET_KEY, else a new one)
       --timeout MS               give up when the server has not answered the first request within
                                  MS ms (default 2000) [ZGRID_TIMEOUT_MS]`;
 
@@ -57,7 +58,12 @@ export async function connectChecked(
   timeoutMs: number,
 ): Promise<{ client: ZgridClient; config: Record<string, unknown> }> {
   const curveKeyPair = curveKeysFromEnv();
-  const client = await connect(url, curveKeyPair ? { timeoutMs, curveKeyPair } : { timeoutMs });
+  const serverKey = process.env.ZGRID_CURVE_SERVER_KEY || undefined;
+  const client = await connect(url, {
+    timeoutMs,
+    ...(curveKeyPair ? { curveKeyPair } : {}),
+    ...(serverKey ? { serverKey } : {}),
+  });
   try {
     const config = await client.call<Record<string, unknown>>("getconfig", undefined, undefined, {
       timeoutMs: firstMs,

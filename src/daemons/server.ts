@@ -158,9 +158,11 @@ export class Server implements ServerContext {
    * each list there is; throws a sentence naming the file and line of a mistake.
    */
   private readAllowLists(): AllowLists {
-    const own = this.internalCurveKeys!.publicKey;
+    // The server's own key too: whoever holds its secret key is the server already, and a probe beside
+    // it (a container's HEALTHCHECK) can use that pair from the data dir.
+    const own = [this.internalCurveKeys!.publicKey, this.curveKeys!.publicKey];
     const read = (file: string | undefined): string[] | null =>
-      file === undefined ? null : [...readAllowList(file), own];
+      file === undefined ? null : [...readAllowList(file), ...own];
     return { clients: read(this.config.curveClients), workers: read(this.config.curveWorkers) };
   }
 
