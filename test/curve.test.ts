@@ -4,6 +4,7 @@
  * `--curve-clients` and `--curve-workers` (re-read on SIGHUP), and a client never falls back to plain text.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
 import { WorkerHost } from "../src/worker/host.js";
 import {
   EXAMPLE_APPS,
+  ROOT,
   removeDir,
   runCli,
   spawnCli,
@@ -241,6 +243,36 @@ describe("CurveZMQ", () => {
       if (server) removeDir(server.config.dataDir);
       removeDir(dir);
     }
+  });
+
+  it("fails closed: with no ZAP handler to ask, a Curve socket of the server refuses every key", async () => {
+    // A fresh process: no ZAP handler is bound in its ZeroMQ context.
+    const script = `
+      import { Dealer, Router, curveKeyPair } from "zeromq";
+      import { makeCurveServer } from ${JSON.stringify(join(ROOT, "dist/src/daemons/daemon.js"))};
+      const server = curveKeyPair(), client = curveKeyPair();
+      const router = new Router({ linger: 0 });
+      makeCurveServer(router, server.secretKey, "clients");
+      await router.bind("tcp://127.0.0.1:*");
+      const dealer = new Dealer({ linger: 0, curveServerKey: server.publicKey, curvePublicKey: client.publicKey, curveSecretKey: client.secretKey });
+      dealer.connect(router.lastEndpoint);
+      for await (const event of dealer.events) {
+        if (event.type === "handshake" || event.type.startsWith("handshake:error")) { console.log(event.type); break; }
+      }
+      dealer.close(); router.close();
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    clearTimeout(timer);
+    assert.equal(code, 0, out);
+    assert.match(out.trim(), /^handshake:error:/, "the handshake failed");
   });
 
   it("zgrid server refuses allow-lists without --curve (exit 2) and an allow-list with a mistake (exit 1)", async () => {
