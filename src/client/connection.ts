@@ -88,7 +88,14 @@ export class Connection {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.out = new SendQueue(this.socket);
     const serverKey = options.serverKey ?? this.address.serverKey;
-    if (serverKey !== undefined) this.useCurve(serverKey, options.curveKeyPair);
+    if (serverKey !== undefined) {
+      try {
+        this.useCurve(serverKey, options.curveKeyPair);
+      } catch (err) {
+        this.socket.close();
+        throw err;
+      }
+    }
     void this.watchHandshakes(serverKey !== undefined);
     this.socket.connect(this.address.endpoint);
     this.loop = this.receive();

@@ -57,7 +57,13 @@ export class ZapThread {
     return new Promise((resolve, reject) => {
       worker.on("message", (m: FromZapThread) => {
         if (m.t === "listening") resolve();
-        else reject(new Error(`the CurveZMQ authentication handler cannot start: ${m.message}`));
+        else
+          reject(
+            new Error(
+              `the CurveZMQ authentication handler cannot start: ${m.message}` +
+                (/in use/i.test(m.message) ? " (one process runs one --curve server at most)" : ""),
+            ),
+          );
       });
       worker.on("error", (err) => {
         this.log.error({ err }, "the ZAP thread failed");
