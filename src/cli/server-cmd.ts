@@ -67,10 +67,12 @@ export async function runServer(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
-  // SIGHUP reads the CurveZMQ allow-lists again (without --curve it is ignored, not fatal).
-  process.on("SIGHUP", () => {
-    if (started) server.reloadCurveAllowLists();
-  });
+  // With --curve, SIGHUP reads the allow-lists again; without, it keeps its default (a hangup ends the server).
+  if (config.curve) {
+    process.on("SIGHUP", () => {
+      if (started) server.reloadCurveAllowLists();
+    });
+  }
   // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
   // loudly and keep serving.
   process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));
