@@ -33,6 +33,9 @@ async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Pr
   }
 }
 
+/** A CurveZMQ public key in Z85, with a "+" and a "%" in it. */
+const KEY = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf+";
+
 describe("parseServerUrl", () => {
   let dir: string;
   let tokens: string;
@@ -73,14 +76,23 @@ describe("parseServerUrl", () => {
   });
 
   it("reads serverKey, trims spaces, accepts IPv6 hosts", () => {
-    const a = parseServerUrl("  tcp://example.org:1234?token=t&serverKey=KEY  ", tokens);
+    const a = parseServerUrl(
+      `  tcp://example.org:1234?token=t&serverKey=${encodeURIComponent(KEY)}  `,
+      tokens,
+    );
     assert.deepEqual(a, {
       endpoint: "tcp://example.org:1234",
       host: "example.org",
       port: 1234,
       token: "t",
-      serverKey: "KEY",
+      serverKey: KEY,
     });
+    // Pasted unencoded, its "+" became a space: read back as "+". Not a Z85 key: a usage error.
+    assert.equal(parseServerUrl(`tcp://h:1?serverKey=${KEY.replaceAll("%", "%25")}`, tokens).serverKey, KEY);
+    assert.throws(
+      () => parseServerUrl("tcp://h:1?serverKey=KEY", tokens),
+      /serverKey .* is not a CurveZMQ public key/,
+    );
     assert.equal(parseServerUrl("tcp://[::1]:5555?token=x", tokens).endpoint, "tcp://[::1]:5555");
   });
 
@@ -99,7 +111,7 @@ describe("parseServerUrl", () => {
   });
 
   it("withPort keeps host, token and server key", () => {
-    const a = parseServerUrl("tcp://h:1?token=a b&serverKey=k", tokens);
+    const a = parseServerUrl(`tcp://h:1?token=a b&serverKey=${encodeURIComponent(KEY)}`, tokens);
     const url = withPort(a, 2);
     assert.deepEqual(parseServerUrl(url, tokens), { ...a, endpoint: "tcp://h:2", port: 2 });
   });

@@ -1,3 +1,4 @@
+import { curveKeysFromEnv } from "./keygen-cmd.js";
 import { Dashboard, dashboardBanner } from "../dashboard/index.js";
 import { TARGET_HELP, TARGET_OPTIONS, daemonUrl } from "./target.js";
 import { parse, UsageError } from "./usage.js";
@@ -36,9 +37,11 @@ export async function runDashboard(argv: string[]): Promise<number> {
   const url = await daemonUrl(values, "default");
   // Without a STATUS daemon the page still works, with the whole grid's throughput only.
   const statusUrl = await daemonUrl(values, "status").catch(() => null);
+  const curveKeyPair = curveKeysFromEnv();
   const dashboard = await Dashboard.start({
     url,
     statusUrl,
+    ...(curveKeyPair ? { curveKeyPair } : {}),
     port,
     host: (values.host as string | undefined) ?? "127.0.0.1",
     intervalMs,

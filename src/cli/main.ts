@@ -18,6 +18,7 @@ import { EVENTS_HELP, dataHelp, runData, runEvents } from "./data-cmds.js";
 import { DASHBOARD_HELP, runDashboard } from "./dashboard-cmd.js";
 import { DEMO_HELP, runDemo } from "./demo-cmd.js";
 import { HELLO_HELP, runHello } from "./hello-cmd.js";
+import { KEYGEN_HELP, runKeygen } from "./keygen-cmd.js";
 import { SERVER_HELP, runServer } from "./server-cmd.js";
 import { SUBMIT_HELP, runSubmit } from "./submit-cmd.js";
 import { TOP_HELP, runTop } from "./top-cmd.js";
@@ -80,6 +81,11 @@ const COMMANDS: Record<string, Subcommand> = {
     run: runWhoami,
   },
   shutdown: { summary: "shut the server down gracefully", help: SHUTDOWN_HELP, run: runShutdown },
+  keygen: {
+    summary: "print a new CurveZMQ key pair for a client or worker (servers with --curve)",
+    help: KEYGEN_HELP,
+    run: runKeygen,
+  },
 };
 
 function mainHelp(): string {

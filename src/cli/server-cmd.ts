@@ -67,8 +67,15 @@ export async function runServer(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
-  // SIGHUP reads the users file again (a bad one is logged and the users before are kept).
-  process.on("SIGHUP", () => void server.reloadUsers());
+  // SIGHUP reads the users file and the Curve allow-lists again (a bad one is logged and the one before
+  // is kept); without either, it keeps its default (a hangup ends the server).
+  if (config.usersFile !== undefined || config.curve) {
+    process.on("SIGHUP", () => {
+      if (!started) return;
+      if (config.usersFile !== undefined) server.reloadUsers();
+      if (config.curve) server.reloadCurveAllowLists();
+    });
+  }
   // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
   // loudly and keep serving.
   process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));
@@ -88,6 +95,7 @@ export async function runServer(argv: string[]): Promise<number> {
         url: info.url,
         token: server.token,
         statusUrl: info.statusUrl,
+        curveKeyPair: server.internalCurveKeys ?? undefined,
         port: config.dashboardPort,
         host: config.dashboardHost,
         log: (message) => server.log.warn(message),
@@ -107,6 +115,9 @@ export async function runServer(argv: string[]): Promise<number> {
       // The client token is printed once, in the connect URL: the other daemons take the same one.
       info.metricsUrl ? `  metrics:      ${withoutToken(info.metricsUrl)} (the connect URL's token)` : "",
       info.statusUrl ? `  status:       ${withoutToken(info.statusUrl)} (the connect URL's token)` : "",
+      server.curveKeys
+        ? `  CurveZMQ:     on, server public key ${server.curveKeys.publicKey} (clients: ${config.curveClients ?? "any key"}, workers: ${config.curveWorkers ?? "any key"})`
+        : "",
       dashboard ? `  dashboard:    ${dashboardBanner(dashboard.url, dashboard.authEnabled)}` : "",
       `  data:         ${info.store === "memory" ? "in memory only (--store memory): nothing survives a restart" : info.store}`,
       config.connectionInfo ? `  connection info written to ${resolve(config.connectionInfo)}` : "",
@@ -144,8 +155,10 @@ function saveToken(info: ConnectionInfo, server: Server): string | null {
 
 /** A URL with its token left out, for the lines of the banner after the one that shows it. */
 function withoutToken(url: string): string {
-  return url
-    .replace(/[?&]token=[^&]*/, "")
-    .replace(/\?$/, "")
-    .replace(/\?&/, "?");
+  const at = url.indexOf("?");
+  if (at < 0) return url;
+  const q = new URLSearchParams(url.slice(at + 1));
+  q.delete("token");
+  const rest = q.toString();
+  return url.slice(0, at) + (rest ? `?${rest}` : "");
 }

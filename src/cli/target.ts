@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { connect, type ZgridClient } from "../client/client.js";
 import { parseServerUrl, withPort } from "../client/url.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import { curveKeysFromEnv } from "./keygen-cmd.js";
 import { intFlag, UsageError } from "./usage.js";
 
 /** Options every client command takes to find the server. */
@@ -14,6 +15,9 @@ export const TARGET_OPTIONS = {
 export const TARGET_HELP = `  -u, --url URL                  server URL, tcp://HOST:PORT?token=TOKEN [ZGRID_URL]; without a
                                  token, the one ~/.zgrid/tokens.txt holds for HOST:PORT
       --connection-info FILE     the server's connection-info file [ZGRID_SERVER_CONNECTION_INFO]
+                                 (a server with --curve: the URL carries serverKey=, or give it
+                                 as ZGRID_CURVE_SERVER_KEY; this client's key pair is
+                                 ZGRID_CURVE_PUBLIC_KEY/_SECRET_KEY, else a new one)
       --timeout MS               give up when the server has not answered the first request within
                                  MS ms (default 2000) [ZGRID_TIMEOUT_MS]`;
 
@@ -53,7 +57,13 @@ export async function connectChecked(
   firstMs: number,
   timeoutMs: number,
 ): Promise<{ client: ZgridClient; config: Record<string, unknown> }> {
-  const client = await connect(url, { timeoutMs });
+  const curveKeyPair = curveKeysFromEnv();
+  const serverKey = process.env.ZGRID_CURVE_SERVER_KEY || undefined;
+  const client = await connect(url, {
+    timeoutMs,
+    ...(curveKeyPair ? { curveKeyPair } : {}),
+    ...(serverKey ? { serverKey } : {}),
+  });
   try {
     const config = await client.call<Record<string, unknown>>("getconfig", undefined, undefined, {
       timeoutMs: firstMs,

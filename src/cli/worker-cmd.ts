@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { createLogger, type Logger } from "../log.js";
 import { parseWorkerUrl } from "../worker/worker-url.js";
+import { curveKeysFromEnv } from "./keygen-cmd.js";
 import { intFlag, parse, UsageError } from "./usage.js";
 
 export const WORKER_HELP = `zgrid worker --connect URL --app-path DIR [options]
@@ -18,7 +19,10 @@ its partitions and runs them in application modules loaded from DIR (NAME.VERSIO
       --worker-id ID       name of this worker (default: host-pid-random)
       --watch              new sessions run an app module's file as it is now: edits need no
                            restart (every edition stays in memory) [ZGRID_WATCH=1]
-      --log-level LEVEL    trace, debug, info, warn, error (default info) [ZGRID_LOG_LEVEL]`;
+      --log-level LEVEL    trace, debug, info, warn, error (default info) [ZGRID_LOG_LEVEL]
+
+With a server started with --curve, the workerUrl carries serverKey=; this worker's own CurveZMQ key
+pair comes from ZGRID_CURVE_PUBLIC_KEY and ZGRID_CURVE_SECRET_KEY (zgrid keygen), else a new one.`;
 
 export async function runWorker(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -67,6 +71,7 @@ export async function runWorker(argv: string[]): Promise<number> {
       partitions,
       prefetch,
       workerId: values["worker-id"] as string | undefined,
+      curveKeyPair: curveKeysFromEnv(env),
       watchApps: values.watch === true || env.ZGRID_WATCH === "1",
       log,
     });

@@ -19,12 +19,12 @@ export interface ClientSettings {
   timeoutMs?: number;
   /**
    * The server's CurveZMQ public key (Z85, 40 characters). Environment: `ZGRID_CURVE_SERVER_KEY`.
-   * Carried only: the server has no `--curve` yet, and the connection does not use it.
+   * Overrides the URL's `serverKey=`; the connection is then encrypted (a server with `--curve`).
    */
   curveServerKey?: string;
   /**
    * This client's CurveZMQ key pair (Z85). Environment: `ZGRID_CURVE_PUBLIC_KEY` and
-   * `ZGRID_CURVE_SECRET_KEY`, both or neither. Carried only, like `curveServerKey`.
+   * `ZGRID_CURVE_SECRET_KEY`, both or neither. Default: a new pair per connection.
    */
   curveKeyPair?: CurveKeyPair;
   /** Default 2. Environment: `ZGRID_MAX_RETRIES`. */
@@ -255,8 +255,8 @@ function readFile(path: string, via: string): unknown {
  * variable counts as unset. A token given on its own wins over a token inside the URL when its layer is
  * at least as high; a URL from a higher layer keeps its own token.
  *
- * The CurveZMQ keys are only carried to `Properties.configuration`: the server has no `--curve` yet,
- * so connections are plain TCP whatever they say.
+ * With a server key (here or as the URL's `serverKey=`), the connection uses CurveZMQ with the key
+ * pair given, else a new one (which a server with `--curve-clients` refuses).
  *
  * @throws ZgridError `INVALID_ARGUMENT` for a missing endpoint, an unreadable or malformed file, an
  * unknown key, or a malformed value; the message names the setting and where it was read, e.g.

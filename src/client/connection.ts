@@ -1,9 +1,11 @@
 import { FairShare } from "../protocol/fair-share.js";
 import { userInfo } from "node:os";
-import { Dealer } from "zeromq";
+import { Dealer, curveKeyPair } from "zeromq";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { SendQueue } from "../protocol/send-queue.js";
+import { isZ85Key } from "../protocol/z85.js";
+import type { CurveKeyPair } from "./session-service.js";
 import { parseServerUrl, type ServerAddress } from "./url.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -24,6 +26,16 @@ export interface ConnectOptions {
   user?: string;
   /** Per-request timeout in milliseconds (default 30,000). */
   timeoutMs?: number;
+  /**
+   * The server's CurveZMQ public key (Z85, 40 characters); overrides the URL's `serverKey`. With one, the
+   * connection is encrypted and authenticated, and fails rather than fall back to plain text.
+   */
+  serverKey?: string;
+  /**
+   * This client's CurveZMQ key pair, used with a server key (default: a new pair for this connection). A
+   * server started with `--curve-clients` lets in only the public keys that file lists.
+   */
+  curveKeyPair?: CurveKeyPair;
 }
 
 /** A reply: its header's `msg` and `msgType`, and the blobs that followed it. */
@@ -55,6 +67,8 @@ interface Pending {
 export class Connection {
   readonly address: ServerAddress;
   private readonly socket = new Dealer({ linger: 0, sendHighWaterMark: 0, receiveHighWaterMark: 0 });
+  /** Why this connection cannot be used: its CurveZMQ handshake failed. Every request fails with it. */
+  private broken: ZgridError | null = null;
   private readonly out: SendQueue;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Map<number, (event: unknown) => void>();
@@ -73,8 +87,76 @@ export class Connection {
     this.user = options.user ?? process.env.USER ?? process.env.USERNAME ?? osUser();
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.out = new SendQueue(this.socket);
+    const serverKey = options.serverKey ?? this.address.serverKey;
+    if (serverKey !== undefined) {
+      try {
+        this.useCurve(serverKey, options.curveKeyPair);
+      } catch (err) {
+        this.socket.close();
+        throw err;
+      }
+    }
+    void this.watchHandshakes(serverKey !== undefined);
     this.socket.connect(this.address.endpoint);
     this.loop = this.receive();
+  }
+
+  private useCurve(serverKey: string, pair: CurveKeyPair | undefined): void {
+    if (!isZ85Key(serverKey))
+      throw new ZgridError(
+        ErrorCode.INVALID_ARGUMENT,
+        "serverKey is not a CurveZMQ public key: expected 40 Z85 characters, as the server prints in its connect URL",
+      );
+    if (pair !== undefined && (!isZ85Key(pair.publicKey) || !isZ85Key(pair.secretKey)))
+      throw new ZgridError(
+        ErrorCode.INVALID_ARGUMENT,
+        "curveKeyPair is not a CurveZMQ key pair: expected { publicKey, secretKey }, 40 Z85 characters each (zgrid keygen)",
+      );
+    const keys = pair ?? curveKeyPair();
+    this.socket.curveServerKey = serverKey;
+    this.socket.curvePublicKey = keys.publicKey;
+    this.socket.curveSecretKey = keys.secretKey;
+  }
+
+  /**
+   * A failed handshake makes ZeroMQ retry in silence, and the requests would only time out: this turns
+   * it into a sentence. A refused key or a server that does not speak the same security is a setting to
+   * fix, so the connection fails for good and drops what it queued (nothing is ever sent in clear); a
+   * Curve handshake cut short ("other") counts so only before the first one that succeeded.
+   */
+  private async watchHandshakes(curve: boolean): Promise<void> {
+    const where = this.address.endpoint.replace(/^tcp:\/\//, "");
+    let succeeded = false;
+    try {
+      for await (const event of this.socket.events) {
+        let sentence: string | null = null;
+        if (event.type === "handshake") succeeded = true;
+        else if (event.type === "handshake:error:auth")
+          sentence = `the server at ${where} refused this client's CurveZMQ public key: it is not in the server's --curve-clients list (or --curve-workers, for a worker)`;
+        else if (event.type === "handshake:error:protocol")
+          sentence = curve
+            ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and this client never falls back to plain text: drop serverKey= from the URL only if you mean to talk in clear`
+            : `the server at ${where} requires CurveZMQ (it was started with --curve): use the connect URL it prints, which carries serverKey=`;
+        else if (event.type === "handshake:error:other" && curve && !succeeded)
+          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and this client never falls back to plain text`;
+        if (sentence !== null) {
+          this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
+          return;
+        }
+      }
+    } catch {
+      // The socket closed: nothing more to watch.
+    }
+  }
+
+  private fail(err: ZgridError): void {
+    if (this.closed || this.broken) return;
+    this.broken = err;
+    this.failAll(err);
+    this.listeners.clear();
+    // Closing drops what ZeroMQ still queues for the server (linger 0): a request this client reported
+    // failed must not run once a later handshake succeeds.
+    this.socket.close();
   }
 
   /** Sends a request and resolves with its reply; an ERROR reply rejects with a {@link ZgridError}. */
@@ -84,6 +166,7 @@ export class Connection {
     blobs?: Buffer[],
     options: RequestOptions = {},
   ): Promise<Reply<T>> {
+    if (this.broken) return Promise.reject(this.broken);
     if (this.closed) return Promise.reject(new ZgridError(ErrorCode.UNAVAILABLE, "the connection is closed"));
     const id = this.nextId++;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
@@ -162,7 +245,7 @@ export class Connection {
         if (pause) await pause;
       }
     } catch (err) {
-      if (!this.closed)
+      if (!this.closed && !this.broken)
         this.failAll(new ZgridError(ErrorCode.UNAVAILABLE, `connection lost: ${(err as Error).message}`));
     }
   }
@@ -232,7 +315,7 @@ export class Connection {
     this.failAll(new ZgridError(ErrorCode.UNAVAILABLE, "the connection was closed"));
     this.listeners.clear();
     await this.out.idle();
-    this.socket.close();
+    if (!this.socket.closed) this.socket.close();
     await this.loop;
   }
 }

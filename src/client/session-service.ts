@@ -22,9 +22,9 @@ export interface ClientConfiguration {
   timeoutMs?: number;
   /** Reported to the server as the user of each request (default: the OS user). */
   user?: string;
-  /** The server's CurveZMQ public key. Carried only: the server has no `--curve` yet. */
+  /** The server's CurveZMQ public key (Z85); overrides the URL's `serverKey` (a server with `--curve`). */
   curveServerKey?: string;
-  /** This client's CurveZMQ key pair. Carried only: the server has no `--curve` yet. */
+  /** This client's CurveZMQ key pair (default: a new one); `--curve-clients` must list its public key. */
   curveKeyPair?: CurveKeyPair;
 }
 
@@ -135,7 +135,13 @@ export class SessionService {
     logger?: Logger,
   ) {
     const c = properties.configuration;
-    const options: ConnectOptions = { token: c.token, timeoutMs: c.timeoutMs, user: c.user };
+    const options: ConnectOptions = {
+      token: c.token,
+      timeoutMs: c.timeoutMs,
+      user: c.user,
+      serverKey: c.curveServerKey,
+      curveKeyPair: c.curveKeyPair,
+    };
     this.client = new ZgridClient(c.endpoint, options);
     this.log = logger;
   }

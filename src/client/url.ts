@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { ZgridError, ErrorCode } from "../protocol/errors.js";
+import { isZ85Key } from "../protocol/z85.js";
 
 /** A parsed connect URL: `tcp://HOST:PORT?token=TOKEN[&serverKey=KEY]`. */
 export interface ServerAddress {
@@ -39,8 +40,15 @@ export function parseServerUrl(
   const address: ServerAddress = { endpoint: `tcp://${host}:${port}`, host, port };
   const token = params.get("token") ?? tokenFromFile(tokensFile, `${host}:${port}`);
   if (token) address.token = token;
-  const serverKey = params.get("serverKey");
-  if (serverKey) address.serverKey = serverKey;
+  // Z85 has "+", which a query turns into a space when the key was pasted unencoded: it means "+".
+  const serverKey = params.get("serverKey")?.replaceAll(" ", "+");
+  if (serverKey) {
+    if (!isZ85Key(serverKey))
+      throw new UrlError(
+        `serverKey in "${url}" is not a CurveZMQ public key: expected 40 Z85 characters, percent-encoded in a URL (the server prints its URLs so)`,
+      );
+    address.serverKey = serverKey;
+  }
   return address;
 }
 

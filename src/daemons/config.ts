@@ -108,6 +108,28 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "do not record the client token in ~/.zgrid/tokens.txt (host:port,token a line, mode 0600)",
   },
   {
+    key: "curve",
+    flag: "--curve",
+    env: "ZGRID_CURVE",
+    type: "bool",
+    default: false,
+    help: "CurveZMQ on every socket: the key pair is <data-dir>/curve-server.key, its public key goes in the URLs as serverKey=",
+  },
+  {
+    key: "curveClients",
+    flag: "--curve-clients",
+    env: "ZGRID_CURVE_CLIENTS",
+    type: "string",
+    help: "with --curve: the client public keys let in, one a line (re-read on SIGHUP; default: any key, the token still applies)",
+  },
+  {
+    key: "curveWorkers",
+    flag: "--curve-workers",
+    env: "ZGRID_CURVE_WORKERS",
+    type: "string",
+    help: "with --curve: the worker public keys let in, one a line (re-read on SIGHUP; default: any key, the worker token still applies)",
+  },
+  {
     key: "dataDir",
     flag: "--data-dir",
     env: "ZGRID_DATA_DIR",
@@ -347,6 +369,11 @@ export interface ServerConfig {
   usersFile?: string;
   /** `zgrid server` records its client token in ~/.zgrid/tokens.txt unless this is set. */
   noTokensFile: boolean;
+  /** CurveZMQ on every socket (design §3.3). */
+  curve: boolean;
+  /** Allow-list files of client and worker public keys (with `curve`). */
+  curveClients?: string;
+  curveWorkers?: string;
   dataDir: string;
   store: "sqlite" | "memory";
   connectionInfo?: string;
@@ -406,6 +433,9 @@ export function toServerConfig(values: OptionValues): ServerConfig {
   }
   if (daemons.includes("integration") && integration === undefined) {
     throw new ConfigError(`--daemons integration needs --integration ${INTEGRATION_KINDS.join("|")}`);
+  }
+  if (!values.curve && (values.curveClients !== undefined || values.curveWorkers !== undefined)) {
+    throw new ConfigError(`--curve-clients and --curve-workers list CurveZMQ keys: they need --curve`);
   }
   for (const url of (values.etcdEndpoints as string[] | undefined) ?? []) {
     if (!/^https?:\/\/[^/]+/.test(url)) {

@@ -8,6 +8,7 @@ import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { TokenCheck } from "./auth.js";
 import { grants } from "./roles.js";
 import { SendQueue } from "../protocol/send-queue.js";
+import { ZAP_CLIENTS } from "./zap-thread.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -68,6 +69,19 @@ export interface DaemonOptions {
   maxFrameBytes: number;
   metrics: RequestRecorder;
   log: Logger;
+  /** With `--curve`: the server's secret key; the socket is a CurveZMQ server of the "clients" ZAP domain. */
+  curveSecretKey?: string;
+}
+
+/**
+ * Makes a socket a CurveZMQ server whose peers the ZAP handler judges in `domain`. `zapEnforceDomain`:
+ * with no handler to ask, a handshake fails rather than letting any key in.
+ */
+export function makeCurveServer(socket: Router, secretKey: string, domain: string): void {
+  socket.curveServer = true;
+  socket.curveSecretKey = secretKey;
+  socket.zapDomain = domain;
+  socket.zapEnforceDomain = true;
 }
 
 /**
@@ -114,6 +128,7 @@ export class ServerDaemon implements Daemon {
     // Enforced at receipt too: a frame up to twice the limit is read and refused with a sentence; a
     // larger one is never buffered, and its sender is disconnected by ZeroMQ.
     this.socket.maxMessageSize = receiptLimit(opts.maxFrameBytes);
+    if (opts.curveSecretKey !== undefined) makeCurveServer(this.socket, opts.curveSecretKey, ZAP_CLIENTS);
   }
 
   get port(): number {

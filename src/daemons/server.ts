@@ -20,6 +20,9 @@ import { MetricsDaemon } from "./metrics-daemon.js";
 import { StatusThread } from "./status-thread.js";
 import { serverStatus } from "../commands/status.js";
 import { WorkerEndpoint } from "./worker-endpoint.js";
+import { curveKeyPair } from "zeromq";
+import { loadServerKeys, readAllowList, requireCurve, type CurveKeys } from "./curve.js";
+import { ZapThread, type AllowLists } from "./zap-thread.js";
 
 const CLI_MAIN = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 
@@ -61,6 +64,14 @@ export class Server implements ServerContext {
   private readonly metricsDaemon: MetricsDaemon | null = null;
   private readonly statusDaemon: StatusThread | null = null;
   private readonly workerEndpoint: WorkerEndpoint;
+  /** With `--curve`: the server's key pair (its public key is the URLs' serverKey). */
+  readonly curveKeys: CurveKeys | null = null;
+  /**
+   * With `--curve`: the key pair of this process's own clients (the dashboard) and of its local workers,
+   * let in whatever the allow-lists say: they are the server's own.
+   */
+  readonly internalCurveKeys: CurveKeys | null = null;
+  private readonly zap: ZapThread | null = null;
   /** INTEGRATION (`--integration kubernetes|etcd`): registers the endpoints, deregisters at shutdown. */
   readonly integration: IntegrationDaemon | null;
   private http: HttpServer | null = null;
@@ -97,6 +108,13 @@ export class Server implements ServerContext {
       ? null
       : resolveToken(config.workerToken, config.dataDir, "worker-token").token;
     const workerAuth = new TokenCheck(this.workerToken);
+    if (config.curve) {
+      requireCurve();
+      this.curveKeys = loadServerKeys(config.dataDir);
+      this.internalCurveKeys = curveKeyPair();
+      this.zap = new ZapThread(this.readAllowLists(), this.log, config.logLevel);
+    }
+    const curveSecretKey = this.curveKeys?.secretKey;
     this.scheduler = new Scheduler({
       log: this.log,
       maxBatch: config.maxBatch,
@@ -107,10 +125,10 @@ export class Server implements ServerContext {
       orphanGraceMs: 4 * config.heartbeatMs,
     });
     new GridMetrics(this.metrics.registry, this.scheduler, this.store);
-    this.defaultDaemon = new DefaultDaemon({ ...common, port: config.port });
+    this.defaultDaemon = new DefaultDaemon({ ...common, curveSecretKey, port: config.port });
     this.daemons.push(this.defaultDaemon);
     if (config.daemons.includes("metrics")) {
-      this.metricsDaemon = new MetricsDaemon({ ...common, port: config.metricsPort });
+      this.metricsDaemon = new MetricsDaemon({ ...common, curveSecretKey, port: config.metricsPort });
       this.daemons.push(this.metricsDaemon);
     }
     if (config.daemons.includes("status")) {
@@ -118,6 +136,7 @@ export class Server implements ServerContext {
         config,
         token: this.token,
         users,
+        curveSecretKey,
         version: this.version,
         instance: this.instance,
         metrics: this.metrics,
@@ -137,7 +156,42 @@ export class Server implements ServerContext {
       maxFrameBytes: config.maxFrameBytes,
       scheduler: this.scheduler,
       log: this.log,
+      curveSecretKey,
     });
+  }
+
+  /**
+   * The `--curve-clients` and `--curve-workers` lists as read now, with this process's own keys added to
+   * each list there is; throws a sentence naming the file and line of a mistake.
+   */
+  private readAllowLists(): AllowLists {
+    // The server's own key too: whoever holds its secret key is the server already, and a probe beside
+    // it (a container's HEALTHCHECK) can use that pair from the data dir.
+    const own = [this.internalCurveKeys!.publicKey, this.curveKeys!.publicKey];
+    const read = (file: string | undefined): string[] | null =>
+      file === undefined ? null : [...readAllowList(file), ...own];
+    return { clients: read(this.config.curveClients), workers: read(this.config.curveWorkers) };
+  }
+
+  /**
+   * SIGHUP: reads the allow-lists again; connections made from now on are judged by them (those already
+   * made stay). A list with a mistake is not used: the ones in force stay, and the error is logged.
+   */
+  reloadCurveAllowLists(): boolean {
+    if (!this.zap) return false;
+    let lists: AllowLists;
+    try {
+      lists = this.readAllowLists();
+    } catch (err) {
+      this.log.error(`${(err as Error).message}: the allow-lists in force stay`);
+      return false;
+    }
+    this.zap.setLists(lists);
+    this.log.info(
+      { clients: lists.clients?.length ?? "any", workers: lists.workers?.length ?? "any" },
+      "CurveZMQ allow-lists read again",
+    );
+    return true;
   }
 
   /** Loads the command modules, binds every socket, writes the connection-info file. */
@@ -153,6 +207,8 @@ export class Server implements ServerContext {
     const modules = await this.defaultDaemon.registerCommands(this);
     this.metricsDaemon?.registerCommands(this);
     try {
+      // Before any Curve socket binds: a handshake with no handler to ask fails (zapEnforceDomain).
+      await this.zap?.start();
       for (const d of this.daemons) await d.start();
       await this.workerEndpoint.start();
       if (this.config.prometheusPort !== undefined) await this.startPrometheus(this.config.prometheusPort);
@@ -167,8 +223,13 @@ export class Server implements ServerContext {
     const ep = this.endpoints();
     const urlHost =
       this.config.host === "0.0.0.0" || this.config.host === "*" ? hostname() : this.config.host;
-    const withToken = (port: number, token = this.token): string =>
-      `tcp://${urlHost}:${port}${token ? `?token=${token}` : ""}`;
+    const withToken = (port: number, token = this.token): string => {
+      const q = new URLSearchParams();
+      if (token) q.set("token", token);
+      if (this.curveKeys) q.set("serverKey", this.curveKeys.publicKey);
+      const query = q.toString();
+      return `tcp://${urlHost}:${port}${query ? `?${query}` : ""}`;
+    };
     this.info = {
       host: urlHost,
       port: ep.port,
@@ -245,6 +306,7 @@ export class Server implements ServerContext {
       await Promise.all(this.daemons.map((d) => d.stop()));
       await this.stopLocalWorkers();
       await this.workerEndpoint.stop();
+      await this.zap?.stop();
       await this.closeHttp();
       await this.store.close();
       if (this.config.connectionInfo) rmSync(this.config.connectionInfo, { force: true });
@@ -261,6 +323,7 @@ export class Server implements ServerContext {
       this.workerEndpoint.stop(),
       this.closeHttp(),
     ]);
+    await this.zap?.stop();
   }
 
   private closeHttp(): Promise<void> {
@@ -297,7 +360,11 @@ export class Server implements ServerContext {
   private startLocalWorkers(n: number): void {
     // The URL (with the worker token) goes through the environment: a command line is readable by
     // every local user (ps).
-    const env = { ...process.env, ZGRID_WORKER_URL: this.info!.workerUrl };
+    const env: NodeJS.ProcessEnv = { ...process.env, ZGRID_WORKER_URL: this.info!.workerUrl };
+    if (this.internalCurveKeys) {
+      env.ZGRID_CURVE_PUBLIC_KEY = this.internalCurveKeys.publicKey;
+      env.ZGRID_CURVE_SECRET_KEY = this.internalCurveKeys.secretKey;
+    }
     for (let i = 0; i < n; i++) {
       const args = [
         CLI_MAIN,

@@ -122,6 +122,7 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
     host: init.config.host,
     port: init.port,
     auth: new TokenCheck(init.token, users),
+    curveSecretKey: init.curveSecretKey,
     maxFrameBytes: init.config.maxFrameBytes,
     metrics: relay,
     log,

@@ -13,6 +13,8 @@ export interface StatusThreadInit {
   token: string | null;
   /** The users file's users, null without one. */
   users: UserEntry[] | null;
+  /** With `--curve`: the server's secret key. */
+  curveSecretKey?: string;
   version: string;
   instance: string;
   authEnabled: boolean;
@@ -52,6 +54,7 @@ export interface StatusThreadOptions {
   config: ServerConfig;
   token: string | null;
   users: UserEntry[] | null;
+  curveSecretKey?: string;
   version: string;
   instance: string;
   metrics: RequestRecorder;
@@ -106,6 +109,7 @@ export class StatusThread implements Daemon {
       port: this.opts.config.statusPort,
       token: this.opts.token,
       users: this.opts.users,
+      curveSecretKey: this.opts.curveSecretKey,
       version: this.opts.version,
       instance: this.opts.instance,
       authEnabled: this.opts.token !== null,

@@ -15,7 +15,8 @@ import type {
   WireTaskOptions,
   WireTaskOutcome,
 } from "../protocol/worker-messages.js";
-import { receiptLimit } from "./daemon.js";
+import { makeCurveServer, receiptLimit } from "./daemon.js";
+import { ZAP_WORKERS } from "./zap-thread.js";
 import { MAX_APP_NAME_CHARS, MAX_WORKER_APPS, WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
 import type { AppSet } from "../scheduler/task-queue.js";
 import type { Task, TaskOptions } from "../scheduler/model.js";
@@ -91,6 +92,8 @@ export interface WorkerEndpointOptions {
   maxFrameBytes: number;
   scheduler: Scheduler;
   log: Logger;
+  /** With `--curve`: the server's secret key; workers are judged in the "workers" ZAP domain. */
+  curveSecretKey?: string;
 }
 
 /** The most messages the worker endpoint queues for one peer that does not read them. */
@@ -132,6 +135,7 @@ export class WorkerEndpoint implements WorkerLink {
     // A frame far over the limit is never buffered: ZeroMQ drops the connection that sends it (a
     // stranger's 192 MiB frames cost nothing). Workers are told the limit in WELCOME.
     this.socket.maxMessageSize = receiptLimit(opts.maxFrameBytes);
+    if (opts.curveSecretKey !== undefined) makeCurveServer(this.socket, opts.curveSecretKey, ZAP_WORKERS);
     this.out = new SendQueue(this.socket, this.log, () => {
       // Rare and telling: logged at the first drop and at every 10,000th.
       if (this.dropped++ % 10_000 === 0)

@@ -21,6 +21,8 @@ export interface DashboardOptions {
   token?: string | null;
   /** The STATUS daemon's URL (per-partition throughput); null or absent: DEFAULT only. */
   statusUrl?: string | null;
+  /** The dashboard's CurveZMQ key pair, for a grid whose URLs carry `serverKey=` (default: a new one). */
+  curveKeyPair?: { publicKey: string; secretKey: string };
   /** Address to bind (default 127.0.0.1). */
   host?: string;
   /** Port (default 0: any free port). */
@@ -86,7 +88,11 @@ export class Dashboard {
   static async start(options: DashboardOptions): Promise<Dashboard> {
     const token = options.token !== undefined ? options.token : (parseServerUrl(options.url).token ?? null);
     const timeoutMs = Math.max(5000, (options.intervalMs ?? 1000) * 3);
-    const clientOptions = { timeoutMs, ...(token !== null ? { token } : {}) };
+    const clientOptions = {
+      timeoutMs,
+      ...(token !== null ? { token } : {}),
+      ...(options.curveKeyPair ? { curveKeyPair: options.curveKeyPair } : {}),
+    };
     const client = await connect(options.url, clientOptions);
     const statusClient = options.statusUrl ? await connect(options.statusUrl, clientOptions) : null;
     try {

@@ -22,6 +22,7 @@ import { ExecutorPool } from "./executor-pool.js";
 import { Outbox } from "./outbox.js";
 import { PayloadFetcher, type ReadyTask } from "./payload-fetcher.js";
 import { parseWorkerUrl } from "./worker-url.js";
+import { isZ85Key } from "../protocol/z85.js";
 
 /** Options of a {@link WorkerHost}. */
 export interface WorkerHostOptions {
@@ -42,6 +43,11 @@ export interface WorkerHostOptions {
   prefetch?: number;
   /** Default `HOSTNAME-PID-RANDOM`. */
   workerId?: string;
+  /**
+   * This worker's CurveZMQ key pair, used when the URL carries the server's key (`&serverKey=`); default
+   * a new pair. A server started with `--curve-workers` lets in only the public keys that file lists.
+   */
+  curveKeyPair?: { publicKey: string; secretKey: string };
   /** Heartbeat interval, ms; the server's own interval (from WELCOME) wins when shorter. Default 1000. */
   heartbeatMs?: number;
   /** Heap limit of each executor thread, MB (default: Node's); a task going past it fails (FAILED). */
@@ -79,11 +85,13 @@ export class WorkerHost {
   readonly workerId: string;
 
   private readonly opts: Required<
-    Omit<WorkerHostOptions, "log" | "workerId" | "url" | "threadMemoryLimitMb" | "watchApps">
+    Omit<WorkerHostOptions, "log" | "workerId" | "url" | "threadMemoryLimitMb" | "watchApps" | "curveKeyPair">
   > &
     Pick<WorkerHostOptions, "threadMemoryLimitMb" | "watchApps">;
   private readonly endpoint: string;
   private readonly token: string | undefined;
+  private readonly serverKey: string | undefined;
+  private readonly curveKeyPair: { publicKey: string; secretKey: string } | undefined;
   private log: Logger | undefined;
   private pool: ExecutorPool | undefined;
   private socket: Dealer | undefined;
@@ -102,9 +110,15 @@ export class WorkerHost {
   private resolveClosed!: () => void;
 
   constructor(options: WorkerHostOptions) {
-    const { endpoint, token } = parseWorkerUrl(options.url);
+    const { endpoint, token, serverKey } = parseWorkerUrl(options.url);
     this.endpoint = endpoint;
     this.token = token;
+    this.serverKey = serverKey;
+    const pair = options.curveKeyPair;
+    if (pair !== undefined && (!isZ85Key(pair.publicKey) || !isZ85Key(pair.secretKey))) {
+      throw new Error("curveKeyPair is not a CurveZMQ key pair: 40 Z85 characters each (zgrid keygen)");
+    }
+    this.curveKeyPair = pair;
     if (!Number.isInteger(options.slots) || options.slots < 1) {
       throw new Error(`slots must be a whole number of at least 1, got ${options.slots}`);
     }
@@ -143,7 +157,10 @@ export class WorkerHost {
   private async connect(): Promise<void> {
     // zeromq and pino load here, not at import: application modules import "zgrid/worker" too, and each
     // executor thread would otherwise load a ZeroMQ context and a logger it never uses.
-    const [{ Dealer }, log] = await Promise.all([import("zeromq"), this.log ?? defaultLogger(this.workerId)]);
+    const [{ Dealer, curveKeyPair }, log] = await Promise.all([
+      import("zeromq"),
+      this.log ?? defaultLogger(this.workerId),
+    ]);
     this.log = log;
     if (this.state !== "connecting") return; // stopped meanwhile
     this.pool = new ExecutorPool({
@@ -162,6 +179,13 @@ export class WorkerHost {
     // connection, sends wait in the SendQueue instead of piling up in ZeroMQ, so tick() can see that and
     // keep a single READY waiting (a server receiving a burst of READY would re-admit this worker each time).
     const socket = new Dealer({ linger: 1000, immediate: true });
+    if (this.serverKey !== undefined) {
+      const keys = this.curveKeyPair ?? curveKeyPair();
+      socket.curveServerKey = this.serverKey;
+      socket.curvePublicKey = keys.publicKey;
+      socket.curveSecretKey = keys.secretKey;
+    }
+    void this.watchHandshakes(socket);
     this.socket = socket;
     this.sendQueue = new SendQueue(socket, log);
     this.outbox = new Outbox(this.sendQueue);
@@ -363,6 +387,34 @@ export class WorkerHost {
         break;
       default:
         this.log?.warn({ t: (msg as { t: string }).t }, "ignoring a message of unknown type from the server");
+    }
+  }
+
+  /**
+   * A refused CurveZMQ key, or a server that does not speak the URL's security, would only look like a
+   * silent server: this host says why and stops. A Curve handshake cut short counts only before the first
+   * handshake that succeeded (a server restarting meanwhile is not a mistake).
+   */
+  private async watchHandshakes(socket: Dealer): Promise<void> {
+    const where = this.endpoint.replace(/^tcp:\/\//, "");
+    const curve = this.serverKey !== undefined;
+    let succeeded = false;
+    try {
+      for await (const event of socket.events) {
+        let sentence: string | null = null;
+        if (event.type === "handshake") succeeded = true;
+        else if (event.type === "handshake:error:auth")
+          sentence = `the server at ${where} refused this worker's CurveZMQ public key: it is not in the server's --curve-workers list`;
+        else if (event.type === "handshake:error:protocol")
+          sentence = curve
+            ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and a worker never falls back to plain text`
+            : `the server at ${where} requires CurveZMQ: use the workerUrl it prints, which carries serverKey=`;
+        else if (event.type === "handshake:error:other" && curve && !succeeded)
+          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and a worker never falls back to plain text`;
+        if (sentence !== null) return this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
+      }
+    } catch {
+      // The socket closed.
     }
   }
 

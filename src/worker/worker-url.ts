@@ -1,8 +1,12 @@
+import { isZ85Key } from "../protocol/z85.js";
+
 /** Where and how a worker host connects: the parts of `tcp://HOST:PORT?token=T`. */
 export interface WorkerEndpoint {
   /** The ZeroMQ endpoint, `tcp://HOST:PORT`. */
   endpoint: string;
   token: string | undefined;
+  /** The server's CurveZMQ public key (`&serverKey=`), when it runs with `--curve`. */
+  serverKey?: string;
 }
 
 /** Splits a worker URL into the ZeroMQ endpoint and the token; throws a clear Error when it is not one. */
@@ -22,5 +26,11 @@ export function parseWorkerUrl(url: string): WorkerEndpoint {
       `invalid worker URL "${url}": port ${parsed.port} is not one a server listens on (1 to 65535)`,
     );
   const token = parsed.searchParams.get("token") ?? undefined;
-  return { endpoint: `tcp://${parsed.host}`, token: token || undefined };
+  // Z85 has "+", which a query turns into a space when the key was pasted unencoded: it means "+".
+  const serverKey = parsed.searchParams.get("serverKey")?.replaceAll(" ", "+") || undefined;
+  if (serverKey !== undefined && !isZ85Key(serverKey))
+    throw new Error(
+      `invalid worker URL "${url}": serverKey is not a CurveZMQ public key (40 Z85 characters, percent-encoded)`,
+    );
+  return { endpoint: `tcp://${parsed.host}`, token: token || undefined, serverKey };
 }
