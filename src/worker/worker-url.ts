@@ -32,5 +32,7 @@ export function parseWorkerUrl(url: string): WorkerEndpoint {
     throw new Error(
       `invalid worker URL "${url}": serverKey is not a CurveZMQ public key (40 Z85 characters, percent-encoded)`,
     );
-  return { endpoint: `tcp://${parsed.host}`, token: token || undefined, serverKey };
+  const at: WorkerEndpoint = { endpoint: `tcp://${parsed.host}`, token: token || undefined };
+  if (serverKey !== undefined) at.serverKey = serverKey;
+  return at;
 }
