@@ -5,19 +5,26 @@
  * another key fails with a sentence instead of timing out.
  */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { curveKeyPair } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { parseServerUrl } from "../src/client/url.js";
 import { SERVER_KEY_FILE } from "../src/daemons/curve.js";
 import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
-import { freePorts, removeDir, startServer, tempDir } from "./helpers.js";
+import { CLI, ROOT, freePorts, removeDir, runCli, spawnServer, startServer, tempDir } from "./helpers.js";
 
 const TOKEN = "curve-ops-token-0123456789abcdef";
 
 function serverKeyOf(url: string): string | undefined {
   return parseServerUrl(url, "/nonexistent").serverKey;
+}
+
+/** A URL without its serverKey=, as a probe or an old script has it. */
+function withoutKey(url: string): string {
+  return url.replace(/&serverKey=[^&]*/, "");
 }
 
 async function rejection(p: Promise<unknown>): Promise<ZgridError> {
@@ -30,7 +37,116 @@ async function rejection(p: Promise<unknown>): Promise<ZgridError> {
   throw new Error("expected the request to fail");
 }
 
+/**
+ * The shell command of a probe as the file writes it, pointed at this checkout's CLI and `dataDir`
+ * (the image has them at /app/dist/src/cli/main.js and /data), run by `sh -c` as the container would.
+ */
+async function runProbe(
+  command: string,
+  dataDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; out: string }> {
+  const line = command.replaceAll("/app/dist/src/cli/main.js", CLI).replaceAll("/data", dataDir);
+  const child = spawn("sh", ["-c", line], {
+    env: { ...process.env, ZGRID_LOG_FORMAT: "json", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  clearTimeout(timer);
+  return { code, out };
+}
+
+/** The HEALTHCHECK's command of the Dockerfile, its continuation lines joined. */
+function dockerHealthCommand(): string {
+  const text = readFileSync(join(ROOT, "Dockerfile"), "utf8").replace(/\\\n\s*/g, " ");
+  const m = /^HEALTHCHECK .*?\bCMD (.*)$/m.exec(text);
+  assert.ok(m, "the Dockerfile has a HEALTHCHECK CMD");
+  return m[1];
+}
+
+/** The `sh -c` commands of the server's exec probes in deploy/kubernetes/server.yaml. */
+function kubernetesProbeCommands(): string[] {
+  const text = readFileSync(join(ROOT, "deploy/kubernetes/server.yaml"), "utf8");
+  const commands = [...text.matchAll(/^\s+- -c\n\s+- (.*)$/gm)].map((m) => m[1]);
+  assert.equal(commands.length, 2, "a liveness and a readiness probe");
+  return commands;
+}
+
 describe("CurveZMQ in operation", () => {
+  it("the Dockerfile HEALTHCHECK and the Kubernetes probes, as written, say imok with and without --curve", async () => {
+    const probes = [dockerHealthCommand(), ...kubernetesProbeCommands()];
+    for (const curve of [true, false]) {
+      // The server token from the environment (as the manifests give it) and, for the Dockerfile, also
+      // none: the probe then reads the one the server generated in the data dir.
+      for (const tokenFromEnv of [true, false]) {
+        const env: NodeJS.ProcessEnv = tokenFromEnv ? { ZGRID_SERVER_TOKEN: TOKEN } : {};
+        const { proc, info, dir } = await spawnServer(curve ? ["--curve"] : [], env);
+        try {
+          const statusPort = String(parseServerUrl(info.statusUrl!, "/nonexistent").port);
+          const token = tokenFromEnv ? TOKEN : undefined;
+          for (const probe of tokenFromEnv ? probes : probes.slice(0, 1)) {
+            const command = probe.replaceAll("127.0.0.1:5557", `127.0.0.1:${statusPort}`);
+            const r = await runProbe(command, dir, {
+              ZGRID_STATUS_PORT: statusPort,
+              ...(token ? { ZGRID_SERVER_TOKEN: token } : { ZGRID_SERVER_TOKEN: "" }),
+            });
+            assert.equal(r.code, 0, `curve ${curve}, ${command}: ${r.out}`);
+            assert.match(r.out, /^imok$/m);
+          }
+        } finally {
+          await proc.stop();
+          removeDir(dir);
+        }
+      }
+    }
+  });
+
+  it("zgrid ruok --data-dir: the server's key pair when the server requires Curve, even with --curve-clients; clear errors otherwise", async () => {
+    const keysDir = tempDir();
+    const clients = join(keysDir, "clients");
+    writeFileSync(clients, `${curveKeyPair().publicKey} someone\n`);
+    const { proc, info, dir } = await spawnServer(["--curve", "--curve-clients", clients]);
+    try {
+      const url = withoutKey(info.statusUrl!);
+      const ruok = (args: string[]): ReturnType<typeof runCli> =>
+        runCli(["ruok", "--url", url, "--timeout", "5000", ...args]);
+      const ok = await ruok(["--data-dir", dir]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout.trim(), "imok");
+      const without = await ruok([]);
+      assert.equal(without.code, 1);
+      assert.match(without.stderr, /requires CurveZMQ/);
+      // A directory that is not this server's data dir: it says so.
+      const elsewhere = await ruok(["--data-dir", keysDir]);
+      assert.equal(elsewhere.code, 1);
+      assert.match(elsewhere.stderr, /--data-dir \S+ holds no curve-server\.key .* data dir\?/);
+      const missing = await ruok(["--data-dir", join(keysDir, "nope")]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /--data-dir \S+nope is not a directory/);
+      // A key file that is not a pair: a sentence naming it, not a stack trace.
+      const broken = tempDir();
+      writeFileSync(join(broken, SERVER_KEY_FILE), "not a key\n");
+      const bad = await ruok(["--data-dir", broken]);
+      removeDir(broken);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /curve-server\.key is not a CurveZMQ key pair/);
+      // The connection-info file still works as before, and its serverKey= wins over the data dir.
+      const viaInfo = await runCli(["ruok", "--connection-info", join(dir, "connection.json")], {
+        ZGRID_CURVE_PUBLIC_KEY: readFileSync(join(dir, SERVER_KEY_FILE), "utf8").split("\n")[0],
+        ZGRID_CURVE_SECRET_KEY: readFileSync(join(dir, SERVER_KEY_FILE), "utf8").split("\n")[1],
+      });
+      assert.equal(viaInfo.code, 0, viaInfo.stderr);
+    } finally {
+      await proc.stop();
+      removeDir(dir);
+      removeDir(keysDir);
+    }
+  });
+
   it("a client whose server comes back with another key fails with UNAUTHENTICATED and a sentence; with the same key it goes on", async () => {
     const [port, workerPort, metricsPort, statusPort] = await freePorts(4);
     const dataDir = tempDir();
