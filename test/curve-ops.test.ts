@@ -13,6 +13,7 @@ import { curveKeyPair } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { parseServerUrl } from "../src/client/url.js";
 import { SERVER_KEY_FILE } from "../src/daemons/curve.js";
+import { recordTokens } from "../src/daemons/tokens-file.js";
 import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
 import { CLI, ROOT, freePorts, removeDir, runCli, spawnServer, startServer, tempDir } from "./helpers.js";
 
@@ -144,6 +145,74 @@ describe("CurveZMQ in operation", () => {
       await proc.stop();
       removeDir(dir);
       removeDir(keysDir);
+    }
+  });
+
+  it("tokens.txt holds a --curve server's key after its token; a client given tcp://HOST:PORT uses both; older readers still get the token", async () => {
+    const home = tempDir("zgrid-home-");
+    const env = { HOME: home, ZGRID_NO_TOKENS_FILE: "" };
+    const file = join(home, ".zgrid", "tokens.txt");
+    const { proc, info, dir } = await spawnServer(["--curve", "--token", TOKEN], env);
+    try {
+      const serverKey = serverKeyOf(info.url)!;
+      const lines = readFileSync(file, "utf8").trim().split("\n");
+      for (const url of [info.url, info.metricsUrl!, info.statusUrl!]) {
+        const { port } = parseServerUrl(url, "/nonexistent");
+        assert.ok(lines.includes(`127.0.0.1:${port},${TOKEN},${serverKey}`), lines.join("\n"));
+      }
+      // How a reader that takes two fields (Arkouda's format, older zgrid clients) sees the line.
+      const [, oldToken] = lines[0].split(",", 2);
+      assert.equal(oldToken, TOKEN);
+      const bare = `tcp://127.0.0.1:${info.port}`;
+      assert.deepEqual(parseServerUrl(bare, file), {
+        endpoint: bare,
+        host: "127.0.0.1",
+        port: info.port,
+        token: TOKEN,
+        serverKey,
+      });
+      // A URL with a token of its own takes nothing from the file: no key from a line it did not use.
+      assert.equal(parseServerUrl(`${bare}?token=other`, file).serverKey, undefined);
+      for (const args of [
+        ["sessions", "list", "--url", bare],
+        ["status", "--url", bare],
+      ]) {
+        const r = await runCli(args, env);
+        assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      }
+      // The file's line without its key: the client cannot reach the server, and says why.
+      writeFileSync(file, lines.map((l) => l.split(",", 2).join(",")).join("\n") + "\n", { mode: 0o600 });
+      const refused = await runCli(["sessions", "list", "--url", bare], env);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /requires CurveZMQ/);
+    } finally {
+      await proc.stop();
+      removeDir(dir);
+      removeDir(home);
+    }
+  });
+
+  it("recordTokens writes the key only when given one and replaces a line of the same address", () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, "tokens.txt");
+      const key = curveKeyPair().publicKey;
+      recordTokens(["h:1", "h:2"], "tok-plain-0123456789", file);
+      assert.equal(readFileSync(file, "utf8"), "h:1,tok-plain-0123456789\nh:2,tok-plain-0123456789\n");
+      recordTokens(["h:2"], "tok-curve-0123456789", file, key);
+      assert.equal(readFileSync(file, "utf8"), `h:1,tok-plain-0123456789\nh:2,tok-curve-0123456789,${key}\n`);
+      assert.equal(parseServerUrl("tcp://h:2", file).serverKey, key);
+      assert.equal(parseServerUrl("tcp://h:1", file).serverKey, undefined);
+      // A third field that is not a key is no key (a line some other tool wrote).
+      writeFileSync(file, "h:3,tok,not-a-key\n");
+      assert.deepEqual(parseServerUrl("tcp://h:3", file), {
+        endpoint: "tcp://h:3",
+        host: "h",
+        port: 3,
+        token: "tok",
+      });
+    } finally {
+      removeDir(dir);
     }
   });
 
