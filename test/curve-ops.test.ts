@@ -13,6 +13,7 @@ import { curveKeyPair } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { parseServerUrl } from "../src/client/url.js";
 import { SERVER_KEY_FILE } from "../src/daemons/curve.js";
+import type { Server } from "../src/daemons/server.js";
 import { recordTokens } from "../src/daemons/tokens-file.js";
 import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
 import { CLI, ROOT, freePorts, removeDir, runCli, spawnServer, startServer, tempDir } from "./helpers.js";
@@ -213,6 +214,86 @@ describe("CurveZMQ in operation", () => {
       });
     } finally {
       removeDir(dir);
+    }
+  });
+
+  it("getconfig on every daemon says whether Curve and a users file are in force and how many keys and users, never a key", async () => {
+    const dir = tempDir();
+    const clients = join(dir, "clients");
+    const usersFile = join(dir, "users");
+    const listed = [curveKeyPair(), curveKeyPair()];
+    writeFileSync(clients, listed.map((k) => k.publicKey).join("\n") + "\n");
+    const aliceToken = "alice-token-0123456789abcdef";
+    writeFileSync(
+      usersFile,
+      `alice admin token=${aliceToken}\nbob reader curveKey=${listed[1].publicKey}\n`,
+      {
+        mode: 0o600,
+      },
+    );
+    let server: Server | null = null;
+    try {
+      const started = await startServer({ curve: true, curveClients: clients, usersFile, token: TOKEN });
+      server = started.server;
+      const { info } = started;
+      const configs = async (): Promise<Record<string, unknown>[]> => {
+        const out: Record<string, unknown>[] = [];
+        for (const url of [info.url, info.metricsUrl!, info.statusUrl!]) {
+          const c = await connect(url, { timeoutMs: 10_000, curveKeyPair: listed[0] });
+          try {
+            out.push(await c.call<Record<string, unknown>>("getconfig"));
+          } finally {
+            await c.close();
+          }
+        }
+        return out;
+      };
+      for (const config of await configs()) {
+        assert.equal(config.curve, true, String(config.daemon));
+        assert.equal(config.curveClientKeys, 2);
+        assert.equal(config.curveWorkerKeys, null, "any worker key");
+        assert.equal(config.usersFile, true);
+        assert.equal(config.users, 2);
+        const text = JSON.stringify(config);
+        for (const secret of [
+          serverKeyOf(info.url)!,
+          listed[0].publicKey,
+          listed[1].publicKey,
+          aliceToken,
+          TOKEN,
+        ])
+          assert.equal(
+            text.includes(secret),
+            false,
+            `${String(config.daemon)} getconfig reveals no key or token`,
+          );
+      }
+      // Read again (SIGHUP): the counts follow, on the STATUS thread too.
+      writeFileSync(clients, `${listed[0].publicKey}\n`);
+      writeFileSync(usersFile, `alice admin token=${aliceToken}\n`, { mode: 0o600 });
+      assert.equal(server.reloadCurveAllowLists(), true);
+      assert.equal(server.reloadUsers(), true);
+      for (const config of await configs()) {
+        assert.equal(config.curveClientKeys, 1, String(config.daemon));
+        assert.equal(config.users, 1, String(config.daemon));
+      }
+    } finally {
+      await server?.shutdown();
+      if (server) removeDir(server.config.dataDir);
+      removeDir(dir);
+    }
+    const plain = await startServer({ token: TOKEN });
+    try {
+      const c = await connect(plain.info.statusUrl!, { timeoutMs: 10_000 });
+      const config = await c.call<Record<string, unknown>>("getconfig").finally(() => c.close());
+      assert.equal(config.curve, false);
+      assert.equal(config.curveClientKeys, null);
+      assert.equal(config.curveWorkerKeys, null);
+      assert.equal(config.usersFile, false);
+      assert.equal(config.users, null);
+    } finally {
+      await plain.server.shutdown();
+      removeDir(plain.server.config.dataDir);
     }
   });
 
