@@ -16,7 +16,19 @@ import { SERVER_KEY_FILE } from "../src/daemons/curve.js";
 import type { Server } from "../src/daemons/server.js";
 import { recordTokens } from "../src/daemons/tokens-file.js";
 import { ErrorCode, ZgridError } from "../src/protocol/errors.js";
-import { CLI, ROOT, freePorts, removeDir, runCli, spawnServer, startServer, tempDir } from "./helpers.js";
+import {
+  CLI,
+  EXAMPLE_APPS,
+  ROOT,
+  freePorts,
+  removeDir,
+  runCli,
+  spawnCli,
+  spawnServer,
+  startServer,
+  tempDir,
+  waitFor,
+} from "./helpers.js";
 
 const TOKEN = "curve-ops-token-0123456789abcdef";
 
@@ -332,6 +344,39 @@ describe("CurveZMQ in operation", () => {
       assert.equal(await fresh.ruok().finally(() => fresh.close()), "imok");
     } finally {
       await client?.close();
+      await server.shutdown();
+      removeDir(dataDir);
+    }
+  });
+
+  it("a worker whose server comes back with another key stops with a sentence and exit 1", async () => {
+    const [port, workerPort, metricsPort, statusPort] = await freePorts(4);
+    const dataDir = tempDir();
+    const config = { curve: true, dataDir, token: TOKEN, port, workerPort, metricsPort, statusPort };
+    let { server, info } = await startServer(config);
+    const worker = spawnCli([
+      "worker",
+      "--connect",
+      info.workerUrl,
+      "--app-path",
+      EXAMPLE_APPS,
+      "--slots",
+      "1",
+    ]);
+    try {
+      await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker to connect");
+      await server.shutdown();
+      rmSync(join(dataDir, SERVER_KEY_FILE));
+      ({ server, info } = await startServer(config));
+      await waitFor(() => worker.child.exitCode !== null, 20_000, "the worker to stop");
+      assert.equal(worker.child.exitCode, 1, worker.stderr() + worker.stdout());
+      assert.match(
+        worker.stderr() + worker.stdout(),
+        /came back with another key .* workerUrl the server prints now/,
+      );
+      assert.equal(server.scheduler.workers.size, 0, "it never joined the new server");
+    } finally {
+      await worker.stop();
       await server.shutdown();
       removeDir(dataDir);
     }
