@@ -48,9 +48,10 @@ VOLUME /data
 EXPOSE 5555 5556 5557 5558 9464
 
 # Asks the STATUS daemon; the token is ZGRID_SERVER_TOKEN, else the one the server generated in /data.
+# With --curve, the probe takes the server's key pair from /data (--data-dir), which the server lets in.
 # For a worker container (no server inside) disable it: docker run --no-healthcheck ...
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
-  CMD node /app/dist/src/cli/main.js ruok --timeout 5000 \
+  CMD node /app/dist/src/cli/main.js ruok --timeout 5000 --data-dir /data \
       --url "tcp://127.0.0.1:${ZGRID_STATUS_PORT:-5557}?token=${ZGRID_SERVER_TOKEN:-$(tail -n 1 /data/token 2>/dev/null)}" \
       || exit 1
 

@@ -1,7 +1,7 @@
 /**
  * Checks of the deployment files (no Docker engine or cluster here): every Kubernetes document is
  * valid against the API's OpenAPI schemas (kubernetes-models), `kubectl kustomize` renders the
- * kustomization; the probes call `ruok`; the HPA scales on zgrid_queue_length; the server mounts
+ * kustomization; the probes call `ruok` with the data dir (whose key pair they use with --curve); the HPA scales on zgrid_queue_length; the server mounts
  * /data; the Dockerfile runs as non-root from the built CLI.
  */
 import assert from "node:assert/strict";
@@ -145,7 +145,7 @@ describe("deployment files", () => {
     for (const f of listed) assert.ok(files.includes(f), `${f} is missing`);
   });
 
-  it("the server StatefulSet mounts /data from a claim, takes the token from a Secret, probes with ruok", () => {
+  it("the server StatefulSet mounts /data from a claim, takes the token from a Secret, probes with ruok --data-dir /data", () => {
     const s = read("server.yaml");
     assert.match(s, /^kind: StatefulSet$/m);
     assert.match(s, /volumeClaimTemplates:\n\s+- metadata:\n\s+name: data/);
@@ -157,7 +157,7 @@ describe("deployment files", () => {
       const block = s.slice(s.indexOf(probe));
       assert.match(
         block,
-        /^\s+exec:\n\s+command:\n(?:\s+- .*\n)*?\s+- node \/app\/dist\/src\/cli\/main\.js ruok .*--url "tcp:\/\/127\.0\.0\.1:5557\?token=\$\{ZGRID_SERVER_TOKEN\}"/m,
+        /^\s+exec:\n\s+command:\n(?:\s+- .*\n)*?\s+- node \/app\/dist\/src\/cli\/main\.js ruok .*--data-dir \/data .*--url "tcp:\/\/127\.0\.0\.1:5557\?token=\$\{ZGRID_SERVER_TOKEN\}"/m,
         probe,
       );
     }
@@ -198,7 +198,7 @@ describe("deployment files", () => {
     assert.ok(user && user !== "root" && user !== "0", `USER ${user}`);
     assert.match(d, /^VOLUME \/data$/m);
     assert.match(d, /^EXPOSE 5555 5556 5557 5558\b/m);
-    assert.match(d, /^HEALTHCHECK .*\n(?:.*\\\n)*?.*\bruok\b/m);
+    assert.match(d, /^HEALTHCHECK .*\n(?:.*\\\n)*?.*\bruok\b.* --data-dir \/data\b/m);
     const entry = /^ENTRYPOINT (\[.*\])$/m.exec(d)?.[1];
     assert.deepEqual(JSON.parse(entry!), ["node", "/app/dist/src/cli/main.js"]);
     assert.deepEqual(JSON.parse(/^CMD (\[.*\])$/m.exec(d)![1]!), [

@@ -1,24 +1,35 @@
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { parseServerUrl } from "../client/url.js";
-import { NoServerError, TARGET_HELP, TARGET_OPTIONS, firstContactMs, withClient } from "./target.js";
+import {
+  NoServerError,
+  TARGET_HELP,
+  TARGET_OPTIONS,
+  dataDirFlag,
+  firstContactMs,
+  withClient,
+} from "./target.js";
 import { parse } from "./usage.js";
 
 function print(value: unknown, json: boolean): void {
   process.stdout.write((json || typeof value !== "string" ? JSON.stringify(value, null, 2) : value) + "\n");
 }
 
-export const RUOK_HELP = `zgrid ruok [--url URL | --connection-info FILE] [--timeout MS]
+export const RUOK_HELP = `zgrid ruok [--url URL | --connection-info FILE] [--timeout MS] [--data-dir DIR]
 
 Asks the STATUS daemon (or the DEFAULT one when the STATUS daemon cannot be reached) whether the server
 is alive; prints "imok" and exits 0, else exits 1, also when the STATUS daemon answers that the
 scheduler's loop has been stuck for --liveness-ms. Made for liveness probes: with --timeout MS (default
 2000) it gives up after about MS milliseconds.
 
-${TARGET_HELP}`;
+${TARGET_HELP}
+      --data-dir DIR             the server's data dir, for a probe beside the server: when the
+                                 server requires CurveZMQ and the URL has no serverKey=, the key
+                                 pair in DIR/curve-server.key is used (the server always lets it in)`;
 
 export async function runRuok(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...TARGET_OPTIONS });
+  const { values } = parse(argv, { ...TARGET_OPTIONS, "data-dir": { type: "string" } });
   if (values.help) return (print(RUOK_HELP, false), 0);
+  dataDirFlag(values);
   const timeout = firstContactMs(values);
   const deadline = Date.now() + timeout;
   const answer = await withClient(values, "status", (c) => c.ruok(), timeout).catch((err: unknown) => {

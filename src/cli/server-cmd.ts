@@ -132,8 +132,8 @@ export async function runServer(argv: string[]): Promise<number> {
 }
 
 /**
- * Records the client token for the client, METRICS and STATUS ports in ~/.zgrid/tokens.txt, so that a
- * client on this machine needs no token (design §2). A failure is a warning: the server serves on.
+ * Records the client token (and with --curve the server's public key) for the client, METRICS and
+ * STATUS ports in ~/.zgrid/tokens.txt, so that a client on this machine needs no token (design §2). A failure is a warning: the server serves on.
  * Returns the file's path, or null when nothing was written.
  */
 function saveToken(info: ConnectionInfo, server: Server): string | null {
@@ -145,7 +145,7 @@ function saveToken(info: ConnectionInfo, server: Server): string | null {
   });
   const file = defaultTokensFile();
   try {
-    recordTokens(ports, decodeURIComponent(token), file);
+    recordTokens(ports, decodeURIComponent(token), file, server.curveKeys?.publicKey);
     return file;
   } catch (err) {
     server.log.warn({ err }, `cannot record the token in ${file}; clients must give it in their URL`);

@@ -1,5 +1,7 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { connect, type ZgridClient } from "../client/client.js";
+import { CurveRequiredError, type ConnectOptions } from "../client/connection.js";
+import { SERVER_KEY_FILE, readServerKeys } from "../daemons/curve.js";
 import { parseServerUrl, withPort } from "../client/url.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import { curveKeysFromEnv } from "./keygen-cmd.js";
@@ -50,20 +52,41 @@ export function firstContactMs(values: Record<string, unknown>): number {
  * Connects and asks `getconfig` (every daemon answers it, even a STATUS daemon whose scheduler is stuck)
  * within `firstMs`: a client that never heard from the server gives up after that, while the requests
  * that follow get `timeoutMs` each (a long wait goes on in rounds). Resolves with the client and the
- * daemon's config.
+ * daemon's config. With `dataDir` (a probe beside the server), a server that answers that it requires
+ * CurveZMQ is asked again with the key pair of `dataDir/curve-server.key`, which it always lets in.
  */
 export async function connectChecked(
   url: string,
   firstMs: number,
   timeoutMs: number,
+  dataDir?: string,
 ): Promise<{ client: ZgridClient; config: Record<string, unknown> }> {
   const curveKeyPair = curveKeysFromEnv();
   const serverKey = process.env.ZGRID_CURVE_SERVER_KEY || undefined;
-  const client = await connect(url, {
-    timeoutMs,
-    ...(curveKeyPair ? { curveKeyPair } : {}),
-    ...(serverKey ? { serverKey } : {}),
-  });
+  try {
+    return await askConfig(url, firstMs, {
+      timeoutMs,
+      ...(curveKeyPair ? { curveKeyPair } : {}),
+      ...(serverKey ? { serverKey } : {}),
+    });
+  } catch (err) {
+    if (!(err instanceof CurveRequiredError) || dataDir === undefined) throw err;
+    const keys = readServerKeys(dataDir);
+    if (keys === null)
+      throw new ZgridError(
+        ErrorCode.UNAUTHENTICATED,
+        `${err.message}; --data-dir ${dataDir} holds no ${SERVER_KEY_FILE} to take the key from: is it that server's data dir?`,
+      );
+    return askConfig(url, firstMs, { timeoutMs, serverKey: keys.publicKey, curveKeyPair: keys });
+  }
+}
+
+async function askConfig(
+  url: string,
+  firstMs: number,
+  options: ConnectOptions,
+): Promise<{ client: ZgridClient; config: Record<string, unknown> }> {
+  const client = await connect(url, options);
   try {
     const config = await client.call<Record<string, unknown>>("getconfig", undefined, undefined, {
       timeoutMs: firstMs,
@@ -75,6 +98,23 @@ export async function connectChecked(
       throw new NoServerError(client.address.endpoint, firstMs);
     throw err;
   }
+}
+
+/**
+ * `--data-dir DIR` of a command that runs beside the server (`zgrid ruok` in a container's health
+ * check), checked to be a directory; undefined when not given.
+ */
+export function dataDirFlag(values: Record<string, unknown>): string | undefined {
+  const dir = values["data-dir"] as string | undefined;
+  if (dir === undefined) return undefined;
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDir) throw new UsageError(`--data-dir ${dir} is not a directory: give the server's data dir`);
+  return dir;
 }
 
 export type DaemonKind = "default" | "metrics" | "status";
@@ -118,7 +158,12 @@ export async function daemonUrl(values: Record<string, unknown>, kind: DaemonKin
     );
   if (kind === "default") return url;
   // The URL may already point at the wanted daemon: ask it which ports the server has.
-  const { client: probe, config } = await connectChecked(url, firstContactMs(values), 5000);
+  const { client: probe, config } = await connectChecked(
+    url,
+    firstContactMs(values),
+    5000,
+    dataDirFlag(values),
+  );
   try {
     if (String(config.daemon).toLowerCase() === kind) return url;
     const port = kind === "metrics" ? config.metricsPort : config.statusPort;
@@ -139,7 +184,12 @@ export async function withClient<T>(
   fn: (c: ZgridClient) => Promise<T>,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const { client } = await connectChecked(await daemonUrl(values, kind), firstContactMs(values), timeoutMs);
+  const { client } = await connectChecked(
+    await daemonUrl(values, kind),
+    firstContactMs(values),
+    timeoutMs,
+    dataDirFlag(values),
+  );
   try {
     return await fn(client);
   } finally {

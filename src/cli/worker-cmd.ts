@@ -85,7 +85,8 @@ export async function runWorker(argv: string[]): Promise<number> {
   await whileUnanswered(host.start(), endpoint, log);
   log.info({ slots, partitions }, "worker connected");
   await host.closed;
-  return 0;
+  // Stopped by a mistake it cannot get past (said in the log): a supervisor should see a failure.
+  return host.failure ? 1 : 0;
 }
 
 /**

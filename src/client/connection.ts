@@ -3,12 +3,23 @@ import { userInfo } from "node:os";
 import { Dealer, curveKeyPair } from "zeromq";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import { CUT_HANDSHAKES_AFTER_SUCCESS } from "../protocol/handshakes.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import { isZ85Key } from "../protocol/z85.js";
 import type { CurveKeyPair } from "./session-service.js";
 import { parseServerUrl, type ServerAddress } from "./url.js";
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The server requires CurveZMQ and this connection has no server key (`UNAUTHENTICATED`). A caller
+ * that can find the key (a probe beside the server reads its data dir) may connect again with it.
+ */
+export class CurveRequiredError extends ZgridError {
+  constructor(message: string) {
+    super(ErrorCode.UNAUTHENTICATED, message);
+  }
+}
 
 function osUser(): string {
   try {
@@ -121,24 +132,39 @@ export class Connection {
   /**
    * A failed handshake makes ZeroMQ retry in silence, and the requests would only time out: this turns
    * it into a sentence. A refused key or a server that does not speak the same security is a setting to
-   * fix, so the connection fails for good and drops what it queued (nothing is ever sent in clear); a
-   * Curve handshake cut short ("other") counts so only before the first one that succeeded.
+   * fix, so the connection fails for good and drops what it queued (nothing is ever sent in clear). A
+   * Curve handshake cut short ("other") counts so at once before any handshake succeeded; after one, a
+   * server caught while it stops or starts may cut one, so only several in a row count: the server
+   * came back with another key (or without Curve), and retrying in silence would never end.
    */
   private async watchHandshakes(curve: boolean): Promise<void> {
     const where = this.address.endpoint.replace(/^tcp:\/\//, "");
     let succeeded = false;
+    let cutInARow = 0;
     try {
       for await (const event of this.socket.events) {
         let sentence: string | null = null;
-        if (event.type === "handshake") succeeded = true;
-        else if (event.type === "handshake:error:auth")
+        if (event.type === "handshake") {
+          succeeded = true;
+          cutInARow = 0;
+        } else if (event.type === "handshake:error:auth")
           sentence = `the server at ${where} refused this client's CurveZMQ public key: it is not in the server's --curve-clients list (or --curve-workers, for a worker)`;
-        else if (event.type === "handshake:error:protocol")
-          sentence = curve
-            ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and this client never falls back to plain text: drop serverKey= from the URL only if you mean to talk in clear`
-            : `the server at ${where} requires CurveZMQ (it was started with --curve): use the connect URL it prints, which carries serverKey=`;
-        else if (event.type === "handshake:error:other" && curve && !succeeded)
-          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and this client never falls back to plain text`;
+        else if (event.type === "handshake:error:protocol" && !curve) {
+          this.fail(
+            new CurveRequiredError(
+              `the server at ${where} requires CurveZMQ (it was started with --curve): use the connect URL it prints, which carries serverKey=`,
+            ),
+          );
+          return;
+        } else if (event.type === "handshake:error:protocol")
+          sentence = `the server at ${where} does not use CurveZMQ (not started with --curve?), and this client never falls back to plain text: drop serverKey= from the URL only if you mean to talk in clear`;
+        else if (event.type === "handshake:error:other" && curve) {
+          cutInARow++;
+          if (!succeeded)
+            sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and this client never falls back to plain text`;
+          else if (cutInARow >= CUT_HANDSHAKES_AFTER_SUCCESS)
+            sentence = `the CurveZMQ handshakes with ${where} fail since the server there went away: it came back with another key (was its curve-server.key replaced?) or without --curve, and this client never falls back to plain text: connect again with the URL the server prints now`;
+        }
         if (sentence !== null) {
           this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
           return;

@@ -9,7 +9,13 @@
  * @packageDocumentation
  */
 export { connect, ZgridClient } from "./client.js";
-export { Connection, type ConnectOptions, type Reply, type RequestOptions } from "./connection.js";
+export {
+  Connection,
+  CurveRequiredError,
+  type ConnectOptions,
+  type Reply,
+  type RequestOptions,
+} from "./connection.js";
 export { parseServerUrl, type ServerAddress } from "./url.js";
 export { ZgridError, ErrorCode } from "../protocol/errors.js";
 export { encodePayload, decodeOutput } from "./payload.js";

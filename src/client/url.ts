@@ -14,10 +14,6 @@ export interface ServerAddress {
   serverKey?: string;
 }
 
-/**
- * Parses a connect URL. Without a token in it, the token comes from `~/.zgrid/tokens.txt`
- * (`host:port,token` a line, as Arkouda's), if that file has the address.
- */
 /** A connect URL that cannot be one: the CLI treats it as a usage error (exit 2). */
 export class UrlError extends ZgridError {
   constructor(message: string) {
@@ -25,6 +21,12 @@ export class UrlError extends ZgridError {
   }
 }
 
+/**
+ * Parses a connect URL. Without a token in it, the token comes from `~/.zgrid/tokens.txt`
+ * (`host:port,token` a line, as Arkouda's), if that file has the address; and so does the server's
+ * CurveZMQ key when that line carries one (`host:port,token,serverKey`, written by a `--curve`
+ * server) and the URL has none. A URL with a token of its own takes nothing from the file.
+ */
 export function parseServerUrl(
   url: string,
   tokensFile = join(homedir(), ".zgrid", "tokens.txt"),
@@ -38,7 +40,8 @@ export function parseServerUrl(
   if (port < 1 || port > 65535) throw new UrlError(`port ${port} in "${url}" is out of range (1 to 65535)`);
   const params = new URLSearchParams(query ?? "");
   const address: ServerAddress = { endpoint: `tcp://${host}:${port}`, host, port };
-  const token = params.get("token") ?? tokenFromFile(tokensFile, `${host}:${port}`);
+  const saved = params.has("token") ? undefined : savedEntry(tokensFile, `${host}:${port}`);
+  const token = params.get("token") ?? saved?.token;
   if (token) address.token = token;
   // Z85 has "+", which a query turns into a space when the key was pasted unencoded: it means "+".
   const serverKey = params.get("serverKey")?.replaceAll(" ", "+");
@@ -48,21 +51,31 @@ export function parseServerUrl(
         `serverKey in "${url}" is not a CurveZMQ public key: expected 40 Z85 characters, percent-encoded in a URL (the server prints its URLs so)`,
       );
     address.serverKey = serverKey;
+  } else if (saved?.serverKey) {
+    address.serverKey = saved.serverKey;
   }
   return address;
 }
 
-function tokenFromFile(file: string, hostPort: string): string | undefined {
+/**
+ * The last line of the tokens file for `hostPort`: `host:port,token` or `host:port,token,serverKey`.
+ * Z85 has no comma, and a reader that splits off two fields (an older zgrid) still gets the token.
+ */
+function savedEntry(file: string, hostPort: string): { token: string; serverKey?: string } | undefined {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch {
     return undefined;
   }
-  let found: string | undefined;
+  let found: { token: string; serverKey?: string } | undefined;
   for (const line of text.split("\n")) {
-    const [addr, token] = line.trim().split(",", 2);
-    if (addr === hostPort && token) found = token.trim();
+    const [addr, token, serverKey] = line
+      .trim()
+      .split(",", 3)
+      .map((f) => f.trim());
+    if (addr !== hostPort || !token) continue;
+    found = isZ85Key(serverKey) ? { token, serverKey } : { token };
   }
   return found;
 }

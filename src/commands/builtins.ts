@@ -25,7 +25,7 @@ export function memStatus(): Record<string, number> {
 /** What the built-ins read of the server: plain data and two calls, so a daemon on a thread can serve them. */
 export type BuiltinsContext = Pick<
   ServerContext,
-  "config" | "version" | "instance" | "authEnabled" | "endpoints" | "requestShutdown"
+  "config" | "version" | "instance" | "authEnabled" | "endpoints" | "security" | "requestShutdown"
 >;
 
 /** Built-ins a daemon answers its own way (the STATUS daemon's `ruok` checks the scheduler's loop is alive). */
@@ -50,6 +50,7 @@ export function serverConfigSummary(server: BuiltinsContext, daemon: string): Re
     store: server.config.store,
     dataDir: server.config.dataDir,
     authEnabled: server.authEnabled,
+    ...server.security(),
     maxFrameBytes: server.config.maxFrameBytes,
     maxBatch: server.config.maxBatch,
     chunkBytes: Math.min(8 * 1024 * 1024, server.config.maxFrameBytes),

@@ -105,7 +105,7 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     env: "ZGRID_NO_TOKENS_FILE",
     type: "bool",
     default: false,
-    help: "do not record the client token in ~/.zgrid/tokens.txt (host:port,token a line, mode 0600)",
+    help: "do not record the client token in ~/.zgrid/tokens.txt (host:port,token[,serverKey] a line, mode 0600)",
   },
   {
     key: "curve",

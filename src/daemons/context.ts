@@ -14,6 +14,23 @@ export interface Endpoints {
   statusPort: number | null;
 }
 
+/**
+ * What `getconfig` tells of the server's security: whether each part is on and how many keys or users
+ * it holds, never a key or a token.
+ */
+export interface SecuritySummary {
+  /** Started with `--curve`: every socket is CurveZMQ. */
+  curve: boolean;
+  /** The public keys `--curve-clients` lists; null: any key may connect (or no `--curve`). */
+  curveClientKeys: number | null;
+  /** The public keys `--curve-workers` lists; null: any key may connect (or no `--curve`). */
+  curveWorkerKeys: number | null;
+  /** A `--users-file` is in force (without one, the server token is an admin's). */
+  usersFile: boolean;
+  /** The users it names; null without a users file. */
+  users: number | null;
+}
+
 /** What command modules see of the server: passed as the second argument of `register(map, server)`. */
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -26,6 +43,8 @@ export interface ServerContext {
   readonly instance: string;
   readonly authEnabled: boolean;
   endpoints(): Endpoints;
+  /** Curve and users as in force now (a SIGHUP may change them). */
+  security(): SecuritySummary;
   /** Daemon name → requests it has authenticated so far. */
   daemonRequests(): Record<string, number>;
   /** Graceful shutdown, started after the current reply is sent. */

@@ -25,32 +25,47 @@ export function requireCurve(): void {
 }
 
 /**
- * The server's key pair: read from `<dataDir>/curve-server.key` (public key on the first line, secret
- * key on the second), else generated and written there, owner-only. A key that outlives restarts keeps
- * the connect URLs that clients and workers hold valid.
+ * The server's key pair as `<dataDir>/curve-server.key` holds it (public key on the first line, secret
+ * key on the second), null when there is no such file; throws a sentence when the file is not a pair.
+ * Reads only: a probe beside the server (`zgrid ruok --data-dir`) uses it too.
+ */
+export function readServerKeys(dataDir: string): CurveKeys | null {
+  const file = join(dataDir, SERVER_KEY_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new Error(`cannot read the server's CurveZMQ key pair ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const [publicKey, secretKey] = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (!isZ85Key(publicKey) || !isZ85Key(secretKey)) {
+    throw new Error(
+      `${file} is not a CurveZMQ key pair (the public key, then the secret key, 40 Z85 characters each on a line): fix or remove it, and a new pair is made`,
+    );
+  }
+  return { publicKey, secretKey };
+}
+
+/**
+ * The server's key pair: read from `<dataDir>/curve-server.key`, else generated and written there,
+ * owner-only. A key that outlives restarts keeps the connect URLs that clients and workers hold valid.
  */
 export function loadServerKeys(dataDir: string): CurveKeys {
   const file = join(dataDir, SERVER_KEY_FILE);
-  let text: string | null = null;
   try {
     // A secret key other local users can read is anyone's: the file is made the owner's alone.
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
-    text = readFileSync(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  if (text !== null) {
-    const [publicKey, secretKey] = text
-      .split("\n")
-      .map((l) => l.trim())
-      .filter(Boolean);
-    if (!isZ85Key(publicKey) || !isZ85Key(secretKey)) {
-      throw new Error(
-        `${file} is not a CurveZMQ key pair (the public key, then the secret key, 40 Z85 characters each on a line): fix or remove it, and a new pair is made`,
-      );
-    }
-    return { publicKey, secretKey };
-  }
+  const kept = readServerKeys(dataDir);
+  if (kept !== null) return kept;
   const keys = curveKeyPair();
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, `${keys.publicKey}\n${keys.secretKey}\n`, { mode: 0o600, flag: "wx" });

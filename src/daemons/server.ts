@@ -12,7 +12,7 @@ import { openStore, type Store } from "../store/index.js";
 import { TokenCheck, resolveToken } from "./auth.js";
 import { UserDirectory, readUsersFile } from "./users.js";
 import type { ServerConfig } from "./config.js";
-import { VERSION, type Endpoints, type ServerContext } from "./context.js";
+import { VERSION, type Endpoints, type SecuritySummary, type ServerContext } from "./context.js";
 import type { Daemon } from "./daemon.js";
 import { DefaultDaemon } from "./default-daemon.js";
 import { IntegrationDaemon } from "./integration-daemon.js";
@@ -39,6 +39,12 @@ export interface ConnectionInfo {
   dataDir: string;
   /** Where the state lives: the SQLite file, or "memory". */
   store: string;
+}
+
+/** How many keys each allow-list file lists; null: no such file (any key). */
+interface ListedKeys {
+  clients: number | null;
+  workers: number | null;
 }
 
 /**
@@ -72,6 +78,8 @@ export class Server implements ServerContext {
    */
   readonly internalCurveKeys: CurveKeys | null = null;
   private readonly zap: ZapThread | null = null;
+  /** How many keys the allow-list files in force list (null: no such file), for `getconfig`. */
+  private listedKeys: ListedKeys = { clients: null, workers: null };
   /** INTEGRATION (`--integration kubernetes|etcd`): registers the endpoints, deregisters at shutdown. */
   readonly integration: IntegrationDaemon | null;
   private http: HttpServer | null = null;
@@ -112,7 +120,9 @@ export class Server implements ServerContext {
       requireCurve();
       this.curveKeys = loadServerKeys(config.dataDir);
       this.internalCurveKeys = curveKeyPair();
-      this.zap = new ZapThread(this.readAllowLists(), this.log, config.logLevel);
+      const { lists, listed } = this.readAllowLists();
+      this.listedKeys = listed;
+      this.zap = new ZapThread(lists, this.log, config.logLevel);
     }
     const curveSecretKey = this.curveKeys?.secretKey;
     this.scheduler = new Scheduler({
@@ -143,6 +153,7 @@ export class Server implements ServerContext {
         log: this.log,
         status: () => serverStatus(this),
         endpoints: () => this.endpoints(),
+        security: () => this.security(),
         requestShutdown: (user) => this.requestShutdown(user),
       });
       this.daemons.push(this.statusDaemon);
@@ -162,15 +173,22 @@ export class Server implements ServerContext {
 
   /**
    * The `--curve-clients` and `--curve-workers` lists as read now, with this process's own keys added to
-   * each list there is; throws a sentence naming the file and line of a mistake.
+   * each list there is, and how many keys each file lists; throws a sentence naming the file and line
+   * of a mistake.
    */
-  private readAllowLists(): AllowLists {
+  private readAllowLists(): { lists: AllowLists; listed: ListedKeys } {
     // The server's own key too: whoever holds its secret key is the server already, and a probe beside
     // it (a container's HEALTHCHECK) can use that pair from the data dir.
     const own = [this.internalCurveKeys!.publicKey, this.curveKeys!.publicKey];
-    const read = (file: string | undefined): string[] | null =>
-      file === undefined ? null : [...readAllowList(file), ...own];
-    return { clients: read(this.config.curveClients), workers: read(this.config.curveWorkers) };
+    const clients = this.config.curveClients === undefined ? null : readAllowList(this.config.curveClients);
+    const workers = this.config.curveWorkers === undefined ? null : readAllowList(this.config.curveWorkers);
+    return {
+      lists: {
+        clients: clients && [...clients, ...own],
+        workers: workers && [...workers, ...own],
+      },
+      listed: { clients: clients?.length ?? null, workers: workers?.length ?? null },
+    };
   }
 
   /**
@@ -181,12 +199,13 @@ export class Server implements ServerContext {
     if (!this.zap) return false;
     let lists: AllowLists;
     try {
-      lists = this.readAllowLists();
+      ({ lists, listed: this.listedKeys } = this.readAllowLists());
     } catch (err) {
       this.log.error(`${(err as Error).message}: the allow-lists in force stay`);
       return false;
     }
     this.zap.setLists(lists);
+    this.statusDaemon?.securityChanged();
     this.log.info(
       { clients: lists.clients?.length ?? "any", workers: lists.workers?.length ?? "any" },
       "CurveZMQ allow-lists read again",
@@ -264,6 +283,16 @@ export class Server implements ServerContext {
     };
   }
 
+  security(): SecuritySummary {
+    return {
+      curve: this.curveKeys !== null,
+      curveClientKeys: this.listedKeys.clients,
+      curveWorkerKeys: this.listedKeys.workers,
+      usersFile: this.users !== null,
+      users: this.users?.size ?? null,
+    };
+  }
+
   daemonRequests(): Record<string, number> {
     return Object.fromEntries(this.daemons.map((d) => [d.name, d.requests]));
   }
@@ -290,6 +319,7 @@ export class Server implements ServerContext {
     }
     this.users.replace(users);
     this.statusDaemon?.replaceUsers(users);
+    this.statusDaemon?.securityChanged();
     this.log.info({ file, users: users.length }, "users file read again");
     return true;
   }

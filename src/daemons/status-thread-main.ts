@@ -115,6 +115,7 @@ function send(port: MessagePort, m: FromStatusThread): void {
 async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
   const log = createLogger(init.config.logLevel).child({ thread: "status" });
   let endpoints: Endpoints = init.endpoints;
+  let security = init.security;
   const requests = (): number => daemon.requests;
   const relay = new MetricsRelay(port, requests);
   const users = init.users === null ? null : new UserDirectory(init.users);
@@ -134,6 +135,7 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
     instance: init.instance,
     authEnabled: init.authEnabled,
     endpoints: () => ({ ...endpoints, statusPort: daemon.port }),
+    security: () => security,
     requestShutdown: (user) => send(port, { t: "shutdown", user }),
   };
   daemon.registerCommands(server, link);
@@ -155,6 +157,9 @@ async function main(port: MessagePort, init: StatusThreadInit): Promise<void> {
         break;
       case "users":
         users?.replace(m.users);
+        break;
+      case "security":
+        security = m.security;
         break;
       case "close-now": {
         // The process is exiting and the scheduler's thread waits on the flag: close synchronously.

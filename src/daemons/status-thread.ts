@@ -1,7 +1,7 @@
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import type { ServerConfig } from "./config.js";
-import type { Endpoints } from "./context.js";
+import type { Endpoints, SecuritySummary } from "./context.js";
 import type { Daemon, RequestRecorder } from "./daemon.js";
 import type { UserEntry } from "./users.js";
 
@@ -19,6 +19,7 @@ export interface StatusThreadInit {
   instance: string;
   authEnabled: boolean;
   endpoints: Endpoints;
+  security: SecuritySummary;
   status: Record<string, unknown>;
   /** Set to 1 by the thread once its socket is closed after a `close-now`. */
   closed: SharedArrayBuffer;
@@ -33,6 +34,7 @@ export type ToStatusThread =
   | { t: "endpoints"; endpoints: Endpoints }
   | { t: "status"; status: Record<string, unknown> }
   | { t: "users"; users: UserEntry[] }
+  | { t: "security"; security: SecuritySummary }
   | { t: "stop"; graceMs: number }
   | { t: "close-now" };
 
@@ -62,6 +64,7 @@ export interface StatusThreadOptions {
   /** The server's status now (runs on the scheduler's thread). */
   status(): Record<string, unknown>;
   endpoints(): Endpoints;
+  security(): SecuritySummary;
   requestShutdown(user: string): void;
 }
 
@@ -114,6 +117,7 @@ export class StatusThread implements Daemon {
       instance: this.opts.instance,
       authEnabled: this.opts.token !== null,
       endpoints: this.opts.endpoints(),
+      security: this.opts.security(),
       status: this.opts.status(),
       closed: this.closed,
     };
@@ -155,6 +159,11 @@ export class StatusThread implements Daemon {
   /** The users file was read again: the thread checks tokens against these users from now on. */
   replaceUsers(users: UserEntry[]): void {
     this.post({ t: "users", users });
+  }
+
+  /** The users file or the allow-lists were read again: `getconfig` tells the new counts. */
+  securityChanged(): void {
+    this.post({ t: "security", security: this.opts.security() });
   }
 
   /** Lets the thread finish what it answers (up to `graceMs`), close its socket and end. */

@@ -8,11 +8,19 @@ export function defaultTokensFile(): string {
 }
 
 /**
- * Records `token` for each `host:port` in the tokens file, one `host:port,token` line each: the line of
- * the same address is replaced, the others are kept. The directory is made 0700 and the file 0600: the
- * token is the key to the grid. Written to a temporary file and renamed, so a reader never sees half of it.
+ * Records `token` for each `host:port` in the tokens file, one `host:port,token` line each, or
+ * `host:port,token,serverKey` for a `--curve` server (its public key, so that a client here needs only
+ * `tcp://HOST:PORT`; a reader that takes two fields, as older ones do, still gets the token). The line
+ * of the same address is replaced, the others are kept. The directory is made 0700 and the file 0600:
+ * the token is the key to the grid. Written to a temporary file and renamed, so a reader never sees
+ * half of it.
  */
-export function recordTokens(addresses: string[], token: string, file = defaultTokensFile()): void {
+export function recordTokens(
+  addresses: string[],
+  token: string,
+  file = defaultTokensFile(),
+  serverKey?: string,
+): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   let lines: string[] = [];
   try {
@@ -22,8 +30,9 @@ export function recordTokens(addresses: string[], token: string, file = defaultT
   }
   const mine = new Set(addresses);
   const kept = lines.filter((l) => l.trim() !== "" && !mine.has(l.split(",", 1)[0].trim()));
+  const entry = serverKey === undefined ? token : `${token},${serverKey}`;
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, [...kept, ...addresses.map((a) => `${a},${token}`)].join("\n") + "\n", {
+  writeFileSync(tmp, [...kept, ...addresses.map((a) => `${a},${entry}`)].join("\n") + "\n", {
     mode: 0o600,
   });
   // An older file may have been made with looser bits: the mode of the new one is what counts.

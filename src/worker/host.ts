@@ -6,6 +6,7 @@ import type { Dealer } from "zeromq";
 import type { Logger } from "../log.js";
 import { decode, isPlainObject } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import { CUT_HANDSHAKES_AFTER_SUCCESS } from "../protocol/handshakes.js";
 import { SendQueue } from "../protocol/send-queue.js";
 import {
   WORKER_PROTOCOL_VERSION,
@@ -100,6 +101,7 @@ export class WorkerHost {
   private fetcher: PayloadFetcher | undefined;
   private agents: AgentRelay | undefined;
   private state: HostState = "new";
+  private failed: ZgridError | null = null;
   private welcomed = false;
   private lastHeard = 0;
   private readonly appScanner: AppScanner;
@@ -141,6 +143,11 @@ export class WorkerHost {
     this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     this.log = options.log?.child({ workerId: this.workerId });
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Why this host stopped on its own (a refused key, a server that changed its key), else null. */
+  get failure(): ZgridError | null {
+    return this.failed;
   }
 
   /** Connects and resolves once the server welcomed this worker; rejects if it refused (e.g. wrong token). */
@@ -392,25 +399,34 @@ export class WorkerHost {
 
   /**
    * A refused CurveZMQ key, or a server that does not speak the URL's security, would only look like a
-   * silent server: this host says why and stops. A Curve handshake cut short counts only before the first
-   * handshake that succeeded (a server restarting meanwhile is not a mistake).
+   * silent server: this host says why and stops. A Curve handshake cut short counts at once before the
+   * first handshake that succeeded; after one, only several in a row (a server caught as it restarts may
+   * cut one): the server came back with another key, or without Curve.
    */
   private async watchHandshakes(socket: Dealer): Promise<void> {
     const where = this.endpoint.replace(/^tcp:\/\//, "");
     const curve = this.serverKey !== undefined;
     let succeeded = false;
+    let cutInARow = 0;
     try {
       for await (const event of socket.events) {
         let sentence: string | null = null;
-        if (event.type === "handshake") succeeded = true;
-        else if (event.type === "handshake:error:auth")
+        if (event.type === "handshake") {
+          succeeded = true;
+          cutInARow = 0;
+        } else if (event.type === "handshake:error:auth")
           sentence = `the server at ${where} refused this worker's CurveZMQ public key: it is not in the server's --curve-workers list`;
         else if (event.type === "handshake:error:protocol")
           sentence = curve
             ? `the server at ${where} does not use CurveZMQ (not started with --curve?), and a worker never falls back to plain text`
             : `the server at ${where} requires CurveZMQ: use the workerUrl it prints, which carries serverKey=`;
-        else if (event.type === "handshake:error:other" && curve && !succeeded)
-          sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and a worker never falls back to plain text`;
+        else if (event.type === "handshake:error:other" && curve) {
+          cutInARow++;
+          if (!succeeded)
+            sentence = `the CurveZMQ handshake with ${where} failed: the server there does not use CurveZMQ (not started with --curve?) or serverKey is not its key, and a worker never falls back to plain text`;
+          else if (cutInARow >= CUT_HANDSHAKES_AFTER_SUCCESS)
+            sentence = `the CurveZMQ handshakes with ${where} fail since the server there went away: it came back with another key (was its curve-server.key replaced?) or without --curve, and a worker never falls back to plain text: start it again with the workerUrl the server prints now`;
+        }
         if (sentence !== null) return this.fail(new ZgridError(ErrorCode.UNAUTHENTICATED, sentence));
       }
     } catch {
@@ -421,6 +437,7 @@ export class WorkerHost {
   /** This host cannot work with what it reached: says why, fails start(), and stops. */
   private fail(err: ZgridError): void {
     if (this.state === "stopping" || this.state === "closed") return;
+    this.failed = err;
     this.log?.error({ code: err.code }, err.message);
     this.welcome?.reject(err);
     this.welcome = undefined;
