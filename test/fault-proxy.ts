@@ -79,7 +79,7 @@ export class FaultProxy {
   }
 
   static async start(opts: FaultProxyOptions): Promise<FaultProxy> {
-    const server = createServer();
+    const server = createServer({ allowHalfOpen: true });
     const proxy = new FaultProxy(server, opts);
     server.on("connection", (client) => proxy.accept(client));
     await new Promise<void>((resolve, reject) => {
@@ -102,20 +102,25 @@ export class FaultProxy {
 
   private accept(client: Socket): void {
     this.stats.connections++;
-    const upstream = new Socket();
+    // Half-open: each way ends on its own, once what was sent before its end has been delivered (late).
+    const upstream = new Socket({ allowHalfOpen: true });
     const conn = { client, upstream, pipes: [] as DelayedPipe[] };
     conn.pipes.push(new DelayedPipe(client, upstream, this), new DelayedPipe(upstream, client, this));
     this.open.add(conn);
-    // Either side failing or closing ends both: the peer sees what a real broken path shows it.
-    const end = (): void => {
+    // A side that fails resets the other: its peer sees what a broken path shows it.
+    const fail = (): void => {
       if (!this.open.delete(conn)) return;
       for (const p of conn.pipes) p.stop();
-      client.destroy();
-      upstream.destroy();
+      for (const s of [client, upstream]) if (!s.destroyed) s.resetAndDestroy();
+    };
+    const closed = (): void => {
+      if (!client.destroyed || !upstream.destroyed) return;
+      this.open.delete(conn);
+      for (const p of conn.pipes) p.stop();
     };
     for (const s of [client, upstream]) {
-      s.on("error", end);
-      s.on("close", end);
+      s.on("error", fail);
+      s.on("close", closed);
     }
     client.pause();
     upstream.connect(this.opts.targetPort, this.opts.targetHost, () => client.resume());
@@ -127,8 +132,7 @@ export class FaultProxy {
     for (const conn of conns) {
       this.open.delete(conn);
       for (const p of conn.pipes) p.stop();
-      conn.client.resetAndDestroy();
-      conn.upstream.resetAndDestroy();
+      for (const s of [conn.client, conn.upstream]) if (!s.destroyed) s.resetAndDestroy();
     }
     this.stats.resets += conns.length;
     return conns.length;
