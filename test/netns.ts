@@ -67,8 +67,9 @@ export function netnsUnavailable(): string | null {
   }
   try {
     ip(["-n", probe, "link", "add", "zgprobe0", "type", "veth", "peer", "name", "zgprobe1"]);
+    ip(["-n", probe, "link", "add", "zgprobebr", "type", "bridge"]);
   } catch (err) {
-    return `no veth pairs: ${String((err as { stderr?: string }).stderr ?? err).trim()}`;
+    return `no veth pairs or bridges: ${String((err as { stderr?: string }).stderr ?? err).trim()}`;
   } finally {
     ipQuiet(["netns", "del", probe]);
   }
@@ -133,6 +134,8 @@ function freeSubnet(): number {
 export class NetnsLab {
   /** The root namespace's (the test process's) address on the lab's /24: where a proxy in the test listens. */
   readonly gateway: string;
+  /** The root namespace's veth onto the lab's switch (the only way into the lab from outside it). */
+  readonly rootLink: string;
   private readonly hosts = new Map<string, LabHost>();
   private readonly procs = new Set<Proc>();
   private readonly made: { netns: string[]; links: string[] } = { netns: [], links: [] };
@@ -143,6 +146,7 @@ export class NetnsLab {
     private readonly switchNetns: string,
   ) {
     this.gateway = `10.213.${subnet}.254`;
+    this.rootLink = `zg${process.pid}r${id}`;
   }
 
   /**
@@ -157,7 +161,7 @@ export class NetnsLab {
       ip(["-n", lab.switchNetns, "link", "add", "br0", "type", "bridge"]);
       ip(["-n", lab.switchNetns, "link", "set", "br0", "up"]);
       // The root namespace's leg: a veth whose far end is a port of the switch.
-      const rootLink = `zg${process.pid}r${id}`;
+      const rootLink = lab.rootLink;
       lab.made.links.push(rootLink);
       ip(["link", "add", rootLink, "type", "veth", "peer", "name", "p0", "netns", lab.switchNetns]);
       ip(["-n", lab.switchNetns, "link", "set", "p0", "master", "br0", "up"]);
@@ -257,6 +261,15 @@ export class NetnsLab {
     this.procs.add(proc);
     void exited.then(() => this.procs.delete(proc));
     return proc;
+  }
+
+  /** Runs a short command inside a host's namespace to its end and returns its stdout (throws on failure). */
+  run(host: LabHost, command: string, args: string[]): string {
+    return execFileSync("ip", ["netns", "exec", host.netns, command, ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 30_000,
+    });
   }
 
   /** The zgrid CLI inside a host's namespace, with quiet JSON logs and no ~/.zgrid/tokens.txt. */
