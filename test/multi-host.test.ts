@@ -313,7 +313,12 @@ describe("tasks across hosts in network namespaces", { skip: unavailable ?? fals
           "the cut-off worker's tasks to complete on host b",
         );
         lab.mend(hostA);
-        await waitFor(() => listed("a"), 20_000, "host a to reconnect once its link is back");
+        // The same process (no restart) says READY again and is taken back.
+        await waitFor(
+          () => listed("a", workers[0]!.child.pid),
+          20_000,
+          "host a to reconnect once its link is back",
+        );
 
         const t = await tally(client, sessionId, expected, 120_000);
         assert.equal(t.notCompleted, 0);
@@ -324,6 +329,7 @@ describe("tasks across hosts in network namespaces", { skip: unavailable ?? fals
           assert.equal(task.attempts[0]!.workerId, "a");
           assert.notEqual(task.attempts[0]!.status, "COMPLETED", JSON.stringify(task.attempts));
           assert.equal(task.attempts.at(-1)!.status, "COMPLETED", JSON.stringify(task.attempts));
+          assert.equal(task.attempts.at(-1)!.workerId, "b", JSON.stringify(task.attempts));
         }
 
         // Host a works again: with host b gone, new work can only run there, once each.
