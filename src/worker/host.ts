@@ -350,6 +350,7 @@ export class WorkerHost {
         break;
       case "WELCOME":
         this.outbox!.columns = msg.columns === true;
+        this.outbox!.packedOutputs = msg.packedOutputs === true;
         if (typeof msg.maxFrameBytes === "number" && msg.maxFrameBytes > 0) {
           this.outbox!.maxFrameBytes = msg.maxFrameBytes;
           this.agents!.maxFrameBytes = msg.maxFrameBytes;

@@ -2,6 +2,7 @@ import { encode } from "../protocol/codec.js";
 import type { SendQueue } from "../protocol/send-queue.js";
 import {
   doneColumns,
+  donePacked,
   type AgentMsg,
   type WireCompletion,
   type WorkerToServer,
@@ -45,6 +46,8 @@ export class Outbox {
   private recentBytes = 0;
   /** The server takes DONE as columns (its WELCOME said so). */
   columns = false;
+  /** The server takes DONE with packed outputs, not a blob per output (its WELCOME said so). */
+  packedOutputs = false;
   /** The largest frame the server reads (its WELCOME's `maxFrameBytes`): a larger output ends ERROR. */
   maxFrameBytes = Infinity;
 
@@ -139,6 +142,16 @@ export class Outbox {
         }
         results.push(again);
       }
+      this.sendDone(results, blobs);
+    }
+  }
+
+  /** One DONE, in the form the server reads best: packed outputs, columns, or maps. */
+  private sendDone(results: WireCompletion[], blobs: Buffer[]): void {
+    if (this.columns && this.packedOutputs) {
+      const packed = donePacked(results, blobs, this.maxFrameBytes);
+      this.send(packed.msg, packed.blobs);
+    } else {
       this.send(this.columns ? doneColumns(results) : { t: "DONE", results }, blobs);
     }
   }
@@ -163,7 +176,7 @@ export class Outbox {
     if (this.done.length === 0) return;
     // A DONE must not overtake the STARTED of its tasks.
     this.flushStarted();
-    this.send(this.columns ? doneColumns(this.done) : { t: "DONE", results: this.done }, this.blobs);
+    this.sendDone(this.done, this.blobs);
     this.done = [];
     this.blobs = [];
   }
