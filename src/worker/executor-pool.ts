@@ -47,9 +47,9 @@ export interface ExecutorPoolOptions {
 }
 
 // Batch sizing: a thread gets about this much work at a time (by the measured task duration)...
-const TARGET_BATCH_MS = 1;
+const TARGET_BATCH_MS = 2;
 // ...within these bounds.
-const MAX_BATCH = 64;
+const MAX_BATCH = 256;
 // A thread that dies this soon after starting, having reported nothing, probably cannot start: wait a bit.
 const RESPAWN_BACKOFF_MS = 1000;
 // How long to wait for a terminated thread's last messages before re-running the tasks they would report.
@@ -57,7 +57,7 @@ const SALVAGE_WAIT_MS = 2000;
 
 /**
  * Runs tasks on `slots` executor threads. Tasks wait in one queue and go to threads in small batches, sized
- * so a batch is about a millisecond of work: short tasks travel many to a message, long ones one at a time
+ * so a batch is about two milliseconds of work: short tasks travel many to a message, long ones one at a time
  * so no task waits behind a long one while another thread is idle.
  *
  * Each thread shares a {@link ThreadState} with the pool; a timer reads it to stop a task past its
