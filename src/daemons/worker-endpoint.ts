@@ -275,7 +275,7 @@ export class WorkerEndpoint implements WorkerLink {
           break;
         case "DONE":
           if (Array.isArray(header.taskIds) && header.sizes !== undefined)
-            scheduler.completeTasks(workerId, this.packedCompletions(header, frames));
+            scheduler.completeTasks(workerId, this.packedCompletions(workerId, header, frames));
           else if (Array.isArray(header.taskIds))
             scheduler.completeTasks(workerId, this.columnCompletions(header, frames));
           else if (Array.isArray(header.results))
@@ -443,10 +443,11 @@ export class WorkerEndpoint implements WorkerLink {
 
   /**
    * A DONE in columns with packed outputs (DonePackedMsg): one that is not well formed (columns of
-   * different lengths, `outputs` beside `sizes`, sizes that do not add up to its blobs) is ignored as a
-   * whole; an entry naming no task or no known outcome is skipped.
+   * different lengths, `outputs` beside `sizes`, sizes that do not add up to its blobs, a `started` that
+   * is not a list of ids) is ignored as a whole; an entry naming no task or no known outcome is skipped.
+   * Its `started` tasks are taken as begun first, as a STARTED just before it would be.
    */
-  private packedCompletions(h: Record<string, unknown>, frames: Buffer[]): Completion[] {
+  private packedCompletions(workerId: string, h: Record<string, unknown>, frames: Buffer[]): Completion[] {
     const taskIds = h.taskIds as unknown[];
     const n = taskIds.length;
     const { statuses, sizes, errors } = h;
@@ -457,12 +458,16 @@ export class WorkerEndpoint implements WorkerLink {
           ? "its errors column differs in length"
           : h.outputs !== undefined
             ? "it has both outputs and sizes"
-            : null;
+            : h.started !== undefined &&
+                (!Array.isArray(h.started) || !h.started.every((id) => typeof id === "string"))
+              ? "its started is not a list of task ids"
+              : null;
     const outputs = why === null ? unpackOutputs(sizes as unknown[], frames.slice(3)) : why;
     if (typeof outputs === "string") {
       this.log.warn({ tasks: n }, `a DONE with packed outputs is ignored: ${outputs}`);
       return [];
     }
+    if (h.started !== undefined) this.opts.scheduler.tasksStarted(workerId, h.started as string[]);
     const out: Completion[] = [];
     for (let i = 0; i < n; i++) {
       const taskId = taskIds[i];

@@ -116,6 +116,8 @@ export interface DonePackedMsg {
   statuses: WireTaskOutcome[];
   sizes: number[];
   errors?: (string | null)[];
+  /** Tasks that began, taken before the completions: what a STARTED just before this DONE would say. */
+  started?: string[];
 }
 export interface FetchMsg {
   t: "FETCH";

@@ -216,13 +216,7 @@ export class ExecutorPool {
     if (msg.started !== -1) {
       let last = -1;
       for (let i = 0; i < e.queue.length; i++) if (e.queue[i].seq === msg.started) last = i;
-      for (let i = 0; i <= last; i++) {
-        const t = e.queue[i];
-        if (!t.started && t.state !== "done") {
-          t.started = true;
-          this.startedOut.push(t.task.taskId);
-        }
-      }
+      this.startedUpTo(e, last);
     }
     const { numbers, errors, outputs, count } = msg;
     let offset = 0;
@@ -249,6 +243,17 @@ export class ExecutorPool {
     }
     this.flush();
     this.dispatch();
+  }
+
+  /** The tasks of `e`'s queue up to index `last` have begun: STARTED for those not yet said. */
+  private startedUpTo(e: Executor, last: number): void {
+    for (let i = 0; i <= last; i++) {
+      const t = e.queue[i];
+      if (!t.started && t.state !== "done") {
+        t.started = true;
+        this.startedOut.push(t.task.taskId);
+      }
+    }
   }
 
   /** An agent call of the task running on `e`: to the host, if the task is still ours to run. */
@@ -370,6 +375,8 @@ export class ExecutorPool {
         this.retire(e); // cancelled, but the skip came too late
         continue;
       }
+      // A task holding its thread since it began has not said so (the thread says it at its next turn).
+      if (!t.started) this.startedUpTo(e, e.lastStartedIndex());
       const limit = t.task.options.maxDuration ?? 0;
       const ran = now - e.state.startedAt;
       if (limit > 0 && ran > limit) {

@@ -62,6 +62,7 @@ let outputBytes = 0;
 let busyMs = 0;
 let lastReport = 0;
 let reportTimer: NodeJS.Timeout | undefined;
+let reportSoon: NodeJS.Immediate | undefined;
 
 function send(msg: FromThread, transfer?: ArrayBuffer[]): void {
   port.postMessage(msg, transfer);
@@ -153,8 +154,11 @@ async function pump(): Promise<void> {
     started = task.seq;
     // Say promptly that a task has begun, and what ended before it, unless reports are flowing anyway
     // (many short tasks). If the task turns out long but awaits, the timer reports while it waits.
+    // With nothing ended to report, at the next turn: a task that ends at once is then reported once,
+    // begun and ended together; one that holds the thread is seen begun by the pool (shared state).
     if (now - lastReport >= 1) {
-      report();
+      if (count > 0) report();
+      else reportSoon ??= setImmediate(report);
     } else {
       reportTimer ??= setTimeout(report, 1);
     }
@@ -195,6 +199,10 @@ function report(): void {
   if (reportTimer) {
     clearTimeout(reportTimer);
     reportTimer = undefined;
+  }
+  if (reportSoon) {
+    clearImmediate(reportSoon);
+    reportSoon = undefined;
   }
   if (count === 0 && started === reportedStarted) return;
   let buffer: ArrayBuffer | null = null;

@@ -188,7 +188,7 @@ export class WorkerHost {
     void this.watchHandshakes(socket);
     this.socket = socket;
     this.sendQueue = new SendQueue(socket, log);
-    this.outbox = new Outbox(this.sendQueue);
+    this.outbox = new Outbox(this.sendQueue, () => (this.pool?.held ?? 0) > this.opts.slots);
     this.fetcher = new PayloadFetcher(this.outbox);
     const outbox = this.outbox;
     this.agents = new AgentRelay((msg, blobs) => outbox.agent(msg, blobs), this.opts.agentTimeoutMs);
