@@ -431,6 +431,8 @@ describe("TASKS and DONE as columns", () => {
         [b.resultId]: "COMPLETED",
         [empty.resultId]: "COMPLETED",
       });
+      assert.ok(Object.keys(got).includes("statuses"), "statuses is an own enumerable property");
+      assert.deepEqual({ ...got }.statuses, got.statuses);
       assert.deepEqual(got.data.get(b.resultId), big);
       assert.deepEqual(got.data.get(a.resultId), Buffer.from("alpha"));
       assert.equal(got.data.get(empty.resultId)?.length, 0);

@@ -366,17 +366,15 @@ export class ZgridClient extends Connection {
     }
     const { sizes } = msg as { sizes: number[] };
     const all = blobs.length === 1 ? blobs[0] : Buffer.concat(blobs);
-    const statuses: Record<string, ResultStatus> = {};
     let at = 0;
     for (let i = 0; i < resultIds.length; i++) {
-      statuses[resultIds[i]] = msg.statuses[i];
       const size = sizes[i];
       if (size >= 0) {
         data.set(resultIds[i], all.subarray(at, at + size));
         at += size;
       }
     }
-    return { timedOut: msg.timedOut, statuses, data };
+    return withLazyStatuses({ timedOut: msg.timedOut, data }, resultIds, msg.statuses);
   }
 
   /**
@@ -471,6 +469,33 @@ export class ZgridClient extends Connection {
   countTasks(filter?: Filter | Record<string, unknown>): Promise<Record<TaskStatus, number>> {
     return this.call("tasks.count", { filter });
   }
+}
+
+/**
+ * `result` with `statuses` ({resultId: status}) built from the columns when first read: an object of
+ * 10,000 result ids as keys costs about a microsecond a key, and a caller that takes the data often
+ * never reads it. It reads and assigns as a plain property.
+ */
+function withLazyStatuses<T extends object>(
+  result: T,
+  resultIds: readonly string[],
+  column: readonly ResultStatus[],
+): T & { statuses: Record<string, ResultStatus> } {
+  let statuses: Record<string, ResultStatus> | undefined;
+  return Object.defineProperty(result, "statuses", {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (statuses === undefined) {
+        statuses = {};
+        for (let i = 0; i < resultIds.length; i++) statuses[resultIds[i]] = column[i];
+      }
+      return statuses;
+    },
+    set(value: Record<string, ResultStatus>) {
+      statuses = value;
+    },
+  }) as T & { statuses: Record<string, ResultStatus> };
 }
 
 /**
