@@ -409,7 +409,7 @@ export class ZgridClient extends Connection {
    * 10 minutes, it gets the first answer and creates nothing. Pass your own to retry safely after a
    * TIMEOUT; a request the server reads after this client gave up on it is refused anyway.
    */
-  submitTasks(
+  async submitTasks(
     sessionId: string,
     tasks: TaskDefinition[],
     taskOptions?: TaskOptions,
@@ -428,7 +428,25 @@ export class ZgridClient extends Connection {
       }
       return { ...rest, payload: index };
     });
-    return this.call("tasks.submit", { sessionId, taskOptions, tasks: items, requestKey }, blobs);
+    // Asked as columns (no map per task in the reply); a server that does not know `columns` answers
+    // with the maps, which are read as well.
+    const reply = await this.call<
+      SubmittedTask[] | { taskIds: string[]; payloadIds: string[]; outputCounts: number[]; outputs: string[] }
+    >("tasks.submit", { sessionId, taskOptions, tasks: items, requestKey, columns: true }, blobs);
+    if (Array.isArray(reply)) return reply;
+    const { taskIds, payloadIds, outputCounts, outputs } = reply;
+    const submitted: SubmittedTask[] = new Array(taskIds.length);
+    let at = 0;
+    for (let i = 0; i < taskIds.length; i++) {
+      const count = outputCounts[i];
+      submitted[i] = {
+        taskId: taskIds[i],
+        payloadId: payloadIds[i],
+        expectedOutputIds: outputs.slice(at, at + count),
+      };
+      at += count;
+    }
+    return submitted;
   }
   /** Cancels tasks, running ones included; returns counts by the status they had. */
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
