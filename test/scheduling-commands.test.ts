@@ -98,6 +98,77 @@ describe("session, result and task commands without workers", () => {
     );
   });
 
+  it("tasks.submit {columns}: one, several with 0 and 2 outputs, empty, a bad flag, a key resent as maps", async () => {
+    const sessionId = await client.createSession({ partitionId: "nobody" });
+    type Columns = { taskIds: string[]; payloadIds: string[]; outputCounts: number[]; outputs: string[] };
+    const one = await client.call<Columns>(
+      "tasks.submit",
+      { sessionId, tasks: [{ payload: 0 }], columns: true },
+      [encodePayload("noop")],
+    );
+    assert.equal(one.taskIds.length, 1);
+    assert.deepEqual(one.outputCounts, [1]);
+    const t = await client.getTask(one.taskIds[0]);
+    assert.equal(t.payloadId, one.payloadIds[0]);
+    assert.deepEqual(t.expectedOutputIds, one.outputs);
+
+    const several = await client.call<Columns>(
+      "tasks.submit",
+      {
+        sessionId,
+        tasks: [{ payload: 0, outputCount: 2 }, { payload: 0, expectedOutputIds: [] }, { payload: 0 }],
+        columns: true,
+        requestKey: "cols-1",
+      },
+      [encodePayload("noop")],
+    );
+    assert.deepEqual(several.outputCounts, [2, 0, 1]);
+    assert.equal(several.outputs.length, 3);
+    for (let i = 0, at = 0; i < 3; i++) {
+      const info = await client.getTask(several.taskIds[i]);
+      assert.deepEqual(info.expectedOutputIds, several.outputs.slice(at, at + several.outputCounts[i]));
+      at += several.outputCounts[i];
+    }
+    // The same key asked as maps: the first answer, in that form, and nothing new.
+    const before = (await client.countTasks({ sessionId })).SUBMITTED;
+    const again = await client.call<{ taskId: string; expectedOutputIds: string[] }[]>(
+      "tasks.submit",
+      {
+        sessionId,
+        tasks: [{ payload: 0, outputCount: 2 }, { payload: 0, expectedOutputIds: [] }, { payload: 0 }],
+        requestKey: "cols-1",
+      },
+      [encodePayload("noop")],
+    );
+    assert.deepEqual(
+      again.map((a) => a.taskId),
+      several.taskIds,
+    );
+    assert.deepEqual(again[0].expectedOutputIds, several.outputs.slice(0, 2));
+    assert.equal((await client.countTasks({ sessionId })).SUBMITTED, before);
+
+    assert.deepEqual(await client.call("tasks.submit", { sessionId, tasks: [], columns: true }), {
+      taskIds: [],
+      payloadIds: [],
+      outputCounts: [],
+      outputs: [],
+    });
+    await rejectsWith(
+      client.call("tasks.submit", { sessionId, tasks: [{ payload: 0 }], columns: "yes" }, [
+        encodePayload("noop"),
+      ]),
+      "INVALID_ARGUMENT",
+      /columns/,
+    );
+    assert.equal((await client.countTasks({ sessionId })).SUBMITTED, before, "nothing submitted");
+    // The client asks for columns and gives back the same as before.
+    const [viaClient] = await client.submitTasks(sessionId, [
+      { payload: encodePayload("noop"), outputCount: 2 },
+    ]);
+    assert.equal((await client.getTask(viaClient.taskId)).expectedOutputIds.length, 2);
+    assert.deepEqual((await client.getTask(viaClient.taskId)).expectedOutputIds, viaClient.expectedOutputIds);
+  });
+
   it("rejects bad arguments to every command and changes nothing", async () => {
     const sessionId = await client.createSession({ partitionId: "nobody" });
     const other = await client.createSession();

@@ -9,7 +9,13 @@ import { pack, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import type { Server } from "../src/daemons/server.js";
-import { tasksOfColumns, type TasksColumnsMsg, type WireTask } from "../src/protocol/worker-messages.js";
+import {
+  donePacked,
+  tasksOfColumns,
+  unpackOutputs,
+  type TasksColumnsMsg,
+  type WireTask,
+} from "../src/protocol/worker-messages.js";
 import { FIXTURE_APPS, spawnWorker, startServer, waitFor } from "./helpers.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -59,7 +65,7 @@ describe("TASKS and DONE as columns", () => {
     await server.shutdown();
   });
 
-  async function rawWorker(workerId: string, columns: boolean): Promise<RawWorker> {
+  async function rawWorker(workerId: string, columns: boolean, prefetch = 0): Promise<RawWorker> {
     const w = new RawWorker(server.info!.workerUrl);
     await w.send({
       t: "READY",
@@ -68,11 +74,16 @@ describe("TASKS and DONE as columns", () => {
       workerId,
       partitions: [workerId],
       slots: 4,
-      prefetch: 0,
+      prefetch,
       ...(columns ? { columns: true } : {}),
     });
     const welcome = await w.next("WELCOME");
     assert.equal(welcome.header.columns, columns ? true : undefined, "WELCOME answers READY's columns");
+    assert.equal(
+      welcome.header.packedOutputs,
+      columns ? true : undefined,
+      "packed outputs come with columns",
+    );
     return w;
   }
 
@@ -209,6 +220,167 @@ describe("TASKS and DONE as columns", () => {
     }
   });
 
+  /** Runs `count` tasks on a raw worker of partition `partition`; returns them as submitted and as sent. */
+  async function dispatched(w: RawWorker, partition: string, count: number) {
+    const sessionId = await client.createSession(
+      { applicationName: "raw", partitionId: partition, maxRetries: 0 },
+      [partition],
+    );
+    const submitted = await client.submitTasks(
+      sessionId,
+      Array.from({ length: count }, () => ({ payload: Buffer.from("p") })),
+    );
+    const ids = new Set<string>();
+    while (ids.size < count) {
+      const m = await w.next("TASKS");
+      for (const t of tasksOfColumns(m.header as unknown as TasksColumnsMsg)) ids.add(t.taskId);
+    }
+    return submitted;
+  }
+
+  it("DONE with packed outputs: a batch of one, none, empty, shared and cut blobs, an error", async () => {
+    const w = await rawWorker("w-packed", true);
+    try {
+      const [one] = await dispatched(w, "w-packed", 1);
+      // Begun and ended in one message: `started` is read first, as a STARTED just before.
+      await w.send(
+        { t: "DONE", taskIds: [one.taskId], statuses: ["COMPLETED"], sizes: [5], started: [one.taskId] },
+        [Buffer.from("out-1")],
+      );
+      const r1 = await client.waitResultsData(one.expectedOutputIds, { timeoutMs: 15_000 });
+      assert.deepEqual(r1.data.get(one.expectedOutputIds[0]), Buffer.from("out-1"));
+      const ran = await client.getTask(one.taskId);
+      assert.equal(typeof ran.attempts[0].startedAt, "number", "the attempt says when it started");
+
+      const four = await dispatched(w, "w-packed", 4);
+      // "abc" and "defgh" share the first blob, "defgh" ends in the second; none; empty; an ERROR.
+      await w.send(
+        {
+          t: "DONE",
+          taskIds: four.map((t) => t.taskId),
+          statuses: ["COMPLETED", "COMPLETED", "COMPLETED", "ERROR"],
+          sizes: [3, -1, 0, 5],
+          errors: [null, null, null, "the application said no"],
+        },
+        [Buffer.from("abcde"), Buffer.from("fgh")],
+      );
+      const outs = four.map((t) => t.expectedOutputIds[0]);
+      await client.waitResults(outs, { timeoutMs: 15_000 });
+      assert.deepEqual(await client.downloadResult(outs[0]), Buffer.from("abc"));
+      assert.deepEqual(await client.downloadResult(outs[1]), Buffer.alloc(0), "no output: an empty one");
+      assert.deepEqual(await client.downloadResult(outs[2]), Buffer.alloc(0));
+      const failed = await client.getTask(four[3].taskId);
+      assert.equal(failed.status, "ERROR");
+      assert.match(failed.error ?? "", /the application said no/);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("DONE with packed outputs at the worker host's limit of 4096 tasks a message", async () => {
+    const w = await rawWorker("w-packed-limit", true);
+    try {
+      // A worker new to the server holds its slots' worth: the other entries name no task of its, and
+      // are skipped; the outputs of all 4096 travel packed, and the real ones are read from among them.
+      const tasks = await dispatched(w, "w-packed-limit", 4);
+      const ids = Array.from({ length: 4096 }, (_, i) =>
+        i >= 4092 ? tasks[i - 4092].taskId : `t-none-${i}`,
+      );
+      const { msg, blobs } = donePacked(
+        ids.map((taskId, i) => ({ taskId, status: "COMPLETED" as const, output: i })),
+        ids.map((_, i) => Buffer.from(`out-${i}`)),
+      );
+      assert.equal(blobs.length, 1, "small outputs share one blob");
+      await w.send(msg, blobs);
+      const r = await client.waitResultsData(
+        tasks.map((t) => t.expectedOutputIds[0]),
+        { timeoutMs: 30_000 },
+      );
+      assert.equal(r.data.size, 4);
+      for (let k = 0; k < 4; k++)
+        assert.deepEqual(r.data.get(tasks[k].expectedOutputIds[0]), Buffer.from(`out-${4092 + k}`));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("an empty packed DONE and malformed ones change nothing", async () => {
+    const w = await rawWorker("w-packed-bad", true);
+    try {
+      const [a] = await dispatched(w, "w-packed-bad", 1);
+      const out = [Buffer.from("xyz")];
+      await w.send({ t: "DONE", taskIds: [], statuses: [], sizes: [] });
+      // Sizes that do not add up to the blobs (short, long), that are not whole numbers of at least -1,
+      // columns of other lengths, outputs beside sizes, sizes that are not a list: each ignored whole.
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [2] }, out);
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [4] }, out);
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [-2] });
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [1.5] }, out);
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3, 0] }, out);
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: [], sizes: [3] }, out);
+      await w.send(
+        { t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3], outputs: [0] },
+        out,
+      );
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: "3" }, out);
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3], errors: "x" }, out);
+      await w.send(
+        { t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3], started: "x" },
+        out,
+      );
+      await w.send(
+        { t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3], started: [1] },
+        out,
+      );
+      await w.send({ t: "HEARTBEAT" });
+      // The server read all of them (they come before this request's effects on the same loop)...
+      await waitFor(async () => (await client.listWorkers()).total >= 1, 5_000, "the worker still listed");
+      const ping = await client.getTask(a.taskId);
+      assert.equal(ping.status, "DISPATCHED", "not even its start was taken");
+      // ...and a good one still completes it.
+      await w.send({ t: "DONE", taskIds: [a.taskId], statuses: ["COMPLETED"], sizes: [3] }, out);
+      await client.waitResults(a.expectedOutputIds, { timeoutMs: 15_000 });
+      assert.deepEqual(await client.downloadResult(a.expectedOutputIds[0]), Buffer.from("xyz"));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("donePacked and unpackOutputs: shared blobs, a large output on its own, cut at maxFrameBytes", () => {
+    const large = Buffer.alloc(100 * 1024, 7);
+    const outputs = [Buffer.from("a"), large, Buffer.from("bc"), Buffer.alloc(0)];
+    const results = [
+      { taskId: "t0", status: "COMPLETED" as const, output: 0 },
+      { taskId: "t1", status: "COMPLETED" as const, output: 1 },
+      { taskId: "t2", status: "FAILED" as const, error: "boom" },
+      { taskId: "t3", status: "COMPLETED" as const, output: 2 },
+      { taskId: "t4", status: "COMPLETED" as const, output: 3 },
+    ];
+    const { msg, blobs } = donePacked(results, outputs);
+    assert.deepEqual(msg.sizes, [1, large.length, -1, 2, 0]);
+    assert.deepEqual(msg.errors, [null, null, "boom", null, null]);
+    assert.equal(blobs[1], large, "a large output is its own blob, not copied");
+    const back = unpackOutputs(msg.sizes, blobs);
+    assert.ok(Array.isArray(back));
+    assert.deepEqual(back, [Buffer.from("a"), large, undefined, Buffer.from("bc"), Buffer.alloc(0)]);
+    // Small outputs cut into blobs of at most maxFrameBytes, read back across the cuts.
+    const many = Array.from({ length: 100 }, (_, i) => Buffer.from(`output-${i}`));
+    const cut = donePacked(
+      many.map((_, i) => ({ taskId: `t${i}`, status: "COMPLETED" as const, output: i })),
+      many,
+      64,
+    );
+    assert.ok(cut.blobs.length > 1 && cut.blobs.every((b) => b.length <= 64));
+    const split = Buffer.concat(cut.blobs);
+    // Any cut reads the same: here every 7 bytes.
+    const sevens = Array.from({ length: Math.ceil(split.length / 7) }, (_, i) =>
+      split.subarray(i * 7, i * 7 + 7),
+    );
+    assert.deepEqual(unpackOutputs(cut.msg.sizes, sevens), many);
+    assert.match(unpackOutputs([3], [Buffer.from("ab")]) as string, /add up to 3 bytes but the blobs hold 2/);
+    assert.match(unpackOutputs([-2], []) as string, /whole number/);
+  });
+
   it("results.wait {columns}: statuses in order, data back to back cut at maxFrameBytes, sizes -1 for none", async () => {
     const small = await startServer({ store: "memory", maxFrameBytes: 64 * 1024 });
     const c = await connect(small.server.info!.url, { timeoutMs: 30_000 });
@@ -259,6 +431,8 @@ describe("TASKS and DONE as columns", () => {
         [b.resultId]: "COMPLETED",
         [empty.resultId]: "COMPLETED",
       });
+      assert.ok(Object.keys(got).includes("statuses"), "statuses is an own enumerable property");
+      assert.deepEqual({ ...got }.statuses, got.statuses);
       assert.deepEqual(got.data.get(b.resultId), big);
       assert.deepEqual(got.data.get(a.resultId), Buffer.from("alpha"));
       assert.equal(got.data.get(empty.resultId)?.length, 0);

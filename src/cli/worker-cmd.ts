@@ -15,7 +15,7 @@ its partitions and runs them in application modules loaded from DIR (NAME.VERSIO
   -s, --slots N            tasks run at once, one thread each (default: CPU count) [ZGRID_SLOTS]
   -p, --partition P        partitions served, comma-separated (default "default") [ZGRID_PARTITION]
       --prefetch N         most tasks held beyond the slots, to hide latency; the server gives
-                           that many only for short tasks (default: max(1024, 32 × slots)) [ZGRID_PREFETCH]
+                           that many only for short tasks (default: max(4096, 32 × slots)) [ZGRID_PREFETCH]
       --worker-id ID       name of this worker (default: host-pid-random)
       --watch              new sessions run an app module's file as it is now: edits need no
                            restart (every edition stays in memory) [ZGRID_WATCH=1]

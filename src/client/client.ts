@@ -366,17 +366,15 @@ export class ZgridClient extends Connection {
     }
     const { sizes } = msg as { sizes: number[] };
     const all = blobs.length === 1 ? blobs[0] : Buffer.concat(blobs);
-    const statuses: Record<string, ResultStatus> = {};
     let at = 0;
     for (let i = 0; i < resultIds.length; i++) {
-      statuses[resultIds[i]] = msg.statuses[i];
       const size = sizes[i];
       if (size >= 0) {
         data.set(resultIds[i], all.subarray(at, at + size));
         at += size;
       }
     }
-    return { timedOut: msg.timedOut, statuses, data };
+    return withLazyStatuses({ timedOut: msg.timedOut, data }, resultIds, msg.statuses);
   }
 
   /**
@@ -411,7 +409,7 @@ export class ZgridClient extends Connection {
    * 10 minutes, it gets the first answer and creates nothing. Pass your own to retry safely after a
    * TIMEOUT; a request the server reads after this client gave up on it is refused anyway.
    */
-  submitTasks(
+  async submitTasks(
     sessionId: string,
     tasks: TaskDefinition[],
     taskOptions?: TaskOptions,
@@ -430,7 +428,25 @@ export class ZgridClient extends Connection {
       }
       return { ...rest, payload: index };
     });
-    return this.call("tasks.submit", { sessionId, taskOptions, tasks: items, requestKey }, blobs);
+    // Asked as columns (no map per task in the reply); a server that does not know `columns` answers
+    // with the maps, which are read as well.
+    const reply = await this.call<
+      SubmittedTask[] | { taskIds: string[]; payloadIds: string[]; outputCounts: number[]; outputs: string[] }
+    >("tasks.submit", { sessionId, taskOptions, tasks: items, requestKey, columns: true }, blobs);
+    if (Array.isArray(reply)) return reply;
+    const { taskIds, payloadIds, outputCounts, outputs } = reply;
+    const submitted: SubmittedTask[] = new Array(taskIds.length);
+    let at = 0;
+    for (let i = 0; i < taskIds.length; i++) {
+      const count = outputCounts[i];
+      submitted[i] = {
+        taskId: taskIds[i],
+        payloadId: payloadIds[i],
+        expectedOutputIds: outputs.slice(at, at + count),
+      };
+      at += count;
+    }
+    return submitted;
   }
   /** Cancels tasks, running ones included; returns counts by the status they had. */
   cancelTasks(taskIds: string[]): Promise<{ cancelled: Record<string, number> }> {
@@ -471,6 +487,33 @@ export class ZgridClient extends Connection {
   countTasks(filter?: Filter | Record<string, unknown>): Promise<Record<TaskStatus, number>> {
     return this.call("tasks.count", { filter });
   }
+}
+
+/**
+ * `result` with `statuses` ({resultId: status}) built from the columns when first read: an object of
+ * 10,000 result ids as keys costs about a microsecond a key, and a caller that takes the data often
+ * never reads it. It reads and assigns as a plain property.
+ */
+function withLazyStatuses<T extends object>(
+  result: T,
+  resultIds: readonly string[],
+  column: readonly ResultStatus[],
+): T & { statuses: Record<string, ResultStatus> } {
+  let statuses: Record<string, ResultStatus> | undefined;
+  return Object.defineProperty(result, "statuses", {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (statuses === undefined) {
+        statuses = {};
+        for (let i = 0; i < resultIds.length; i++) statuses[resultIds[i]] = column[i];
+      }
+      return statuses;
+    },
+    set(value: Record<string, ResultStatus>) {
+      statuses = value;
+    },
+  }) as T & { statuses: Record<string, ResultStatus> };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
-import { list, optMap, optStr, str, strList } from "../protocol/args.js";
+import { list, optBool, optMap, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandRequest } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
 import { invalidArgument } from "../protocol/errors.js";
@@ -15,6 +15,51 @@ import { ownSession, ownTasks, seesAll, visibleMatches } from "./access.js";
 
 type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
+/**
+ * The answer of `tasks.submit {columns: true}`: task i is taskIds[i], payloadIds[i], and its
+ * outputCounts[i] expected outputs taken in order from `outputs`. Also how answers are kept for their
+ * request keys (no object per task).
+ */
+interface SubmitColumns {
+  taskIds: string[];
+  payloadIds: string[];
+  outputCounts: number[];
+  outputs: string[];
+}
+
+function columnsOf(tasks: readonly Task[]): SubmitColumns {
+  const n = tasks.length;
+  const c: SubmitColumns = {
+    taskIds: new Array<string>(n),
+    payloadIds: new Array<string>(n),
+    outputCounts: new Array<number>(n),
+    outputs: [],
+  };
+  for (let i = 0; i < n; i++) {
+    const t = tasks[i];
+    c.taskIds[i] = t.id;
+    c.payloadIds[i] = t.payloadId;
+    c.outputCounts[i] = t.expectedOutputIds.length;
+    for (const o of t.expectedOutputIds) c.outputs.push(o);
+  }
+  return c;
+}
+
+function mapsOf(c: SubmitColumns): SubmitAnswer {
+  const answer: SubmitAnswer = new Array(c.taskIds.length);
+  let at = 0;
+  for (let i = 0; i < c.taskIds.length; i++) {
+    const count = c.outputCounts[i];
+    answer[i] = {
+      taskId: c.taskIds[i],
+      payloadId: c.payloadIds[i],
+      expectedOutputIds: c.outputs.slice(at, at + count),
+    };
+    at += count;
+  }
+  return answer;
+}
+
 /** The most tasks one `tasks.cancel {filter}` cancels; `more: true` in its answer says to call again. */
 export const MAX_CANCEL_BY_FILTER = 100_000;
 
@@ -22,11 +67,9 @@ export const MAX_CANCEL_BY_FILTER = 100_000;
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
-  const keys = new RequestKeys<SubmitAnswer>();
-  const answerOf = (tasks: readonly Task[]): SubmitAnswer =>
-    tasks.map((t) => ({ taskId: t.id, payloadId: t.payloadId, expectedOutputIds: t.expectedOutputIds }));
+  const keys = new RequestKeys<SubmitColumns>();
   // Keyed submissions the store kept: a resend after a restart gets the first answer too.
-  for (const r of scheduler.takeKeptRequests()) keys.seed(r.key, r.at, answerOf(r.tasks), r.tasks.length);
+  for (const r of scheduler.takeKeptRequests()) keys.seed(r.key, r.at, columnsOf(r.tasks), r.tasks.length);
 
   map.register("tasks.submit", async (req) => {
     const sessionId = str(req.args, "sessionId");
@@ -34,10 +77,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const options = parseTaskOptions(optMap(req.args, "taskOptions"), "taskOptions");
     const items = list(req.args, "tasks").map((raw, i) => parseSubmission(raw, i, req.blobs));
     const requestKey = optStr(req.args, "requestKey");
+    const columns = optBool(req.args, "columns") ?? false;
     if (requestKey !== undefined && (requestKey.length === 0 || requestKey.length > 128))
       throw invalidArgument("requestKey must be a string of 1 to 128 characters");
     const key = requestKey === undefined ? undefined : `${sessionId}\u0000${requestKey}`;
-    const submit = async (): Promise<SubmitAnswer> => {
+    const submit = async (): Promise<SubmitColumns> => {
       const tasks = scheduler.submitTasks(sessionId, options, items, req.user);
       if (key !== undefined && tasks.length > 0) {
         const at = Date.now();
@@ -55,13 +99,17 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
         scheduler.withdrawTasks(tasks, items);
         throw err;
       }
-      return answerOf(tasks);
+      return columnsOf(tasks);
     };
-    if (key === undefined) return { msg: await submit() };
-    const msg = await keys.run(key, items.length, submit, () =>
-      invalidArgument(`requestKey ${describeValue(requestKey)} was used for a submission of another size`),
-    );
-    return { msg };
+    const answer =
+      key === undefined
+        ? await submit()
+        : await keys.run(key, items.length, submit, () =>
+            invalidArgument(
+              `requestKey ${describeValue(requestKey)} was used for a submission of another size`,
+            ),
+          );
+    return { msg: columns ? answer : mapsOf(answer) };
   });
 
   map.register("tasks.get", (req) => {

@@ -17,7 +17,12 @@ import type {
 } from "../protocol/worker-messages.js";
 import { makeCurveServer, receiptLimit } from "./daemon.js";
 import { ZAP_WORKERS } from "./zap-thread.js";
-import { MAX_APP_NAME_CHARS, MAX_WORKER_APPS, WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
+import {
+  MAX_APP_NAME_CHARS,
+  MAX_WORKER_APPS,
+  WORKER_PROTOCOL_VERSION,
+  unpackOutputs,
+} from "../protocol/worker-messages.js";
 import type { AppSet } from "../scheduler/task-queue.js";
 import type { Task, TaskOptions } from "../scheduler/model.js";
 import {
@@ -269,7 +274,9 @@ export class WorkerEndpoint implements WorkerLink {
           if (Array.isArray(header.taskIds)) scheduler.tasksStarted(workerId, header.taskIds as string[]);
           break;
         case "DONE":
-          if (Array.isArray(header.taskIds))
+          if (Array.isArray(header.taskIds) && header.sizes !== undefined)
+            scheduler.completeTasks(workerId, this.packedCompletions(workerId, header, frames));
+          else if (Array.isArray(header.taskIds))
             scheduler.completeTasks(workerId, this.columnCompletions(header, frames));
           else if (Array.isArray(header.results))
             scheduler.completeTasks(workerId, this.completions(header.results, frames));
@@ -382,6 +389,7 @@ export class WorkerEndpoint implements WorkerLink {
             heartbeatMs: this.opts.heartbeatMs,
             columns: true,
             maxFrameBytes: this.opts.maxFrameBytes,
+            packedOutputs: true,
           }
         : {
             t: "WELCOME",
@@ -429,6 +437,47 @@ export class WorkerEndpoint implements WorkerLink {
     for (let i = 0; i < n; i++) {
       const done = completion(taskIds[i], statuses[i], errors?.[i], outputs[i], frames);
       if (done) out.push(done);
+    }
+    return out;
+  }
+
+  /**
+   * A DONE in columns with packed outputs (DonePackedMsg): one that is not well formed (columns of
+   * different lengths, `outputs` beside `sizes`, sizes that do not add up to its blobs, a `started` that
+   * is not a list of ids) is ignored as a whole; an entry naming no task or no known outcome is skipped.
+   * Its `started` tasks are taken as begun first, as a STARTED just before it would be.
+   */
+  private packedCompletions(workerId: string, h: Record<string, unknown>, frames: Buffer[]): Completion[] {
+    const taskIds = h.taskIds as unknown[];
+    const n = taskIds.length;
+    const { statuses, sizes, errors } = h;
+    const why =
+      !Array.isArray(statuses) || statuses.length !== n || !Array.isArray(sizes) || sizes.length !== n
+        ? "its columns differ in length"
+        : errors !== undefined && (!Array.isArray(errors) || errors.length !== n)
+          ? "its errors column differs in length"
+          : h.outputs !== undefined
+            ? "it has both outputs and sizes"
+            : h.started !== undefined &&
+                (!Array.isArray(h.started) || !h.started.every((id) => typeof id === "string"))
+              ? "its started is not a list of task ids"
+              : null;
+    const outputs = why === null ? unpackOutputs(sizes as unknown[], frames.slice(3)) : why;
+    if (typeof outputs === "string") {
+      this.log.warn({ tasks: n }, `a DONE with packed outputs is ignored: ${outputs}`);
+      return [];
+    }
+    if (h.started !== undefined) this.opts.scheduler.tasksStarted(workerId, h.started as string[]);
+    const out: Completion[] = [];
+    for (let i = 0; i < n; i++) {
+      const taskId = taskIds[i];
+      const status = (statuses as unknown[])[i];
+      if (typeof taskId !== "string" || typeof status !== "string" || !OUTCOMES.has(status)) continue;
+      const error = (errors as unknown[] | undefined)?.[i];
+      const c: Completion = { taskId, status: status as WireTaskOutcome };
+      if (typeof error === "string") c.error = error;
+      if (outputs[i] !== undefined) c.output = outputs[i];
+      out.push(c);
     }
     return out;
   }

@@ -104,6 +104,21 @@ export interface DoneColumnsMsg {
   outputs: number[];
   errors?: (string | null)[];
 }
+/**
+ * DONE in columns with its outputs packed (a v1 extension, once WELCOME said `packedOutputs: true`): no
+ * blob per output. `sizes[i]` is the length of task i's output (-1: none, 0: an empty one), and the
+ * outputs follow back to back across the blobs after the header, in order, cut anywhere: join the blobs
+ * and take `sizes[i]` bytes for each task in turn (as in `results.wait {columns}`).
+ */
+export interface DonePackedMsg {
+  t: "DONE";
+  taskIds: string[];
+  statuses: WireTaskOutcome[];
+  sizes: number[];
+  errors?: (string | null)[];
+  /** Tasks that began, taken before the completions: what a STARTED just before this DONE would say. */
+  started?: string[];
+}
 export interface FetchMsg {
   t: "FETCH";
   rid: number;
@@ -131,7 +146,16 @@ export interface AgentMsg {
   args: Record<string, unknown>;
 }
 export type WorkerToServer =
-  ReadyMsg | HeartbeatMsg | StartedMsg | DoneMsg | DoneColumnsMsg | FetchMsg | ByeMsg | AgentMsg | AppsMsg;
+  | ReadyMsg
+  | HeartbeatMsg
+  | StartedMsg
+  | DoneMsg
+  | DoneColumnsMsg
+  | DonePackedMsg
+  | FetchMsg
+  | ByeMsg
+  | AgentMsg
+  | AppsMsg;
 
 // ---- server → worker -------------------------------------------------------------------------------
 export interface WelcomeMsg {
@@ -145,6 +169,8 @@ export interface WelcomeMsg {
    * extension: a worker ends a task whose output is larger ERROR instead of sending it).
    */
   maxFrameBytes?: number;
+  /** The server takes DONE with packed outputs (DonePackedMsg; a v1 extension, said with `columns`). */
+  packedOutputs?: boolean;
 }
 export interface RejectMsg {
   t: "REJECT";
@@ -291,4 +317,122 @@ export function doneColumns(results: readonly WireCompletion[]): DoneColumnsMsg 
   return errors
     ? { t: "DONE", taskIds, statuses, outputs, errors }
     : { t: "DONE", taskIds, statuses, outputs };
+}
+
+/** Outputs smaller than this share the blobs of a packed DONE; a larger one travels in a blob of its own. */
+const PACK_SHARED_BYTES = 64 * 1024;
+/** The most bytes of small outputs one blob of a packed DONE gathers. */
+const PACK_BLOB_BYTES = 1024 * 1024;
+
+/**
+ * Completions as a DONE with packed outputs (DonePackedMsg): `outputs[c.output]` is the output of
+ * completion c. Small outputs are copied together into few blobs; a large one is its own blob (no copy).
+ * Every blob is at most `maxFrameBytes` (an output is never larger: the worker ends such a task ERROR).
+ */
+export function donePacked(
+  results: readonly WireCompletion[],
+  outputs: readonly Buffer[],
+  maxFrameBytes = Infinity,
+): { msg: DonePackedMsg; blobs: Buffer[] } {
+  const n = results.length;
+  const taskIds: string[] = new Array(n);
+  const statuses: WireTaskOutcome[] = new Array(n);
+  const sizes: number[] = new Array(n);
+  let errors: (string | null)[] | undefined;
+  const blobs: Buffer[] = [];
+  const blobLimit = Math.min(PACK_BLOB_BYTES, maxFrameBytes);
+  let run: Buffer[] = [];
+  let runBytes = 0;
+  const endRun = (): void => {
+    if (run.length === 0) return;
+    blobs.push(run.length === 1 ? run[0] : Buffer.concat(run, runBytes));
+    run = [];
+    runBytes = 0;
+  };
+  for (let i = 0; i < n; i++) {
+    const c = results[i];
+    taskIds[i] = c.taskId;
+    statuses[i] = c.status;
+    if (c.error !== undefined) (errors ??= new Array<string | null>(n).fill(null))[i] = c.error;
+    const out = c.output === undefined ? undefined : outputs[c.output];
+    if (out === undefined) {
+      sizes[i] = -1;
+      continue;
+    }
+    sizes[i] = out.length;
+    if (out.length === 0) continue;
+    if (out.length >= PACK_SHARED_BYTES || out.length > blobLimit) {
+      endRun();
+      blobs.push(out);
+      continue;
+    }
+    if (runBytes + out.length > blobLimit) endRun();
+    run.push(out);
+    runBytes += out.length;
+  }
+  endRun();
+  const msg: DonePackedMsg = errors
+    ? { t: "DONE", taskIds, statuses, sizes, errors }
+    : { t: "DONE", taskIds, statuses, sizes };
+  return { msg, blobs };
+}
+
+/**
+ * The outputs of a packed DONE: `sizes[i]` bytes each, in turn, from the blobs joined (-1: none). An
+ * output that is a whole blob is that blob; one that shares a blob is copied out of it, so that keeping
+ * it never keeps its neighbours. A string when the sizes are not whole numbers of at least -1 or do not
+ * add up to the blobs' bytes.
+ */
+export function unpackOutputs(
+  sizes: readonly unknown[],
+  blobs: readonly Buffer[],
+): (Buffer | undefined)[] | string {
+  let total = 0;
+  for (const s of sizes) {
+    if (typeof s !== "number" || !Number.isInteger(s) || s < -1)
+      return "a size is not a whole number of at least -1";
+    if (s > 0) total += s;
+  }
+  let have = 0;
+  for (const b of blobs) have += b.length;
+  if (have !== total) return `the sizes add up to ${total} bytes but the blobs hold ${have}`;
+  const out: (Buffer | undefined)[] = new Array(sizes.length);
+  let f = 0;
+  let at = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    const size = sizes[i] as number;
+    if (size < 0) {
+      out[i] = undefined;
+      continue;
+    }
+    if (size === 0) {
+      out[i] = Buffer.alloc(0);
+      continue;
+    }
+    while (at === blobs[f].length) {
+      f++;
+      at = 0;
+    }
+    const blob = blobs[f];
+    if (blob.length - at >= size) {
+      out[i] = at === 0 && size === blob.length ? blob : Buffer.from(blob.subarray(at, at + size));
+      at += size;
+      continue;
+    }
+    // Across blobs: gathered into one buffer.
+    const whole = Buffer.allocUnsafe(size);
+    let filled = 0;
+    while (filled < size) {
+      while (at === blobs[f].length) {
+        f++;
+        at = 0;
+      }
+      const take = Math.min(size - filled, blobs[f].length - at);
+      blobs[f].copy(whole, filled, at, at + take);
+      filled += take;
+      at += take;
+    }
+    out[i] = whole;
+  }
+  return out;
 }

@@ -9,11 +9,15 @@ interface Waiter {
   finish: () => void;
 }
 
-const SETTLED: ReadonlySet<ResultStatus> = new Set(["COMPLETED", "ABORTED", "DELETED"]);
+/** COMPLETED, ABORTED or DELETED: what a wait waits for. */
+function isSettled(status: ResultStatus): boolean {
+  return status === "COMPLETED" || status === "ABORTED" || status === "DELETED";
+}
 
 /** Clients waiting for results (results.wait): woken by the scheduler as results settle. */
 export class ResultWaiters {
-  private readonly byResult = new Map<string, Waiter[]>();
+  /** One waiter (the common case: no list to allocate), or several. */
+  private readonly byResult = new Map<string, Waiter | Waiter[]>();
 
   has(resultId: string): boolean {
     return this.byResult.has(resultId);
@@ -28,7 +32,7 @@ export class ResultWaiters {
     const open: string[] = [];
     for (const id of spec.resultIds) {
       const status = statusOf(id);
-      if (!SETTLED.has(status)) {
+      if (!isSettled(status)) {
         open.push(id);
         continue;
       }
@@ -50,9 +54,10 @@ export class ResultWaiters {
         },
       };
       for (const id of open) {
-        let list = this.byResult.get(id);
-        if (!list) this.byResult.set(id, (list = []));
-        list.push(waiter);
+        const there = this.byResult.get(id);
+        if (there === undefined) this.byResult.set(id, waiter);
+        else if (Array.isArray(there)) there.push(waiter);
+        else this.byResult.set(id, [there, waiter]);
       }
       if (spec.timeoutMs > 0) {
         timer = setTimeout(() => {
@@ -65,13 +70,17 @@ export class ResultWaiters {
 
   /** A result reached `status` (COMPLETED, ABORTED or DELETED). */
   settled(resultId: string, status: ResultStatus): void {
-    const list = this.byResult.get(resultId);
-    if (!list) return;
+    const there = this.byResult.get(resultId);
+    if (there === undefined) return;
     this.byResult.delete(resultId);
-    for (const w of list) {
-      if (w.done) continue;
-      w.remaining--;
-      if (w.any || w.remaining === 0 || (w.breakOnError && status === "ABORTED")) w.finish();
-    }
+    if (!Array.isArray(there)) return wake(there, status);
+    for (const w of there) wake(w, status);
   }
+}
+
+/** One of `w`'s results reached `status`. */
+function wake(w: Waiter, status: ResultStatus): void {
+  if (w.done) return;
+  w.remaining--;
+  if (w.any || w.remaining === 0 || (w.breakOnError && status === "ABORTED")) w.finish();
 }

@@ -27,20 +27,32 @@ export interface ThreadTask {
 }
 
 /** Per-task numbers of a {@link RunBatch}: `RUN_STRIDE` numbers per task, at these offsets. */
-export const RUN_STRIDE = 4;
+export const RUN_STRIDE = 7;
 export const RUN_SEQ = 0;
 export const RUN_ATTEMPT = 1;
 export const RUN_APP = 2;
 export const RUN_PAYLOAD_LENGTH = 3;
+/** Index of the task's session in {@link RunBatch.sessions}. */
+export const RUN_SESSION = 4;
+/** How many expected output ids, then data dependency ids, follow the task id in {@link RunBatch.ids}. */
+export const RUN_OUTPUTS = 5;
+export const RUN_DEPENDENCIES = 6;
 
-/** Tasks for a thread's queue, in columns; task i's payload is the next payload-length bytes of `payloads`. */
+/** What separates the ids of {@link RunBatch.ids}: never part of an id the server makes. */
+export const ID_SEPARATOR = "\u0000";
+
+/**
+ * Tasks for a thread's queue, in columns; task i's payload is the next payload-length bytes of `payloads`.
+ * The ids travel as one string (one copy, where a list of strings and a list per task would be cloned
+ * item by item): for each task in turn, its id, its expected output ids, its data dependency ids, joined
+ * by ID_SEPARATOR.
+ */
 export interface RunBatch {
   t: "run";
   numbers: Float64Array;
-  taskIds: string[];
-  sessionIds: string[];
-  expectedOutputIds: string[][];
-  dataDependencies: string[][];
+  ids: string;
+  /** The distinct sessions of the batch; RUN_SESSION indexes it. */
+  sessions: string[];
   /** The distinct services of the batch; RUN_APP indexes it. */
   apps: ThreadApp[];
   payloads: ArrayBuffer;

@@ -47,9 +47,9 @@ export interface ExecutorPoolOptions {
 }
 
 // Batch sizing: a thread gets about this much work at a time (by the measured task duration)...
-const TARGET_BATCH_MS = 1;
+const TARGET_BATCH_MS = 2;
 // ...within these bounds.
-const MAX_BATCH = 64;
+const MAX_BATCH = 256;
 // A thread that dies this soon after starting, having reported nothing, probably cannot start: wait a bit.
 const RESPAWN_BACKOFF_MS = 1000;
 // How long to wait for a terminated thread's last messages before re-running the tasks they would report.
@@ -57,7 +57,7 @@ const SALVAGE_WAIT_MS = 2000;
 
 /**
  * Runs tasks on `slots` executor threads. Tasks wait in one queue and go to threads in small batches, sized
- * so a batch is about a millisecond of work: short tasks travel many to a message, long ones one at a time
+ * so a batch is about two milliseconds of work: short tasks travel many to a message, long ones one at a time
  * so no task waits behind a long one while another thread is idle.
  *
  * Each thread shares a {@link ThreadState} with the pool; a timer reads it to stop a task past its
@@ -216,13 +216,7 @@ export class ExecutorPool {
     if (msg.started !== -1) {
       let last = -1;
       for (let i = 0; i < e.queue.length; i++) if (e.queue[i].seq === msg.started) last = i;
-      for (let i = 0; i <= last; i++) {
-        const t = e.queue[i];
-        if (!t.started && t.state !== "done") {
-          t.started = true;
-          this.startedOut.push(t.task.taskId);
-        }
-      }
+      this.startedUpTo(e, last);
     }
     const { numbers, errors, outputs, count } = msg;
     let offset = 0;
@@ -249,6 +243,17 @@ export class ExecutorPool {
     }
     this.flush();
     this.dispatch();
+  }
+
+  /** The tasks of `e`'s queue up to index `last` have begun: STARTED for those not yet said. */
+  private startedUpTo(e: Executor, last: number): void {
+    for (let i = 0; i <= last; i++) {
+      const t = e.queue[i];
+      if (!t.started && t.state !== "done") {
+        t.started = true;
+        this.startedOut.push(t.task.taskId);
+      }
+    }
   }
 
   /** An agent call of the task running on `e`: to the host, if the task is still ours to run. */
@@ -370,6 +375,8 @@ export class ExecutorPool {
         this.retire(e); // cancelled, but the skip came too late
         continue;
       }
+      // A task holding its thread since it began has not said so (the thread says it at its next turn).
+      if (!t.started) this.startedUpTo(e, e.lastStartedIndex());
       const limit = t.task.options.maxDuration ?? 0;
       const ran = now - e.state.startedAt;
       if (limit > 0 && ran > limit) {

@@ -8,11 +8,15 @@ import { performance } from "node:perf_hooks";
 import { AgentChannel } from "./agent-channel.js";
 import { AppLoader } from "./app-loader.js";
 import {
+  ID_SEPARATOR,
   OUTCOME_CODE,
   RUN_APP,
   RUN_ATTEMPT,
+  RUN_DEPENDENCIES,
+  RUN_OUTPUTS,
   RUN_PAYLOAD_LENGTH,
   RUN_SEQ,
+  RUN_SESSION,
   RUN_STRIDE,
   type ExecutorThreadData,
   type FromThread,
@@ -58,6 +62,7 @@ let outputBytes = 0;
 let busyMs = 0;
 let lastReport = 0;
 let reportTimer: NodeJS.Timeout | undefined;
+let reportSoon: NodeJS.Immediate | undefined;
 
 function send(msg: FromThread, transfer?: ArrayBuffer[]): void {
   port.postMessage(msg, transfer);
@@ -83,20 +88,42 @@ function handle(msg: ToThread): void {
 }
 
 function enqueue(batch: RunBatch): void {
-  const { numbers: nums, apps } = batch;
+  const { numbers: nums, apps, sessions } = batch;
+  const n = nums.length / RUN_STRIDE;
+  const ids = batch.ids.split(ID_SEPARATOR);
+  let expected = 0;
+  for (let i = 0; i < n; i++)
+    expected += 1 + nums[i * RUN_STRIDE + RUN_OUTPUTS] + nums[i * RUN_STRIDE + RUN_DEPENDENCIES];
+  if (ids.length !== expected) {
+    // An id holding the separator (never one the server makes): the batch cannot be read back.
+    for (let i = 0; i < n; i++)
+      addResult(
+        nums[i * RUN_STRIDE + RUN_SEQ],
+        OUTCOME_CODE.FAILED,
+        "the task's ids could not be read",
+        undefined,
+      );
+    report();
+    return;
+  }
   let offset = 0;
-  for (let i = 0; i < batch.taskIds.length; i++) {
+  let at = 0;
+  for (let i = 0; i < n; i++) {
     const k = i * RUN_STRIDE;
     const length = nums[k + RUN_PAYLOAD_LENGTH];
+    const taskId = ids[at++];
+    const outputs = nums[k + RUN_OUTPUTS];
+    const dependencies = nums[k + RUN_DEPENDENCIES];
     const task: ThreadTask = {
       seq: nums[k + RUN_SEQ],
-      taskId: batch.taskIds[i],
-      sessionId: batch.sessionIds[i],
+      taskId,
+      sessionId: sessions[nums[k + RUN_SESSION]],
       options: apps[nums[k + RUN_APP]],
-      expectedOutputIds: batch.expectedOutputIds[i],
-      dataDependencies: batch.dataDependencies[i],
+      expectedOutputIds: ids.slice(at, at + outputs),
+      dataDependencies: ids.slice(at + outputs, at + outputs + dependencies),
       attempt: nums[k + RUN_ATTEMPT],
     };
+    at += outputs + dependencies;
     queue.push({ task, payload: new Uint8Array(batch.payloads, offset, length) });
     offset += length;
   }
@@ -127,8 +154,11 @@ async function pump(): Promise<void> {
     started = task.seq;
     // Say promptly that a task has begun, and what ended before it, unless reports are flowing anyway
     // (many short tasks). If the task turns out long but awaits, the timer reports while it waits.
+    // With nothing ended to report, at the next turn: a task that ends at once is then reported once,
+    // begun and ended together; one that holds the thread is seen begun by the pool (shared state).
     if (now - lastReport >= 1) {
-      report();
+      if (count > 0) report();
+      else reportSoon ??= setImmediate(report);
     } else {
       reportTimer ??= setTimeout(report, 1);
     }
@@ -169,6 +199,10 @@ function report(): void {
   if (reportTimer) {
     clearTimeout(reportTimer);
     reportTimer = undefined;
+  }
+  if (reportSoon) {
+    clearImmediate(reportSoon);
+    reportSoon = undefined;
   }
   if (count === 0 && started === reportedStarted) return;
   let buffer: ArrayBuffer | null = null;

@@ -1,10 +1,14 @@
 import { Worker } from "node:worker_threads";
 import type { WireTask } from "../protocol/worker-messages.js";
 import {
+  ID_SEPARATOR,
   RUN_APP,
   RUN_ATTEMPT,
+  RUN_DEPENDENCIES,
+  RUN_OUTPUTS,
   RUN_PAYLOAD_LENGTH,
   RUN_SEQ,
+  RUN_SESSION,
   RUN_STRIDE,
   sameApp,
   type AgentAnswer,
@@ -78,10 +82,8 @@ export class Executor {
   run(tasks: PoolTask[]): void {
     const n = tasks.length;
     const numbers = new Float64Array(n * RUN_STRIDE);
-    const taskIds = new Array<string>(n);
-    const sessionIds = new Array<string>(n);
-    const expectedOutputIds = new Array<string[]>(n);
-    const dataDependencies = new Array<string[]>(n);
+    const ids: string[] = [];
+    const sessions: string[] = [];
     const apps: ThreadApp[] = [];
     let total = 0;
     for (const t of tasks) total += t.payload.length;
@@ -89,6 +91,7 @@ export class Executor {
     const bytes = new Uint8Array(payloads);
     let offset = 0;
     let app = -1;
+    let session = -1;
     for (let i = 0; i < n; i++) {
       const pt = tasks[i];
       const { task, payload } = pt;
@@ -112,19 +115,23 @@ export class Executor {
       numbers[k + RUN_ATTEMPT] = task.attempt;
       numbers[k + RUN_APP] = app;
       numbers[k + RUN_PAYLOAD_LENGTH] = payload.length;
-      taskIds[i] = task.taskId;
-      sessionIds[i] = task.sessionId;
-      expectedOutputIds[i] = task.expectedOutputIds;
-      dataDependencies[i] = task.dataDependencies;
+      if (session === -1 || sessions[session] !== task.sessionId) {
+        session = sessions.indexOf(task.sessionId);
+        if (session === -1) session = sessions.push(task.sessionId) - 1;
+      }
+      numbers[k + RUN_SESSION] = session;
+      numbers[k + RUN_OUTPUTS] = task.expectedOutputIds.length;
+      numbers[k + RUN_DEPENDENCIES] = task.dataDependencies.length;
+      ids.push(task.taskId);
+      for (const id of task.expectedOutputIds) ids.push(id);
+      for (const id of task.dataDependencies) ids.push(id);
       this.queue.push(pt);
     }
     const msg: RunBatch = {
       t: "run",
       numbers,
-      taskIds,
-      sessionIds,
-      expectedOutputIds,
-      dataDependencies,
+      ids: ids.join(ID_SEPARATOR),
+      sessions,
       apps,
       payloads,
     };

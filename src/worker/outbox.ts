@@ -2,6 +2,7 @@ import { encode } from "../protocol/codec.js";
 import type { SendQueue } from "../protocol/send-queue.js";
 import {
   doneColumns,
+  donePacked,
   type AgentMsg,
   type WireCompletion,
   type WorkerToServer,
@@ -27,7 +28,8 @@ interface SentCompletion {
 
 /**
  * Everything the worker host sends. STARTED, DONE and FETCH are the hot path: they are gathered during an
- * event-loop turn and sent as one message each (per kind) from setImmediate, instead of one per task.
+ * event-loop turn and sent as one message each (per kind) from setImmediate, instead of one per task;
+ * while the host is not busy, at the end of the handler that gathered them (a lone task waits no turn).
  */
 export class Outbox {
   private started: string[] = [];
@@ -36,6 +38,7 @@ export class Outbox {
   private fetches: string[] = [];
   private nextRid = 1;
   private scheduled = false;
+  private readonly flushNow = (): void => this.flush();
   /**
    * Completions sent lately, oldest first from recentHead: a server that restarted, or declared this
    * worker dead, may never have read them, so they are resent once it welcomes this worker again.
@@ -45,10 +48,19 @@ export class Outbox {
   private recentBytes = 0;
   /** The server takes DONE as columns (its WELCOME said so). */
   columns = false;
+  /** The server takes DONE with packed outputs, not a blob per output (its WELCOME said so). */
+  packedOutputs = false;
   /** The largest frame the server reads (its WELCOME's `maxFrameBytes`): a larger output ends ERROR. */
   maxFrameBytes = Infinity;
 
-  constructor(private readonly queue: SendQueue) {}
+  /**
+   * `busy`: whether the host has more work than it runs at once (reports then come in streams, and are
+   * gathered per turn); by default always.
+   */
+  constructor(
+    private readonly queue: SendQueue,
+    private readonly busy: () => boolean = () => true,
+  ) {}
 
   /** Sends a message now (READY, HEARTBEAT, BYE). */
   send(msg: WorkerToServer, blobs: Buffer[] = []): void {
@@ -139,6 +151,16 @@ export class Outbox {
         }
         results.push(again);
       }
+      this.sendDone(results, blobs);
+    }
+  }
+
+  /** One DONE, in the form the server reads best: packed outputs, columns, or maps. */
+  private sendDone(results: WireCompletion[], blobs: Buffer[]): void {
+    if (this.columns && this.packedOutputs) {
+      const packed = donePacked(results, blobs, this.maxFrameBytes);
+      this.send(packed.msg, packed.blobs);
+    } else {
       this.send(this.columns ? doneColumns(results) : { t: "DONE", results }, blobs);
     }
   }
@@ -151,8 +173,8 @@ export class Outbox {
   /** Sends what was gathered: STARTED before DONE, so the server sees a task begin before it ends. */
   flush(): void {
     this.scheduled = false;
-    this.flushStarted();
     this.flushDone();
+    this.flushStarted();
     if (this.fetches.length > 0) {
       this.send({ t: "FETCH", rid: this.nextRid++, resultIds: this.fetches });
       this.fetches = [];
@@ -161,9 +183,16 @@ export class Outbox {
 
   private flushDone(): void {
     if (this.done.length === 0) return;
-    // A DONE must not overtake the STARTED of its tasks.
-    this.flushStarted();
-    this.send(this.columns ? doneColumns(this.done) : { t: "DONE", results: this.done }, this.blobs);
+    // A DONE must not overtake the STARTED of its tasks: they go in it (packed), or just before it.
+    if (this.columns && this.packedOutputs && this.started.length > 0) {
+      const packed = donePacked(this.done, this.blobs, this.maxFrameBytes);
+      packed.msg.started = this.started;
+      this.started = [];
+      this.send(packed.msg, packed.blobs);
+    } else {
+      this.flushStarted();
+      this.sendDone(this.done, this.blobs);
+    }
     this.done = [];
     this.blobs = [];
   }
@@ -177,6 +206,9 @@ export class Outbox {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    // While the host is busy, gather a whole event-loop turn's; else send at the end of this handler:
+    // one task at a time must not wait for the turn.
+    if (this.busy()) setImmediate(this.flushNow);
+    else queueMicrotask(this.flushNow);
   }
 }
