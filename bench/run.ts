@@ -367,10 +367,14 @@ async function idleRss(tasks: number): Promise<{ rss: number; heapUsed: number; 
       const [payload] = await client.createResults(sessionId, [{ name: "p", data: encodePayload("noop") }]);
       for (let from = 0; from < tasks; from += 50_000) {
         const n = Math.min(50_000, tasks - from);
-        await client.submitTasks(sessionId, new Array(n).fill({ payloadId: payload.resultId }));
+        const submitted = await client.submitTasks(
+          sessionId,
+          new Array(n).fill({ payloadId: payload.resultId }),
+        );
         // Live work stays one batch: the next goes once this one has finished.
-        while ((await client.countTasks({ sessionId })).COMPLETED < from + n)
-          await new Promise((r) => setTimeout(r, 100));
+        const outputs = submitted.map((t) => t.expectedOutputIds[0]);
+        for (let k = 0; k < n; k += 10_000)
+          await client.waitResults(outputs.slice(k, k + 10_000), { timeoutMs: 600_000 });
       }
       await client.closeSession(sessionId);
     }
