@@ -57,8 +57,7 @@ function checkSessionOf(req: CommandRequest, scheduler: Scheduler, sessionId: st
 export function ownTasks(req: CommandRequest, scheduler: Scheduler, taskIds: readonly string[]): void {
   if (seesAll(req.caller)) return;
   for (const id of taskIds) {
-    // A finished task may be only in the store: read from there.
-    const t = scheduler.findTask(id);
+    const t = scheduler.tasks.get(id);
     if (t) checkSessionOf(req, scheduler, t.sessionId, `task ${id}`);
   }
 }
@@ -67,7 +66,7 @@ export function ownTasks(req: CommandRequest, scheduler: Scheduler, taskIds: rea
 export function ownResults(req: CommandRequest, scheduler: Scheduler, resultIds: readonly string[]): void {
   if (seesAll(req.caller)) return;
   for (const id of resultIds) {
-    const r = scheduler.findResult(id);
+    const r = scheduler.results.get(id);
     if (r) checkSessionOf(req, scheduler, r.sessionId, `result ${id}`);
   }
 }
