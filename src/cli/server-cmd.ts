@@ -79,8 +79,12 @@ export async function runServer(argv: string[]): Promise<number> {
   // A promise nobody awaited that failed is a bug of ours, not a reason to drop every client: log it
   // loudly and keep serving.
   process.on("unhandledRejection", (err) => server.log.error({ err }, "unhandled rejection (serving on)"));
+  let tokensFile: string | null = null;
   try {
-    info = await server.start();
+    // The token is in ~/.zgrid/tokens.txt before the connection-info file says the server is ready.
+    info = await server.start((i) => {
+      if (!config.noTokensFile) tokensFile = saveToken(i, server);
+    });
   } catch (err) {
     process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
     server.log.flush?.();
@@ -106,7 +110,6 @@ export async function runServer(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const tokensFile = config.noTokensFile ? null : saveToken(info, server);
   process.stdout.write(
     [
       `zgrid ${info.version} server is ready`,

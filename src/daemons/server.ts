@@ -213,8 +213,12 @@ export class Server implements ServerContext {
     return true;
   }
 
-  /** Loads the command modules, binds every socket, writes the connection-info file. */
-  async start(): Promise<ConnectionInfo> {
+  /**
+   * Loads the command modules, binds every socket, writes the connection-info file. `beforeAnnounce`
+   * runs once the sockets are bound and before that file appears (the CLI records the token in
+   * ~/.zgrid/tokens.txt there), so whoever waits for the file can rely on what it did.
+   */
+  async start(beforeAnnounce?: (info: ConnectionInfo) => void): Promise<ConnectionInfo> {
     const loadStarted = Date.now();
     const recovered = this.scheduler.restore(this.store.load());
     if (recovered.tasks > 0) {
@@ -263,6 +267,7 @@ export class Server implements ServerContext {
     };
     // Registered before the connection-info file appears; a failure is logged, never fatal.
     await this.integration?.start(ep, this.info);
+    beforeAnnounce?.(this.info);
     if (this.config.connectionInfo) {
       const tmp = `${this.config.connectionInfo}.${process.pid}.tmp`;
       writeFileSync(tmp, JSON.stringify(this.info, null, 2) + "\n", { mode: 0o600 });
