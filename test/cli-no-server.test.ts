@@ -37,8 +37,9 @@ describe("no server at the address", { concurrency: true }, () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`no zgrid server answers at 127\\.0\\.0\\.1:${port} within 2000 ms`));
       assert.doesNotMatch(r.stderr, /^\s+at /m, "a sentence, not a stack trace");
-      // 2 s of waiting plus the start of a node process on a busy machine.
-      assert.ok(elapsed < 6_000, `took ${elapsed} ms`);
+      // The message names the 2 s limit that fired; this bound only catches a command that hangs on
+      // (nine node processes start at once here, which takes seconds on a busy machine: CI once took 6 s).
+      assert.ok(elapsed < 20_000, `took ${elapsed} ms`);
     });
   }
 
