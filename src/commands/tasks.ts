@@ -137,7 +137,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       ...q,
       filter: { ...q.filter, matches: visibleMatches(req, scheduler, q.filter.matches) },
     };
-    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), visible, taskView) };
+    // Finished tasks come from the store, live ones from memory: submission order (seq) orders both,
+    // and breaks ties of a sort.
+    const bySeq = (t: Task) => t.seq;
+    const ordered = q.sortKey === null ? { ...visible, sortKey: bySeq } : visible;
+    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), ordered, taskView, bySeq) };
   });
 
   map.register("tasks.count", async (req) => {
@@ -178,7 +182,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const found: Task[] = [];
     let more = false;
     const open = (t: Task) => !FINAL_TASK_STATUSES.has(t.status) && t.status !== "CANCELLING";
-    await scan(scheduler.tasksOf(filter.sessionIds), matches, (t) => {
+    // Every unfinished task is in memory: finished ones in the store need not be read.
+    await scan(scheduler.liveTasksOf(filter.sessionIds), matches, (t) => {
       if (!open(t)) return;
       if (found.length === MAX_CANCEL_BY_FILTER) return !(more = true);
       found.push(t);

@@ -26,17 +26,17 @@ export class TaskCounts {
   private readonly all = new Float64Array(TOTAL);
   private readonly partitions = new Map<string, Float64Array>();
 
-  /** A task becomes known (submitted or restored). */
-  add(partitionId: string, status: TaskStatus): void {
+  /** A task (or `n` of them) becomes known (submitted or restored). */
+  add(partitionId: string, status: TaskStatus, n = 1): void {
     const s = SLOT.get(status)!;
-    this.all[s]++;
+    this.all[s] += n;
     let p = this.partitions.get(partitionId);
     if (!p) {
       p = new Float64Array(TOTAL + 1);
       this.partitions.set(partitionId, p);
     }
-    p[s]++;
-    p[TOTAL]++;
+    p[s] += n;
+    p[TOTAL] += n;
   }
 
   /** A known task changes status. */

@@ -95,8 +95,14 @@ export interface SchedulerOptions {
 
 export interface SchedulerSummary {
   sessions: number;
+  /** Results known (clients see them), finished ones in the store included. */
   results: number;
+  /** Tasks known, finished ones in the store included. */
   tasks: number;
+  /** Task records held in memory: the unfinished ones, and finished ones until their commit. */
+  tasksInMemory: number;
+  /** Result records held in memory. */
+  resultsInMemory: number;
   tasksByStatus: Record<TaskStatus, number>;
   /** partition → its tasks by status, for each partition that holds tasks. */
   tasksByPartition: Record<string, Record<TaskStatus, number>>;
