@@ -150,6 +150,37 @@ describe("finished work in memory", { timeout: 240_000 }, () => {
     };
     await checkMerged(c);
 
+    // Whole sessions are counted from counters kept by session: not one record is read from the store.
+    const store = a.scheduler.store;
+    const scanTasks = store.scanTasks.bind(store);
+    let scans = 0;
+    store.scanTasks = (...args) => {
+      scans++;
+      return scanTasks(...args);
+    };
+    const bySessions = await c.countTasks({
+      or: [{ and: [{ field: "sessionId", op: "in", value: [sessionId, "no-such-session"] }] }],
+    });
+    assert.equal(bySessions.COMPLETED, TASKS + 1);
+    assert.equal(bySessions.SUBMITTED, 3);
+    assert.equal((await c.countTasks({ sessionId })).COMPLETED, TASKS + 1);
+    assert.equal(scans, 0, "tasks.count of whole sessions read records from the store");
+    // Another condition beside the session: the records are read.
+    const inNobody = await c.countTasks({
+      or: [
+        {
+          and: [
+            { field: "sessionId", op: "eq", value: sessionId },
+            { field: "options.partitionId", op: "eq", value: "nobody" },
+          ],
+        },
+      ],
+    });
+    assert.equal(inNobody.SUBMITTED, 3);
+    assert.equal(inNobody.COMPLETED, 0);
+    assert.ok(scans > 0);
+    store.scanTasks = scanTasks;
+
     // Events: the snapshot holds what already exists, from the store and from memory.
     const snapshot: SessionEvent[] = [];
     const sub = await c.subscribe(sessionId, (e) => snapshot.push(e), { eventTypes: ["newTask"] });

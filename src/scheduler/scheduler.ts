@@ -14,7 +14,8 @@ import {
   type TaskOptions,
   type TaskStatus,
 } from "./model.js";
-import { TaskCounts } from "./task-counts.js";
+import { TaskCounts, type StatusCounts } from "./task-counts.js";
+import { collectGarbage } from "../gc.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
@@ -26,6 +27,15 @@ const MAX_DELETED = 10_000;
 export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
 /** The most result data the memory store holds, by default (`--memory-store-mb`). */
 export const DEFAULT_MAX_MEMORY_RESULT_BYTES = 4096 * 2 ** 20;
+/** How long finished records stay in memory after their commit (SchedulerOptions.finishedRetainMs). */
+export const DEFAULT_FINISHED_RETAIN_MS = 2000;
+/** How often finished records are let go, and for how long at most each time (ms). */
+const RETIRE_TICK_MS = 50;
+const RETIRE_SLICE_MS = 4;
+/** Records let go since the last full collection that make one worth it once the server is idle. */
+const IDLE_GC_RECORDS = 50_000;
+/** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
+const IDLE_GC_TASKS = 1000;
 import { ResultWaiters } from "./result-waiters.js";
 import type {
   AttemptStaging,
@@ -139,15 +149,20 @@ export class Scheduler {
   private readonly pins = new Map<string, number>();
   /** Listings that merge the store's records with memory's, under way: nothing leaves memory meanwhile. */
   private scans = 0;
-  /** Records committed while a listing was under way: they may leave memory once it is done. */
-  private deferredTasks: Task[] = [];
-  private deferredResults: Result[] = [];
+  /** Records committed, by commit, oldest first: their finished ones leave memory (retire). */
+  private readonly retiring: { at: number; tasks: Iterator<Task>; results: Iterator<Result> }[] = [];
+  private retireTimer: NodeJS.Timeout | null = null;
+  private readonly runRetire = (): void => this.retire();
+  /** Records retire() let go since the last full collection. */
+  private retiredSinceGc = 0;
   readonly workers = new Map<string, WorkerState>();
   private readonly queues = new Map<string, PartitionQueue>();
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
   private readonly waiters = new ResultWaiters();
   private readonly counts = new TaskCounts();
+  /** The same counts by session (its id in place of a partition's): `tasks.count` of whole sessions. */
+  private readonly sessionCounts = new TaskCounts();
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
   /** task id → what its running attempt created through the agent, committed only on success. */
@@ -279,6 +294,7 @@ export class Scheduler {
     // Finished tasks stay in the store: counted, not held (issue 18 item 2).
     for (const f of state.finished ?? []) {
       this.counts.add(f.partitionId, f.status, f.count);
+      this.sessionCounts.add(f.sessionId, f.status, f.count);
       const session = this.sessions.get(f.sessionId);
       if (session) session.taskCount += f.count;
     }
@@ -292,6 +308,7 @@ export class Scheduler {
       this.tasks.set(t.id, t);
       this.indexTask(t);
       this.counts.add(t.options.partitionId, t.status);
+      this.sessionCounts.add(t.sessionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
       if (!FINAL_TASK_STATUSES.has(t.status)) this.pin(t);
@@ -687,6 +704,11 @@ export class Scheduler {
 
   // ---- tasks ---------------------------------------------------------------------------------------
 
+  /** The tasks of a session by status, finished ones in the store included (zeros when it has none). */
+  sessionTaskCounts(sessionId: string): StatusCounts {
+    return this.sessionCounts.countsOf(sessionId);
+  }
+
   task(id: string): Task {
     const t = this.findTask(id);
     if (!t) throw notFound(`task ${id} does not exist`);
@@ -739,6 +761,7 @@ export class Scheduler {
         ids.push(t.id);
       }
       this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
       this.tasks.delete(t.id);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount--;
@@ -887,6 +910,7 @@ export class Scheduler {
   private insertTask(task: Task): void {
     task.seq = this.seq++;
     this.counts.add(task.options.partitionId, "PENDING");
+    this.sessionCounts.add(task.sessionId, "PENDING");
     this.store.task(task);
     this.tasks.set(task.id, task);
     this.indexTask(task);
@@ -1018,6 +1042,7 @@ export class Scheduler {
 
   private setStatus(task: Task, status: TaskStatus): void {
     this.counts.move(task.options.partitionId, task.status, status);
+    this.sessionCounts.move(task.sessionId, task.status, status);
     if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.unpin(task);
     task.status = status;
     this.store.task(task);
@@ -1412,6 +1437,7 @@ export class Scheduler {
       // Its session was deleted while its worker still ran it: now that the worker answered, it goes
       // too, from memory and from the store (its row is not written again after the session's delete).
       this.counts.remove(task.options.partitionId, task.status);
+      this.sessionCounts.remove(task.sessionId, task.status);
       this.tasks.delete(task.id);
       this.store.discard([task], []);
       return;
@@ -1500,12 +1526,7 @@ export class Scheduler {
   }
 
   private endScan(): void {
-    if (--this.scans > 0) return;
-    const tasks = this.deferredTasks;
-    const results = this.deferredResults;
-    this.deferredTasks = [];
-    this.deferredResults = [];
-    if (tasks.length > 0 || results.length > 0) this.committed(tasks, results);
+    this.scans--;
   }
 
   // ---- finished work leaves memory (issue 18 item 2) -----------------------------------------------
@@ -1537,16 +1558,62 @@ export class Scheduler {
 
   /**
    * The store committed these records as they are: the finished ones no live work needs leave memory
-   * (their records are read from the store from now on), with the results their tasks named.
+   * (their records are read from the store from then on), with the results their tasks named, once
+   * `finishedRetainMs` has passed (a client that waits for a result usually asks for it at once) and a
+   * slice at a time on a timer, so that neither a commit nor a client waits for it.
    */
   private committed(tasks: Iterable<Task>, results: Iterable<Result>): void {
-    if (this.scans > 0) {
-      for (const t of tasks) if (FINAL_TASK_STATUSES.has(t.status)) this.deferredTasks.push(t);
-      for (const r of results) if (r.status !== "CREATED") this.deferredResults.push(r);
-      return;
+    this.retiring.push({
+      at: Date.now(),
+      tasks: tasks[Symbol.iterator](),
+      results: results[Symbol.iterator](),
+    });
+    this.retireTimer ??= setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
+  }
+
+  private retire(): void {
+    this.retireTimer = null;
+    // No record leaves memory while a listing merges the store's with memory's.
+    if (this.scans === 0) {
+      const until = performance.now() + RETIRE_SLICE_MS;
+      const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
+      let n = 0;
+      while (this.retiring.length > 0 && this.retiring[0].at <= before) {
+        const c = this.retiring[0];
+        let more = true;
+        while (more) {
+          const t = c.tasks.next();
+          if (t.done) more = false;
+          else {
+            this.evictTask(t.value);
+            this.retiredSinceGc++;
+          }
+          if ((++n & 127) === 0 && performance.now() > until) break;
+        }
+        if (more) break;
+        for (;;) {
+          const r = c.results.next();
+          if (r.done) {
+            more = false;
+            break;
+          }
+          this.evictResult(r.value);
+          this.retiredSinceGc++;
+          if ((++n & 127) === 0 && performance.now() > until) {
+            more = true;
+            break;
+          }
+        }
+        if (more) break;
+        this.retiring.shift();
+      }
     }
-    for (const t of tasks) this.evictTask(t);
-    for (const r of results) this.evictResult(r);
+    if (this.retiring.length > 0) this.retireTimer = setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
+    else if (this.retiredSinceGc >= IDLE_GC_RECORDS && this.tasks.size <= IDLE_GC_TASKS) {
+      // A burst has left memory and little is live: give its garbage back now, not at the next burst.
+      this.retiredSinceGc = 0;
+      collectGarbage();
+    }
   }
 
   private evictTask(t: Task): void {
@@ -1712,6 +1779,7 @@ export class Scheduler {
     // Finished records that left memory: counted out here, their rows removed with the session's.
     for (const t of this.store.scanTasks([sessionId], (id) => this.tasks.has(id))) {
       this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
       tasks++;
     }
     for (const r of this.store.scanResults([sessionId], (id) => this.results.has(id))) {
@@ -1724,6 +1792,7 @@ export class Scheduler {
       // A task still on a worker stays known until the worker answers, so nothing completes twice.
       if (t.status === "CANCELLING") continue;
       this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
       this.tasks.delete(t.id);
       tasks++;
     }

@@ -67,6 +67,12 @@ export class TaskCounts {
     return this.partitions.get(partitionId)?.[SLOT.get(status)!] ?? 0;
   }
 
+  /** The counts of one key (a partition, or a session where the counts are kept by session). */
+  countsOf(key: string): StatusCounts {
+    const p = this.partitions.get(key);
+    return p ? toCounts(p) : toCounts(new Float64Array(TOTAL));
+  }
+
   /** Tasks by status over all partitions. */
   totals(): StatusCounts {
     return toCounts(this.all);

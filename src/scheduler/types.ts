@@ -91,6 +91,11 @@ export interface SchedulerOptions {
    * past it, new data is refused with RESOURCE_EXHAUSTED. Default 4 GiB.
    */
   maxMemoryResultBytes?: number;
+  /**
+   * With a store that keeps records on disk: how long a finished task's and result's records stay in
+   * memory after their commit before they leave it (read from the store after). Default 2 s.
+   */
+  finishedRetainMs?: number;
 }
 
 export interface SchedulerSummary {
