@@ -1041,8 +1041,7 @@ export class Scheduler {
   }
 
   private setStatus(task: Task, status: TaskStatus): void {
-    this.counts.move(task.options.partitionId, task.status, status);
-    this.sessionCounts.move(task.sessionId, task.status, status);
+    this.counts.move(task.options.partitionId, task.status, status, this.sessionCounts, task.sessionId);
     if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.unpin(task);
     task.status = status;
     this.store.task(task);
@@ -1533,6 +1532,8 @@ export class Scheduler {
 
   /** Names the task's payload and data dependencies as needed by live work: they stay in memory. */
   private pin(task: Task): void {
+    // A store that keeps every record in memory (--store memory) lets nothing go: nothing to count.
+    if (this.store.keepsData) return;
     this.pinId(task.payloadId);
     for (const id of task.dataDependencies) this.pinId(id);
   }
@@ -1546,6 +1547,7 @@ export class Scheduler {
   }
 
   private unpin(task: Task): void {
+    if (this.store.keepsData) return;
     this.unpinId(task.payloadId);
     for (const id of task.dataDependencies) this.unpinId(id);
   }

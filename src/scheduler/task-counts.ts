@@ -39,14 +39,22 @@ export class TaskCounts {
     p[TOTAL] += n;
   }
 
-  /** A known task changes status. */
-  move(partitionId: string, from: TaskStatus, to: TaskStatus): void {
+  /**
+   * A known task changes status; with `also`, the same move in those counts under `alsoKey` (the
+   * scheduler's counts by session), the statuses' slots looked up once for both.
+   */
+  move(partitionId: string, from: TaskStatus, to: TaskStatus, also?: TaskCounts, alsoKey?: string): void {
     const f = SLOT.get(from)!;
     const t = SLOT.get(to)!;
+    this.moveSlots(partitionId, f, t);
+    if (also) also.moveSlots(alsoKey!, f, t);
+  }
+
+  private moveSlots(key: string, f: number, t: number): void {
     this.all[f]--;
     this.all[t]++;
     // Every task is added before it moves; a miscount should skew a gauge, not stop the server.
-    const p = this.partitions.get(partitionId);
+    const p = this.partitions.get(key);
     if (!p) return;
     p[f]--;
     p[t]++;
