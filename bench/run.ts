@@ -37,9 +37,10 @@ const BENCHES = [
   "recovery",
   "memory",
   "history",
+  "finished",
 ];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
-  [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--profile DIR]
+  [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--finished-tasks N] [--profile DIR]
 Prints one JSON line per figure.`;
 
 /** `--profile DIR`: node's CPU profiler on the server and worker processes, profiles written to DIR. */
@@ -355,6 +356,69 @@ async function history(
   }
 }
 
+/** Resident memory of an idle grid's server once `tasks` finished, in batches, and nothing is live. */
+async function idleRss(tasks: number): Promise<{ rss: number; heapUsed: number; seconds: number }> {
+  const g = await startGrid("sqlite", 2);
+  try {
+    const client = await connect(g.url, { timeoutMs: 600_000 });
+    const started = process.hrtime.bigint();
+    if (tasks > 0) {
+      const sessionId = await client.createSession({ applicationName: "hello" });
+      const [payload] = await client.createResults(sessionId, [{ name: "p", data: encodePayload("noop") }]);
+      for (let from = 0; from < tasks; from += 50_000) {
+        const n = Math.min(50_000, tasks - from);
+        const submitted = await client.submitTasks(
+          sessionId,
+          new Array(n).fill({ payloadId: payload.resultId }),
+        );
+        // Live work stays one batch: the next goes once this one has finished.
+        const outputs = submitted.map((t) => t.expectedOutputIds[0]);
+        for (let k = 0; k < n; k += 10_000)
+          await client.waitResults(outputs.slice(k, k + 10_000), { timeoutMs: 600_000 });
+      }
+      await client.closeSession(sessionId);
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    // Idle: what is left to commit is committed, and the records of finished work have left.
+    const info = JSON.parse(readFileSync(join(g.dir, "info.json"), "utf8")) as { statusUrl: string };
+    const status = await connect(info.statusUrl);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const s = (await status.getStatus()) as { scheduler: { tasksInMemory: number } };
+      if (s.scheduler.tasksInMemory === 0 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await status.close();
+    await new Promise((r) => setTimeout(r, 2000));
+    const mem = await client.getMemStatus();
+    await client.close();
+    return { rss: mem.rss, heapUsed: mem.heapUsed, seconds };
+  } finally {
+    await stopGrid(g);
+  }
+}
+
+/**
+ * Memory follows live work, not history (issue 18 item 2): the RSS of an idle server (SQLite) that has
+ * run `tasks` no-op tasks against that of an empty one.
+ */
+async function finished(tasks: number): Promise<Record<string, unknown>> {
+  const empty = await idleRss(0);
+  const full = await idleRss(tasks);
+  return {
+    bench: "finished",
+    store: "sqlite",
+    finished_tasks: tasks,
+    seconds_to_run: +full.seconds.toFixed(1),
+    rss_empty_mb: Math.round(empty.rss / 2 ** 20),
+    rss_finished_mb: Math.round(full.rss / 2 ** 20),
+    difference_mb: Math.round((full.rss - empty.rss) / 2 ** 20),
+    heap_empty_mb: Math.round(empty.heapUsed / 2 ** 20),
+    heap_finished_mb: Math.round(full.heapUsed / 2 ** 20),
+    target_difference_mb: 150,
+  };
+}
+
 /**
  * STATUS daemon `ruok` round trips while clients submit to the DEFAULT daemon as fast as they can
  * (tasks queued in a partition no worker serves, so the load is the submissions themselves).
@@ -448,6 +512,7 @@ const OPTIONS = {
   batch: { type: "string" },
   "recovery-tasks": { type: "string" },
   "memory-tasks": { type: "string" },
+  "finished-tasks": { type: "string" },
   profile: { type: "string" },
   // The names of before, kebab-case now like the CLI's: still taken, with a note.
   recoveryTasks: { type: "string" },
@@ -478,6 +543,7 @@ async function main(): Promise<void> {
     intFlag(renamed(values, "recovery-tasks", "recoveryTasks"), "--recovery-tasks", 1) ?? 100_000;
   const memoryTasks =
     intFlag(renamed(values, "memory-tasks", "memoryTasks"), "--memory-tasks", 1) ?? 1_000_000;
+  const finishedTasks = intFlag(values["finished-tasks"], "--finished-tasks", 1) ?? 1_000_000;
   if (typeof values.profile === "string") profileArgs = ["--cpu-prof", "--cpu-prof-dir", values.profile];
   const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
@@ -573,6 +639,7 @@ async function main(): Promise<void> {
   if (only.has("recovery")) emit(await recovery(recoveryTasks));
   if (only.has("memory")) emit(await memory(memoryTasks));
   if (only.has("history")) emit(await history(20, 5000, 10_000));
+  if (only.has("finished")) emit(await finished(finishedTasks));
 }
 
 main().then(

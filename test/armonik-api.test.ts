@@ -51,7 +51,7 @@ describe("ArmoniK's API where zgrid lacked it", () => {
     for (const r of [small, large]) {
       assert.equal((await c.getResult(r.resultId)).status, "DELETED");
       await assert.rejects(c.downloadResult(r.resultId), /its data was deleted/);
-      assert.equal(server.scheduler.results.get(r.resultId)!.data, null);
+      assert.equal(server.scheduler.results.get(r.resultId)?.data ?? null, null, "its data is not in memory");
     }
     // The store holds none of it.
     const db = new Database(join(config.dataDir, "zgrid.db"), { readonly: true });

@@ -56,7 +56,7 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     await c.waitResults(outputs, { timeoutMs: 60_000 });
     // 300 outputs of 10 KB: 3 MB, three times the cache.
     await waitFor(
-      () => outputs.every((id) => a.scheduler.results.get(id)!.data === null),
+      () => outputs.every((id) => (a.scheduler.results.get(id)?.data ?? null) === null),
       30_000,
       "every output out of the server's memory once stored",
     );
@@ -73,7 +73,7 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     const c2 = await started(b);
     for (const i of [0, 299]) assert.equal(decodeOutput(await c2.downloadResult(outputs[i])), value(i));
     assert.ok(
-      outputs.every((id) => b.scheduler.results.get(id)!.data === null),
+      outputs.every((id) => (b.scheduler.results.get(id)?.data ?? null) === null),
       "a restart loads no output into memory",
     );
   });

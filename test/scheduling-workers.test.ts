@@ -111,15 +111,16 @@ describe("scheduling onto real worker processes", () => {
     const r = await client.waitResults(outputs, { timeoutMs: 30_000 });
     assert.equal(r.timedOut, false);
     // Times are in milliseconds, so compare ranges: no low-priority task started before the last high one.
-    const started = (ids: string[]) => ids.map((id) => server.scheduler.tasks.get(id)!.attempts[0].startedAt);
+    const started = (ids: string[]) => ids.map((id) => server.scheduler.task(id).attempts[0].startedAt);
     const lastHigh = Math.max(...started(high.map((t) => t.taskId)));
     const firstLow = Math.min(...started(low.map((t) => t.taskId)));
     assert.ok(
       lastHigh <= firstLow,
       `a low-priority task started at ${firstLow}, before the last high one at ${lastHigh}`,
     );
-    const dispatchOrder = [...server.scheduler.tasks.values()]
-      .filter((t) => t.sessionId === sessionId)
+    const dispatchOrder = [...low, ...high]
+      // Finished tasks are read from the store (issue 18 item 2).
+      .map((t) => server.scheduler.task(t.taskId))
       .sort((a, b) => a.attempts[0].startedAt - b.attempts[0].startedAt);
     assert.equal(dispatchOrder[0].options.priority, 5);
   });

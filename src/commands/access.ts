@@ -57,7 +57,8 @@ function checkSessionOf(req: CommandRequest, scheduler: Scheduler, sessionId: st
 export function ownTasks(req: CommandRequest, scheduler: Scheduler, taskIds: readonly string[]): void {
   if (seesAll(req.caller)) return;
   for (const id of taskIds) {
-    const t = scheduler.tasks.get(id);
+    // A finished task may be only in the store: read from there.
+    const t = scheduler.findTask(id);
     if (t) checkSessionOf(req, scheduler, t.sessionId, `task ${id}`);
   }
 }
@@ -66,7 +67,7 @@ export function ownTasks(req: CommandRequest, scheduler: Scheduler, taskIds: rea
 export function ownResults(req: CommandRequest, scheduler: Scheduler, resultIds: readonly string[]): void {
   if (seesAll(req.caller)) return;
   for (const id of resultIds) {
-    const r = scheduler.results.get(id);
+    const r = scheduler.findResult(id);
     if (r) checkSessionOf(req, scheduler, r.sessionId, `result ${id}`);
   }
 }

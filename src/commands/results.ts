@@ -176,7 +176,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
         matches: visibleMatches(req, scheduler, (r: Result) => scheduler.isVisible(r) && matches(r)),
       },
     };
-    return { msg: await listPage(scheduler.results.values(), visible, resultView) };
+    return { msg: await listPage(scheduler.resultsOf(q.filter.sessionIds), visible, resultView) };
   });
 
   map.register("results.wait", async (req) => {
@@ -201,7 +201,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const blobs: Buffer[] = [];
     const data: Record<string, number> = {};
     for (const id of resultIds) {
-      const r = scheduler.results.get(id);
+      const r = scheduler.findResult(id);
       statuses[id] = r ? r.status : "DELETED";
       if (withData && r?.status === "COMPLETED") {
         data[id] = blobs.length;
@@ -233,7 +233,7 @@ function waitColumns(
   const parts: Buffer[] = [];
   let bytes = 0;
   for (let i = 0; i < n; i++) {
-    const r = scheduler.results.get(resultIds[i]);
+    const r = scheduler.findResult(resultIds[i]);
     statuses[i] = r ? r.status : "DELETED";
     if (!sizes) continue;
     if (r?.status === "COMPLETED") {

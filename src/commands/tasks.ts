@@ -11,7 +11,7 @@ import { parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
 import { RequestKeys } from "./request-keys.js";
-import { ownSession, ownTasks, seesAll, visibleMatches } from "./access.js";
+import { ownSession, ownTasks, seesAll, visibleMatches, visibleSessions } from "./access.js";
 
 type SubmitAnswer = { taskId: string; payloadId: string; expectedOutputIds: string[] }[];
 
@@ -137,13 +137,27 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       ...q,
       filter: { ...q.filter, matches: visibleMatches(req, scheduler, q.filter.matches) },
     };
-    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), visible, taskView) };
+    // Finished tasks come from the store, live ones from memory: submission order (seq) orders both,
+    // and breaks ties of a sort.
+    const bySeq = (t: Task) => t.seq;
+    const ordered = q.sortKey === null ? { ...visible, sortKey: bySeq } : visible;
+    return { msg: await listPage(scheduler.tasksOf(q.filter.sessionIds), ordered, taskView, bySeq) };
   });
 
   map.register("tasks.count", async (req) => {
     const filter = compileFilter(optMap(req.args, "filter"), TASK_FIELDS);
     if (filter.conditions === 0 && seesAll(req.caller)) return { msg: scheduler.summary().tasksByStatus };
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
+    if (filter.onlySessions) {
+      // Whole sessions: their counters, not a read of every record (finished ones are in the store).
+      const visible = visibleSessions(req, scheduler);
+      for (const id of filter.sessionIds!) {
+        if (!scheduler.sessions.has(id) || (visible !== null && !visible(id))) continue;
+        const of = scheduler.sessionTaskCounts(id);
+        for (const s of TASK_STATUSES) counts[s] += of[s];
+      }
+      return { msg: counts };
+    }
     await scan(scheduler.tasksOf(filter.sessionIds), visibleMatches(req, scheduler, filter.matches), (t) => {
       counts[t.status]++;
     });
@@ -178,7 +192,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const found: Task[] = [];
     let more = false;
     const open = (t: Task) => !FINAL_TASK_STATUSES.has(t.status) && t.status !== "CANCELLING";
-    await scan(scheduler.tasksOf(filter.sessionIds), matches, (t) => {
+    // Every unfinished task is in memory: finished ones in the store need not be read.
+    await scan(scheduler.liveTasksOf(filter.sessionIds), matches, (t) => {
       if (!open(t)) return;
       if (found.length === MAX_CANCEL_BY_FILTER) return !(more = true);
       found.push(t);

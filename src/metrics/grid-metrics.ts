@@ -70,10 +70,26 @@ export class GridMetrics {
     });
     new Gauge({
       name: "zgrid_results",
-      help: "Results known to the server (any status).",
+      help: "Results known to the server (any status), in memory or in the store.",
+      registers,
+      collect() {
+        this.set(scheduler.resultCount);
+      },
+    });
+    new Gauge({
+      name: "zgrid_results_in_memory",
+      help: "Result records held in memory: those live work names or owns, finished ones until committed.",
       registers,
       collect() {
         this.set(scheduler.results.size);
+      },
+    });
+    new Gauge({
+      name: "zgrid_tasks_in_memory",
+      help: "Task records held in memory: the unfinished ones, finished ones until their end is committed.",
+      registers,
+      collect() {
+        this.set(scheduler.tasks.size);
       },
     });
     new Gauge({

@@ -56,6 +56,8 @@ export interface CompiledFilter<T> {
   matches: (item: T) => boolean;
   /** Each OR clause names its sessions (sessionId eq / in): only their records can match. */
   sessionIds: string[] | null;
+  /** The filter says nothing but "in these sessions" (sessionIds): counts by session answer it. */
+  onlySessions: boolean;
   conditions: number;
 }
 
@@ -79,7 +81,8 @@ function knownFields<T>(set: FieldSet<T>): string {
 
 /** Parses and compiles a `filter` argument: the OR-of-ANDs shape, or the plain map of before. */
 export function compileFilter<T>(raw: unknown, set: FieldSet<T>): CompiledFilter<T> {
-  if (raw === undefined || raw === null) return { matches: () => true, sessionIds: null, conditions: 0 };
+  if (raw === undefined || raw === null)
+    return { matches: () => true, sessionIds: null, onlySessions: false, conditions: 0 };
   if (!isPlainObject(raw)) throw invalidArgument(`filter must be a map: {or: [{and: [conditions]}]}`);
   let clauses: Condition[][];
   if ("or" in raw) {
@@ -95,11 +98,17 @@ export function compileFilter<T>(raw: unknown, set: FieldSet<T>): CompiledFilter
       ErrorCode.RESOURCE_EXHAUSTED,
       `the filter has ${conditions} conditions, more than ${MAX_FILTER_CONDITIONS}: split it into several requests`,
     );
-  if (clauses.length === 0) return { matches: () => true, sessionIds: null, conditions: 0 };
+  if (clauses.length === 0)
+    return { matches: () => true, sessionIds: null, onlySessions: false, conditions: 0 };
   const compiled = clauses.map((clause, i) =>
     clause.map((c, j) => compileCondition(c, set, `filter.or[${i}].and[${j}]`)),
   );
-  return { matches: orOf(compiled.map(andOf)), sessionIds: sessionsNamed(clauses), conditions };
+  const sessionIds = sessionsNamed(clauses);
+  const onlySessions =
+    sessionIds !== null &&
+    clauses.every((clause) => clause.length === 1) &&
+    clauses.every(([c]) => c.field === "sessionId" && (c.op === "eq" || c.op === "in"));
+  return { matches: orOf(compiled.map(andOf)), sessionIds, onlySessions, conditions };
 }
 
 function parseOr(or: unknown): Condition[][] {

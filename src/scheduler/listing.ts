@@ -99,11 +99,13 @@ function comparer<T>(descending: boolean): (a: Ranked<T>, b: Ranked<T>) => numbe
 /**
  * One page of the matching records of `source` and how many match, in bounded memory: unsorted, only
  * the page is kept; sorted, a heap of the first (page + 1) × pageSize in sort order, never a sort of all.
+ * Equal sort keys keep `order` (else the order of the scan).
  */
 export async function listPage<T>(
   source: Iterable<T>,
   q: ListQuery<T>,
   view: (item: T) => Record<string, unknown>,
+  order?: (item: T) => number,
 ): Promise<{ items: Record<string, unknown>[]; total: number }> {
   const start = q.page * q.pageSize;
   const end = start + q.pageSize;
@@ -119,7 +121,8 @@ export async function listPage<T>(
   }
   const heap = new MaxHeap<Ranked<T>>(comparer(q.descending));
   await scan(source, q.filter.matches, (item) => {
-    heap.offer({ item, key: sortKey(item), at: total++ }, end);
+    heap.offer({ item, key: sortKey(item), at: order ? order(item) : total }, end);
+    total++;
   });
   // The heap holds the first `end` in order, the last of them on top: the page is its top pageSize.
   const page: T[] = [];

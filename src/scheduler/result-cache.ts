@@ -1,7 +1,15 @@
 /**
+ * What an entry costs beside its data: the map's slot, the id, the Buffer and its ArrayBuffer. Counted,
+ * so that a million tiny outputs do not fit in a cap meant for their bytes (issue 18 item 2).
+ */
+const ENTRY_BYTES = 400;
+
+const cost = (data: Buffer): number => data.length + ENTRY_BYTES;
+
+/**
  * Recent outputs kept in memory after the store has them (issue 18 item 1): a wait that is about to
- * download an output finds it here; older ones are read back from the store. Bounded in bytes, least
- * recently used first out.
+ * download an output finds it here; older ones are read back from the store. Bounded in bytes (each
+ * entry's overhead counted), least recently used first out.
  */
 export class ResultCache {
   private readonly entries = new Map<string, Buffer>();
@@ -9,7 +17,7 @@ export class ResultCache {
 
   constructor(readonly capBytes: number) {}
 
-  /** Bytes held. */
+  /** Bytes held, with ENTRY_BYTES an entry for its overhead. */
   get bytes(): number {
     return this.total;
   }
@@ -30,13 +38,13 @@ export class ResultCache {
   /** Keeps `data` if it fits the cap at all, evicting the least recently used as needed. */
   put(id: string, data: Buffer): void {
     this.delete(id);
-    if (data.length > this.capBytes) return;
+    if (cost(data) > this.capBytes) return;
     this.entries.set(id, data);
-    this.total += data.length;
+    this.total += cost(data);
     for (const [oldest, old] of this.entries) {
       if (this.total <= this.capBytes) break;
       this.entries.delete(oldest);
-      this.total -= old.length;
+      this.total -= cost(old);
     }
   }
 
@@ -44,6 +52,6 @@ export class ResultCache {
     const data = this.entries.get(id);
     if (data === undefined) return;
     this.entries.delete(id);
-    this.total -= data.length;
+    this.total -= cost(data);
   }
 }

@@ -14,7 +14,8 @@ import {
   type TaskOptions,
   type TaskStatus,
 } from "./model.js";
-import { TaskCounts } from "./task-counts.js";
+import { TaskCounts, type StatusCounts } from "./task-counts.js";
+import { collectGarbage } from "../gc.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
@@ -26,6 +27,15 @@ const MAX_DELETED = 10_000;
 export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
 /** The most result data the memory store holds, by default (`--memory-store-mb`). */
 export const DEFAULT_MAX_MEMORY_RESULT_BYTES = 4096 * 2 ** 20;
+/** How long finished records stay in memory after their commit (SchedulerOptions.finishedRetainMs). */
+export const DEFAULT_FINISHED_RETAIN_MS = 2000;
+/** How often finished records are let go, and for how long at most each time (ms). */
+const RETIRE_TICK_MS = 50;
+const RETIRE_SLICE_MS = 4;
+/** Records let go since the last full collection that make one worth it once the server is idle. */
+const IDLE_GC_RECORDS = 50_000;
+/** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
+const IDLE_GC_TASKS = 1000;
 import { ResultWaiters } from "./result-waiters.js";
 import type {
   AttemptStaging,
@@ -130,14 +140,29 @@ export class Scheduler {
   readonly sessions = new Map<string, Session>();
   readonly results = new Map<string, Result>();
   readonly tasks = new Map<string, Task>();
-  /** session id → its tasks in submission order: the index of filters naming a session. */
-  private readonly tasksBySession = new Map<string, Task[]>();
+  /** session id → its tasks in memory, in submission order: the index of filters naming a session. */
+  private readonly tasksBySession = new Map<string, Set<Task>>();
+  /**
+   * result id → how many unfinished tasks name it (payload or data dependency): such a result stays in
+   * memory, where dispatch and dependency tracking find it. Live work only.
+   */
+  private readonly pins = new Map<string, number>();
+  /** Listings that merge the store's records with memory's, under way: nothing leaves memory meanwhile. */
+  private scans = 0;
+  /** Records committed, by commit, oldest first: their finished ones leave memory (retire). */
+  private readonly retiring: { at: number; tasks: Iterator<Task>; results: Iterator<Result> }[] = [];
+  private retireTimer: NodeJS.Timeout | null = null;
+  private readonly runRetire = (): void => this.retire();
+  /** Records retire() let go since the last full collection. */
+  private retiredSinceGc = 0;
   readonly workers = new Map<string, WorkerState>();
   private readonly queues = new Map<string, PartitionQueue>();
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
   private readonly waiters = new ResultWaiters();
   private readonly counts = new TaskCounts();
+  /** The same counts by session (its id in place of a partition's): `tasks.count` of whole sessions. */
+  private readonly sessionCounts = new TaskCounts();
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
   /** task id → what its running attempt created through the agent, committed only on success. */
@@ -163,6 +188,8 @@ export class Scheduler {
   private readonly runDispatch = (): void => this.dispatch();
   /** Called once when a task ends COMPLETED, ERROR or TIMEOUT (the metrics observe durations here). */
   onTaskEnd: ((task: Task) => void) | null = null;
+  /** Results clients can see, in memory or in the store: a running count. */
+  resultCount = 0;
   /** Bytes of the COMPLETED results, in memory or in the store: a running sum, for the metrics. */
   resultBytes = 0;
   /** Recent task outputs, kept in memory after the store has them. */
@@ -177,6 +204,7 @@ export class Scheduler {
     this.store = opts.store ?? new MemoryStore();
     this.cache = new ResultCache(opts.resultCacheBytes ?? DEFAULT_RESULT_CACHE_BYTES);
     this.store.onStored = (results) => this.dataStored(results);
+    this.store.onCommitted = (tasks, results) => this.committed(tasks, results);
     this.maxMemoryResultBytes = this.store.keepsData
       ? (opts.maxMemoryResultBytes ?? DEFAULT_MAX_MEMORY_RESULT_BYTES)
       : Infinity;
@@ -263,6 +291,16 @@ export class Scheduler {
       }
       if (r.status === "COMPLETED") this.resultBytes += r.size;
     }
+    // Finished tasks stay in the store: counted, not held (issue 18 item 2).
+    for (const f of state.finished ?? []) {
+      this.counts.add(f.partitionId, f.status, f.count);
+      this.sessionCounts.add(f.sessionId, f.status, f.count);
+      const session = this.sessions.get(f.sessionId);
+      if (session) session.taskCount += f.count;
+    }
+    this.seq = Math.max(this.seq, state.nextSeq ?? 0);
+    this.resultBytes += state.storedResultBytes ?? 0;
+    this.resultCount = state.resultCount ?? state.results.length;
     let requeued = 0;
     let lost = 0;
     for (const t of state.tasks) {
@@ -270,8 +308,10 @@ export class Scheduler {
       this.tasks.set(t.id, t);
       this.indexTask(t);
       this.counts.add(t.options.partitionId, t.status);
+      this.sessionCounts.add(t.sessionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
+      if (!FINAL_TASK_STATUSES.has(t.status)) this.pin(t);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount++;
     }
@@ -313,7 +353,12 @@ export class Scheduler {
     if (this.orphans.size > 0) {
       setTimeout(() => this.releaseOrphans(), this.opts.orphanGraceMs ?? 4000).unref();
     }
-    this.keptRequests = matchRequests(state.requests ?? [], state.tasks);
+    const requestTasks = state.requestTasks ?? [];
+    const answered =
+      requestTasks.length === 0
+        ? state.tasks
+        : [...state.tasks, ...requestTasks].sort((a, b) => a.seq - b.seq);
+    this.keptRequests = matchRequests(state.requests ?? [], answered);
     return { tasks: state.tasks.length, requeued, lost };
   }
 
@@ -393,9 +438,30 @@ export class Scheduler {
 
   /** A result as clients see it: one a running attempt created is not there until the attempt completes. */
   result(id: string): Result {
-    const r = this.results.get(id);
+    const r = this.findResult(id);
     if (!r || this.stagedResults.has(id)) throw notFound(`result ${id} does not exist`);
     return r;
+  }
+
+  /**
+   * A result from memory, else (a finished one that left it) a copy read from the store; undefined when
+   * there is none, or its session is gone.
+   */
+  findResult(id: string): Result | undefined {
+    const r = this.results.get(id);
+    if (r) return r;
+    const stored = this.store.getResult(id);
+    return stored && this.sessions.has(stored.sessionId) ? stored : undefined;
+  }
+
+  /** As findResult, for tasks. */
+  findTask(id: string): Task | undefined {
+    const t = this.tasks.get(id);
+    if (t) return t;
+    const stored = this.store.getTask(id);
+    if (!stored || !this.sessions.has(stored.sessionId)) return undefined;
+    upgradeTask(stored);
+    return stored;
   }
 
   /** Whether clients see this result (not created by an attempt still running). */
@@ -405,7 +471,7 @@ export class Scheduler {
 
   /** A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. */
   sessionResult(sessionId: string, id: string, what = "result", parent: Task | null = null): Result {
-    const r = this.results.get(id);
+    const r = this.findResult(id);
     // A result a running attempt created exists only for that attempt (its children may use it).
     const hidden = this.stagedResults.has(id) && !(parent && this.staged.get(parent.id)?.results.has(id));
     if (!r || hidden) throw notFound(`${what} ${id} does not exist`);
@@ -433,6 +499,7 @@ export class Scheduler {
     for (const r of results) {
       if (r.status === "COMPLETED") this.resultBytes -= r.size;
       this.results.delete(r.id);
+      this.resultCount--;
     }
   }
 
@@ -471,6 +538,7 @@ export class Scheduler {
       if (data) staging.uploads.set(r.id, data);
       return r;
     }
+    this.resultCount++;
     this.events.newResult(r);
     this.store.result(r);
     if (data) this.completeResult(r, data);
@@ -636,8 +704,13 @@ export class Scheduler {
 
   // ---- tasks ---------------------------------------------------------------------------------------
 
+  /** The tasks of a session by status, finished ones in the store included (zeros when it has none). */
+  sessionTaskCounts(sessionId: string): StatusCounts {
+    return this.sessionCounts.countsOf(sessionId);
+  }
+
   task(id: string): Task {
-    const t = this.tasks.get(id);
+    const t = this.findTask(id);
     if (!t) throw notFound(`task ${id} does not exist`);
     return t;
   }
@@ -678,15 +751,9 @@ export class Scheduler {
     const created: Result[] = [];
     const byWorker = new Map<string, string[]>();
     for (const q of this.queues.values()) q.remove((t) => gone.has(t));
-    for (const sessionId of new Set(tasks.map((t) => t.sessionId))) {
-      const indexed = this.tasksBySession.get(sessionId);
-      if (indexed)
-        this.tasksBySession.set(
-          sessionId,
-          indexed.filter((t) => !gone.has(t)),
-        );
-    }
     tasks.forEach((t, i) => {
+      this.tasksBySession.get(t.sessionId)?.delete(t);
+      if (!FINAL_TASK_STATUSES.has(t.status)) this.unpin(t);
       if (t.workerId !== null) {
         this.workers.get(t.workerId)?.inflight.delete(t.id);
         let ids = byWorker.get(t.workerId);
@@ -694,6 +761,7 @@ export class Scheduler {
         ids.push(t.id);
       }
       this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
       this.tasks.delete(t.id);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount--;
@@ -800,7 +868,8 @@ export class Scheduler {
       else {
         // The result's own id string, not the copy each task of the request was decoded with: a
         // million tasks sharing a payload keep one string, not a million.
-        if (item.payloadId !== lastPayloadId) lastPayloadId = this.results.get(item.payloadId)!.id;
+        if (item.payloadId !== lastPayloadId)
+          lastPayloadId = this.results.get(item.payloadId)?.id ?? item.payloadId;
         payloadId = lastPayloadId;
       }
       let outputs = item.expectedOutputIds;
@@ -841,12 +910,14 @@ export class Scheduler {
   private insertTask(task: Task): void {
     task.seq = this.seq++;
     this.counts.add(task.options.partitionId, "PENDING");
+    this.sessionCounts.add(task.sessionId, "PENDING");
     this.store.task(task);
     this.tasks.set(task.id, task);
     this.indexTask(task);
     const session = this.sessions.get(task.sessionId);
     if (session) session.taskCount++;
     this.events.newTask(task);
+    this.pin(task);
     for (const out of task.expectedOutputIds) {
       const r = this.results.get(out);
       if (!r) continue;
@@ -970,7 +1041,8 @@ export class Scheduler {
   }
 
   private setStatus(task: Task, status: TaskStatus): void {
-    this.counts.move(task.options.partitionId, task.status, status);
+    this.counts.move(task.options.partitionId, task.status, status, this.sessionCounts, task.sessionId);
+    if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.unpin(task);
     task.status = status;
     this.store.task(task);
     this.events.taskStatus(task);
@@ -1315,6 +1387,7 @@ export class Scheduler {
         this.stagedResults.delete(id);
         const r = this.results.get(id);
         if (r) {
+          this.resultCount++;
           this.events.newResult(r);
           this.store.result(r);
         }
@@ -1363,6 +1436,7 @@ export class Scheduler {
       // Its session was deleted while its worker still ran it: now that the worker answered, it goes
       // too, from memory and from the store (its row is not written again after the session's delete).
       this.counts.remove(task.options.partitionId, task.status);
+      this.sessionCounts.remove(task.sessionId, task.status);
       this.tasks.delete(task.id);
       this.store.discard([task], []);
       return;
@@ -1387,30 +1461,201 @@ export class Scheduler {
   }
 
   /** Tasks of a session, in submission order. */
+  /** Tasks of a session held in memory (all its unfinished ones), in submission order. */
   sessionTasks(sessionId: string): Task[] {
     return [...(this.tasksBySession.get(sessionId) ?? [])];
   }
 
   private indexTask(task: Task): void {
-    const list = this.tasksBySession.get(task.sessionId);
-    if (list) list.push(task);
-    else this.tasksBySession.set(task.sessionId, [task]);
+    const set = this.tasksBySession.get(task.sessionId);
+    if (set) set.add(task);
+    else this.tasksBySession.set(task.sessionId, new Set([task]));
   }
 
   /**
-   * The tasks a filter may match: those of the sessions it names (by the index), else all, each in
-   * submission order. A task that leaves while a scan is between slices is not visited after it left.
+   * The tasks held in memory a filter may match (every unfinished one is): those of the sessions it
+   * names (by the index), else all, each in submission order. A task that leaves while a scan is
+   * between slices is not visited after it left.
    */
-  *tasksOf(sessionIds: readonly string[] | null): Generator<Task> {
+  *liveTasksOf(sessionIds: readonly string[] | null): Generator<Task> {
     if (sessionIds === null) {
       yield* this.tasks.values();
       return;
     }
     for (const id of new Set(sessionIds)) {
-      const list = this.tasksBySession.get(id);
-      if (!list) continue;
-      for (let i = 0; i < list.length; i++) if (this.tasks.get(list[i].id) === list[i]) yield list[i];
+      const set = this.tasksBySession.get(id);
+      if (set) yield* set;
     }
+  }
+
+  /**
+   * Every task a filter may match, finished ones included: first those the store holds and memory
+   * does not (copies, read in slices), then memory's. While a scan is under way nothing leaves memory,
+   * so no task is visited twice or missed for having moved between the two.
+   */
+  *tasksOf(sessionIds: readonly string[] | null): Generator<Task> {
+    this.scans++;
+    try {
+      for (const t of this.store.scanTasks(sessionIds, (id) => this.tasks.has(id))) {
+        if (!this.sessions.has(t.sessionId)) continue;
+        upgradeTask(t);
+        yield t;
+      }
+      yield* this.liveTasksOf(sessionIds);
+    } finally {
+      this.endScan();
+    }
+  }
+
+  /** As tasksOf, for results (all of them, or those of the sessions named). */
+  *resultsOf(sessionIds: readonly string[] | null): Generator<Result> {
+    this.scans++;
+    try {
+      for (const r of this.store.scanResults(sessionIds, (id) => this.results.has(id))) {
+        if (this.sessions.has(r.sessionId)) yield r;
+      }
+      if (sessionIds === null) yield* this.results.values();
+      else {
+        const named = new Set(sessionIds);
+        for (const r of this.results.values()) if (named.has(r.sessionId)) yield r;
+      }
+    } finally {
+      this.endScan();
+    }
+  }
+
+  private endScan(): void {
+    this.scans--;
+  }
+
+  // ---- finished work leaves memory (issue 18 item 2) -----------------------------------------------
+
+  /** Names the task's payload and data dependencies as needed by live work: they stay in memory. */
+  private pin(task: Task): void {
+    // A store that keeps every record in memory (--store memory) lets nothing go: nothing to count.
+    if (this.store.keepsData) return;
+    this.pinId(task.payloadId);
+    for (const id of task.dataDependencies) this.pinId(id);
+  }
+
+  private pinId(id: string): void {
+    this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+    if (this.results.has(id)) return;
+    // A result that left memory, named by a new task: back in memory while the task lives.
+    const r = this.store.getResult(id);
+    if (r) this.results.set(id, r);
+  }
+
+  private unpin(task: Task): void {
+    if (this.store.keepsData) return;
+    this.unpinId(task.payloadId);
+    for (const id of task.dataDependencies) this.unpinId(id);
+  }
+
+  private unpinId(id: string): void {
+    const n = (this.pins.get(id) ?? 0) - 1;
+    if (n > 0) this.pins.set(id, n);
+    else this.pins.delete(id);
+  }
+
+  /**
+   * The store committed these records as they are: the finished ones no live work needs leave memory
+   * (their records are read from the store from then on), with the results their tasks named, once
+   * `finishedRetainMs` has passed (a client that waits for a result usually asks for it at once) and a
+   * slice at a time on a timer, so that neither a commit nor a client waits for it.
+   */
+  private committed(tasks: Iterable<Task>, results: Iterable<Result>): void {
+    this.retiring.push({
+      at: Date.now(),
+      tasks: tasks[Symbol.iterator](),
+      results: results[Symbol.iterator](),
+    });
+    this.retireTimer ??= setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
+  }
+
+  private retire(): void {
+    this.retireTimer = null;
+    // No record leaves memory while a listing merges the store's with memory's.
+    if (this.scans === 0) {
+      const until = performance.now() + RETIRE_SLICE_MS;
+      const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
+      let n = 0;
+      while (this.retiring.length > 0 && this.retiring[0].at <= before) {
+        const c = this.retiring[0];
+        let more = true;
+        while (more) {
+          const t = c.tasks.next();
+          if (t.done) more = false;
+          else {
+            this.evictTask(t.value);
+            this.retiredSinceGc++;
+          }
+          if ((++n & 127) === 0 && performance.now() > until) break;
+        }
+        if (more) break;
+        for (;;) {
+          const r = c.results.next();
+          if (r.done) {
+            more = false;
+            break;
+          }
+          this.evictResult(r.value);
+          this.retiredSinceGc++;
+          if ((++n & 127) === 0 && performance.now() > until) {
+            more = true;
+            break;
+          }
+        }
+        if (more) break;
+        this.retiring.shift();
+      }
+    }
+    if (this.retiring.length > 0) this.retireTimer = setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
+    else if (this.retiredSinceGc >= IDLE_GC_RECORDS && this.tasks.size <= IDLE_GC_TASKS) {
+      // A burst has left memory and little is live: give its garbage back now, not at the next burst.
+      this.retiredSinceGc = 0;
+      collectGarbage();
+    }
+  }
+
+  private evictTask(t: Task): void {
+    if (
+      this.tasks.get(t.id) !== t ||
+      !FINAL_TASK_STATUSES.has(t.status) ||
+      t.workerId !== null ||
+      this.staged.has(t.id) ||
+      this.store.isDirty(t)
+    )
+      return;
+    this.tasks.delete(t.id);
+    this.tasksBySession.get(t.sessionId)?.delete(t);
+    this.evictResultId(t.payloadId);
+    for (const id of t.dataDependencies) this.evictResultId(id);
+    for (const id of t.expectedOutputIds) this.evictResultId(id);
+  }
+
+  private evictResultId(id: string): void {
+    const r = this.results.get(id);
+    if (r) this.evictResult(r);
+  }
+
+  private evictResult(r: Result): void {
+    if (
+      this.results.get(r.id) !== r ||
+      r.status === "CREATED" ||
+      (r.data !== null && !r.stored) ||
+      this.pins.has(r.id) ||
+      this.stagedResults.has(r.id) ||
+      this.uploading.has(r.id) ||
+      this.dependents.has(r.id) ||
+      this.store.isDirty(r)
+    )
+      return;
+    if (r.ownerTaskId !== null) {
+      const owner = this.tasks.get(r.ownerTaskId);
+      if (owner && !FINAL_TASK_STATUSES.has(owner.status)) return;
+    }
+    this.results.delete(r.id);
   }
 
   /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
@@ -1462,6 +1707,17 @@ export class Scheduler {
       if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
       this.resultBytes -= r.size;
       this.dropResultData(r);
+      this.events.resultStatus(r);
+      purged++;
+    }
+    // Those that left memory: their rows say DELETED, their data goes (read once, in slices).
+    for (const r of this.store.scanResults([sessionId], (id) => this.results.has(id))) {
+      if (r.status !== "COMPLETED") continue;
+      this.resultBytes -= r.size;
+      this.cache.delete(r.id);
+      this.store.deleteStoredResult(r.id);
+      r.status = "DELETED";
+      r.stored = false;
       this.events.resultStatus(r);
       purged++;
     }
@@ -1522,19 +1778,34 @@ export class Scheduler {
     session.deletedAt = Date.now();
     let tasks = 0;
     let results = 0;
+    // Finished records that left memory: counted out here, their rows removed with the session's.
+    for (const t of this.store.scanTasks([sessionId], (id) => this.tasks.has(id))) {
+      this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
+      tasks++;
+    }
+    for (const r of this.store.scanResults([sessionId], (id) => this.results.has(id))) {
+      if (r.status === "COMPLETED") this.resultBytes -= r.size;
+      this.cache.delete(r.id);
+      this.resultCount--;
+      results++;
+    }
     for (const t of this.sessionTasks(sessionId)) {
       // A task still on a worker stays known until the worker answers, so nothing completes twice.
       if (t.status === "CANCELLING") continue;
       this.counts.remove(t.options.partitionId, t.status);
+      this.sessionCounts.remove(t.sessionId, t.status);
       this.tasks.delete(t.id);
       tasks++;
     }
     for (const [id, r] of this.results) {
       if (r.sessionId !== sessionId) continue;
       if (r.status === "COMPLETED") this.resultBytes -= r.size;
+      if (!this.stagedResults.has(id)) this.resultCount--;
       this.results.delete(id);
       this.cache.delete(id);
       this.dependents.delete(id);
+      this.pins.delete(id);
       if (this.waiters.has(id)) {
         r.status = "DELETED";
         this.waiters.settled(r.id, r.status);
@@ -1599,13 +1870,21 @@ export class Scheduler {
   subscribe(sub: Subscriber): void {
     this.session(sub.sessionId);
     const f = sub.filter;
+    // Finished records that left memory first (read from the store), then memory's.
+    const inMemory = (id: string) => this.results.has(id);
+    for (const r of this.store.scanResults([sub.sessionId], inMemory)) {
+      if (wants(f, "newResult", null, r.id, r.status)) sub.send(newResultEvent(r));
+    }
     for (const r of this.results.values()) {
       if (r.sessionId === sub.sessionId && wants(f, "newResult", null, r.id, r.status))
         sub.send(newResultEvent(r));
     }
-    for (const t of this.tasks.values()) {
-      if (t.sessionId === sub.sessionId && wants(f, "newTask", t.id, null, t.status))
-        sub.send(newTaskEvent(t));
+    for (const t of this.store.scanTasks([sub.sessionId], (id) => this.tasks.has(id))) {
+      upgradeTask(t);
+      if (wants(f, "newTask", t.id, null, t.status)) sub.send(newTaskEvent(t));
+    }
+    for (const t of this.sessionTasks(sub.sessionId)) {
+      if (wants(f, "newTask", t.id, null, t.status)) sub.send(newTaskEvent(t));
     }
     this.events.add(sub);
   }
@@ -1776,10 +2055,14 @@ export class Scheduler {
       slots += w.slots;
       busy += this.busySlots(w);
     }
+    let tasks = 0;
+    for (const n of Object.values(this.counts.totals())) tasks += n;
     return {
       sessions: this.sessions.size,
-      results: this.results.size,
-      tasks: this.tasks.size,
+      results: this.resultCount,
+      tasks,
+      tasksInMemory: this.tasks.size,
+      resultsInMemory: this.results.size,
       tasksByStatus: this.counts.totals(),
       tasksByPartition: this.counts.byPartition(),
       queued,

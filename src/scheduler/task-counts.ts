@@ -26,27 +26,35 @@ export class TaskCounts {
   private readonly all = new Float64Array(TOTAL);
   private readonly partitions = new Map<string, Float64Array>();
 
-  /** A task becomes known (submitted or restored). */
-  add(partitionId: string, status: TaskStatus): void {
+  /** A task (or `n` of them) becomes known (submitted or restored). */
+  add(partitionId: string, status: TaskStatus, n = 1): void {
     const s = SLOT.get(status)!;
-    this.all[s]++;
+    this.all[s] += n;
     let p = this.partitions.get(partitionId);
     if (!p) {
       p = new Float64Array(TOTAL + 1);
       this.partitions.set(partitionId, p);
     }
-    p[s]++;
-    p[TOTAL]++;
+    p[s] += n;
+    p[TOTAL] += n;
   }
 
-  /** A known task changes status. */
-  move(partitionId: string, from: TaskStatus, to: TaskStatus): void {
+  /**
+   * A known task changes status; with `also`, the same move in those counts under `alsoKey` (the
+   * scheduler's counts by session), the statuses' slots looked up once for both.
+   */
+  move(partitionId: string, from: TaskStatus, to: TaskStatus, also?: TaskCounts, alsoKey?: string): void {
     const f = SLOT.get(from)!;
     const t = SLOT.get(to)!;
+    this.moveSlots(partitionId, f, t);
+    if (also) also.moveSlots(alsoKey!, f, t);
+  }
+
+  private moveSlots(key: string, f: number, t: number): void {
     this.all[f]--;
     this.all[t]++;
     // Every task is added before it moves; a miscount should skew a gauge, not stop the server.
-    const p = this.partitions.get(partitionId);
+    const p = this.partitions.get(key);
     if (!p) return;
     p[f]--;
     p[t]++;
@@ -65,6 +73,12 @@ export class TaskCounts {
   /** Tasks of one partition in one status (0 for a partition without tasks). */
   of(partitionId: string, status: TaskStatus): number {
     return this.partitions.get(partitionId)?.[SLOT.get(status)!] ?? 0;
+  }
+
+  /** The counts of one key (a partition, or a session where the counts are kept by session). */
+  countsOf(key: string): StatusCounts {
+    const p = this.partitions.get(key);
+    return p ? toCounts(p) : toCounts(new Float64Array(TOTAL));
   }
 
   /** Tasks by status over all partitions. */

@@ -91,12 +91,23 @@ export interface SchedulerOptions {
    * past it, new data is refused with RESOURCE_EXHAUSTED. Default 4 GiB.
    */
   maxMemoryResultBytes?: number;
+  /**
+   * With a store that keeps records on disk: how long a finished task's and result's records stay in
+   * memory after their commit before they leave it (read from the store after). Default 2 s.
+   */
+  finishedRetainMs?: number;
 }
 
 export interface SchedulerSummary {
   sessions: number;
+  /** Results known (clients see them), finished ones in the store included. */
   results: number;
+  /** Tasks known, finished ones in the store included. */
   tasks: number;
+  /** Task records held in memory: the unfinished ones, and finished ones until their commit. */
+  tasksInMemory: number;
+  /** Result records held in memory. */
+  resultsInMemory: number;
   tasksByStatus: Record<TaskStatus, number>;
   /** partition → its tasks by status, for each partition that holds tasks. */
   tasksByPartition: Record<string, Record<TaskStatus, number>>;

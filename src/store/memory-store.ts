@@ -1,12 +1,17 @@
 import { failedPrecondition } from "../protocol/errors.js";
-import type { Result } from "../scheduler/model.js";
+import type { Result, Task } from "../scheduler/model.js";
 import type { LoadedState, Store, StoreStats } from "./store.js";
 
-/** `--store memory`: the scheduler's own maps are the only copy; nothing survives a restart. */
+/**
+ * `--store memory`: the scheduler's own maps are the only copy, finished records included; nothing
+ * survives a restart.
+ */
 export class MemoryStore implements Store {
   readonly name = "memory";
   readonly keepsData = true;
   onStored: ((results: readonly Result[]) => void) | null = null;
+  /** Never called: with no disk to read them back from, records stay in memory (docs/protocol.md). */
+  onCommitted: ((tasks: Iterable<Task>, results: Iterable<Result>) => void) | null = null;
   private static readonly done = Promise.resolve();
 
   load(): LoadedState {
@@ -17,6 +22,22 @@ export class MemoryStore implements Store {
   task(): void {}
   deleteSession(): void {}
   deleteResultData(): void {}
+  deleteStoredResult(): void {}
+  isDirty(): boolean {
+    return false;
+  }
+  getTask(): Task | undefined {
+    return undefined;
+  }
+  getResult(): Result | undefined {
+    return undefined;
+  }
+  scanTasks(): Iterable<Task> {
+    return [];
+  }
+  scanResults(): Iterable<Result> {
+    return [];
+  }
   keepRequest(): void {}
   readData(resultId: string): Buffer {
     throw failedPrecondition(`result ${resultId} has no data in memory`);

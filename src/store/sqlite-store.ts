@@ -5,7 +5,14 @@ import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
-import type { Result, Session, Task, TaskOptions } from "../scheduler/model.js";
+import {
+  DEFAULT_TASK_OPTIONS,
+  FINAL_TASK_STATUSES,
+  type Result,
+  type Session,
+  type Task,
+  type TaskOptions,
+} from "../scheduler/model.js";
 import { lockDataDir } from "./lock.js";
 import {
   Op,
@@ -15,7 +22,7 @@ import {
   type CommitRequest,
   type WriterInput,
 } from "./write-ops.js";
-import type { KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
+import type { FinishedCount, KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
 
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
 /**
@@ -35,6 +42,10 @@ const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
 /** A commit of at most this many operations is made on the server's thread, not sent to the writer. */
 const INLINE_COMMIT_OPS = 64;
+/** Rows a scan of stored records reads at a time (one statement each, none held open between). */
+const SCAN_ROWS = 4096;
+/** Task options kept decoded for stored tasks read back. */
+const OPTIONS_CACHE = 1024;
 /** After a failed commit, try again this often (the disk may have room again). */
 const RETRY_MS = 500;
 
@@ -103,6 +114,16 @@ export class SqliteStore implements Store {
   readonly keepsData = false;
   /** Results whose data a commit has just put on disk: the server may drop it from memory now. */
   onStored: ((results: readonly Result[]) => void) | null = null;
+  onCommitted: ((tasks: Iterable<Task>, results: Iterable<Result>) => void) | null = null;
+  /** Task options read back lately, by the id of their row. */
+  private readonly optionsCache = new Map<number, TaskOptions>();
+  private readonly readOptionsStmt: Database.Statement;
+  private readonly getTaskStmt: Database.Statement;
+  private readonly getResultStmt: Database.Statement;
+  private readonly scanTasksStmt: Database.Statement;
+  private readonly scanSessionTasksStmt: Database.Statement;
+  private readonly scanResultsStmt: Database.Statement;
+  private readonly scanSessionResultsStmt: Database.Statement;
 
   constructor(
     dataDir: string,
@@ -144,6 +165,23 @@ export class SqliteStore implements Store {
     this.readRowDataStmt = this.db.prepare("SELECT data FROM results WHERE id = ?");
     this.writeDataStmt = this.db.prepare(
       "INSERT OR REPLACE INTO result_data (result_id, off, bytes) VALUES (?, ?, ?)",
+    );
+    this.readOptionsStmt = this.db.prepare("SELECT doc FROM task_options WHERE id = ?");
+    this.getTaskStmt = this.db.prepare("SELECT doc FROM tasks WHERE id = ?");
+    this.getResultStmt = this.db.prepare(
+      "SELECT status, doc, data IS NOT NULL AS has FROM results WHERE id = ?",
+    );
+    this.scanTasksStmt = this.db.prepare(
+      "SELECT rowid, id, doc FROM tasks WHERE rowid > ? ORDER BY rowid LIMIT ?",
+    );
+    this.scanSessionTasksStmt = this.db.prepare(
+      "SELECT rowid, id, doc FROM tasks WHERE session_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+    );
+    this.scanResultsStmt = this.db.prepare(
+      "SELECT rowid, id, status, doc, data IS NOT NULL AS has FROM results WHERE rowid > ? ORDER BY rowid LIMIT ?",
+    );
+    this.scanSessionResultsStmt = this.db.prepare(
+      "SELECT rowid, id, status, doc, data IS NOT NULL AS has FROM results WHERE session_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
     );
     this.runInline = operationsRunner(this.db);
     this.startWriter();
@@ -214,34 +252,18 @@ export class SqliteStore implements Store {
       .run(String(SCHEMA_VERSION));
   }
 
+  /**
+   * Every session and the live work: unfinished tasks, the results they name or own, CREATED results,
+   * and what a crash left half done (DELETED results with data, COMPLETED results of PURGED sessions).
+   * Finished tasks are read once, in a streaming pass, to be counted; they are not kept (issue 18 item 2).
+   */
   load(): LoadedState {
     const sessions = (this.db.prepare("SELECT doc FROM sessions").all() as Row[]).map(
       (r) => decode(r.doc as Buffer) as Session,
     );
-    // Data stays in the store: read back when asked for (a restart does not load every output).
-    const results = (this.db.prepare("SELECT doc, data IS NOT NULL AS has FROM results").all() as Row[]).map(
-      (r) => {
-        const res = decode(r.doc as Buffer) as Result;
-        res.data = null;
-        if (r.has) res.stored = true;
-        return res;
-      },
-    );
-    const options = new Map<number, TaskOptions>();
-    for (const r of this.db.prepare("SELECT id, doc FROM task_options").all() as Row[]) {
-      const o = decode(r.doc as Buffer) as TaskOptions;
-      options.set(r.id as number, o);
-      this.optionIds.set(o, r.id as number);
-      this.nextOptionId = Math.max(this.nextOptionId, (r.id as number) + 1);
-    }
-    const tasks = (this.db.prepare("SELECT doc FROM tasks ORDER BY seq").all() as Row[]).map((r) => {
-      const t = decode(r.doc as Buffer) as Task & { o?: number };
-      if (t.o !== undefined) {
-        t.options = options.get(t.o)!;
-        delete t.o;
-      }
-      return t;
-    });
+    const statusOf = new Map(sessions.map((s) => [s.id, s.status]));
+    this.nextOptionId =
+      ((this.db.prepare("SELECT max(id) AS m FROM task_options").get() as { m: number | null }).m ?? 0) + 1;
     const requests = (
       this.db
         .prepare(
@@ -249,7 +271,191 @@ export class SqliteStore implements Store {
         )
         .all() as KeptRequest[]
     ).map((r) => ({ ...r }));
-    return { sessions, results, tasks, requests };
+    const ranges = requests
+      .map((r) => [r.firstSeq, r.firstSeq + r.count] as const)
+      .sort((a, b) => a[0] - b[0]);
+    const inRequest = (seq: number): boolean => {
+      let lo = 0;
+      let hi = ranges.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (ranges[mid][1] <= seq) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo < ranges.length && ranges[lo][0] <= seq;
+    };
+    const tasks: Task[] = [];
+    const requestTasks: Task[] = [];
+    const finished = new Map<string, FinishedCount>();
+    let nextSeq = 0;
+    for (const row of this.db
+      .prepare("SELECT session_id, seq, status, doc FROM tasks")
+      .iterate() as Iterable<Row>) {
+      const seq = row.seq as number;
+      if (seq >= nextSeq) nextSeq = seq + 1;
+      const sessionStatus = statusOf.get(row.session_id as string);
+      // A deleted session's rows are removed by the scheduler at start (restore).
+      if (sessionStatus === "DELETED" || sessionStatus === undefined) continue;
+      const t = this.taskFromDoc(row.doc as Buffer);
+      const o = (t as Task & { o?: number }).o;
+      delete (t as Task & { o?: number }).o;
+      if (!FINAL_TASK_STATUSES.has(t.status)) {
+        if (o !== undefined) this.optionIds.set(t.options, o);
+        tasks.push(t);
+        continue;
+      }
+      const key = `${t.sessionId}\u0000${t.options.partitionId}\u0000${t.status}`;
+      const n = finished.get(key);
+      if (n) n.count++;
+      else
+        finished.set(key, {
+          sessionId: t.sessionId,
+          partitionId: t.options.partitionId,
+          status: t.status,
+          count: 1,
+        });
+      if (inRequest(seq)) requestTasks.push(t);
+    }
+    tasks.sort((a, b) => a.seq - b.seq);
+    requestTasks.sort((a, b) => a.seq - b.seq);
+    // Data stays in the store: read back when asked for (a restart does not load every output).
+    const results = new Map<string, Result>();
+    const keep = (rows: Iterable<Row>): void => {
+      for (const row of rows) {
+        const sessionStatus = statusOf.get(row.session_id as string);
+        if (sessionStatus === "DELETED" || sessionStatus === undefined) continue;
+        const r = resultFromRow(row);
+        results.set(r.id, r);
+      }
+    };
+    keep(
+      this.db
+        .prepare(
+          "SELECT session_id, status, doc, data IS NOT NULL AS has FROM results WHERE status = 'CREATED' OR (status = 'DELETED' AND (data IS NOT NULL OR id IN (SELECT result_id FROM result_data)))",
+        )
+        .iterate() as Iterable<Row>,
+    );
+    const purged = this.db.prepare(
+      "SELECT session_id, status, doc, data IS NOT NULL AS has FROM results WHERE session_id = ? AND status = 'COMPLETED'",
+    );
+    for (const s of sessions) if (s.status === "PURGED") keep(purged.all(s.id) as Row[]);
+    // What the live tasks name or own, whatever its status.
+    for (const t of tasks) {
+      for (const id of [t.payloadId, ...t.dataDependencies, ...t.expectedOutputIds]) {
+        if (results.has(id)) continue;
+        const r = this.getResult(id);
+        if (r) results.set(id, r);
+      }
+    }
+    let storedResultBytes = 0;
+    const sums = [
+      "SELECT COALESCE(SUM(length(data)), 0) AS n FROM results WHERE status = 'COMPLETED'",
+      "SELECT COALESCE(SUM(length(bytes)), 0) AS n FROM result_data",
+    ];
+    for (const q of sums) storedResultBytes += (this.db.prepare(q).get() as { n: number }).n;
+    for (const r of results.values()) if (r.status === "COMPLETED" && r.stored) storedResultBytes -= r.size;
+    let resultCount = (this.db.prepare("SELECT count(*) AS n FROM results").get() as { n: number }).n;
+    const ofSession = this.db.prepare("SELECT count(*) AS n FROM results WHERE session_id = ?");
+    for (const s of sessions)
+      if (s.status === "DELETED") resultCount -= (ofSession.get(s.id) as { n: number }).n;
+    return {
+      sessions,
+      results: [...results.values()],
+      tasks,
+      requests,
+      finished: [...finished.values()],
+      nextSeq,
+      storedResultBytes: Math.max(0, storedResultBytes),
+      resultCount,
+      requestTasks,
+    };
+  }
+
+  /** The options of a stored task, by the id its row names (a few recent ones kept, not all). */
+  private optionsById(id: number): TaskOptions {
+    let o = this.optionsCache.get(id);
+    if (o) {
+      this.optionsCache.delete(id);
+      this.optionsCache.set(id, o);
+      return o;
+    }
+    const row = this.readOptionsStmt.get(id) as { doc: Buffer } | undefined;
+    o = row ? (decode(row.doc) as TaskOptions) : { ...DEFAULT_TASK_OPTIONS, options: {} };
+    this.optionsCache.set(id, o);
+    if (this.optionsCache.size > OPTIONS_CACHE)
+      this.optionsCache.delete(this.optionsCache.keys().next().value!);
+    return o;
+  }
+
+  /** A task from its row's doc, its options resolved (the id of their row left on it as `o`). */
+  private taskFromDoc(doc: Buffer): Task {
+    const t = decode(doc) as Task & { o?: number };
+    if (t.o !== undefined) t.options = this.optionsById(t.o);
+    t.remainingDeps = 0;
+    return t;
+  }
+
+  getTask(id: string): Task | undefined {
+    const row = this.getTaskStmt.get(id) as { doc: Buffer } | undefined;
+    if (!row) return undefined;
+    const t = this.taskFromDoc(row.doc);
+    delete (t as Task & { o?: number }).o;
+    return t;
+  }
+
+  getResult(id: string): Result | undefined {
+    const row = this.getResultStmt.get(id) as Row | undefined;
+    return row ? resultFromRow(row) : undefined;
+  }
+
+  *scanTasks(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Task> {
+    for (const sessionId of sessionIds === null ? [null] : new Set(sessionIds)) {
+      let after = 0;
+      for (;;) {
+        const rows = (
+          sessionId === null
+            ? this.scanTasksStmt.all(after, SCAN_ROWS)
+            : this.scanSessionTasksStmt.all(sessionId, after, SCAN_ROWS)
+        ) as Row[];
+        for (const row of rows) {
+          after = row.rowid as number;
+          if (skip(row.id as string)) continue;
+          const t = this.taskFromDoc(row.doc as Buffer);
+          delete (t as Task & { o?: number }).o;
+          yield t;
+        }
+        if (rows.length < SCAN_ROWS) break;
+      }
+    }
+  }
+
+  *scanResults(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Result> {
+    for (const sessionId of sessionIds === null ? [null] : new Set(sessionIds)) {
+      let after = 0;
+      for (;;) {
+        const rows = (
+          sessionId === null
+            ? this.scanResultsStmt.all(after, SCAN_ROWS)
+            : this.scanSessionResultsStmt.all(sessionId, after, SCAN_ROWS)
+        ) as Row[];
+        for (const row of rows) {
+          after = row.rowid as number;
+          if (!skip(row.id as string)) yield resultFromRow(row);
+        }
+        if (rows.length < SCAN_ROWS) break;
+      }
+    }
+  }
+
+  isDirty(record: Task | Result): boolean {
+    const f = this.inflight;
+    if ("payloadId" in record) return this.dirtyTasks.has(record) || (f !== null && f.tasks.has(record));
+    return this.dirtyResults.has(record) || (f !== null && f.results.has(record));
+  }
+
+  deleteStoredResult(resultId: string): void {
+    this.deletes.push([Op.MarkDeleted, resultId]);
+    this.schedule();
   }
 
   session(s: Session): void {
@@ -492,6 +698,7 @@ export class SqliteStore implements Store {
       this.failure = null;
       this.onCommit?.(reply.ms);
       if (f.nowStored.length > 0) this.onStored?.(f.nowStored);
+      this.onCommitted?.(f.tasks, f.results);
       for (const w of f.waiters) w.resolve();
     } else {
       // Nothing was committed: undo what the commit set in memory, keep the changes for the next try
@@ -590,6 +797,22 @@ export class SqliteStore implements Store {
     this.db.close();
     this.unlock();
   }
+}
+
+/**
+ * A result from its row. The row's status column is the truth: a purge marks a row DELETED without
+ * rewriting its doc (Op.MarkDeleted), and its data is gone then.
+ */
+function resultFromRow(row: Row): Result {
+  const r = decode(row.doc as Buffer) as Result;
+  r.data = null;
+  if (row.has) r.stored = true;
+  r.createdBy ??= null;
+  if (row.status !== r.status) {
+    r.status = row.status as Result["status"];
+    if (r.status === "DELETED") r.stored = false;
+  }
+  return r;
 }
 
 /** A result's row: everything but its data (in the row's `data` column when small, else in chunk rows). */

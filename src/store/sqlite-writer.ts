@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+import { collectGarbage } from "../gc.js";
 import { decode } from "../protocol/codec.js";
 import {
   failedCommit,
@@ -15,6 +16,11 @@ import {
   type WriterInput,
 } from "./write-ops.js";
 
+/** Bytes of operations committed since the last full collection that make one worth it when idle. */
+const IDLE_GC_BYTES = 16 * 2 ** 20;
+/** How long without a commit is idle. */
+const IDLE_GC_MS = 1000;
+
 function main(): void {
   const { file } = workerData as WriterInput;
   const db = new Database(file);
@@ -22,7 +28,17 @@ function main(): void {
   // FULL: in WAL mode every commit is fsynced before it returns (design §8).
   db.pragma("synchronous = FULL");
   const run = operationsRunner(db);
+  // After a burst of commits, once none has come for a while, this thread's garbage goes (see gc.ts).
+  let opsSinceGc = 0;
+  let idle: NodeJS.Timeout | null = null;
+  const collectIfIdle = (): void => {
+    idle = null;
+    opsSinceGc = 0;
+    collectGarbage();
+  };
   parentPort!.on("message", (req: CommitRequest | "close") => {
+    if (idle) clearTimeout(idle);
+    idle = null;
     if (req === "close") {
       db.close();
       parentPort!.close();
@@ -37,6 +53,8 @@ function main(): void {
       reply = failedCommit(req.id, err);
     }
     parentPort!.postMessage(reply);
+    opsSinceGc += req.ops.length;
+    if (opsSinceGc >= IDLE_GC_BYTES) idle = setTimeout(collectIfIdle, IDLE_GC_MS);
   });
 }
 

@@ -1,6 +1,10 @@
 import type { Result, Session, Task } from "../scheduler/model.js";
 
-/** What a store gives back at start: everything it kept, for the scheduler to rebuild its state. */
+/**
+ * What a store gives back at start, for the scheduler to rebuild its state: every session, and the live
+ * work only (unfinished tasks and the results they name or own, CREATED results); finished records stay
+ * in the store, summed up in `finished` and `storedResultBytes` (issue 18 item 2).
+ */
 export interface LoadedState {
   sessions: Session[];
   results: Result[];
@@ -8,6 +12,24 @@ export interface LoadedState {
   tasks: Task[];
   /** Keyed submissions kept (`tasks.submit {requestKey}`), oldest first. */
   requests?: KeptRequest[];
+  /** Finished tasks left in the store, counted by session, partition and status. */
+  finished?: FinishedCount[];
+  /** The next seq: one past the highest of any task kept. */
+  nextSeq?: number;
+  /** Results kept (those of deleted sessions aside), in memory or not. */
+  resultCount?: number;
+  /** Bytes of the COMPLETED results left in the store. */
+  storedResultBytes?: number;
+  /** Finished tasks of the kept requests (their answers), in seq order. */
+  requestTasks?: Task[];
+}
+
+/** How many finished tasks of a session, in a partition, have a status (LoadedState.finished). */
+export interface FinishedCount {
+  sessionId: string;
+  partitionId: string;
+  status: Task["status"];
+  count: number;
 }
 
 /**
@@ -52,6 +74,24 @@ export interface Store {
   readonly keepsData: boolean;
   /** Set by the scheduler: results whose data a commit has just put on disk. */
   onStored: ((results: readonly Result[]) => void) | null;
+  /**
+   * Set by the scheduler: records a commit has just put on disk as they are in memory (a durable store
+   * only): finished ones may leave memory now.
+   */
+  onCommitted: ((tasks: Iterable<Task>, results: Iterable<Result>) => void) | null;
+  /** Whether a change to this record waits for a commit (it must stay in memory until then). */
+  isDirty(record: Task | Result): boolean;
+  /** A task as stored (a copy), undefined when the store has none (the memory store never has). */
+  getTask(id: string): Task | undefined;
+  /** A result as stored (a copy, without its data), undefined when the store has none. */
+  getResult(id: string): Result | undefined;
+  /**
+   * The stored tasks of the sessions named (all, with null) whose id `skip` does not take, as copies, read
+   * in slices of a few thousand rows: the iteration holds no statement open between slices.
+   */
+  scanTasks(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Iterable<Task>;
+  /** As scanTasks, for results. */
+  scanResults(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Iterable<Result>;
   load(): LoadedState;
   session(s: Session): void;
   result(r: Result): void;
@@ -61,6 +101,11 @@ export interface Store {
   keepRequest(request: KeptRequest, expireBefore: number): void;
   /** Drops the stored data of a result (purge). */
   deleteResultData(resultId: string): void;
+  /**
+   * A stored COMPLETED result that is not in memory becomes DELETED, its data dropped (the purge of a
+   * session whose results left memory).
+   */
+  deleteStoredResult(resultId: string): void;
   /**
    * Forgets uncommitted changes to withdrawn records (a submission whose commit was refused, a staged
    * upload or session change the store refused).

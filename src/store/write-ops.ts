@@ -21,6 +21,8 @@ export const Op = {
   Request: 8,
   /** [Op.ExpireRequests, before]: forgets keyed submissions kept before that time */
   ExpireRequests: 9,
+  /** [Op.MarkDeleted, resultId]: a COMPLETED result's row says DELETED (its status column), its data goes */
+  MarkDeleted: 10,
 } as const;
 
 export interface WriterInput {
@@ -61,6 +63,9 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
       "INSERT OR REPLACE INTO requests (key, at, session_id, first_seq, count, first_task_id) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     expireRequests: db.prepare("DELETE FROM requests WHERE at < ?"),
+    markDeleted: db.prepare(
+      "UPDATE results SET status = 'DELETED', data = NULL WHERE id = ? AND status = 'COMPLETED'",
+    ),
     // Written with a retry after a failed commit: a transaction that proves the disk takes writes again.
     probe: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)"),
   };
@@ -95,6 +100,10 @@ export function operationsRunner(db: Database.Database): (ops: unknown[][]) => v
         case Op.DeleteData:
           stmt.deleteData.run(op[1]);
           stmt.clearRowData.run(op[1]);
+          break;
+        case Op.MarkDeleted:
+          stmt.deleteData.run(op[1]);
+          stmt.markDeleted.run(op[1]);
           break;
         case Op.Probe:
           stmt.probe.run(op[1]);
