@@ -1,3 +1,5 @@
+import { OldestFirst } from "../scheduler/oldest-first.js";
+
 /**
  * Answers of keyed requests (`tasks.submit {requestKey}`), kept for a while: a request sent again with the
  * same key (a client that timed out and retried, a copy delivered late) gets the first answer, and is not
@@ -8,6 +10,7 @@ export class RequestKeys<T> {
     string,
     { at: number; answer: Promise<T>; weight: number; size: number }
   >();
+  private readonly oldest = new OldestFirst(this.entries);
   private weight = 0;
 
   constructor(
@@ -54,9 +57,10 @@ export class RequestKeys<T> {
 
   /** Drops the oldest entries past their time, or past the bounds. */
   private expire(now: number): void {
-    for (const [key, e] of this.entries) {
+    for (let head = this.oldest.peek(); head !== undefined; head = this.oldest.peek()) {
+      const e = head[1];
       if (e.at > now - this.ttlMs && this.entries.size < this.maxKeys && this.weight <= this.maxWeight) break;
-      this.entries.delete(key);
+      this.oldest.shift();
       this.weight -= e.weight;
     }
   }

@@ -1,3 +1,5 @@
+import { OldestFirst } from "./oldest-first.js";
+
 /**
  * What an entry costs beside its data: the map's slot, the id, the Buffer and its ArrayBuffer. Counted,
  * so that a million tiny outputs do not fit in a cap meant for their bytes (issue 18 item 2).
@@ -13,6 +15,7 @@ const cost = (data: Buffer): number => data.length + ENTRY_BYTES;
  */
 export class ResultCache {
   private readonly entries = new Map<string, Buffer>();
+  private readonly lru = new OldestFirst(this.entries);
   private total = 0;
 
   constructor(readonly capBytes: number) {}
@@ -41,9 +44,8 @@ export class ResultCache {
     if (cost(data) > this.capBytes) return;
     this.entries.set(id, data);
     this.total += cost(data);
-    for (const [oldest, old] of this.entries) {
-      if (this.total <= this.capBytes) break;
-      this.entries.delete(oldest);
+    while (this.total > this.capBytes) {
+      const [, old] = this.lru.shift()!;
       this.total -= cost(old);
     }
   }
