@@ -1460,7 +1460,6 @@ export class Scheduler {
     return session;
   }
 
-  /** Tasks of a session, in submission order. */
   /** Tasks of a session held in memory (all its unfinished ones), in submission order. */
   sessionTasks(sessionId: string): Task[] {
     return [...(this.tasksBySession.get(sessionId) ?? [])];
@@ -1503,7 +1502,7 @@ export class Scheduler {
       }
       yield* this.liveTasksOf(sessionIds);
     } finally {
-      this.endScan();
+      this.scans--;
     }
   }
 
@@ -1520,12 +1519,8 @@ export class Scheduler {
         for (const r of this.results.values()) if (named.has(r.sessionId)) yield r;
       }
     } finally {
-      this.endScan();
+      this.scans--;
     }
-  }
-
-  private endScan(): void {
-    this.scans--;
   }
 
   // ---- finished work leaves memory (issue 18 item 2) -----------------------------------------------
@@ -1579,34 +1574,10 @@ export class Scheduler {
     if (this.scans === 0) {
       const until = performance.now() + RETIRE_SLICE_MS;
       const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
-      let n = 0;
-      while (this.retiring.length > 0 && this.retiring[0].at <= before) {
+      while (this.retiring.length > 0 && this.retiring[0].at <= before && performance.now() <= until) {
         const c = this.retiring[0];
-        let more = true;
-        while (more) {
-          const t = c.tasks.next();
-          if (t.done) more = false;
-          else {
-            this.evictTask(t.value);
-            this.retiredSinceGc++;
-          }
-          if ((++n & 127) === 0 && performance.now() > until) break;
-        }
-        if (more) break;
-        for (;;) {
-          const r = c.results.next();
-          if (r.done) {
-            more = false;
-            break;
-          }
-          this.evictResult(r.value);
-          this.retiredSinceGc++;
-          if ((++n & 127) === 0 && performance.now() > until) {
-            more = true;
-            break;
-          }
-        }
-        if (more) break;
+        if (!this.letGo(c.tasks, (t) => this.evictTask(t), until)) break;
+        if (!this.letGo(c.results, (r) => this.evictResult(r), until)) break;
         this.retiring.shift();
       }
     }
@@ -1615,6 +1586,20 @@ export class Scheduler {
       // A burst has left memory and little is live: give its garbage back now, not at the next burst.
       this.retiredSinceGc = 0;
       collectGarbage();
+    }
+  }
+
+  /**
+   * Lets go of what `records` holds until it ends (true), or until `until` (performance.now()) has
+   * passed (false: the rest waits for the next tick).
+   */
+  private letGo<T>(records: Iterator<T>, evict: (record: T) => void, until: number): boolean {
+    for (let n = 1; ; n++) {
+      const next = records.next();
+      if (next.done) return true;
+      evict(next.value);
+      this.retiredSinceGc++;
+      if ((n & 127) === 0 && performance.now() > until) return false;
     }
   }
 

@@ -395,12 +395,16 @@ export class SqliteStore implements Store {
     return t;
   }
 
-  getTask(id: string): Task | undefined {
-    const row = this.getTaskStmt.get(id) as { doc: Buffer } | undefined;
-    if (!row) return undefined;
-    const t = this.taskFromDoc(row.doc);
+  /** A stored task as clients see it: its options resolved, nothing of the row's own left on it. */
+  private storedTask(doc: Buffer): Task {
+    const t = this.taskFromDoc(doc);
     delete (t as Task & { o?: number }).o;
     return t;
+  }
+
+  getTask(id: string): Task | undefined {
+    const row = this.getTaskStmt.get(id) as { doc: Buffer } | undefined;
+    return row ? this.storedTask(row.doc) : undefined;
   }
 
   getResult(id: string): Result | undefined {
@@ -409,38 +413,34 @@ export class SqliteStore implements Store {
   }
 
   *scanTasks(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Task> {
-    for (const sessionId of sessionIds === null ? [null] : new Set(sessionIds)) {
-      let after = 0;
-      for (;;) {
-        const rows = (
-          sessionId === null
-            ? this.scanTasksStmt.all(after, SCAN_ROWS)
-            : this.scanSessionTasksStmt.all(sessionId, after, SCAN_ROWS)
-        ) as Row[];
-        for (const row of rows) {
-          after = row.rowid as number;
-          if (skip(row.id as string)) continue;
-          const t = this.taskFromDoc(row.doc as Buffer);
-          delete (t as Task & { o?: number }).o;
-          yield t;
-        }
-        if (rows.length < SCAN_ROWS) break;
-      }
-    }
+    for (const row of this.scanRows(this.scanTasksStmt, this.scanSessionTasksStmt, sessionIds, skip))
+      yield this.storedTask(row.doc as Buffer);
   }
 
   *scanResults(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Result> {
+    for (const row of this.scanRows(this.scanResultsStmt, this.scanSessionResultsStmt, sessionIds, skip))
+      yield resultFromRow(row);
+  }
+
+  /**
+   * The rows of `all` (every session) or of `bySession` (each session named) whose id `skip` does not
+   * take, by rowid, SCAN_ROWS at a time: no statement stays open between slices.
+   */
+  private *scanRows(
+    all: Database.Statement,
+    bySession: Database.Statement,
+    sessionIds: readonly string[] | null,
+    skip: (id: string) => boolean,
+  ): Generator<Row> {
     for (const sessionId of sessionIds === null ? [null] : new Set(sessionIds)) {
       let after = 0;
       for (;;) {
         const rows = (
-          sessionId === null
-            ? this.scanResultsStmt.all(after, SCAN_ROWS)
-            : this.scanSessionResultsStmt.all(sessionId, after, SCAN_ROWS)
+          sessionId === null ? all.all(after, SCAN_ROWS) : bySession.all(sessionId, after, SCAN_ROWS)
         ) as Row[];
         for (const row of rows) {
           after = row.rowid as number;
-          if (!skip(row.id as string)) yield resultFromRow(row);
+          if (!skip(row.id as string)) yield row;
         }
         if (rows.length < SCAN_ROWS) break;
       }
