@@ -20,9 +20,22 @@ export function collectGarbage(): boolean {
     }
   }
   if (!collect) return false;
-  collect();
-  // One collection moves only the emptiest pages; a second, once the first has settled, frees most of
-  // what the first left fragmented (as V8's own memory reducer does).
-  setTimeout(() => collect?.(), 1000).unref();
+  compacting(collect);
+  // A second collection, once the first has settled, frees what the first could not (as V8's own
+  // memory reducer does).
+  setTimeout(() => collect && compacting(collect), 1000).unref();
   return true;
+}
+
+/**
+ * Runs `gc` with every page compacted: by default a full collection moves only the emptiest pages, and
+ * an idle heap left fragmented by a burst keeps most of its pages (heapTotal 108 MB for 44 MB used).
+ */
+function compacting(gc: () => void): void {
+  setFlagsFromString("--compact-on-every-full-gc");
+  try {
+    gc();
+  } finally {
+    setFlagsFromString("--no-compact-on-every-full-gc");
+  }
 }

@@ -73,7 +73,7 @@ describe("ResultCache", () => {
 
 describe("RequestKeys", () => {
   it("answers a key again, and forgets the oldest keys past its bounds", async () => {
-    const keys = new RequestKeys<number>(60_000, 3, 1_000_000);
+    const keys = new RequestKeys<number>({ ttlMs: 60_000, maxKeys: 3, maxWeight: 1_000_000 });
     let runs = 0;
     const work = (n: number) => () => Promise.resolve((runs++, n));
     const mismatch = () => new Error("mismatch");

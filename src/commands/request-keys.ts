@@ -5,19 +5,39 @@ import { OldestFirst } from "../scheduler/oldest-first.js";
  * same key (a client that timed out and retried, a copy delivered late) gets the first answer, and is not
  * done twice. Bounded in time, in keys and in the tasks the kept answers name.
  */
-export class RequestKeys<T> {
+export class RequestKeys<T, K = T> {
   private readonly entries = new Map<
     string,
-    { at: number; answer: Promise<T>; weight: number; size: number }
+    { at: number; answer: Promise<K>; weight: number; size: number }
   >();
   private readonly oldest = new OldestFirst(this.entries);
   private weight = 0;
 
+  readonly ttlMs: number;
+  private readonly maxKeys: number;
+  private readonly maxWeight: number;
+  private readonly keep: (answer: T) => K;
+  private readonly restore: (kept: K) => T;
+
+  /**
+   * Kept for `ttlMs`, at most `maxKeys` keys and answers naming `maxWeight` tasks in all. `keep` turns an
+   * answer into what is kept of it (smaller), `restore` turns that back into the answer a resend gets.
+   */
   constructor(
-    readonly ttlMs = 10 * 60_000,
-    private readonly maxKeys = 100_000,
-    private readonly maxWeight = 1_000_000,
-  ) {}
+    opts: {
+      ttlMs?: number;
+      maxKeys?: number;
+      maxWeight?: number;
+      keep?: (answer: T) => K;
+      restore?: (kept: K) => T;
+    } = {},
+  ) {
+    this.ttlMs = opts.ttlMs ?? 10 * 60_000;
+    this.maxKeys = opts.maxKeys ?? 100_000;
+    this.maxWeight = opts.maxWeight ?? 1_000_000;
+    this.keep = opts.keep ?? ((a) => a as unknown as K);
+    this.restore = opts.restore ?? ((k) => k as unknown as T);
+  }
 
   /** How many keys are kept. */
   get size(): number {
@@ -33,12 +53,12 @@ export class RequestKeys<T> {
     const now = Date.now();
     this.expire(now);
     const hit = this.entries.get(key);
-    if (hit) return hit.size === size ? hit.answer : Promise.reject(mismatch());
+    if (hit) return hit.size === size ? hit.answer.then(this.restore) : Promise.reject(mismatch());
     const answer = work();
-    const entry = { at: now, answer, weight: Math.max(1, size), size };
+    const entry = { at: now, answer: answer.then(this.keep), weight: Math.max(1, size), size };
     this.entries.set(key, entry);
     this.weight += entry.weight;
-    answer.catch(() => {
+    entry.answer.catch(() => {
       if (this.entries.get(key) !== entry) return;
       this.entries.delete(key);
       this.weight -= entry.weight;
@@ -49,7 +69,7 @@ export class RequestKeys<T> {
   /** Takes back an answer kept before a restart (the store's), made at `at`; call in order of `at`. */
   seed(key: string, at: number, answer: T, size: number): void {
     if (this.entries.has(key)) return;
-    const entry = { at, answer: Promise.resolve(answer), weight: Math.max(1, size), size };
+    const entry = { at, answer: Promise.resolve(this.keep(answer)), weight: Math.max(1, size), size };
     this.entries.set(key, entry);
     this.weight += entry.weight;
     this.expire(Date.now());

@@ -8,6 +8,7 @@ import { TASK_FIELDS } from "../scheduler/filter-fields.js";
 import { listPage, parseListQuery, scan } from "../scheduler/listing.js";
 import { FINAL_TASK_STATUSES, TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { parseSubmission } from "../scheduler/submission-args.js";
+import { IdList } from "../scheduler/ids.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
 import { taskView } from "../scheduler/views.js";
 import { RequestKeys } from "./request-keys.js";
@@ -45,6 +46,40 @@ function columnsOf(tasks: readonly Task[]): SubmitColumns {
   return c;
 }
 
+/** What a kept answer holds (RequestKeys): its ids in runs, its output counts as (count, repeats) pairs. */
+interface KeptColumns {
+  taskIds: IdList;
+  payloadIds: IdList;
+  outputCounts: number[];
+  outputs: IdList;
+}
+
+function keptOf(c: SubmitColumns): KeptColumns {
+  const counts: number[] = [];
+  for (const n of c.outputCounts) {
+    if (counts.length > 0 && counts[counts.length - 2] === n) counts[counts.length - 1]++;
+    else counts.push(n, 1);
+  }
+  return {
+    taskIds: IdList.of(c.taskIds),
+    payloadIds: IdList.of(c.payloadIds),
+    outputCounts: counts,
+    outputs: IdList.of(c.outputs),
+  };
+}
+
+function columnsOfKept(k: KeptColumns): SubmitColumns {
+  const outputCounts: number[] = [];
+  for (let i = 0; i < k.outputCounts.length; i += 2)
+    for (let j = 0; j < k.outputCounts[i + 1]; j++) outputCounts.push(k.outputCounts[i]);
+  return {
+    taskIds: k.taskIds.toArray(),
+    payloadIds: k.payloadIds.toArray(),
+    outputCounts,
+    outputs: k.outputs.toArray(),
+  };
+}
+
 function mapsOf(c: SubmitColumns): SubmitAnswer {
   const answer: SubmitAnswer = new Array(c.taskIds.length);
   let at = 0;
@@ -67,7 +102,7 @@ export const MAX_CANCEL_BY_FILTER = 100_000;
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
 
-  const keys = new RequestKeys<SubmitColumns>();
+  const keys = new RequestKeys<SubmitColumns, KeptColumns>({ keep: keptOf, restore: columnsOfKept });
   // Keyed submissions the store kept: a resend after a restart gets the first answer too.
   for (const r of scheduler.takeKeptRequests()) keys.seed(r.key, r.at, columnsOf(r.tasks), r.tasks.length);
 

@@ -13,8 +13,18 @@ const packr = new Packr({
   skipValues: [undefined],
 } as ConstructorParameters<typeof Packr>[0]);
 
+/**
+ * msgpackr writes every message into one buffer that it reuses and only ever grows, up to 1 GiB: a single
+ * large message (a commit of 100,000 records is tens of MB) would stay resident for the process's life.
+ * After one, encoding starts again in a small buffer; the large one lives as long as its message.
+ */
+const LARGE_MESSAGE = 1 << 20;
+const FRESH_BUFFER = 64 * 1024;
+
 export function encode(value: unknown): Buffer {
-  return packr.pack(value);
+  const out = packr.pack(value);
+  if (out.length > LARGE_MESSAGE) packr.useBuffer(Buffer.allocUnsafeSlow(FRESH_BUFFER));
+  return out;
 }
 
 export function decode(buf: Uint8Array): unknown {

@@ -6,6 +6,9 @@ import { OldestFirst } from "./oldest-first.js";
  */
 const ENTRY_BYTES = 400;
 
+/** Below this, Buffer.from copies into Node's shared pool slabs (Buffer.poolSize): compact. */
+const POOL_BYTES = 8192;
+
 const cost = (data: Buffer): number => data.length + ENTRY_BYTES;
 
 /**
@@ -38,10 +41,15 @@ export class ResultCache {
     return data;
   }
 
-  /** Keeps `data` if it fits the cap at all, evicting the least recently used as needed. */
+  /**
+   * Keeps `data` if it fits the cap at all, evicting the least recently used as needed. A view into a
+   * much larger buffer (an output sliced from a worker's message of many) is copied: kept as it is, it
+   * would hold the whole message in memory, uncounted.
+   */
   put(id: string, data: Buffer): void {
     this.delete(id);
     if (cost(data) > this.capBytes) return;
+    if (data.buffer.byteLength > 2 * data.length + POOL_BYTES) data = Buffer.from(data);
     this.entries.set(id, data);
     this.total += cost(data);
     while (this.total > this.capBytes) {
