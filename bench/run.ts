@@ -69,9 +69,14 @@ interface Grid {
 }
 
 /** A server and `hosts` worker hosts of `slots` slots each, default settings otherwise. */
-async function startGrid(store: string, slots: number, hosts = 1): Promise<Grid> {
+async function startGrid(
+  store: string,
+  slots: number,
+  hosts = 1,
+  serverEnv: NodeJS.ProcessEnv = process.env,
+): Promise<Grid> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
-  const { server, url, workerUrl } = await startServerProcess(dir, store);
+  const { server, url, workerUrl } = await startServerProcess(dir, store, serverEnv);
   const deadline = Date.now() + 20_000;
   const workers = Array.from({ length: hosts }, () =>
     track(
@@ -195,6 +200,7 @@ async function latency(client: ZgridClient, n: number): Promise<number[]> {
 async function startServerProcess(
   dir: string,
   store: string,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ server: ChildProcess; url: string; workerUrl: string }> {
   const infoFile = join(dir, "info.json");
   rmSync(infoFile, { force: true });
@@ -224,7 +230,7 @@ async function startServerProcess(
         "--log-level",
         "warn",
       ],
-      { stdio: ["ignore", "ignore", "inherit"] },
+      { stdio: ["ignore", "ignore", "inherit"], env },
     ),
   );
   const deadline = Date.now() + 120_000;
@@ -304,6 +310,16 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
 }
 
 /**
+ * glibc's allocator settings of the container image (Dockerfile ENV, docs/deploy.md): freed memory goes
+ * back to the system instead of staying in the allocator's arenas.
+ */
+const DEPLOYED_MALLOC_ENV = {
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "131072",
+  MALLOC_TRIM_THRESHOLD_: "131072",
+};
+
+/**
  * Memory follows live work, not history (issue 18): a server (SQLite) runs `sessions` sessions of
  * `tasks` tasks returning `outputBytes` each, one after the other, each downloaded and closed; its RSS
  * after the first and after the last.
@@ -312,8 +328,10 @@ async function history(
   sessions: number,
   tasks: number,
   outputBytes: number,
+  malloc: "default" | "deployed",
 ): Promise<Record<string, unknown>> {
-  const g = await startGrid("sqlite", 2);
+  const env = malloc === "default" ? process.env : { ...process.env, ...DEPLOYED_MALLOC_ENV };
+  const g = await startGrid("sqlite", 2, 1, env);
   try {
     const client = await connect(g.url, { timeoutMs: 600_000 });
     let afterFirst = 0;
@@ -330,16 +348,17 @@ async function history(
       }
       await client.closeSession(sessionId);
       if (s === 0) {
-        const m = await client.getMemStatus();
+        const m = await settledMemory(client);
         afterFirst = m.rss;
         heapAfterFirst = m.heapUsed;
       }
     }
-    mem = await client.getMemStatus();
+    mem = await settledMemory(client);
     await client.close();
     return {
       bench: "history",
       store: "sqlite",
+      malloc_env: malloc === "default" ? "default" : DEPLOYED_MALLOC_ENV,
       sessions,
       tasks_per_session: tasks,
       output_bytes: outputBytes,
@@ -356,11 +375,37 @@ async function history(
   }
 }
 
+/**
+ * The server's memory once it has settled: an idle server collects its garbage and lets go of freed
+ * pages over a few seconds, so its RSS is read once a second until it has not fallen by more than
+ * 1 MiB for 3 readings in a row (at most 30 s).
+ */
+async function settledMemory(client: ZgridClient): Promise<Record<string, number>> {
+  let mem = await client.getMemStatus();
+  const deadline = Date.now() + 30_000;
+  for (let steady = 0; steady < 3 && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const next = await client.getMemStatus();
+    steady = next.rss > mem.rss - 2 ** 20 ? steady + 1 : 0;
+    mem = next;
+  }
+  return mem;
+}
+
 /** Resident memory of an idle grid's server once `tasks` finished, in batches, and nothing is live. */
-async function idleRss(tasks: number): Promise<{ rss: number; heapUsed: number; seconds: number }> {
-  const g = await startGrid("sqlite", 2);
+async function idleRss(
+  tasks: number,
+  serverEnv: NodeJS.ProcessEnv = process.env,
+): Promise<{ rss: number; heapUsed: number; seconds: number; mostInMemory: number }> {
+  const g = await startGrid("sqlite", 2, 1, serverEnv);
   try {
     const client = await connect(g.url, { timeoutMs: 600_000 });
+    const info = JSON.parse(readFileSync(join(g.dir, "info.json"), "utf8")) as { statusUrl: string };
+    const status = await connect(info.statusUrl);
+    const inMemory = async (): Promise<number> =>
+      ((await status.getStatus()) as { scheduler: { tasksInMemory: number } }).scheduler.tasksInMemory;
+    // The most task records held at the end of a batch: live work (one batch) and what has not yet left.
+    let mostInMemory = 0;
     const started = process.hrtime.bigint();
     if (tasks > 0) {
       const sessionId = await client.createSession({ applicationName: "hello" });
@@ -375,24 +420,18 @@ async function idleRss(tasks: number): Promise<{ rss: number; heapUsed: number; 
         const outputs = submitted.map((t) => t.expectedOutputIds[0]);
         for (let k = 0; k < n; k += 10_000)
           await client.waitResults(outputs.slice(k, k + 10_000), { timeoutMs: 600_000 });
+        mostInMemory = Math.max(mostInMemory, await inMemory());
       }
       await client.closeSession(sessionId);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // Idle: what is left to commit is committed, and the records of finished work have left.
-    const info = JSON.parse(readFileSync(join(g.dir, "info.json"), "utf8")) as { statusUrl: string };
-    const status = await connect(info.statusUrl);
     const deadline = Date.now() + 60_000;
-    for (;;) {
-      const s = (await status.getStatus()) as { scheduler: { tasksInMemory: number } };
-      if (s.scheduler.tasksInMemory === 0 || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    while ((await inMemory()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await status.close();
-    await new Promise((r) => setTimeout(r, 2000));
-    const mem = await client.getMemStatus();
+    const mem = await settledMemory(client);
     await client.close();
-    return { rss: mem.rss, heapUsed: mem.heapUsed, seconds };
+    return { rss: mem.rss, heapUsed: mem.heapUsed, seconds, mostInMemory };
   } finally {
     await stopGrid(g);
   }
@@ -400,11 +439,15 @@ async function idleRss(tasks: number): Promise<{ rss: number; heapUsed: number; 
 
 /**
  * Memory follows live work, not history (issue 18 item 2): the RSS of an idle server (SQLite) that has
- * run `tasks` no-op tasks against that of an empty one.
+ * run `tasks` no-op tasks against that of an empty one, started as `node dist/src/cli/main.js server`
+ * is, and as the container image starts it (DEPLOYED_MALLOC_ENV).
  */
 async function finished(tasks: number): Promise<Record<string, unknown>> {
   const empty = await idleRss(0);
   const full = await idleRss(tasks);
+  const deployed = { ...process.env, ...DEPLOYED_MALLOC_ENV };
+  const emptyDeployed = await idleRss(0, deployed);
+  const fullDeployed = await idleRss(tasks, deployed);
   return {
     bench: "finished",
     store: "sqlite",
@@ -415,6 +458,12 @@ async function finished(tasks: number): Promise<Record<string, unknown>> {
     difference_mb: Math.round((full.rss - empty.rss) / 2 ** 20),
     heap_empty_mb: Math.round(empty.heapUsed / 2 ** 20),
     heap_finished_mb: Math.round(full.heapUsed / 2 ** 20),
+    most_tasks_in_memory: full.mostInMemory,
+    deployed_malloc_env: DEPLOYED_MALLOC_ENV,
+    deployed_seconds_to_run: +fullDeployed.seconds.toFixed(1),
+    deployed_rss_empty_mb: Math.round(emptyDeployed.rss / 2 ** 20),
+    deployed_rss_finished_mb: Math.round(fullDeployed.rss / 2 ** 20),
+    deployed_difference_mb: Math.round((fullDeployed.rss - emptyDeployed.rss) / 2 ** 20),
     target_difference_mb: 150,
   };
 }
@@ -638,7 +687,10 @@ async function main(): Promise<void> {
   }
   if (only.has("recovery")) emit(await recovery(recoveryTasks));
   if (only.has("memory")) emit(await memory(memoryTasks));
-  if (only.has("history")) emit(await history(20, 5000, 10_000));
+  if (only.has("history")) {
+    emit(await history(20, 5000, 10_000, "default"));
+    emit(await history(20, 5000, 10_000, "deployed"));
+  }
   if (only.has("finished")) emit(await finished(finishedTasks));
 }
 

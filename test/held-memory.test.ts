@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decode, encode } from "../src/protocol/codec.js";
+import { decode, encode, encodeOwned } from "../src/protocol/codec.js";
 import { ResultCache } from "../src/scheduler/result-cache.js";
 
 describe("ResultCache keeps what it counts", () => {
@@ -36,5 +36,25 @@ describe("encode after a large message", () => {
     assert.equal(back.rows.length, 100_000);
     assert.equal(back.rows[99_999].id, "t99999");
     for (let i = 0; i < 1000; i++) assert.deepEqual(decode(encode({ i })), { i });
+  });
+});
+
+describe("encodeOwned", () => {
+  it("gives memory of its own, moved to another thread without harming any other message", () => {
+    const before = encode({ before: "still here" });
+    const rows = Array.from({ length: 50_000 }, (_, i) => ({ id: `t${i}`, doc: Buffer.alloc(40, i % 256) }));
+    for (const value of [{ rows }, { rows: [] }, { rows }]) {
+      const owned = encodeOwned(value);
+      const moved = structuredClone(owned, { transfer: [owned.buffer as ArrayBuffer] });
+      assert.equal(owned.length, 0, "moved away");
+      const back = decode(moved) as { rows: { id: string; doc: Uint8Array }[] };
+      assert.equal(back.rows.length, value.rows.length);
+      if (back.rows.length > 0) {
+        assert.equal(back.rows[49_999].id, "t49999");
+        assert.equal(back.rows[300].doc[0], 300 % 256);
+      }
+    }
+    assert.deepEqual(decode(before), { before: "still here" });
+    assert.deepEqual(decode(encode({ after: true })), { after: true });
   });
 });

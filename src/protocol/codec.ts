@@ -27,6 +27,20 @@ export function encode(value: unknown): Buffer {
   return out;
 }
 
+/**
+ * As encode, in memory that holds this message alone and that the encoder no longer writes into: its
+ * ArrayBuffer can be moved to another thread (postMessage's transfer list). A large message is usually
+ * so already (the encoder grew a buffer for it alone, then let it go), a small one is copied.
+ */
+export function encodeOwned(value: unknown): Uint8Array {
+  const out = packr.pack(value);
+  if (out.length > LARGE_MESSAGE) {
+    packr.useBuffer(Buffer.allocUnsafeSlow(FRESH_BUFFER));
+    if (out.byteOffset === 0) return new Uint8Array(out.buffer, 0, out.length);
+  }
+  return new Uint8Array(out);
+}
+
 export function decode(buf: Uint8Array): unknown {
   return packr.unpack(buf);
 }

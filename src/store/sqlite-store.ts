@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
-import { decode, encode } from "../protocol/codec.js";
+import { decode, encode, encodeOwned } from "../protocol/codec.js";
 import { ErrorCode, ZgridError, failedPrecondition } from "../protocol/errors.js";
 import {
   DEFAULT_TASK_OPTIONS,
@@ -676,14 +676,12 @@ export class SqliteStore implements Store {
       this.committed({ id, ok: true, ms: performance.now() - t0 });
       return;
     }
-    // The encoder reuses its buffer: the writer gets a copy of its own, moved rather than cloned.
-    const packed = encode(ops);
-    const copy = new Uint8Array(packed.length);
-    copy.set(packed);
-    const req: CommitRequest = { id, ops: copy };
+    // Memory of the commit's own, moved to the writer rather than cloned.
+    const packed = encodeOwned(ops);
+    const req: CommitRequest = { id, ops: packed };
     // Referenced while a commit is in flight: the process waits for its answer, not longer.
     this.writer.ref();
-    this.writer.postMessage(req, [copy.buffer]);
+    this.writer.postMessage(req, [packed.buffer as ArrayBuffer]);
   }
 
   /** The writer's answer to the commit in flight. */
