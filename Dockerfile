@@ -28,7 +28,7 @@ RUN npx tsc -p tsconfig.json \
 
 FROM node:20-slim
 # glibc's allocator gives freed memory back to the system: without these, an idle server that has run
-# a million tasks keeps about 60 MB more in its arenas (docs/deploy.md, "What the server keeps in memory").
+# a million tasks keeps 55 to 90 MB more in its arenas (docs/deploy.md, "What the server keeps in memory").
 ENV NODE_ENV=production \
     ZGRID_LOG_FORMAT=json \
     MALLOC_ARENA_MAX=2 \
