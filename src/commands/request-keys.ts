@@ -55,7 +55,20 @@ export class RequestKeys<T, K = T> {
     const hit = this.entries.get(key);
     if (hit) return hit.size === size ? hit.answer.then(this.restore) : Promise.reject(mismatch());
     const answer = work();
-    const entry = { at: now, answer: answer.then(this.keep), weight: Math.max(1, size), size };
+    // What is kept is made after the reply has gone (keep() walks every id of the answer).
+    const kept = answer.then(
+      (a) =>
+        new Promise<K>((resolve, reject) =>
+          setImmediate(() => {
+            try {
+              resolve(this.keep(a));
+            } catch (err) {
+              reject(err as Error);
+            }
+          }),
+        ),
+    );
+    const entry = { at: now, answer: kept, weight: Math.max(1, size), size };
     this.entries.set(key, entry);
     this.weight += entry.weight;
     entry.answer.catch(() => {

@@ -33,12 +33,10 @@ export function encode(value: unknown): Buffer {
  * so already (the encoder grew a buffer for it alone, then let it go), a small one is copied.
  */
 export function encodeOwned(value: unknown): Uint8Array {
-  const out = packr.pack(value);
-  if (out.length > LARGE_MESSAGE) {
-    packr.useBuffer(Buffer.allocUnsafeSlow(FRESH_BUFFER));
-    if (out.byteOffset === 0) return new Uint8Array(out.buffer, 0, out.length);
-  }
-  return new Uint8Array(out);
+  const out = encode(value);
+  return out.length > LARGE_MESSAGE && out.byteOffset === 0
+    ? new Uint8Array(out.buffer, 0, out.length)
+    : new Uint8Array(out);
 }
 
 export function decode(buf: Uint8Array): unknown {

@@ -6,7 +6,10 @@ import { OldestFirst } from "./oldest-first.js";
  */
 const ENTRY_BYTES = 400;
 
-/** Below this, Buffer.from copies into Node's shared pool slabs (Buffer.poolSize): compact. */
+/**
+ * Slack a kept buffer's memory may have beyond twice its data: a small Buffer is a view into one of
+ * Node's shared pool slabs (Buffer.poolSize, 8 KiB), and copying it would land in another.
+ */
 const POOL_BYTES = 8192;
 
 const cost = (data: Buffer): number => data.length + ENTRY_BYTES;

@@ -1577,9 +1577,9 @@ export class Scheduler {
   private retire(): void {
     this.retireTimer = null;
     // No record leaves memory while a listing merges the store's with memory's.
+    const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
     if (this.scans === 0) {
       const until = performance.now() + RETIRE_SLICE_MS;
-      const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
       while (this.retiring.length > 0 && this.retiring[0].at <= before && performance.now() <= until) {
         const c = this.retiring[0];
         if (!this.letGo(c.tasks, (t) => this.evictTask(t), until)) break;
@@ -1588,10 +1588,8 @@ export class Scheduler {
       }
     }
     if (this.retiring.length > 0) {
-      const late =
-        Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS) - this.retiring[0].at;
       this.retireTimer =
-        late > RETIRE_BEHIND_MS && this.scans === 0
+        this.retiring[0].at < before - RETIRE_BEHIND_MS && this.scans === 0
           ? setImmediate(this.runRetire).unref()
           : setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
     } else if (this.retiredSinceGc >= IDLE_GC_RECORDS && this.tasks.size <= IDLE_GC_TASKS) {
