@@ -11,12 +11,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY native ./native
 # Dependencies first (a layer cached while only the sources change); --ignore-scripts skips `prepare`
-# (tsc, the sources are not there yet), so the native modules are built explicitly by `npm rebuild`.
+# (tsc, the sources are not there yet) and `install`, so the native modules are built explicitly: the
+# dependencies' by `npm rebuild`, zgrid's own (native/idle-memory) by its install script.
 # `npm install`, not `npm ci`: the lock file lacks the other platforms' optional msgpackr-extract
 # binaries (the registry it was made from has none), and `npm ci` refuses such a lock file.
 RUN npm install --ignore-scripts --no-audit --no-fund \
- && npm rebuild better-sqlite3 zeromq
+ && npm rebuild better-sqlite3 zeromq \
+ && npm run install \
+ && test -f native/idle-memory/build/Release/idle_memory.node
 COPY tsconfig.json server-modules.cfg ./
 COPY src ./src
 COPY examples ./examples
@@ -27,17 +31,15 @@ RUN npx tsc -p tsconfig.json \
  && npm cache clean --force
 
 FROM node:20-slim
-# glibc's allocator gives freed memory back to the system: without these, an idle server that has run
-# a million tasks keeps 55 to 90 MB more in its arenas (docs/deploy.md, "What the server keeps in memory").
 ENV NODE_ENV=production \
-    ZGRID_LOG_FORMAT=json \
-    MALLOC_ARENA_MAX=2 \
-    MALLOC_MMAP_THRESHOLD_=131072 \
-    MALLOC_TRIM_THRESHOLD_=131072
+    ZGRID_LOG_FORMAT=json
 WORKDIR /app
 COPY --from=build /app/package.json /app/server-modules.cfg ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+# The addon through which an idle server gives its memory back (docs/deploy.md, "What the server keeps
+# in memory").
+COPY --from=build /app/native/idle-memory/build/Release/idle_memory.node ./native/idle-memory/build/Release/
 # The example applications, for `zgrid worker --app-path /app/examples/apps` and `zgrid demo`.
 COPY --from=build /app/examples/apps ./examples/apps
 RUN ln -s /app/dist/src/cli/main.js /usr/local/bin/zgrid \

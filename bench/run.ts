@@ -22,6 +22,7 @@ import { Worker } from "node:worker_threads";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { intFlag, parse, UsageError } from "../src/cli/usage.js";
+import { releaseFreeMemory } from "../src/gc.js";
 import type { ProbeInput } from "./status-probe.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -69,14 +70,9 @@ interface Grid {
 }
 
 /** A server and `hosts` worker hosts of `slots` slots each, default settings otherwise. */
-async function startGrid(
-  store: string,
-  slots: number,
-  hosts = 1,
-  serverEnv: NodeJS.ProcessEnv = process.env,
-): Promise<Grid> {
+async function startGrid(store: string, slots: number, hosts = 1): Promise<Grid> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
-  const { server, url, workerUrl } = await startServerProcess(dir, store, serverEnv);
+  const { server, url, workerUrl } = await startServerProcess(dir, store);
   const deadline = Date.now() + 20_000;
   const workers = Array.from({ length: hosts }, () =>
     track(
@@ -200,7 +196,6 @@ async function latency(client: ZgridClient, n: number): Promise<number[]> {
 async function startServerProcess(
   dir: string,
   store: string,
-  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ server: ChildProcess; url: string; workerUrl: string }> {
   const infoFile = join(dir, "info.json");
   rmSync(infoFile, { force: true });
@@ -230,7 +225,7 @@ async function startServerProcess(
         "--log-level",
         "warn",
       ],
-      { stdio: ["ignore", "ignore", "inherit"], env },
+      { stdio: ["ignore", "ignore", "inherit"] },
     ),
   );
   const deadline = Date.now() + 120_000;
@@ -310,16 +305,6 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
 }
 
 /**
- * glibc's allocator settings of the container image (Dockerfile ENV, docs/deploy.md): freed memory goes
- * back to the system instead of staying in the allocator's arenas.
- */
-const DEPLOYED_MALLOC_ENV = {
-  MALLOC_ARENA_MAX: "2",
-  MALLOC_MMAP_THRESHOLD_: "131072",
-  MALLOC_TRIM_THRESHOLD_: "131072",
-};
-
-/**
  * Memory follows live work, not history (issue 18): a server (SQLite) runs `sessions` sessions of
  * `tasks` tasks returning `outputBytes` each, one after the other, each downloaded and closed; its RSS
  * after the first and after the last.
@@ -328,10 +313,8 @@ async function history(
   sessions: number,
   tasks: number,
   outputBytes: number,
-  malloc: "default" | "deployed",
 ): Promise<Record<string, unknown>> {
-  const env = malloc === "default" ? process.env : { ...process.env, ...DEPLOYED_MALLOC_ENV };
-  const g = await startGrid("sqlite", 2, 1, env);
+  const g = await startGrid("sqlite", 2, 1);
   try {
     const client = await connect(g.url, { timeoutMs: 600_000 });
     let afterFirst = 0;
@@ -358,7 +341,7 @@ async function history(
     return {
       bench: "history",
       store: "sqlite",
-      malloc_env: malloc === "default" ? "default" : DEPLOYED_MALLOC_ENV,
+      idle_memory_addon: releaseFreeMemory() !== null,
       sessions,
       tasks_per_session: tasks,
       output_bytes: outputBytes,
@@ -395,9 +378,8 @@ async function settledMemory(client: ZgridClient): Promise<Record<string, number
 /** Resident memory of an idle grid's server once `tasks` finished, in batches, and nothing is live. */
 async function idleRss(
   tasks: number,
-  serverEnv: NodeJS.ProcessEnv = process.env,
 ): Promise<{ rss: number; heapUsed: number; seconds: number; mostInMemory: number }> {
-  const g = await startGrid("sqlite", 2, 1, serverEnv);
+  const g = await startGrid("sqlite", 2, 1);
   try {
     const client = await connect(g.url, { timeoutMs: 600_000 });
     const info = JSON.parse(readFileSync(join(g.dir, "info.json"), "utf8")) as { statusUrl: string };
@@ -439,15 +421,11 @@ async function idleRss(
 
 /**
  * Memory follows live work, not history (issue 18 item 2): the RSS of an idle server (SQLite) that has
- * run `tasks` no-op tasks against that of an empty one, started as `node dist/src/cli/main.js server`
- * is, and as the container image starts it (DEPLOYED_MALLOC_ENV).
+ * run `tasks` no-op tasks against that of an empty one.
  */
 async function finished(tasks: number): Promise<Record<string, unknown>> {
   const empty = await idleRss(0);
   const full = await idleRss(tasks);
-  const deployed = { ...process.env, ...DEPLOYED_MALLOC_ENV };
-  const emptyDeployed = await idleRss(0, deployed);
-  const fullDeployed = await idleRss(tasks, deployed);
   return {
     bench: "finished",
     store: "sqlite",
@@ -459,11 +437,8 @@ async function finished(tasks: number): Promise<Record<string, unknown>> {
     heap_empty_mb: Math.round(empty.heapUsed / 2 ** 20),
     heap_finished_mb: Math.round(full.heapUsed / 2 ** 20),
     most_tasks_in_memory: full.mostInMemory,
-    deployed_malloc_env: DEPLOYED_MALLOC_ENV,
-    deployed_seconds_to_run: +fullDeployed.seconds.toFixed(1),
-    deployed_rss_empty_mb: Math.round(emptyDeployed.rss / 2 ** 20),
-    deployed_rss_finished_mb: Math.round(fullDeployed.rss / 2 ** 20),
-    deployed_difference_mb: Math.round((fullDeployed.rss - emptyDeployed.rss) / 2 ** 20),
+    // Whether the idle server gives its memory back through native/idle-memory (built by npm install).
+    idle_memory_addon: releaseFreeMemory() !== null,
     target_difference_mb: 150,
   };
 }
@@ -687,10 +662,7 @@ async function main(): Promise<void> {
   }
   if (only.has("recovery")) emit(await recovery(recoveryTasks));
   if (only.has("memory")) emit(await memory(memoryTasks));
-  if (only.has("history")) {
-    emit(await history(20, 5000, 10_000, "default"));
-    emit(await history(20, 5000, 10_000, "deployed"));
-  }
+  if (only.has("history")) emit(await history(20, 5000, 10_000));
   if (only.has("finished")) emit(await finished(finishedTasks));
 }
 

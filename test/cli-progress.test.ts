@@ -103,10 +103,11 @@ describe("zgrid submit --wait", () => {
       const { code } = await p.exited;
       assert.equal(code, 130, p.stderr());
       const id = /Session (\S+):/.exec(p.stdout())![1];
+      // On a line of its own: after the progress lines written so far, or first when none was yet.
       assert.match(
         p.stderr(),
         new RegExp(
-          `\\ninterrupted: the 3 unfinished tasks go on in session ${id}; cancel them with: zgrid sessions cancel ${id}\\n$`,
+          `(?:^|\\n)interrupted: the 3 unfinished tasks go on in session ${id}; cancel them with: zgrid sessions cancel ${id}\\n$`,
         ),
       );
     } finally {

@@ -172,6 +172,10 @@ describe("the container image", () => {
     assert.match(healthCheck().join(" "), /^CMD-SHELL .*\bruok\b/);
     assert.equal(podman(["run", "--rm", "--no-healthcheck", "--entrypoint", "id", IMAGE!, "-u"]), "1000");
     assert.equal(podman(["run", "--rm", "--no-healthcheck", IMAGE!, "--version"]), "0.1.0");
+    // The idle server's addon (native/idle-memory) was built and copied: malloc_trim answers.
+    const trim = `import("/app/dist/src/gc.js").then((m) => console.log(m.releaseFreeMemory()))`;
+    const answer = podman(["run", "--rm", "--no-healthcheck", "--entrypoint", "node", IMAGE!, "-e", trim]);
+    assert.match(answer, /^(true|false)$/);
   });
 
   it(

@@ -126,6 +126,10 @@ describe("the packed package, installed in another project", { skip: NO_NPM }, (
       "dist/examples/clients/hello.js",
       "LICENSE",
       "package.json",
+      // The idle server's addon, built by the installing project's `npm install` (its install script).
+      "native/build.mjs",
+      "native/idle-memory/binding.gyp",
+      "native/idle-memory/idle_memory.cc",
     ])
       assert.ok(files.has(f), `the tarball has ${f}`);
     assert.ok(

@@ -4,9 +4,9 @@
  * files a fresh clone holds, with uncommitted edits) and in a project of the user's own.
  *
  * - Quick start: `npm install && npm run demo` in the clone. `npm install` is stood in for by a link to
- *   this checkout's node_modules plus `npm run prepare` (what npm install runs after installing): the
- *   registry install itself is what CI's own fresh clone checks (.ci/run), and pack.test.ts installs the
- *   packed package from npm's cache.
+ *   this checkout's node_modules plus `npm run install` and `npm run prepare` (what npm install runs
+ *   after installing): the registry install itself is what CI's own fresh clone checks (.ci/run), and
+ *   pack.test.ts installs the packed package from npm's cache.
  * - Running a grid: every `zgrid` line of that block, with port flags added so the server binds free
  *   ports; commands naming a placeholder ID or watching forever are left out.
  * - The worker, the app and the client: the app written to ./apps/hello.js of a directory with no zgrid
@@ -180,8 +180,12 @@ describe("the README, followed from a fresh clone outside the repo", { skip: SKI
       .split("&&")
       .map((s) => s.trim());
     assert.deepEqual(steps, ["npm install", "npm run demo"], "the quick start's steps are the ones run here");
-    // npm install: the dependencies (linked), then its prepare script, which builds dist/.
+    // npm install: the dependencies (linked), then its install script (native/idle-memory) and its
+    // prepare script, which builds dist/.
     symlinkSync(join(ROOT, "node_modules"), join(clone, "node_modules"), "dir");
+    const install = await run(NPM, ["run", "install"], clone, {}, 180_000);
+    assert.equal(install.code, 0, install.stdout + install.stderr);
+    assert.doesNotMatch(install.stderr, /was not built/, "the idle-memory addon builds");
     const prepare = await run(NPM, ["run", "prepare"], clone, {}, 180_000);
     assert.equal(prepare.code, 0, prepare.stdout + prepare.stderr);
     const demo = await run(NPM, ["run", "demo"], clone, {}, 120_000);
