@@ -22,7 +22,7 @@ import { Worker } from "node:worker_threads";
 import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { intFlag, parse, UsageError } from "../src/cli/usage.js";
-import { releaseFreeMemory } from "../src/gc.js";
+import { hasIdleMemoryAddon } from "../src/gc.js";
 import type { ProbeInput } from "./status-probe.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -341,7 +341,7 @@ async function history(
     return {
       bench: "history",
       store: "sqlite",
-      idle_memory_addon: releaseFreeMemory() !== null,
+      idle_memory_addon: hasIdleMemoryAddon(),
       sessions,
       tasks_per_session: tasks,
       output_bytes: outputBytes,
@@ -438,7 +438,7 @@ async function finished(tasks: number): Promise<Record<string, unknown>> {
     heap_finished_mb: Math.round(full.heapUsed / 2 ** 20),
     most_tasks_in_memory: full.mostInMemory,
     // Whether the idle server gives its memory back through native/idle-memory (built by npm install).
-    idle_memory_addon: releaseFreeMemory() !== null,
+    idle_memory_addon: hasIdleMemoryAddon(),
     target_difference_mb: 150,
   };
 }

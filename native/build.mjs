@@ -1,7 +1,7 @@
 // `npm install` runs this (package.json "install"): builds native/idle-memory, the addon through which an
 // idle server gives its freed memory back to the system (src/gc.ts). The addon is optional: where it
-// cannot be built (no compiler, not Linux) the install goes on, says so, and the server keeps working;
-// only its idle memory stays higher.
+// cannot be built (no compiler) the install goes on, says so, and the server keeps working; only its
+// idle memory stays higher. Where the C library is not glibc the addon builds without malloc_trim.
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,10 +12,6 @@ function warn(why) {
   console.warn(`zgrid: the idle-memory addon was not built (${why}); an idle server keeps more memory.`);
 }
 
-if (process.platform !== "linux") {
-  // glibc's malloc_trim is a Linux call: nothing to build elsewhere.
-  process.exit(0);
-}
 // npm gives its lifecycle scripts the path of its own node-gyp; run by hand, use the one on PATH.
 const gyp = process.env.npm_config_node_gyp;
 const [cmd, args] = gyp ? [process.execPath, [gyp]] : ["node-gyp", []];

@@ -36,7 +36,7 @@ function idleMemoryAddon(): IdleMemoryAddon | null {
  *   malloc_trim(0): free() gives back only the top of each malloc heap, and the large buffers of
  *   batches and commits leave the heaps fragmented (an idle server that had run a million tasks held
  *   120 MB more than it needed without it).
- * - Without it (not built, or not Linux): a compacting full collection through `gc`, which Node gives
+ * - Without it (not built): a compacting full collection through `gc`, which Node gives
  *   only to a process started with --expose-gc; the flag set now exposes it to a new context. The young
  *   generation keeps its size and the C allocator its pages.
  *
@@ -67,6 +67,11 @@ function fullCollection(): (() => void) | null {
   }
   const gc = collect;
   return gc ? () => compacting(gc) : null;
+}
+
+/** Whether native/idle-memory was built and loads here. */
+export function hasIdleMemoryAddon(): boolean {
+  return idleMemoryAddon() !== null;
 }
 
 /**
