@@ -9,6 +9,9 @@ import { after, before, describe, it } from "node:test";
 import type { Server } from "../src/daemons/server.js";
 import { EXAMPLE_APPS, freePort, runCli, spawnCli, startServer, waitFor } from "./helpers.js";
 
+/** The helpers raise the first-contact limit for other tests; these test its default of 2000 ms. */
+const DEFAULT_LIMIT = { ZGRID_TIMEOUT_MS: "" };
+
 describe("no server at the address", { concurrency: true }, () => {
   let port: number;
   let url: string;
@@ -32,7 +35,7 @@ describe("no server at the address", { concurrency: true }, () => {
   for (const args of commands) {
     it(`zgrid ${args.join(" ")} says so within about 2 s and exits 1`, async () => {
       const started = Date.now();
-      const r = await runCli([...args, "--url", url], {}, 30_000);
+      const r = await runCli([...args, "--url", url], DEFAULT_LIMIT, 30_000);
       const elapsed = Date.now() - started;
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`no zgrid server answers at 127\\.0\\.0\\.1:${port} within 2000 ms`));
@@ -44,7 +47,7 @@ describe("no server at the address", { concurrency: true }, () => {
   }
 
   it("zgrid hello -e URL says so too", async () => {
-    const r = await runCli(["hello", "-e", url], {}, 30_000);
+    const r = await runCli(["hello", "-e", url], DEFAULT_LIMIT, 30_000);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stdout + r.stderr, /no zgrid server answers at 127\.0\.0\.1:\d+ within 2000 ms/);
   });
@@ -61,13 +64,10 @@ describe("no server at the address", { concurrency: true }, () => {
   });
 
   it("a worker with no server says so within seconds and keeps trying", async () => {
-    const worker = spawnCli([
-      "worker",
-      "--connect",
-      `tcp://127.0.0.1:${port}?token=x`,
-      "--app-path",
-      EXAMPLE_APPS,
-    ]);
+    const worker = spawnCli(
+      ["worker", "--connect", `tcp://127.0.0.1:${port}?token=x`, "--app-path", EXAMPLE_APPS],
+      DEFAULT_LIMIT,
+    );
     try {
       await waitFor(
         () => /no zgrid server answers at 127\.0\.0\.1:\d+ yet/.test(worker.stdout() + worker.stderr()),

@@ -101,7 +101,16 @@ export interface Proc {
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   const child = spawn(process.execPath, [CLI, ...args], {
     // ZGRID_NO_TOKENS_FILE: a server started by a test must not write to the real ~/.zgrid/tokens.txt.
-    env: { ...process.env, ZGRID_LOG_FORMAT: "json", ZGRID_NO_TOKENS_FILE: "1", ...env },
+    // ZGRID_TIMEOUT_MS: a CLI command's first-contact limit is 2 s by default, which a server on a
+    // loaded CI machine, answering eight commands started at once, once missed; the tests of that
+    // default (cli-no-server) set it back with ZGRID_TIMEOUT_MS "".
+    env: {
+      ...process.env,
+      ZGRID_LOG_FORMAT: "json",
+      ZGRID_NO_TOKENS_FILE: "1",
+      ZGRID_TIMEOUT_MS: "30000",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
