@@ -16,7 +16,13 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
     const partitionIds = strList(req.args, "partitionIds", true);
     const session = scheduler.createSession(defaults, partitionIds, ownerFor(req.caller));
-    await scheduler.store.flush();
+    try {
+      await scheduler.store.flush();
+    } catch (err) {
+      // Refused by the store: the session is not made (nor written by a later commit).
+      scheduler.withdrawSession(session);
+      throw err;
+    }
     return { msg: sessionView(session) };
   });
 

@@ -418,6 +418,12 @@ export class Scheduler {
     return session;
   }
 
+  /** Undoes createSession, whose commit the store refused: nothing of the session is kept. */
+  withdrawSession(session: Session): void {
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    this.store.discard([], [], [session]);
+  }
+
   session(id: string): Session {
     const s = this.sessions.get(id);
     if (!s) throw notFound(`session ${id} does not exist`);
