@@ -143,7 +143,14 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     env: "ZGRID_STORE",
     type: "string",
     default: "sqlite",
-    help: "state store: sqlite (embedded, in the data dir) or memory (nothing survives a restart)",
+    help: "state store: sqlite (embedded, in the data dir), postgres (--pg-url) or memory (nothing survives a restart)",
+  },
+  {
+    key: "pgUrl",
+    flag: "--pg-url",
+    env: "ZGRID_PG_URL",
+    type: "string",
+    help: "with --store postgres: the database, postgres://USER:PASSWORD@HOST:PORT/DB (PostgreSQL 15 or later)",
   },
   {
     key: "connectionInfo",
@@ -375,7 +382,9 @@ export interface ServerConfig {
   curveClients?: string;
   curveWorkers?: string;
   dataDir: string;
-  store: "sqlite" | "memory";
+  store: "sqlite" | "memory" | "postgres";
+  /** The database of `--store postgres`. */
+  pgUrl?: string;
   connectionInfo?: string;
   modules: string;
   maxFrameBytes: number;
@@ -419,8 +428,18 @@ export function toServerConfig(values: OptionValues): ServerConfig {
     throw new ConfigError(`--users-file needs authentication: drop --no-auth`);
   }
   if (!daemons.includes("default")) throw new ConfigError(`--daemons must include "default"`);
-  if (values.store !== "memory" && values.store !== "sqlite") {
-    throw new ConfigError(`unknown store "${String(values.store)}" for --store: expected sqlite or memory`);
+  if (values.store !== "memory" && values.store !== "sqlite" && values.store !== "postgres") {
+    throw new ConfigError(
+      `unknown store "${String(values.store)}" for --store: expected sqlite, postgres or memory`,
+    );
+  }
+  if (values.store === "postgres" && !values.pgUrl) {
+    throw new ConfigError(`--store postgres needs --pg-url postgres://USER:PASSWORD@HOST:PORT/DB`);
+  }
+  if (values.pgUrl !== undefined && !/^postgres(ql)?:\/\//.test(String(values.pgUrl))) {
+    throw new ConfigError(
+      `--pg-url must start with postgres:// (got "${String(values.pgUrl).slice(0, 40)}")`,
+    );
   }
   if (!LOG_LEVELS.has(String(values.logLevel))) {
     throw new ConfigError(`unknown log level "${String(values.logLevel)}" for --log-level`);

@@ -108,7 +108,7 @@ export class Server implements ServerContext {
       metrics: this.metrics,
       log: this.log,
     };
-    this.store = openStore(config.store, config.dataDir, this.log);
+    this.store = openStore(config.store, config.dataDir, this.log, config.pgUrl);
     // After the store: it explains a data dir that cannot be written.
     // Workers have a token of their own (design §3.3): a client's token must not make it a worker, which
     // reads every session's payloads. Generated beside the server token unless --worker-token gives it.

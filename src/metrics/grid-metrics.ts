@@ -1,7 +1,7 @@
 import { Gauge, Histogram, type Registry } from "prom-client";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
-import { SqliteStore } from "../store/sqlite-store.js";
+import { SqlStore } from "../store/sql-store.js";
 import type { Store } from "../store/index.js";
 
 type DurationChild = ReturnType<Histogram<"application">["labels"]>;
@@ -130,7 +130,7 @@ export class GridMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
       registers,
     });
-    if (store instanceof SqliteStore) store.onCommit = (ms) => commits.observe(ms / 1000);
+    if (store instanceof SqlStore) store.onCommit = (ms) => commits.observe(ms / 1000);
   }
 
   private taskEnded(task: Task): void {

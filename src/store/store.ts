@@ -1,5 +1,10 @@
 import type { Result, Session, Task } from "../scheduler/model.js";
 
+/** A start-up problem with the store: printed as a sentence, the server exits non-zero. */
+export class StoreOpenError extends Error {
+  override readonly name = "StoreOpenError";
+}
+
 /**
  * What a store gives back at start, for the scheduler to rebuild its state: every session, and the live
  * work only (unfinished tasks and the results they name or own, CREATED results); finished records stay

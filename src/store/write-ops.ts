@@ -1,4 +1,4 @@
-/** What the SQLite store and its writer thread (sqlite-writer.ts) say to each other. */
+/** What the durable stores and their writer threads (sqlite-writer.ts, pg-thread.ts) say to each other. */
 import type Database from "better-sqlite3";
 
 /** Operations of a commit, in the order they run. Docs are msgpack, as stored. */
@@ -23,6 +23,8 @@ export const Op = {
   ExpireRequests: 9,
   /** [Op.MarkDeleted, resultId]: a COMPLETED result's row says DELETED (its status column), its data goes */
   MarkDeleted: 10,
+  /** [Op.Data, resultId, offset, bytes]: a chunk of a large result's data (PostgreSQL store) */
+  Data: 11,
 } as const;
 
 export interface WriterInput {

@@ -1,0 +1,210 @@
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from "node:worker_threads";
+import type { Logger } from "../log.js";
+import { encodeOwned } from "../protocol/codec.js";
+import { ErrorCode, ZgridError } from "../protocol/errors.js";
+import type { Result } from "../scheduler/model.js";
+import type { PgAnswer, PgChunk, PgNotice, PgRead, PgThreadInput } from "./pg-thread.js";
+import { DATA_CHUNK_BYTES, SqlStore, type Row } from "./sql-store.js";
+import { StoreOpenError, type StoreStats } from "./store.js";
+import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
+
+/** The longest a read of the database may hold the server's thread. */
+const READ_MS = 5_000;
+/** The longest the server waits for the database at start. */
+const OPEN_MS = 15_000;
+
+/**
+ * The PostgreSQL store (design §8, issue 16): the schema and the write path of SqlStore, on a database
+ * that several zgrid servers may share, one of them owning it at a time (an advisory lock). Its
+ * connections live on a thread of their own (pg-thread.ts): commits are sent there and answered
+ * later, like SQLite's writer thread; a read (a stored record, a scan slice, result data) waits for
+ * its answer on this thread, at most READ_MS, since the scheduler reads in the middle of a command.
+ * Records in memory are served without the database: while it is unreachable, the server keeps
+ * answering from memory, and a change is refused (UNAVAILABLE) until a commit gets through again.
+ */
+export class PgStore extends SqlStore {
+  readonly name = "postgres";
+  private readonly thread: Worker;
+  private readonly port: MessagePort;
+  private readonly flag: Int32Array;
+  private nextRead = 1;
+  /** Bytes of the database, as last read by the thread. */
+  private sizeBytes = 0;
+  /** What a commit means: "fsync" unless the database's settings say otherwise. */
+  private readonly durability: "fsync" | "none";
+  /** The URL without its password. */
+  readonly location: string;
+  /** The commit sent and not answered yet. */
+  private sent: number | null = null;
+  /** Set when another server took the database: this one writes no more. */
+  private fenced: string | null = null;
+  /** The large data of the commit in flight, by result id: its chunks are sent as asked for. */
+  private readonly chunks = new Map<string, Buffer>();
+
+  constructor(url: string, log?: Logger) {
+    super(log);
+    this.location = redact(url);
+    const signal = new SharedArrayBuffer(4);
+    this.flag = new Int32Array(signal);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const input: PgThreadInput = { url, signal, port: port2 };
+    this.thread = new Worker(new URL("./pg-thread.js", import.meta.url), {
+      workerData: input,
+      transferList: [port2],
+    });
+    this.thread.unref();
+    this.thread.on("message", (msg: CommitReply | PgNotice) => {
+      if ("kind" in msg) {
+        if (msg.kind === "size") this.sizeBytes = msg.bytes;
+        else if (msg.kind === "chunk") {
+          // A copy of its own, moved to the thread: a view would be sent with the whole data under it.
+          const data = this.chunks.get(msg.resultId);
+          const bytes = data ? new Uint8Array(msg.length) : null;
+          bytes?.set(data!.subarray(msg.offset, msg.offset + msg.length));
+          const reply: PgChunk = { kind: "chunk", seq: msg.seq, bytes };
+          this.thread.postMessage(reply, bytes ? [bytes.buffer] : []);
+        } else {
+          this.fenced = msg.message;
+          this.log?.fatal({ why: msg.message }, "the PostgreSQL store was taken by another server");
+        }
+        return;
+      }
+      this.sent = null;
+      this.chunks.clear();
+      this.thread.unref();
+      this.committed(msg);
+    });
+    this.thread.on("error", (err) => {
+      this.log?.error({ err }, "the PostgreSQL store's thread failed");
+      const id = this.sent;
+      this.sent = null;
+      if (id !== null)
+        this.committed({ id, ok: false, code: "", message: `the store's thread failed: ${err.message}` });
+    });
+    let settings: Row;
+    try {
+      settings = this.call({ id: 0, kind: "open" }, OPEN_MS)[0];
+    } catch (err) {
+      void this.thread.terminate();
+      const e = err as ZgridError;
+      throw new StoreOpenError(`cannot open the PostgreSQL store ${this.location}: ${e.message}`);
+    }
+    const durable = settings.fsync === "on" && settings.synchronous_commit !== "off";
+    this.durability = durable ? "fsync" : "none";
+    if (!durable)
+      this.log?.warn(
+        { fsync: settings.fsync, synchronous_commit: settings.synchronous_commit },
+        "PostgreSQL does not flush each commit to disk: an acknowledged change may be lost in a crash",
+      );
+  }
+
+  /** A read: waits on this thread for the store thread's answer (at most `ms`). */
+  private call(req: PgRead, ms = READ_MS): Row[] {
+    const id = this.nextRead++;
+    Atomics.store(this.flag, 0, 0);
+    this.port.postMessage({ ...req, id });
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0 || Atomics.wait(this.flag, 0, 0, left) === "timed-out") {
+        throw new ZgridError(
+          ErrorCode.UNAVAILABLE,
+          `the PostgreSQL store ${this.location} did not answer within ${ms} ms`,
+        );
+      }
+      // Answers of reads that timed out may come first: they are dropped.
+      for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
+        const answer = m.message as PgAnswer;
+        if (answer.id !== id) continue;
+        if (answer.ok) return answer.rows;
+        throw this.readError(answer.code, answer.message);
+      }
+      Atomics.store(this.flag, 0, 0);
+    }
+  }
+
+  private readError(code: string, message: string): ZgridError {
+    if (
+      code === "ECONNREFUSED" ||
+      code === "UNREACHABLE" ||
+      /^(08|57P0)/.test(code) ||
+      /^E[A-Z]+$/.test(code)
+    )
+      return new ZgridError(
+        ErrorCode.UNAVAILABLE,
+        `the PostgreSQL store ${this.location} is unreachable (${message})`,
+      );
+    return new ZgridError(ErrorCode.INTERNAL, `the PostgreSQL store failed (${message})`);
+  }
+
+  protected all(sql: string, params: readonly unknown[] = []): Row[] {
+    return this.call({ id: 0, kind: "query", sql, params: [...params] });
+  }
+
+  protected send(id: number, ops: unknown[][], chunked: readonly Result[]): void {
+    if (this.fenced !== null) {
+      queueMicrotask(() => this.committed({ id, ok: false, code: "FENCED", message: this.fenced! }));
+      return;
+    }
+    // Large data goes in chunk rows of the same transaction, which the store's thread asks for one at
+    // a time as it writes them (a copy of one chunk at a time, not of the whole: a 1 GB result is not
+    // held twice).
+    this.chunks.clear();
+    for (const r of chunked) {
+      const data = r.data!;
+      this.chunks.set(r.id, data);
+      for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
+        ops.push([Op.Data, r.id, off, Math.min(DATA_CHUNK_BYTES, data.length - off)]);
+        if (data.length === 0) break;
+      }
+    }
+    const packed = encodeOwned(ops);
+    const req: CommitRequest = { id, ops: packed };
+    this.sent = id;
+    this.thread.ref();
+    this.thread.postMessage(req, [packed.buffer as ArrayBuffer]);
+  }
+
+  protected commitError(code: string, why: string): ZgridError {
+    if (code === "FENCED" || code === "LOCKED")
+      return new ZgridError(ErrorCode.UNAVAILABLE, `${why}: nothing of this request was kept`);
+    if (code === "53100")
+      return new ZgridError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `the PostgreSQL store's disk is full (${why}): nothing of this request was kept`,
+      );
+    const e = this.readError(code, why);
+    return new ZgridError(e.code, `${e.message}: nothing of this request was kept`);
+  }
+
+  stats(): StoreStats {
+    return {
+      name: this.name,
+      sizeBytes: this.sizeBytes,
+      pendingWrites: this.pendingWrites,
+      location: this.location,
+      durability: this.durability,
+      ...(this.failure === null ? {} : { failure: this.failure }),
+    };
+  }
+
+  protected async closeBackend(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.thread.once("exit", () => resolve()));
+    this.thread.ref();
+    this.thread.postMessage("close");
+    await exited;
+    this.port.close();
+  }
+}
+
+/** A PostgreSQL URL without its password, to print. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(a URL that does not parse)";
+  }
+}

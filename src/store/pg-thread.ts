@@ -1,0 +1,388 @@
+/**
+ * The PostgreSQL store's thread (pg-store.ts): it holds the store's two connections, which node-postgres
+ * drives asynchronously, so that the server's thread can wait for a read (Atomics.wait) while this one
+ * runs it. The writer's connection holds the advisory lock that makes one server the owner of the
+ * database; every commit goes through it, so a server whose connection (and lock) was lost writes
+ * nothing until it holds the lock again, and never if another server owned the database meanwhile.
+ */
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+import pg from "pg";
+import { decode } from "../protocol/codec.js";
+import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
+
+/** What the store gives this thread at start. */
+export interface PgThreadInput {
+  url: string;
+  /** signal[0] is set to the id of a read once its answer is on `port`. */
+  signal: SharedArrayBuffer;
+  port: MessagePort;
+}
+
+/** A read, answered on the port: rows, or an error. */
+export interface PgRead {
+  id: number;
+  kind: "open" | "query";
+  sql?: string;
+  params?: unknown[];
+}
+
+export type PgAnswer =
+  | { id: number; ok: true; rows: Record<string, unknown>[] }
+  | { id: number; ok: false; code: string; message: string };
+
+/** Messages of this thread to the store besides commit replies. */
+export type PgNotice =
+  | { kind: "size"; bytes: number }
+  | { kind: "fenced"; message: string }
+  /** The bytes of a chunk of a large result, for the commit being written (answered with a PgChunk). */
+  | { kind: "chunk"; seq: number; resultId: string; offset: number; length: number };
+
+/** A chunk's bytes, from the store (null: it has no such data any more). */
+export interface PgChunk {
+  kind: "chunk";
+  seq: number;
+  bytes: Uint8Array | null;
+}
+
+/** The advisory lock of a zgrid database: one key for every zgrid server of it. */
+export const LEADER_LOCK = 0x7a67726964; // "zgrid"
+/** Bumped when the schema changes; a database from a newer zgrid is refused. */
+export const PG_SCHEMA_VERSION = 1;
+/** How long to wait for a connection. */
+const CONNECT_MS = 3_000;
+/** How often the database's size is read for getstatus. */
+const SIZE_MS = 5_000;
+
+const { url, signal, port } = workerData as PgThreadInput;
+const flag = new Int32Array(signal);
+// Integers come back as numbers (bigint columns hold seqs, times and counts, all below 2^53).
+pg.types.setTypeParser(20, Number);
+pg.types.setTypeParser(1700, Number);
+
+let reader: pg.Client | null = null;
+let writer: pg.Client | null = null;
+/** The owner count this server got when it took the database (meta 'epoch'): a fencing token. */
+let epoch = 0;
+/** Set once another server owned the database: this one never writes again. */
+let fenced: string | null = null;
+let closing = false;
+
+async function connect(): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_MS });
+  // An error on an idle connection (the server went away): the next use reconnects.
+  c.on("error", () => {
+    if (reader === c) reader = null;
+    if (writer === c) writer = null;
+  });
+  try {
+    await c.connect();
+  } catch (err) {
+    c.end().catch(() => {});
+    throw err;
+  }
+  return c;
+}
+
+async function readerClient(): Promise<pg.Client> {
+  reader ??= await connect();
+  return reader;
+}
+
+/** A connection that holds the lock, with the epoch this server owns; else an error (fenced or taken). */
+async function writerClient(): Promise<pg.Client> {
+  if (fenced !== null) throw Object.assign(new Error(fenced), { code: "FENCED" });
+  if (writer) return writer;
+  const c = await connect();
+  try {
+    const got = await c.query("SELECT pg_try_advisory_lock($1) AS ok", [LEADER_LOCK]);
+    if (!got.rows[0].ok) {
+      const why = await holder(c);
+      if (epoch !== 0) fence(`${why}: this one writes no more; restart it to serve again`);
+      throw Object.assign(new Error(why), { code: "LOCKED" });
+    }
+    if (epoch !== 0) {
+      // A reconnection: the database must be as this server left it.
+      const now = await c.query("SELECT value FROM meta WHERE key = 'epoch'");
+      if (Number(now.rows[0]?.value) !== epoch)
+        fence(
+          "another zgrid server owned the database while this one was cut off: this one writes no more; restart it to serve again",
+        );
+    }
+  } catch (err) {
+    c.end().catch(() => {});
+    throw err;
+  }
+  writer = c;
+  return c;
+}
+
+/** This server lost the database to another: it never writes again (the store is told). */
+function fence(why: string): never {
+  fenced = why;
+  parentPort!.postMessage({ kind: "fenced", message: why } satisfies PgNotice);
+  throw Object.assign(new Error(why), { code: "FENCED" });
+}
+
+/** A sentence naming the server that holds the lock. */
+async function holder(c: pg.Client): Promise<string> {
+  const r = await c.query(
+    "SELECT a.client_addr::text AS addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+    [LEADER_LOCK],
+  );
+  const who = r.rows[0] as { addr: string | null; pid: number } | undefined;
+  return `another zgrid server owns this database${who ? ` (its connection: ${who.addr ?? "local"}, backend pid ${who.pid})` : ""}`;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS sessions (id text PRIMARY KEY, doc bytea NOT NULL);
+  CREATE TABLE IF NOT EXISTS results (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, status text NOT NULL, doc bytea NOT NULL, data bytea);
+  CREATE INDEX IF NOT EXISTS results_rowid ON results (rowid);
+  CREATE INDEX IF NOT EXISTS results_session ON results (session_id, rowid);
+  CREATE TABLE IF NOT EXISTS result_data (result_id text NOT NULL, off bigint NOT NULL, bytes bytea NOT NULL, PRIMARY KEY (result_id, off));
+  CREATE TABLE IF NOT EXISTS tasks (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, seq bigint NOT NULL, status text NOT NULL, doc bytea NOT NULL);
+  CREATE INDEX IF NOT EXISTS tasks_rowid ON tasks (rowid);
+  CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id, rowid);
+  CREATE TABLE IF NOT EXISTS task_options (id bigint PRIMARY KEY, doc bytea NOT NULL);
+  CREATE TABLE IF NOT EXISTS requests (key bytea PRIMARY KEY, at bigint NOT NULL, session_id text NOT NULL, first_seq bigint NOT NULL, count bigint NOT NULL, first_task_id text NOT NULL);
+  CREATE INDEX IF NOT EXISTS requests_at ON requests (at);
+`;
+
+/**
+ * Takes the database: the lock, the schema (made or checked), a new epoch. Answers rows of what the
+ * store must know: the durability settings.
+ */
+async function open(): Promise<Record<string, unknown>[]> {
+  const c = await writerClient();
+  await c.query("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)");
+  const v = await c.query("SELECT value FROM meta WHERE key = 'schema_version'");
+  const version = v.rows.length ? Number(v.rows[0].value) : 0;
+  if (version > PG_SCHEMA_VERSION) {
+    throw Object.assign(
+      new Error(
+        `the database was written by a newer zgrid (schema ${version}, this one knows ${PG_SCHEMA_VERSION}): upgrade zgrid or use another database`,
+      ),
+      { code: "NEWER" },
+    );
+  }
+  await c.query("BEGIN");
+  try {
+    await c.query(SCHEMA);
+    await c.query(
+      "INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [String(PG_SCHEMA_VERSION)],
+    );
+    const e = await c.query(
+      "INSERT INTO meta (key, value) VALUES ('epoch', '1') ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text RETURNING value",
+    );
+    await c.query("COMMIT");
+    epoch = Number(e.rows[0].value);
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => {});
+    throw err;
+  }
+  const settings = await c.query(
+    "SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit, current_setting('server_version_num')::int AS version",
+  );
+  timer = setInterval(() => void readSize(), SIZE_MS);
+  timer.unref();
+  void readSize();
+  return settings.rows;
+}
+
+let timer: NodeJS.Timeout | null = null;
+
+async function readSize(): Promise<void> {
+  try {
+    const c = await readerClient();
+    const r = await c.query("SELECT pg_database_size(current_database()) AS n");
+    parentPort!.postMessage({ kind: "size", bytes: Number(r.rows[0].n) } satisfies PgNotice);
+  } catch {
+    /* unreachable now: the next try tells */
+  }
+}
+
+/** `?` placeholders as PostgreSQL's `$n` (the store's SQL has no `?` inside a literal). */
+function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+port.on("message", (req: PgRead) => {
+  void (async () => {
+    let answer: PgAnswer;
+    try {
+      const rows =
+        req.kind === "open"
+          ? await open()
+          : (await (await readerClient()).query(numbered(req.sql!), req.params)).rows;
+      answer = { id: req.id, ok: true, rows };
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      if (req.kind === "query" && isConnectionError(err)) {
+        reader?.end().catch(() => {});
+        reader = null;
+      }
+      answer = {
+        id: req.id,
+        ok: false,
+        code: typeof e.code === "string" ? e.code : "",
+        message: typeof e.message === "string" ? e.message : String(err),
+      };
+    }
+    port.postMessage(answer);
+    Atomics.store(flag, 0, req.id);
+    Atomics.notify(flag, 0);
+  })();
+});
+
+/** An error of the connection (it is gone or never came), not of the statement. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && /^(08|57P0)/.test(code)) return true;
+  if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ETIMEDOUT, ...
+  return /Connection terminated|timeout expired|connection error|Client has encountered a connection error|not queryable/i.test(
+    String((err as { message?: unknown }).message),
+  );
+}
+
+type Batch = unknown[][];
+
+/** Upserts of many rows in one statement each: unnest of one array a column. */
+const UPSERT = {
+  [Op.Session]:
+    "INSERT INTO sessions (id, doc) SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+  [Op.Result]:
+    "INSERT INTO results (id, session_id, status, doc, data) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[]) ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
+  [Op.Options]:
+    "INSERT INTO task_options (id, doc) SELECT * FROM unnest($1::bigint[], $2::bytea[]) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+  [Op.Task]:
+    "INSERT INTO tasks (id, session_id, seq, status, doc) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[]) ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, seq = excluded.seq, status = excluded.status, doc = excluded.doc",
+} as const;
+
+/** The statements of the other operations, run one by one in order, with how many parameters each takes. */
+const SINGLE: Record<number, [sql: string, arity: number][]> = Object.fromEntries(
+  Object.entries({
+    [Op.DeleteSession]: [
+      "DELETE FROM result_data WHERE result_id IN (SELECT id FROM results WHERE session_id = $1)",
+      "DELETE FROM results WHERE session_id = $1",
+      "DELETE FROM tasks WHERE session_id = $1",
+      "DELETE FROM sessions WHERE id = $1",
+      "DELETE FROM requests WHERE session_id = $1",
+    ],
+    [Op.Request]: [
+      "INSERT INTO requests (key, at, session_id, first_seq, count, first_task_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET at = excluded.at, session_id = excluded.session_id, first_seq = excluded.first_seq, count = excluded.count, first_task_id = excluded.first_task_id",
+    ],
+    [Op.ExpireRequests]: ["DELETE FROM requests WHERE at < $1"],
+    [Op.DeleteData]: [
+      "DELETE FROM result_data WHERE result_id = $1",
+      "UPDATE results SET data = NULL WHERE id = $1",
+    ],
+    [Op.MarkDeleted]: [
+      "DELETE FROM result_data WHERE result_id = $1",
+      "UPDATE results SET status = 'DELETED', data = NULL WHERE id = $1 AND status = 'COMPLETED'",
+    ],
+    [Op.Data]: [
+      "INSERT INTO result_data (result_id, off, bytes) VALUES ($1, $2, $3) ON CONFLICT (result_id, off) DO UPDATE SET bytes = excluded.bytes",
+    ],
+    [Op.Probe]: [
+      "INSERT INTO meta (key, value) VALUES ('last_write_check', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ],
+  }).map(([op, list]) => [op, list.map((sql) => [sql, new Set(sql.match(/\$\d+/g)).size])]),
+);
+
+/** Runs a commit's operations in one transaction on the writer's connection. */
+async function runCommit(ops: Batch): Promise<void> {
+  const c = await writerClient();
+  const columns = new Map<number, unknown[][]>();
+  const rest: Batch = [];
+  for (const op of ops) {
+    const kind = op[0] as number;
+    if (!(kind in UPSERT)) {
+      rest.push(op);
+      continue;
+    }
+    let cols = columns.get(kind);
+    if (!cols) columns.set(kind, (cols = Array.from({ length: op.length - 1 }, () => [])));
+    for (let i = 1; i < op.length; i++) cols[i - 1].push(bytes(op[i]));
+  }
+  await c.query("BEGIN");
+  try {
+    for (const kind of [Op.Session, Op.Result, Op.Options, Op.Task]) {
+      const cols = columns.get(kind);
+      if (cols) await c.query(UPSERT[kind], cols);
+    }
+    for (const op of rest) {
+      const statements = SINGLE[op[0] as number];
+      if (!statements) throw new Error(`unknown store operation ${String(op[0])}`);
+      const params = op.slice(1).map(bytes);
+      if (op[0] === Op.Data)
+        params[2] = await chunk(params[0] as string, params[1] as number, params[2] as number);
+      // A request's key holds a NUL (session and key), which a text column refuses: it is bytea here.
+      if (op[0] === Op.Request) params[0] = Buffer.from(params[0] as string);
+      for (const [sql, arity] of statements) await c.query(sql, params.slice(0, arity));
+    }
+    await c.query("COMMIT");
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => {});
+    throw err;
+  }
+}
+
+/** A msgpack byte array as the Buffer node-postgres sends as bytea. */
+function bytes(v: unknown): unknown {
+  return v instanceof Uint8Array && !Buffer.isBuffer(v)
+    ? Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+    : v;
+}
+
+/** Chunks asked of the store and not answered yet, by their seq. */
+const asked = new Map<number, (bytes: Uint8Array | null) => void>();
+let nextAsk = 1;
+
+/** The bytes of a chunk of a large result in the commit being written, asked of the store. */
+async function chunk(resultId: string, offset: number, length: number): Promise<Buffer> {
+  const seq = nextAsk++;
+  const bytes = await new Promise<Uint8Array | null>((resolve) => {
+    asked.set(seq, resolve);
+    parentPort!.postMessage({ kind: "chunk", seq, resultId, offset, length } satisfies PgNotice);
+  });
+  if (bytes === null) throw new Error(`the data of result ${resultId} is no longer there to store`);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+parentPort!.on("message", (msg: CommitRequest | PgChunk | "close") => {
+  if (typeof msg === "object" && "kind" in msg) {
+    const resolve = asked.get(msg.seq);
+    asked.delete(msg.seq);
+    resolve?.(msg.bytes);
+    return;
+  }
+  if (msg === "close") {
+    closing = true;
+    if (timer) clearInterval(timer);
+    void Promise.allSettled([reader?.end(), writer?.end()]).then(() => process.exit(0));
+    return;
+  }
+  if (closing) return;
+  void (async () => {
+    const t0 = performance.now();
+    let reply: CommitReply;
+    try {
+      await runCommit(decode(msg.ops) as Batch);
+      reply = { id: msg.id, ok: true, ms: performance.now() - t0 };
+    } catch (err) {
+      if (isConnectionError(err)) {
+        writer?.end().catch(() => {});
+        writer = null;
+      }
+      const e = err as { code?: unknown; message?: unknown };
+      reply = {
+        id: msg.id,
+        ok: false,
+        code: isConnectionError(err) ? "UNREACHABLE" : typeof e.code === "string" ? e.code : "",
+        message: typeof e.message === "string" ? e.message : String(err),
+      };
+    }
+    parentPort!.postMessage(reply);
+  })();
+});
