@@ -660,6 +660,75 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
   });
 
   it(
+    "a standby waits, takes over within seconds of a kill -9 of the owner, and has every acknowledged task",
+    { timeout: 120_000 },
+    async () => {
+      const pgUrl = await newDatabase(cluster);
+      const [a, b] = [await freePorts(4), await freePorts(4)];
+      const leader = spawnCli([
+        ...serverArgsOn(a, tempDir(), "ha", "ha-worker"),
+        "--store",
+        "postgres",
+        "--pg-url",
+        pgUrl,
+      ]);
+      cleanup.push(() => leader.stop());
+      const client = await connect(`tcp://127.0.0.1:${a[0]}?token=ha`, { timeoutMs: 30_000 });
+      cleanup.push(() => client.close());
+      const s = await client.createSession({ partitionId: "nobody" });
+      const acked = await client.submitTasks(
+        s,
+        Array.from({ length: 2000 }, () => ({ payload: Buffer.from("p") })),
+      );
+      const standbyArgs = [
+        ...serverArgsOn(b, tempDir(), "ha", "ha-worker"),
+        "--store",
+        "postgres",
+        "--pg-url",
+        pgUrl,
+        "--standby",
+      ];
+      const standby = spawnCli(standbyArgs);
+      cleanup.push(() => standby.stop());
+      await waitFor(
+        () => /standby: another zgrid server owns the database/.test(standby.stdout()),
+        20_000,
+        "the standby waiting",
+      );
+      assert.doesNotMatch(standby.stdout(), /server is ready/, "a standby binds nothing while it waits");
+
+      leader.child.kill("SIGKILL");
+      await leader.exited;
+      const killed = Date.now();
+      const next = await connect(`tcp://127.0.0.1:${b[0]}?token=ha`, { timeoutMs: 30_000 });
+      cleanup.push(() => next.close());
+      await waitFor(
+        async () => (await next.ruok().catch(() => "")) === "imok",
+        30_000,
+        "the standby serving",
+      );
+      // A few seconds on an idle machine (about 1 s here); the bound leaves a loaded one room.
+      const took = Date.now() - killed;
+      assert.ok(took < 20_000, `took over after ${took} ms`);
+      const counts = await next.countTasks({ sessionId: s });
+      assert.equal(counts.SUBMITTED, acked.length, JSON.stringify(counts));
+
+      // A standby stopped while it waits exits 0.
+      const other = spawnCli([
+        ...serverArgsOn(await freePorts(4), tempDir(), "ha", "ha-worker"),
+        "--store",
+        "postgres",
+        "--pg-url",
+        pgUrl,
+        "--standby",
+      ]);
+      await waitFor(() => /standby:/.test(other.stdout()), 20_000, "the second standby waiting");
+      other.child.kill("SIGTERM");
+      assert.equal((await other.exited).code, 0);
+    },
+  );
+
+  it(
     "cut off from the database: serves what it holds, refuses changes (UNAVAILABLE), loses nothing acknowledged",
     { timeout: 120_000 },
     async () => {

@@ -1,3 +1,4 @@
+import { redact, waitForFreeDatabase } from "../store/pg-store.js";
 import { resolve } from "node:path";
 import {
   ConfigError,
@@ -49,11 +50,17 @@ export async function runServer(argv: string[]): Promise<number> {
   }
   let server: Server;
   let info;
-  try {
-    server = new Server(config);
-  } catch (err) {
-    process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
-    return 1;
+  for (;;) {
+    if (config.standby && !(await standBy(config))) return 0;
+    try {
+      server = new Server(config);
+      break;
+    } catch (err) {
+      // Another standby took the database first: this one waits again.
+      if (config.standby && /another zgrid server owns/.test((err as Error).message)) continue;
+      process.stderr.write(`zgrid server: cannot start: ${(err as Error).message}\n`);
+      return 1;
+    }
   }
   // Handlers first: a signal that arrives while the server starts (its connection-info file may
   // already be there) must still end in a clean shutdown, not kill the process.
@@ -164,4 +171,25 @@ function withoutToken(url: string): string {
   q.delete("token");
   const rest = q.toString();
   return url.slice(0, at) + (rest ? `?${rest}` : "");
+}
+
+/**
+ * `--standby`: waits, no port bound, until no server owns the database; false if SIGTERM or SIGINT
+ * came first (the standby exits 0).
+ */
+async function standBy(config: ServerConfig): Promise<boolean> {
+  const stop = new AbortController();
+  const abort = (): void => stop.abort();
+  process.once("SIGTERM", abort);
+  process.once("SIGINT", abort);
+  try {
+    return await waitForFreeDatabase(config.pgUrl!, stop.signal, (why) =>
+      process.stdout.write(
+        `zgrid server: standby: ${why} (${redact(config.pgUrl!)}); taking over when it stops\n`,
+      ),
+    );
+  } finally {
+    process.off("SIGTERM", abort);
+    process.off("SIGINT", abort);
+  }
 }

@@ -153,6 +153,14 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
     help: "with --store postgres: the database, postgres://USER:PASSWORD@HOST:PORT/DB (PostgreSQL 15 or later)",
   },
   {
+    key: "standby",
+    flag: "--standby",
+    env: "ZGRID_STANDBY",
+    type: "bool",
+    default: false,
+    help: "with --store postgres: while another server owns the database, wait (ports not bound) and take over when it stops",
+  },
+  {
     key: "connectionInfo",
     flag: "--connection-info",
     env: "ZGRID_SERVER_CONNECTION_INFO",
@@ -385,6 +393,8 @@ export interface ServerConfig {
   store: "sqlite" | "memory" | "postgres";
   /** The database of `--store postgres`. */
   pgUrl?: string;
+  /** With `--store postgres`: wait while another server owns the database, then take over. */
+  standby: boolean;
   connectionInfo?: string;
   modules: string;
   maxFrameBytes: number;
@@ -435,6 +445,11 @@ export function toServerConfig(values: OptionValues): ServerConfig {
   }
   if (values.store === "postgres" && !values.pgUrl) {
     throw new ConfigError(`--store postgres needs --pg-url postgres://USER:PASSWORD@HOST:PORT/DB`);
+  }
+  if (values.standby === true && values.store !== "postgres") {
+    throw new ConfigError(
+      `--standby waits for the owner of a PostgreSQL database: it needs --store postgres`,
+    );
   }
   if (values.pgUrl !== undefined && !/^postgres(ql)?:\/\//.test(String(values.pgUrl))) {
     throw new ConfigError(

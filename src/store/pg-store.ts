@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from "node:worker_threads";
+import pg from "pg";
 import type { Logger } from "../log.js";
 import { encodeOwned } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
@@ -7,6 +9,11 @@ import type { PgAnswer, PgChunk, PgNotice, PgRead, PgThreadInput } from "./pg-th
 import { DATA_CHUNK_BYTES, SqlStore, type Row } from "./sql-store.js";
 import { StoreOpenError, type StoreStats } from "./store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
+
+/** The advisory lock of a zgrid database: one key for every zgrid server of it. */
+export const LEADER_LOCK = 0x7a67726964; // "zgrid"
+/** How often a standby asks whether the database's owner is gone. */
+const STANDBY_POLL_MS = 500;
 
 /** The longest a read of the database may hold the server's thread. */
 const READ_MS = 5_000;
@@ -207,4 +214,39 @@ export function redact(url: string): string {
   } catch {
     return "(a URL that does not parse)";
   }
+}
+
+/**
+ * A standby's wait (`zgrid server --standby`): resolves true once no server owns the database at
+ * `url` (its lock is free; the caller then takes it, and may find another standby was quicker), false
+ * when `signal` aborts first. `waiting` is told why, each time that changes.
+ */
+export async function waitForFreeDatabase(
+  url: string,
+  signal: AbortSignal,
+  waiting: (why: string) => void,
+): Promise<boolean> {
+  let last = "";
+  while (!signal.aborted) {
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
+    c.on("error", () => {});
+    let why: string;
+    try {
+      await c.connect();
+      const got = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [LEADER_LOCK]);
+      if (got.rows[0].ok) {
+        await c.query("SELECT pg_advisory_unlock($1)", [LEADER_LOCK]);
+        return true;
+      }
+      why = "another zgrid server owns the database";
+    } catch (err) {
+      why = `the database does not answer (${(err as Error).message})`;
+    } finally {
+      await c.end().catch(() => {});
+    }
+    if (why !== last) waiting(why);
+    last = why;
+    await sleep(STANDBY_POLL_MS, undefined, { signal }).catch(() => {});
+  }
+  return false;
 }

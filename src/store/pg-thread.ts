@@ -8,6 +8,7 @@
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
 import { decode } from "../protocol/codec.js";
+import { LEADER_LOCK } from "./pg-store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
 
 /** What the store gives this thread at start. */
@@ -44,8 +45,6 @@ export interface PgChunk {
   bytes: Uint8Array | null;
 }
 
-/** The advisory lock of a zgrid database: one key for every zgrid server of it. */
-export const LEADER_LOCK = 0x7a67726964; // "zgrid"
 /** Bumped when the schema changes; a database from a newer zgrid is refused. */
 export const PG_SCHEMA_VERSION = 1;
 /** How long to wait for a connection. */

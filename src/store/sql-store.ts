@@ -23,6 +23,8 @@ export const INLINE_DATA_BYTES = 16 * 1024;
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Rows a scan of stored records reads at a time (one statement each, none held open between). */
 const SCAN_ROWS = 4096;
+/** Ids a query of records by id names at most. */
+const IDS_A_QUERY = 500;
 /** Task options kept decoded for stored tasks read back. */
 const OPTIONS_CACHE = 1024;
 
@@ -185,12 +187,20 @@ export abstract class SqlStore implements Store {
         ),
       );
     }
-    // What the live tasks name or own, whatever its status.
+    // What the live tasks name or own, whatever its status: read IDS_A_QUERY at a time (a round trip
+    // each to PostgreSQL, not one a result).
+    const wanted = new Set<string>();
     for (const t of tasks) {
-      for (const id of [t.payloadId, ...t.dataDependencies, ...t.expectedOutputIds]) {
-        if (results.has(id)) continue;
-        const r = this.getResult(id);
-        if (r) results.set(id, r);
+      for (const id of [t.payloadId, ...t.dataDependencies, ...t.expectedOutputIds])
+        if (!results.has(id)) wanted.add(id);
+    }
+    const ids = [...wanted];
+    for (let i = 0; i < ids.length; i += IDS_A_QUERY) {
+      const some = ids.slice(i, i + IDS_A_QUERY);
+      const sql = `SELECT status, doc, data IS NOT NULL AS has FROM results WHERE id IN (${some.map(() => "?").join(", ")})`;
+      for (const row of this.all(sql, some)) {
+        const r = resultFromRow(row);
+        results.set(r.id, r);
       }
     }
     let storedResultBytes = 0;
