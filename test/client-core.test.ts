@@ -61,6 +61,7 @@ describe("parseServerUrl", () => {
     const a = parseServerUrl("tcp://127.0.0.1:5555?token=url-token", tokens);
     assert.deepEqual(a, {
       endpoint: "tcp://127.0.0.1:5555",
+      endpoints: ["tcp://127.0.0.1:5555"],
       host: "127.0.0.1",
       port: 5555,
       token: "url-token",
@@ -82,6 +83,7 @@ describe("parseServerUrl", () => {
     );
     assert.deepEqual(a, {
       endpoint: "tcp://example.org:1234",
+      endpoints: ["tcp://example.org:1234"],
       host: "example.org",
       port: 1234,
       token: "t",
@@ -113,7 +115,21 @@ describe("parseServerUrl", () => {
   it("withPort keeps host, token and server key", () => {
     const a = parseServerUrl(`tcp://h:1?token=a b&serverKey=${encodeURIComponent(KEY)}`, tokens);
     const url = withPort(a, 2);
-    assert.deepEqual(parseServerUrl(url, tokens), { ...a, endpoint: "tcp://h:2", port: 2 });
+    assert.deepEqual(parseServerUrl(url, tokens), {
+      ...a,
+      endpoint: "tcp://h:2",
+      endpoints: ["tcp://h:2"],
+      port: 2,
+    });
+  });
+
+  it("takes several servers (an owner and its standbys), each checked; the token goes with all", () => {
+    const a = parseServerUrl("tcp://a:5555,b:6000,[::1]:7000?token=t", tokens);
+    assert.deepEqual(a.endpoints, ["tcp://a:5555", "tcp://b:6000", "tcp://[::1]:7000"]);
+    assert.equal(a.endpoint, "tcp://a:5555");
+    assert.equal(a.token, "t");
+    assert.throws(() => parseServerUrl("tcp://a:5555,b?token=t", tokens), isCode(ErrorCode.INVALID_ARGUMENT));
+    assert.throws(() => parseServerUrl("tcp://a:5555,b:0?token=t", tokens), /port 0 .* out of range/);
   });
 });
 

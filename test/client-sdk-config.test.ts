@@ -285,7 +285,13 @@ describe("loadClientConfig", () => {
       // The baselines are what the known keys and the defaults say, so the comparisons have substance.
       assert.deepEqual(plain, {
         method: "compute",
-        address: { endpoint: "tcp://127.0.0.1:1", host: "127.0.0.1", port: 1, token: "t" },
+        address: {
+          endpoint: "tcp://127.0.0.1:1",
+          endpoints: ["tcp://127.0.0.1:1"],
+          host: "127.0.0.1",
+          port: 1,
+          token: "t",
+        },
         token: "t",
         user: "me",
         timeoutMs: 700,

@@ -673,8 +673,23 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
         pgUrl,
       ]);
       cleanup.push(() => leader.stop());
-      const client = await connect(`tcp://127.0.0.1:${a[0]}?token=ha`, { timeoutMs: 30_000 });
+      // The client and the worker are given both servers' URLs: they follow the one that serves.
+      const client = await connect(`tcp://127.0.0.1:${a[0]},127.0.0.1:${b[0]}?token=ha`, {
+        timeoutMs: 5_000,
+      });
       cleanup.push(() => client.close());
+      const worker = spawnCli([
+        "worker",
+        "--connect",
+        `tcp://127.0.0.1:${a[1]},127.0.0.1:${b[1]}?token=ha-worker`,
+        "--app-path",
+        EXAMPLE_APPS,
+        "--slots",
+        "2",
+        "--log-level",
+        "warn",
+      ]);
+      cleanup.push(() => worker.stop());
       const s = await client.createSession({ partitionId: "nobody" });
       const acked = await client.submitTasks(
         s,
@@ -700,18 +715,25 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
       leader.child.kill("SIGKILL");
       await leader.exited;
       const killed = Date.now();
-      const next = await connect(`tcp://127.0.0.1:${b[0]}?token=ha`, { timeoutMs: 30_000 });
-      cleanup.push(() => next.close());
       await waitFor(
-        async () => (await next.ruok().catch(() => "")) === "imok",
+        async () => (await client.ruok().catch(() => "")) === "imok",
         30_000,
-        "the standby serving",
+        "the standby serving, through the client given both URLs",
       );
       // A few seconds on an idle machine (about 1 s here); the bound leaves a loaded one room.
       const took = Date.now() - killed;
       assert.ok(took < 20_000, `took over after ${took} ms`);
-      const counts = await next.countTasks({ sessionId: s });
+      const counts = await client.countTasks({ sessionId: s });
       assert.equal(counts.SUBMITTED, acked.length, JSON.stringify(counts));
+      // The worker followed too: new work runs on it.
+      const hello = await client.createSession({ applicationName: "hello" });
+      const sums = await client.submitTasks(
+        hello,
+        Array.from({ length: 20 }, (_, i) => ({ payload: encodePayload("sum", [[i, 1]]) })),
+      );
+      const outputs = sums.map((t) => t.expectedOutputIds[0]);
+      const done = await client.waitResultsData(outputs, { timeoutMs: 60_000 });
+      outputs.forEach((id, i) => assert.equal(decodeOutput(done.data.get(id)!), i + 1));
 
       // A standby stopped while it waits exits 0.
       const other = spawnCli([

@@ -146,12 +146,21 @@ describe("worker URL", () => {
   test("splits endpoint and token", () => {
     assert.deepEqual(parseWorkerUrl("tcp://10.0.0.1:5558?token=abc"), {
       endpoint: "tcp://10.0.0.1:5558",
+      endpoints: ["tcp://10.0.0.1:5558"],
       token: "abc",
     });
     assert.deepEqual(parseWorkerUrl("tcp://localhost:5558"), {
       endpoint: "tcp://localhost:5558",
+      endpoints: ["tcp://localhost:5558"],
       token: undefined,
     });
+    // A server and its standbys: the worker follows the one that serves.
+    assert.deepEqual(parseWorkerUrl("tcp://a:5558,b:6558?token=abc"), {
+      endpoint: "tcp://a:5558",
+      endpoints: ["tcp://a:5558", "tcp://b:6558"],
+      token: "abc",
+    });
+    assert.throws(() => parseWorkerUrl("tcp://a:5558,b?token=abc"), /invalid worker URL/);
     assert.throws(() => parseWorkerUrl("localhost:5558"), /invalid worker URL/);
     assert.throws(() => parseWorkerUrl("tcp://localhost"), /invalid worker URL/);
   });

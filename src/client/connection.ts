@@ -108,7 +108,10 @@ export class Connection {
       }
     }
     void this.watchHandshakes(serverKey !== undefined);
-    this.socket.connect(this.address.endpoint);
+    // Several servers (an owner and its standbys): a request goes only to one that is connected, which
+    // is the one serving (a standby binds nothing until it takes over).
+    if (this.address.endpoints.length > 1) this.socket.immediate = true;
+    for (const endpoint of this.address.endpoints) this.socket.connect(endpoint);
     this.loop = this.receive();
   }
 

@@ -4,10 +4,16 @@ import { join } from "node:path";
 import { ZgridError, ErrorCode } from "../protocol/errors.js";
 import { isZ85Key } from "../protocol/z85.js";
 
-/** A parsed connect URL: `tcp://HOST:PORT?token=TOKEN[&serverKey=KEY]`. */
+/**
+ * A parsed connect URL: `tcp://HOST:PORT?token=TOKEN[&serverKey=KEY]`, or with several servers
+ * `tcp://HOST:PORT,HOST2:PORT2?token=…` (a server and its standbys: the client talks to the one that
+ * serves).
+ */
 export interface ServerAddress {
-  /** `tcp://HOST:PORT`, what ZeroMQ connects to. */
+  /** `tcp://HOST:PORT`, what ZeroMQ connects to (the first server's). */
   endpoint: string;
+  /** Every server's `tcp://HOST:PORT`, the first one's first. */
+  endpoints: string[];
   host: string;
   port: number;
   token?: string;
@@ -31,15 +37,22 @@ export function parseServerUrl(
   url: string,
   tokensFile = join(homedir(), ".zgrid", "tokens.txt"),
 ): ServerAddress {
-  const m = /^tcp:\/\/([^:/?]+|\[[^\]]+\]):(\d{1,5})\/?(?:\?(.*))?$/.exec(url.trim());
-  if (!m) {
-    throw new UrlError(`"${url}" is not a zgrid URL: expected tcp://HOST:PORT?token=TOKEN`);
-  }
-  const [, host, portText, query] = m;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) throw new UrlError(`port ${port} in "${url}" is out of range (1 to 65535)`);
-  const params = new URLSearchParams(query ?? "");
-  const address: ServerAddress = { endpoint: `tcp://${host}:${port}`, host, port };
+  const whole = /^tcp:\/\/([^/?]+)\/?(?:\?(.*))?$/.exec(url.trim());
+  const servers = (whole?.[1] ?? "").split(",").map((hostPort) => {
+    const m = /^([^:/?,]+|\[[^\]]+\]):(\d{1,5})$/.exec(hostPort);
+    if (!m) throw new UrlError(`"${url}" is not a zgrid URL: expected tcp://HOST:PORT?token=TOKEN`);
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) throw new UrlError(`port ${port} in "${url}" is out of range (1 to 65535)`);
+    return { host: m[1], port };
+  });
+  const [{ host, port }] = servers;
+  const params = new URLSearchParams(whole![2] ?? "");
+  const address: ServerAddress = {
+    endpoint: `tcp://${host}:${port}`,
+    endpoints: servers.map((s) => `tcp://${s.host}:${s.port}`),
+    host,
+    port,
+  };
   const saved = params.has("token") ? undefined : savedEntry(tokensFile, `${host}:${port}`);
   const token = params.get("token") ?? saved?.token;
   if (token) address.token = token;

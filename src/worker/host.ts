@@ -91,6 +91,8 @@ export class WorkerHost {
   > &
     Pick<WorkerHostOptions, "threadMemoryLimitMb" | "watchApps">;
   private readonly endpoint: string;
+  /** Every server's endpoint (a server and its standbys): the worker talks to the one serving. */
+  private readonly endpoints: string[];
   private readonly token: string | undefined;
   private readonly serverKey: string | undefined;
   private readonly curveKeyPair: { publicKey: string; secretKey: string } | undefined;
@@ -113,8 +115,9 @@ export class WorkerHost {
   private resolveClosed!: () => void;
 
   constructor(options: WorkerHostOptions) {
-    const { endpoint, token, serverKey } = parseWorkerUrl(options.url);
+    const { endpoint, endpoints, token, serverKey } = parseWorkerUrl(options.url);
     this.endpoint = endpoint;
+    this.endpoints = endpoints;
     this.token = token;
     this.serverKey = serverKey;
     const pair = options.curveKeyPair;
@@ -200,7 +203,7 @@ export class WorkerHost {
     this.fetcher = new PayloadFetcher(this.outbox);
     const outbox = this.outbox;
     this.agents = new AgentRelay((msg, blobs) => outbox.agent(msg, blobs), this.opts.agentTimeoutMs);
-    socket.connect(this.endpoint);
+    for (const endpoint of this.endpoints) socket.connect(endpoint);
     void this.receive(socket);
     this.lastHeard = Date.now();
     this.sendReady();

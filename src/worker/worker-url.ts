@@ -1,9 +1,14 @@
 import { isZ85Key } from "../protocol/z85.js";
 
-/** Where and how a worker host connects: the parts of `tcp://HOST:PORT?token=T`. */
+/**
+ * Where and how a worker host connects: the parts of `tcp://HOST:PORT?token=T`, or of
+ * `tcp://HOST:PORT,HOST2:PORT2?token=T` (a server and its standbys: the worker follows the one serving).
+ */
 export interface WorkerEndpoint {
-  /** The ZeroMQ endpoint, `tcp://HOST:PORT`. */
+  /** The ZeroMQ endpoint, `tcp://HOST:PORT` (the first server's). */
   endpoint: string;
+  /** Every server's endpoint. */
+  endpoints: string[];
   token: string | undefined;
   /** The server's CurveZMQ public key (`&serverKey=`), when it runs with `--curve`. */
   serverKey?: string;
@@ -11,6 +16,13 @@ export interface WorkerEndpoint {
 
 /** Splits a worker URL into the ZeroMQ endpoint and the token; throws a clear Error when it is not one. */
 export function parseWorkerUrl(url: string): WorkerEndpoint {
+  const several = /^tcp:\/\/([^/?]+,[^/?]+)(\/?(?:\?.*)?)$/.exec(url.trim());
+  if (!several) return parseOne(url);
+  const all = several[1].split(",").map((hostPort) => parseOne(`tcp://${hostPort}${several[2]}`));
+  return { ...all[0], endpoints: all.map((a) => a.endpoint) };
+}
+
+function parseOne(url: string): WorkerEndpoint {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -32,7 +44,11 @@ export function parseWorkerUrl(url: string): WorkerEndpoint {
     throw new Error(
       `invalid worker URL "${url}": serverKey is not a CurveZMQ public key (40 Z85 characters, percent-encoded)`,
     );
-  const at: WorkerEndpoint = { endpoint: `tcp://${parsed.host}`, token: token || undefined };
+  const at: WorkerEndpoint = {
+    endpoint: `tcp://${parsed.host}`,
+    endpoints: [`tcp://${parsed.host}`],
+    token: token || undefined,
+  };
   if (serverKey !== undefined) at.serverKey = serverKey;
   return at;
 }
