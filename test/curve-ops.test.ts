@@ -179,6 +179,7 @@ describe("CurveZMQ in operation", () => {
       const bare = `tcp://127.0.0.1:${info.port}`;
       assert.deepEqual(parseServerUrl(bare, file), {
         endpoint: bare,
+        endpoints: [bare],
         host: "127.0.0.1",
         port: info.port,
         token: TOKEN,
@@ -220,6 +221,7 @@ describe("CurveZMQ in operation", () => {
       writeFileSync(file, "h:3,tok,not-a-key\n");
       assert.deepEqual(parseServerUrl("tcp://h:3", file), {
         endpoint: "tcp://h:3",
+        endpoints: ["tcp://h:3"],
         host: "h",
         port: 3,
         token: "tok",

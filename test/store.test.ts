@@ -751,6 +751,48 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
   );
 
   it(
+    "an owner cut off while a standby took over never writes again: it refuses, then stops (exit 1)",
+    { timeout: 120_000 },
+    async () => {
+      const pgUrl = await newDatabase(cluster);
+      const target = { targetHost: "127.0.0.1", targetPort: Number(new URL(pgUrl).port) };
+      let proxy = await FaultProxy.start({ listenHost: "127.0.0.1", ...target });
+      const port = proxy.port;
+      const via = new URL(pgUrl);
+      via.port = String(port);
+      const [a, b] = [await freePorts(4), await freePorts(4)];
+      const pg = ["--store", "postgres", "--pg-url"];
+      const old = spawnCli([...serverArgsOn(a, tempDir(), "f", "f-worker"), ...pg, via.toString()]);
+      cleanup.push(() => old.stop());
+      const c1 = await connect(`tcp://127.0.0.1:${a[0]}?token=f`, { timeoutMs: 10_000 });
+      cleanup.push(() => c1.close());
+      const s = await c1.createSession({ partitionId: "nobody" });
+      const acked = await c1.submitTasks(s, [{ payload: Buffer.from("p") }, { payload: Buffer.from("q") }]);
+      const standby = spawnCli([...serverArgsOn(b, tempDir(), "f", "f-worker"), ...pg, pgUrl, "--standby"]);
+      cleanup.push(() => standby.stop());
+      await waitFor(() => /standby:/.test(standby.stdout()), 20_000, "the standby waiting");
+
+      // The owner's link to the database is cut: PostgreSQL ends its sessions, the lock is free.
+      await proxy.close();
+      await waitFor(() => /server is ready/.test(standby.stdout()), 30_000, "the standby taking over");
+      await assert.rejects(c1.createSession({ partitionId: "nobody" }), { code: ErrorCode.UNAVAILABLE });
+      // The link comes back: the old owner finds the database taken (its retry), writes nothing, stops.
+      proxy = await FaultProxy.start({ listenHost: "127.0.0.1", listenPort: port, ...target });
+      cleanup.push(() => proxy.close());
+      const exit = await Promise.race([
+        old.exited,
+        new Promise((r) => setTimeout(r, 30_000, "still running")),
+      ]);
+      assert.deepEqual(exit, { code: 1, signal: null }, old.stderr());
+      assert.match(old.stderr(), /stopped: another zgrid server owns this database/);
+      const c2 = await connect(`tcp://127.0.0.1:${b[0]}?token=f`, { timeoutMs: 30_000 });
+      cleanup.push(() => c2.close());
+      assert.equal((await c2.countTasks({ sessionId: s })).SUBMITTED, acked.length);
+      assert.equal((await c2.listSessions({ pageSize: 10 })).total, 1, "nothing of the refused request");
+    },
+  );
+
+  it(
     "cut off from the database: serves what it holds, refuses changes (UNAVAILABLE), loses nothing acknowledged",
     { timeout: 120_000 },
     async () => {

@@ -138,6 +138,10 @@ export async function runServer(argv: string[]): Promise<number> {
   );
   await server.closed;
   await dashboard?.close();
+  if (server.fenced !== null) {
+    process.stderr.write(`zgrid server: stopped: ${server.fenced}\n`);
+    return 1;
+  }
   return 0;
 }
 

@@ -9,6 +9,7 @@ import { GridMetrics } from "../metrics/grid-metrics.js";
 import { RequestMetrics } from "../metrics/request-metrics.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { openStore, type Store } from "../store/index.js";
+import { PgStore } from "../store/pg-store.js";
 import { TokenCheck, resolveToken } from "./auth.js";
 import { UserDirectory, readUsersFile } from "./users.js";
 import type { ServerConfig } from "./config.js";
@@ -55,6 +56,8 @@ export class Server implements ServerContext {
   readonly metrics = new RequestMetrics();
   readonly scheduler: Scheduler;
   readonly store: Store;
+  /** Why this server stopped itself: another took its PostgreSQL database (it exits 1). */
+  fenced: string | null = null;
   readonly log: Logger;
   readonly startedAt = new Date();
   readonly version = VERSION;
@@ -109,6 +112,13 @@ export class Server implements ServerContext {
       log: this.log,
     };
     this.store = openStore(config.store, config.dataDir, this.log, config.pgUrl);
+    // Another server owns the database now: this one's state is stale, and clients given both URLs must
+    // find the new owner, so it stops (exit 1).
+    if (this.store instanceof PgStore)
+      this.store.onFenced = (why) => {
+        this.fenced = why;
+        setImmediate(() => void this.shutdown());
+      };
     // After the store: it explains a data dir that cannot be written.
     // Workers have a token of their own (design §3.3): a client's token must not make it a worker, which
     // reads every session's payloads. Generated beside the server token unless --worker-token gives it.

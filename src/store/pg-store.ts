@@ -45,6 +45,8 @@ export class PgStore extends SqlStore {
   private sent: number | null = null;
   /** Set when another server took the database: this one writes no more. */
   private fenced: string | null = null;
+  /** Called once another server took the database: this one must stop serving (its state is stale). */
+  onFenced: ((why: string) => void) | null = null;
   /** The large data of the commit in flight, by result id: its chunks are sent as asked for. */
   private readonly chunks = new Map<string, Buffer>();
 
@@ -74,6 +76,7 @@ export class PgStore extends SqlStore {
         } else {
           this.fenced = msg.message;
           this.log?.fatal({ why: msg.message }, "the PostgreSQL store was taken by another server");
+          this.onFenced?.(msg.message);
         }
         return;
       }
