@@ -217,14 +217,16 @@ port.on("message", (req: PgRead) => {
       answer = { id: req.id, ok: true, rows };
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
-      if (req.kind === "query" && isConnectionError(err)) {
+      const lost = isConnectionError(err);
+      if (req.kind === "query" && lost) {
         reader?.end().catch(() => {});
         reader = null;
       }
       answer = {
         id: req.id,
         ok: false,
-        code: typeof e.code === "string" ? e.code : "",
+        // A connection that broke has no code of its own ("Connection terminated"): it is unreachable.
+        code: lost ? "UNREACHABLE" : typeof e.code === "string" ? e.code : "",
         message: typeof e.message === "string" ? e.message : String(err),
       };
     }
