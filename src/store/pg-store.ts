@@ -6,8 +6,8 @@ import { encodeOwned } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { Result } from "../scheduler/model.js";
 import type { PgAnswer, PgChunk, PgNotice, PgRead, PgThreadInput } from "./pg-thread.js";
-import { DATA_CHUNK_BYTES, SqlStore, type Row } from "./sql-store.js";
-import { StoreOpenError, type StoreStats } from "./store.js";
+import { DATA_CHUNK_BYTES, SqlStore, stopThread, type Row } from "./sql-store.js";
+import { StoreOpenError } from "./store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
 
 /** The advisory lock of a zgrid database: one key for every zgrid server of it. */
@@ -36,9 +36,9 @@ export class PgStore extends SqlStore {
   private readonly flag: Int32Array;
   private nextRead = 1;
   /** Bytes of the database, as last read by the thread. */
-  private sizeBytes = 0;
+  private lastSize = 0;
   /** What a commit means: "fsync" unless the database's settings say otherwise. */
-  private readonly durability: "fsync" | "none";
+  protected readonly durability: "fsync" | "none";
   /** The URL without its password. */
   readonly location: string;
   /** The commit sent and not answered yet. */
@@ -65,7 +65,7 @@ export class PgStore extends SqlStore {
     this.thread.unref();
     this.thread.on("message", (msg: CommitReply | PgNotice) => {
       if ("kind" in msg) {
-        if (msg.kind === "size") this.sizeBytes = msg.bytes;
+        if (msg.kind === "size") this.lastSize = msg.bytes;
         else if (msg.kind === "chunk") {
           // A copy of its own, moved to the thread: a view would be sent with the whole data under it.
           const data = this.chunks.get(msg.resultId);
@@ -94,7 +94,7 @@ export class PgStore extends SqlStore {
     });
     let settings: Row;
     try {
-      settings = this.call({ id: 0, kind: "open" }, OPEN_MS)[0];
+      settings = this.call({ kind: "open" }, OPEN_MS)[0];
     } catch (err) {
       void this.thread.terminate();
       const e = err as ZgridError;
@@ -110,7 +110,7 @@ export class PgStore extends SqlStore {
   }
 
   /** A read: waits on this thread for the store thread's answer (at most `ms`). */
-  private call(req: PgRead, ms = READ_MS): Row[] {
+  private call(req: Omit<PgRead, "id">, ms = READ_MS): Row[] {
     const id = this.nextRead++;
     Atomics.store(this.flag, 0, 0);
     this.port.postMessage({ ...req, id });
@@ -134,13 +134,9 @@ export class PgStore extends SqlStore {
     }
   }
 
+  /** An error the thread answered: "UNREACHABLE" is its code for a connection lost or never made. */
   private readError(code: string, message: string): ZgridError {
-    if (
-      code === "ECONNREFUSED" ||
-      code === "UNREACHABLE" ||
-      /^(08|57P0)/.test(code) ||
-      /^E[A-Z]+$/.test(code)
-    )
+    if (code === "UNREACHABLE")
       return new ZgridError(
         ErrorCode.UNAVAILABLE,
         `the PostgreSQL store ${this.location} is unreachable (${message})`,
@@ -149,7 +145,7 @@ export class PgStore extends SqlStore {
   }
 
   protected all(sql: string, params: readonly unknown[] = []): Row[] {
-    return this.call({ id: 0, kind: "query", sql, params: [...params] });
+    return this.call({ kind: "query", sql, params: [...params] });
   }
 
   protected send(id: number, ops: unknown[][], chunked: readonly Result[]): void {
@@ -188,22 +184,12 @@ export class PgStore extends SqlStore {
     return new ZgridError(e.code, `${e.message}: nothing of this request was kept`);
   }
 
-  stats(): StoreStats {
-    return {
-      name: this.name,
-      sizeBytes: this.sizeBytes,
-      pendingWrites: this.pendingWrites,
-      location: this.location,
-      durability: this.durability,
-      ...(this.failure === null ? {} : { failure: this.failure }),
-    };
+  protected sizeBytes(): number {
+    return this.lastSize;
   }
 
   protected async closeBackend(): Promise<void> {
-    const exited = new Promise<void>((resolve) => this.thread.once("exit", () => resolve()));
-    this.thread.ref();
-    this.thread.postMessage("close");
-    await exited;
+    await stopThread(this.thread);
     this.port.close();
   }
 }

@@ -237,7 +237,7 @@ port.on("message", (req: PgRead) => {
 });
 
 /** An error of the connection (it is gone or never came), not of the statement. */
-export function isConnectionError(err: unknown): boolean {
+function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && /^(08|57P0)/.test(code)) return true;
   if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ETIMEDOUT, ...
@@ -372,7 +372,8 @@ parentPort!.on("message", (msg: CommitRequest | PgChunk | "close") => {
       await runCommit(decode(msg.ops) as Batch);
       reply = { id: msg.id, ok: true, ms: performance.now() - t0 };
     } catch (err) {
-      if (isConnectionError(err)) {
+      const lost = isConnectionError(err);
+      if (lost) {
         writer?.end().catch(() => {});
         writer = null;
       }
@@ -380,7 +381,7 @@ parentPort!.on("message", (msg: CommitRequest | PgChunk | "close") => {
       reply = {
         id: msg.id,
         ok: false,
-        code: isConnectionError(err) ? "UNREACHABLE" : typeof e.code === "string" ? e.code : "",
+        code: lost ? "UNREACHABLE" : typeof e.code === "string" ? e.code : "",
         message: typeof e.message === "string" ? e.message : String(err),
       };
     }

@@ -1,3 +1,4 @@
+import type { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
 import { type ZgridError, failedPrecondition } from "../protocol/errors.js";
@@ -18,7 +19,7 @@ const FLUSH_RECORDS = 20_000;
 /** After a failed commit, try again this often (the disk or the database may take writes again). */
 const RETRY_MS = 500;
 /** Data up to this size is kept in the result's row, larger data in chunk rows. */
-export const INLINE_DATA_BYTES = 16 * 1024;
+const INLINE_DATA_BYTES = 16 * 1024;
 /** Result data is stored in rows of this size, and read back by range. */
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Rows a scan of stored records reads at a time (one statement each, none held open between). */
@@ -99,7 +100,23 @@ export abstract class SqlStore implements Store {
 
   /** The rows of a query, read at once (`?` placeholders). */
   protected abstract all(sql: string, params?: readonly unknown[]): Row[];
-  abstract stats(): StoreStats;
+  /** Where the data lives (a file, a URL without its password). */
+  abstract readonly location: string;
+  /** What a commit means (StoreStats.durability). */
+  protected abstract readonly durability: StoreStats["durability"];
+  /** Bytes the store takes now. */
+  protected abstract sizeBytes(): number;
+
+  stats(): StoreStats {
+    return {
+      name: this.name,
+      sizeBytes: this.sizeBytes(),
+      pendingWrites: this.pendingWrites,
+      location: this.location,
+      durability: this.durability,
+      ...(this.failure === null ? {} : { failure: this.failure }),
+    };
+  }
 
   private get(sql: string, params?: readonly unknown[]): Row | undefined {
     return this.all(sql, params)[0];
@@ -579,6 +596,14 @@ export abstract class SqlStore implements Store {
     if (this.timer) clearTimeout(this.timer);
     await this.closeBackend();
   }
+}
+
+/** Asks a store's thread to close (it answers "close" by ending its connections) and waits for its exit. */
+export async function stopThread(thread: Worker): Promise<void> {
+  const exited = new Promise<void>((resolve) => thread.once("exit", () => resolve()));
+  thread.ref();
+  thread.postMessage("close");
+  await exited;
 }
 
 /**

@@ -14,8 +14,8 @@ import {
   type CommitRequest,
   type WriterInput,
 } from "./write-ops.js";
-import { DATA_CHUNK_BYTES, SqlStore, type ResultDoc, type Row } from "./sql-store.js";
-import { StoreOpenError, type StoreStats } from "./store.js";
+import { DATA_CHUNK_BYTES, SqlStore, stopThread, type ResultDoc, type Row } from "./sql-store.js";
+import { StoreOpenError } from "./store.js";
 
 export { StoreOpenError };
 
@@ -231,7 +231,13 @@ export class SqliteStore extends SqlStore {
     );
   }
 
-  stats(): StoreStats {
+  /** The file (the path it was opened with). */
+  get location(): string {
+    return this.file;
+  }
+  protected readonly durability = "fsync";
+
+  protected sizeBytes(): number {
     let size = 0;
     for (const f of [this.file, `${this.file}-wal`]) {
       try {
@@ -240,21 +246,11 @@ export class SqliteStore extends SqlStore {
         /* not there yet */
       }
     }
-    return {
-      name: this.name,
-      sizeBytes: size,
-      pendingWrites: this.pendingWrites,
-      location: this.file,
-      durability: "fsync",
-      ...(this.failure === null ? {} : { failure: this.failure }),
-    };
+    return size;
   }
 
   protected async closeBackend(): Promise<void> {
-    const exited = new Promise<void>((resolve) => this.writer.once("exit", () => resolve()));
-    this.writer.ref();
-    this.writer.postMessage("close");
-    await exited;
+    await stopThread(this.writer);
     this.db.close();
     this.unlock();
   }
