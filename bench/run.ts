@@ -23,6 +23,9 @@ import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
 import { intFlag, parse, UsageError } from "../src/cli/usage.js";
 import { hasIdleMemoryAddon } from "../src/gc.js";
+import { freePort } from "../test/helpers.js";
+import { newDatabase, postgresUnavailable, startPostgres } from "../test/postgres.js";
+import { bullmq, graphileWorker, startRedis, type PeerRun } from "./peers.js";
 import type { ProbeInput } from "./status-probe.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -39,10 +42,20 @@ const BENCHES = [
   "memory",
   "history",
   "finished",
+  "postgres",
+  "peers",
 ];
 const USAGE = `usage: node dist/bench/run.js [--only ${BENCHES.join(",")}] [--tasks N] [--runs N]
-  [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--finished-tasks N] [--profile DIR]
-Prints one JSON line per figure.`;
+  [--slots N] [--batch N] [--recovery-tasks N] [--memory-tasks N] [--finished-tasks N] [--pg-tasks N] [--profile DIR]
+Prints one JSON line per figure. postgres and peers start a throw-away PostgreSQL cluster (Debian's
+postgresql package); peers runs BullMQ where redis-server is installed.`;
+
+/** What the options set for every bench. */
+const settings = { runs: 3, slots: 2, batch: 10_000 };
+
+function emit(o: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify(o) + "\n");
+}
 
 /** `--profile DIR`: node's CPU profiler on the server and worker processes, profiles written to DIR. */
 let profileArgs: string[] = [];
@@ -70,9 +83,9 @@ interface Grid {
 }
 
 /** A server and `hosts` worker hosts of `slots` slots each, default settings otherwise. */
-async function startGrid(store: string, slots: number, hosts = 1): Promise<Grid> {
+async function startGrid(store: string, slots: number, hosts = 1, serverArgs: string[] = []): Promise<Grid> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
-  const { server, url, workerUrl } = await startServerProcess(dir, store);
+  const { server, url, workerUrl } = await startServerProcess(dir, store, serverArgs);
   const deadline = Date.now() + 20_000;
   const workers = Array.from({ length: hosts }, () =>
     track(
@@ -196,10 +209,20 @@ async function latency(client: ZgridClient, n: number): Promise<number[]> {
 async function startServerProcess(
   dir: string,
   store: string,
+  extra: string[] = [],
 ): Promise<{ server: ChildProcess; url: string; workerUrl: string }> {
+  const server = spawnServer(dir, store, extra, false);
+  return { server, ...(await serverInfo(dir, server, 120_000)) };
+}
+
+/**
+ * `zgrid server` on `dir` (its connection-info file: DIR/info.json, removed first), ports of its own;
+ * `watch`: its stdout is piped to read what it says.
+ */
+function spawnServer(dir: string, store: string, extra: string[], watch: boolean): ChildProcess {
   const infoFile = join(dir, "info.json");
   rmSync(infoFile, { force: true });
-  const server = track(
+  return track(
     spawn(
       process.execPath,
       [
@@ -224,17 +247,26 @@ async function startServerProcess(
         infoFile,
         "--log-level",
         "warn",
+        ...extra,
       ],
-      { stdio: ["ignore", "ignore", "inherit"] },
+      { stdio: ["ignore", watch ? "pipe" : "ignore", "inherit"] },
     ),
   );
-  const deadline = Date.now() + 120_000;
+}
+
+/** The URLs of the server started on `dir`, once it wrote them (it serves). */
+async function serverInfo(
+  dir: string,
+  server: ChildProcess,
+  timeoutMs: number,
+): Promise<{ url: string; workerUrl: string }> {
+  const infoFile = join(dir, "info.json");
+  const deadline = Date.now() + timeoutMs;
   while (!existsSync(infoFile)) {
     if (Date.now() > deadline || server.exitCode !== null) throw new Error("the server did not start");
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 5));
   }
-  const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; workerUrl: string };
-  return { server, url: info.url, workerUrl: info.workerUrl };
+  return JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; workerUrl: string };
 }
 
 async function queueTasks(url: string, n: number): Promise<void> {
@@ -276,6 +308,55 @@ async function recovery(tasks: number): Promise<Record<string, unknown>> {
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * PostgreSQL failover: a server owning the database `pgUrl` with `tasks` queued tasks and a standby
+ * waiting on it; the owner is killed -9, and the time runs until the standby answers with every task.
+ */
+async function failover(pgUrl: string, tasks: number): Promise<Record<string, unknown>> {
+  const ownerDir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  const standbyDir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
+  const pg = ["--pg-url", pgUrl];
+  try {
+    const owner = await startServerProcess(ownerDir, "postgres", pg);
+    await queueTasks(owner.url, tasks);
+    const standby = spawnServer(standbyDir, "postgres", [...pg, "--standby"], true);
+    // It says that it waits for the owner: then it polls the database's lock.
+    let said = "";
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the standby did not wait: ${said}`)), 60_000);
+      standby.stdout!.on("data", (chunk: Buffer) => {
+        said += chunk.toString();
+        if (/standby: /.test(said)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    standby.stdout!.resume();
+    owner.server.kill("SIGKILL");
+    await new Promise((r) => owner.server.once("exit", r));
+    const started = process.hrtime.bigint();
+    const info = await serverInfo(standbyDir, standby, 120_000);
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    const counts = await client.countTasks();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    await client.close();
+    standby.kill("SIGTERM");
+    await new Promise((r) => standby.once("exit", r));
+    return {
+      bench: "failover",
+      store: "postgres",
+      tasks,
+      seconds: +seconds.toFixed(3),
+      recovered_queued: counts.SUBMITTED,
+      target_s: 5,
+    };
+  } finally {
+    rmSync(ownerDir, { recursive: true, force: true });
+    rmSync(standbyDir, { recursive: true, force: true });
   }
 }
 
@@ -528,6 +609,93 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+interface StoreRun {
+  throughput: boolean;
+  latency: boolean;
+  tasks: number;
+  /** Peers' figures measured in this run, printed beside ours (the ratio to the first). */
+  beside?: Record<string, number>;
+}
+
+/** Throughput (median of `runs`) and one-at-a-time latency on one store, one JSON line each. */
+async function storeFigures(store: string, serverArgs: string[], what: StoreRun): Promise<void> {
+  const { tasks } = what;
+  const grid = await startGrid(store, settings.slots, 1, serverArgs);
+  const client = await connect(grid.url, { timeoutMs: 120_000 });
+  try {
+    if (what.throughput) {
+      await throughput(client, Math.min(tasks, 20_000), settings.batch); // warm-up
+      const seconds: number[] = [];
+      for (let r = 0; r < settings.runs; r++) seconds.push(await throughput(client, tasks, settings.batch));
+      const s = median(seconds);
+      const perS = Math.round(tasks / s);
+      const beside: Record<string, unknown> = {};
+      for (const [name, figure] of Object.entries(what.beside ?? {})) {
+        beside[`${name}_per_s`] = figure;
+        beside[`ratio_to_${name}`] = +(perS / figure).toFixed(2);
+      }
+      emit({
+        bench: "throughput",
+        store,
+        tasks,
+        seconds: +s.toFixed(3),
+        tasks_per_s: perS,
+        runs: settings.runs,
+        all_tasks_per_s: seconds.map((x) => Math.round(tasks / x)),
+        ...beside,
+      });
+    }
+    if (what.latency) {
+      await latency(client, 200);
+      const s = await latency(client, 2000);
+      // Design §10: memory p50 ≤ 300 µs; a durable store, where the submission and the output are each
+      // fsynced before the client hears of them, p50 ≤ 2 × the data disk's fdatasync p50 + 200 µs.
+      const fsync = store === "memory" ? 0 : fdatasyncP50(grid.dir);
+      emit({
+        bench: "latency",
+        store,
+        tasks: s.length,
+        p50_us: Math.round(s[Math.floor(s.length * 0.5)]),
+        p99_us: Math.round(s[Math.floor(s.length * 0.99)]),
+        ...(store === "memory" ? {} : { fdatasync_p50_us: Math.round(fsync) }),
+        target_p50_us: store === "memory" ? 300 : Math.round(2 * fsync + 200),
+      });
+    }
+  } finally {
+    await client.close();
+    await stopGrid(grid);
+  }
+}
+
+/** A peer's runs: one JSON line (median, every run), and the median in jobs/s, or null if skipped. */
+async function peerFigures(
+  peer: string,
+  on: string,
+  jobs: number,
+  run: () => Promise<PeerRun>,
+): Promise<number | null> {
+  const seconds: number[] = [];
+  for (let r = 0; r < settings.runs; r++) {
+    const got = await run();
+    if ("skipped" in got) {
+      emit({ bench: "peer", peer, skipped: got.skipped });
+      return null;
+    }
+    seconds.push(got.seconds);
+  }
+  const perS = Math.round(jobs / median(seconds));
+  emit({
+    bench: "peer",
+    peer,
+    on,
+    jobs,
+    jobs_per_s: perS,
+    runs: settings.runs,
+    all_jobs_per_s: seconds.map((x) => Math.round(jobs / x)),
+  });
+  return perS;
+}
+
 const OPTIONS = {
   only: { type: "string" },
   tasks: { type: "string" },
@@ -537,6 +705,7 @@ const OPTIONS = {
   "recovery-tasks": { type: "string" },
   "memory-tasks": { type: "string" },
   "finished-tasks": { type: "string" },
+  "pg-tasks": { type: "string" },
   profile: { type: "string" },
   // The names of before, kebab-case now like the CLI's: still taken, with a note.
   recoveryTasks: { type: "string" },
@@ -560,57 +729,24 @@ async function main(): Promise<void> {
   const unknown = [...only].filter((b) => !BENCHES.includes(b));
   if (unknown.length > 0) throw new UsageError(`no bench named ${unknown.join(", ")}`);
   const tasks = intFlag(values.tasks, "--tasks", 1) ?? 200_000;
-  const runs = intFlag(values.runs, "--runs", 1) ?? 3;
-  const slots = intFlag(values.slots, "--slots", 1) ?? 2;
-  const batch = intFlag(values.batch, "--batch", 1) ?? 10_000;
+  const runs = (settings.runs = intFlag(values.runs, "--runs", 1) ?? 3);
+  const slots = (settings.slots = intFlag(values.slots, "--slots", 1) ?? 2);
+  const batch = (settings.batch = intFlag(values.batch, "--batch", 1) ?? 10_000);
+  const pgTasks = intFlag(values["pg-tasks"], "--pg-tasks", 1) ?? 50_000;
   const recoveryTasks =
     intFlag(renamed(values, "recovery-tasks", "recoveryTasks"), "--recovery-tasks", 1) ?? 100_000;
   const memoryTasks =
     intFlag(renamed(values, "memory-tasks", "memoryTasks"), "--memory-tasks", 1) ?? 1_000_000;
   const finishedTasks = intFlag(values["finished-tasks"], "--finished-tasks", 1) ?? 1_000_000;
   if (typeof values.profile === "string") profileArgs = ["--cpu-prof", "--cpu-prof-dir", values.profile];
-  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + "\n");
 
   for (const store of ["memory", "sqlite"]) {
     if (!only.has("throughput") && !only.has("latency")) break;
-    const grid = await startGrid(store, slots);
-    const client = await connect(grid.url, { timeoutMs: 120_000 });
-    try {
-      if (only.has("throughput")) {
-        await throughput(client, Math.min(tasks, 20_000), batch); // warm-up
-        const seconds: number[] = [];
-        for (let r = 0; r < runs; r++) seconds.push(await throughput(client, tasks, batch));
-        const s = median(seconds);
-        emit({
-          bench: "throughput",
-          store,
-          tasks,
-          seconds: +s.toFixed(3),
-          tasks_per_s: Math.round(tasks / s),
-          runs,
-          all_tasks_per_s: seconds.map((x) => Math.round(tasks / x)),
-        });
-      }
-      if (only.has("latency")) {
-        await latency(client, 200);
-        const s = await latency(client, 2000);
-        // Design §10: memory p50 ≤ 300 µs; SQLite, where the submission and the output are each
-        // fsynced before the client hears of them, p50 ≤ 2 × the data disk's fdatasync p50 + 200 µs.
-        const fsync = store === "sqlite" ? fdatasyncP50(grid.dir) : 0;
-        emit({
-          bench: "latency",
-          store,
-          tasks: s.length,
-          p50_us: Math.round(s[Math.floor(s.length * 0.5)]),
-          p99_us: Math.round(s[Math.floor(s.length * 0.99)]),
-          ...(store === "sqlite" ? { fdatasync_p50_us: Math.round(fsync) } : {}),
-          target_p50_us: store === "sqlite" ? Math.round(2 * fsync + 200) : 300,
-        });
-      }
-    } finally {
-      await client.close();
-      await stopGrid(grid);
-    }
+    await storeFigures(store, [], {
+      throughput: only.has("throughput"),
+      latency: only.has("latency"),
+      tasks,
+    });
   }
   if (only.has("scaling")) {
     for (const hosts of [1, 2, 4]) {
@@ -664,6 +800,55 @@ async function main(): Promise<void> {
   if (only.has("memory")) emit(await memory(memoryTasks));
   if (only.has("history")) emit(await history(20, 5000, 10_000));
   if (only.has("finished")) emit(await finished(finishedTasks));
+  if (only.has("postgres") || only.has("peers"))
+    await postgresFigures(only, { tasks, pgTasks, recoveryTasks });
+}
+
+/**
+ * On a throw-away PostgreSQL cluster: graphile-worker (peers), zgrid's throughput and latency on it
+ * beside that figure, failover with `recoveryTasks` queued (postgres); BullMQ on a Redis of our own
+ * (peers), `tasks` jobs.
+ */
+async function postgresFigures(
+  only: Set<string>,
+  { tasks, pgTasks, recoveryTasks }: { tasks: number; pgTasks: number; recoveryTasks: number },
+): Promise<void> {
+  const why = postgresUnavailable();
+  if (why !== null) {
+    emit({ bench: "postgres", skipped: why });
+    return;
+  }
+  const pg = await startPostgres();
+  try {
+    const beside: Record<string, number> = {};
+    if (only.has("peers")) {
+      const gw = await peerFigures("graphile-worker", "postgresql", pgTasks, async () =>
+        graphileWorker(await newDatabase(pg), pgTasks, settings.batch),
+      );
+      if (gw !== null) beside.graphile_worker = gw;
+    }
+    if (only.has("postgres")) {
+      const args = ["--pg-url", await newDatabase(pg)];
+      await storeFigures("postgres", args, { throughput: true, latency: true, tasks: pgTasks, beside });
+      emit(await failover(await newDatabase(pg), recoveryTasks));
+    }
+  } finally {
+    await pg.stop();
+  }
+  if (!only.has("peers")) return;
+  const port = await freePort();
+  const redis = await startRedis(port);
+  if (redis === null) {
+    emit({ bench: "peer", peer: "bullmq", skipped: "no redis-server (Debian's redis-server package)" });
+    return;
+  }
+  track(redis);
+  try {
+    // As many jobs as zgrid's throughput bench runs tasks, beside which it is printed.
+    await peerFigures("bullmq", "redis", tasks, () => bullmq(port, tasks, settings.batch));
+  } finally {
+    redis.kill("SIGTERM");
+  }
 }
 
 main().then(
