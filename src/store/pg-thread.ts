@@ -166,6 +166,7 @@ async function open(): Promise<Record<string, unknown>[]> {
   await c.query("BEGIN");
   try {
     await c.query(SCHEMA);
+    await c.query(COMMIT_FUNCTION);
     await c.query(
       "INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       [String(PG_SCHEMA_VERSION)],
@@ -291,26 +292,151 @@ const SINGLE: Record<number, [sql: string, arity: number][]> = Object.fromEntrie
   }).map(([op, list]) => [op, list.map((sql) => [sql, new Set(sql.match(/\$\d+/g)).size])]),
 );
 
+/**
+ * The hot path's commit in one statement, one round trip (a transaction of BEGIN, a statement a kind and
+ * COMMIT took six): the upserts of every kind, then the keyed submissions' records, the expired ones
+ * forgotten first. An absent kind is an empty array. The bytes of every record (docs, inline data) come
+ * as one binary `blob` and, for each bytes column, arrays of 1-based offsets and lengths into it (-1: SQL
+ * NULL): node-postgres would send a bytea[] as text, each value hex-encoded and parsed again.
+ */
+const COMMIT_FUNCTION = `
+  CREATE OR REPLACE FUNCTION zgrid_commit(
+    blob bytea,
+    s_id text[], s_doc_at int[], s_doc_len int[],
+    r_id text[], r_session text[], r_status text[], r_doc_at int[], r_doc_len int[], r_data_at int[], r_data_len int[],
+    o_id bigint[], o_doc_at int[], o_doc_len int[],
+    t_id text[], t_session text[], t_seq bigint[], t_status text[], t_doc_at int[], t_doc_len int[],
+    expire_before bigint,
+    q_key bytea[], q_at bigint[], q_session text[], q_first_seq bigint[], q_count bigint[], q_first_task text[]
+  ) RETURNS void LANGUAGE plpgsql AS $$
+  BEGIN
+    IF cardinality(s_id) > 0 THEN
+      INSERT INTO sessions (id, doc)
+        SELECT id, substring(blob FROM a FOR n) FROM unnest(s_id, s_doc_at, s_doc_len) AS u(id, a, n)
+        ON CONFLICT (id) DO UPDATE SET doc = excluded.doc;
+    END IF;
+    IF cardinality(r_id) > 0 THEN
+      INSERT INTO results (id, session_id, status, doc, data)
+        SELECT id, session_id, status, substring(blob FROM a FOR n),
+               CASE WHEN dn < 0 THEN NULL ELSE substring(blob FROM da FOR dn) END
+        FROM unnest(r_id, r_session, r_status, r_doc_at, r_doc_len, r_data_at, r_data_len)
+          AS u(id, session_id, status, a, n, da, dn)
+        ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data);
+    END IF;
+    IF cardinality(o_id) > 0 THEN
+      INSERT INTO task_options (id, doc)
+        SELECT id, substring(blob FROM a FOR n) FROM unnest(o_id, o_doc_at, o_doc_len) AS u(id, a, n)
+        ON CONFLICT (id) DO UPDATE SET doc = excluded.doc;
+    END IF;
+    IF cardinality(t_id) > 0 THEN
+      INSERT INTO tasks (id, session_id, seq, status, doc)
+        SELECT id, session_id, seq, status, substring(blob FROM a FOR n)
+        FROM unnest(t_id, t_session, t_seq, t_status, t_doc_at, t_doc_len) AS u(id, session_id, seq, status, a, n)
+        ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, seq = excluded.seq, status = excluded.status, doc = excluded.doc;
+    END IF;
+    IF expire_before IS NOT NULL THEN
+      DELETE FROM requests WHERE at < expire_before;
+    END IF;
+    IF cardinality(q_key) > 0 THEN
+      INSERT INTO requests (key, at, session_id, first_seq, count, first_task_id)
+        SELECT * FROM unnest(q_key, q_at, q_session, q_first_seq, q_count, q_first_task)
+        ON CONFLICT (key) DO UPDATE SET at = excluded.at, session_id = excluded.session_id, first_seq = excluded.first_seq, count = excluded.count, first_task_id = excluded.first_task_id;
+    END IF;
+  END $$;
+`;
+
+/** The columns of each kind of upsert, in zgrid_commit's order; true: a bytes column (in the blob). */
+const COLUMNS: [kind: number, bytes: boolean[]][] = [
+  [Op.Session, [false, true]],
+  [Op.Result, [false, false, false, true, true]],
+  [Op.Options, [false, true]],
+  [Op.Task, [false, false, false, false, true]],
+];
+const REQUEST_COLUMNS = 6;
+
+/** zgrid_commit's arguments: the blob of every bytes value, then each kind's columns. */
+function commitArguments(
+  columns: Map<number, unknown[][]>,
+  requests: Iterable<unknown[]>,
+  expireBefore: number | null,
+): unknown[] {
+  const parts: Buffer[] = [];
+  let at = 1;
+  const args: unknown[] = [null];
+  for (const [kind, isBytes] of COLUMNS) {
+    const cols = columns.get(kind)!;
+    isBytes.forEach((b, c) => {
+      if (!b) {
+        args.push(cols[c]);
+        return;
+      }
+      const values = cols[c] as (Buffer | null | undefined)[];
+      const offsets = new Array<number>(values.length);
+      const lengths = new Array<number>(values.length);
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        offsets[i] = at;
+        if (v == null) {
+          lengths[i] = -1;
+          continue;
+        }
+        lengths[i] = v.length;
+        parts.push(v);
+        at += v.length;
+      }
+      args.push(offsets, lengths);
+    });
+  }
+  args[0] = Buffer.concat(parts, at - 1);
+  args.push(expireBefore);
+  const q: unknown[][] = Array.from({ length: REQUEST_COLUMNS }, () => []);
+  for (const op of requests) {
+    // A request's key holds a NUL (session and key), which a text column refuses: it is bytea here.
+    q[0].push(Buffer.from(op[1] as string));
+    for (let i = 2; i <= REQUEST_COLUMNS; i++) q[i - 1].push(op[i]);
+  }
+  args.push(...q);
+  return args;
+}
+
 /** Runs a commit's operations in one transaction on the writer's connection. */
 async function runCommit(ops: Batch): Promise<void> {
   const c = await writerClient();
   const columns = new Map<number, unknown[][]>();
+  for (const [kind, isBytes] of COLUMNS)
+    columns.set(
+      kind,
+      isBytes.map(() => []),
+    );
   const rest: Batch = [];
+  // Keyed submissions: the newest record of each key (a statement may touch a row once).
+  const requests = new Map<string, unknown[]>();
+  let expireBefore: number | null = null;
+  let simple = true;
   for (const op of ops) {
     const kind = op[0] as number;
-    if (!(kind in UPSERT)) {
-      rest.push(op);
+    const cols = columns.get(kind);
+    if (cols) {
+      for (let i = 1; i < op.length; i++) cols[i - 1].push(bytes(op[i]));
       continue;
     }
-    let cols = columns.get(kind);
-    if (!cols) columns.set(kind, (cols = Array.from({ length: op.length - 1 }, () => [])));
-    for (let i = 1; i < op.length; i++) cols[i - 1].push(bytes(op[i]));
+    rest.push(op);
+    if (kind === Op.Request) requests.set(op[1] as string, op);
+    else if (kind === Op.ExpireRequests) expireBefore = Math.max(expireBefore ?? 0, op[1] as number);
+    else simple = false;
+  }
+  if (simple) {
+    // The hot path: upserts and keyed submissions only, one statement (its own transaction).
+    const values = commitArguments(columns, requests.values(), expireBefore);
+    const text = `SELECT zgrid_commit(${values.map((_, i) => `$${i + 1}`).join(", ")})`;
+    await c.query({ name: "zgrid_commit", text, values });
+    return;
   }
   await c.query("BEGIN");
   try {
-    for (const kind of [Op.Session, Op.Result, Op.Options, Op.Task]) {
-      const cols = columns.get(kind);
-      if (cols) await c.query(UPSERT[kind], cols);
+    for (const [kind] of COLUMNS) {
+      const cols = columns.get(kind)!;
+      if (cols[0].length > 0) await c.query(UPSERT[kind as keyof typeof UPSERT], cols);
     }
     for (const op of rest) {
       const statements = SINGLE[op[0] as number];
@@ -318,7 +444,6 @@ async function runCommit(ops: Batch): Promise<void> {
       const params = op.slice(1).map(bytes);
       if (op[0] === Op.Data)
         params[2] = await chunk(params[0] as string, params[1] as number, params[2] as number);
-      // A request's key holds a NUL (session and key), which a text column refuses: it is bytea here.
       if (op[0] === Op.Request) params[0] = Buffer.from(params[0] as string);
       for (const [sql, arity] of statements) await c.query(sql, params.slice(0, arity));
     }
