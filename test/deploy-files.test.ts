@@ -13,6 +13,7 @@ import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { parseAllDocuments } from "yaml";
+import { STANDBY_FILE } from "../src/cli/server-cmd.js";
 import { CLI, ROOT } from "./helpers.js";
 
 /** apiVersion/kind → its model, whose validate() checks an object against the API's schema. */
@@ -136,6 +137,52 @@ describe("deployment files", () => {
       const images = [...out.stdout.matchAll(/image: (\S+)/g)].map((m) => m[1]);
       assert.ok(images.length >= 2, "the server and the worker name an image");
       for (const image of images) assert.equal(image, "zgrid:0.1.0");
+    },
+  );
+
+  it(
+    "the PostgreSQL variant renders two server replicas on --store postgres --standby, the URL from a Secret, no volume claim, a standby alive by its marker",
+    { skip: kubectl ? false : "kubectl is not installed" },
+    () => {
+      const dir = join(ROOT, "deploy/kubernetes-postgres");
+      const out = spawnSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(out.status, 0, out.stderr);
+      const rendered = objects(out.stdout, "kubectl kustomize deploy/kubernetes-postgres");
+      for (const o of rendered) validate(o, "rendered");
+      const set = rendered.find((o) => o.kind === "StatefulSet") as unknown as {
+        spec: {
+          replicas: number;
+          podManagementPolicy: string;
+          volumeClaimTemplates?: unknown;
+          template: {
+            spec: {
+              volumes: { name: string; emptyDir?: object }[];
+              containers: {
+                args: string[];
+                env: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+                livenessProbe: { exec: { command: string[] } };
+                readinessProbe: { exec: { command: string[] } };
+              }[];
+            };
+          };
+        };
+      };
+      assert.equal(set.spec.replicas, 2);
+      assert.equal(set.spec.podManagementPolicy, "Parallel");
+      assert.equal(set.spec.volumeClaimTemplates, undefined);
+      assert.deepEqual(set.spec.template.spec.volumes, [{ name: "data", emptyDir: {} }]);
+      const c = set.spec.template.spec.containers[0];
+      assert.deepEqual(c.args.slice(-3), ["--store", "postgres", "--standby"]);
+      assert.deepEqual(c.env.find((e) => e.name === "ZGRID_PG_URL")?.valueFrom?.secretKeyRef, {
+        name: "zgrid-postgres",
+        key: "url",
+      });
+      // Alive: a standby by the file it keeps in its data dir while it waits, an owner by ruok; ready:
+      // the owner only, so that the Services send clients and workers to it.
+      const live = c.livenessProbe.exec.command.join(" ");
+      assert.match(live, new RegExp(`test -f /data/${STANDBY_FILE} \\|\\| node \\S+ ruok `));
+      assert.doesNotMatch(c.readinessProbe.exec.command.join(" "), /standby/);
+      assert.ok(c.args.includes("--data-dir") && c.args[c.args.indexOf("--data-dir") + 1] === "/data");
     },
   );
 

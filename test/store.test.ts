@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -695,8 +695,9 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
         s,
         Array.from({ length: 2000 }, () => ({ payload: Buffer.from("p") })),
       );
+      const standbyDir = tempDir();
       const standbyArgs = [
-        ...serverArgsOn(b, tempDir(), "ha", "ha-worker"),
+        ...serverArgsOn(b, standbyDir, "ha", "ha-worker"),
         "--store",
         "postgres",
         "--pg-url",
@@ -711,6 +712,9 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
         "the standby waiting",
       );
       assert.doesNotMatch(standby.stdout(), /server is ready/, "a standby binds nothing while it waits");
+      // What a liveness probe reads of a standby, which answers no ruok.
+      const marker = join(standbyDir, "standby");
+      assert.match(readFileSync(marker, "utf8"), /^\d+ another zgrid server owns the database\n$/);
 
       leader.child.kill("SIGKILL");
       await leader.exited;
@@ -725,6 +729,7 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
       assert.ok(took < 20_000, `took over after ${took} ms`);
       const counts = await client.countTasks({ sessionId: s });
       assert.equal(counts.SUBMITTED, acked.length, JSON.stringify(counts));
+      assert.equal(existsSync(marker), false, "the owner it became is no standby");
       // The worker followed too: new work runs on it.
       const hello = await client.createSession({ applicationName: "hello" });
       const sums = await client.submitTasks(

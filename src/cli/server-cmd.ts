@@ -1,5 +1,6 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { redact, waitForFreeDatabase } from "../store/pg-store.js";
-import { resolve } from "node:path";
 import {
   ConfigError,
   flagsToKeys,
@@ -21,6 +22,9 @@ daemons, each on its own port. Every option is also an environment variable and 
 JSON file; the flag wins over the environment, which wins over the file.
 
 ${optionsHelp(SERVER_OPTIONS)}`;
+
+/** In the data dir while `--standby` waits for the database (its pid and why it waits). */
+export const STANDBY_FILE = "standby";
 
 /** Reads flags, environment and config file into a ServerConfig. */
 export function serverConfigFrom(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig | null {
@@ -50,6 +54,8 @@ export async function runServer(argv: string[]): Promise<number> {
   }
   let server: Server;
   let info;
+  // A standby's marker left by a process that died while it waited: this one is not waiting (yet).
+  rmSync(join(config.dataDir, STANDBY_FILE), { force: true });
   for (;;) {
     if (config.standby && !(await standBy(config))) return 0;
     try {
@@ -179,20 +185,25 @@ function withoutToken(url: string): string {
 
 /**
  * `--standby`: waits, no port bound, until no server owns the database; false if SIGTERM or SIGINT
- * came first (the standby exits 0).
+ * came first (the standby exits 0). While it waits, DATA_DIR/standby says so (a liveness probe cannot
+ * ask a server that binds no port: Kubernetes' PostgreSQL variant reads this file instead).
  */
 async function standBy(config: ServerConfig): Promise<boolean> {
   const stop = new AbortController();
   const abort = (): void => stop.abort();
   process.once("SIGTERM", abort);
   process.once("SIGINT", abort);
+  const marker = join(config.dataDir, STANDBY_FILE);
   try {
-    return await waitForFreeDatabase(config.pgUrl!, stop.signal, (why) =>
+    return await waitForFreeDatabase(config.pgUrl!, stop.signal, (why) => {
+      mkdirSync(config.dataDir, { recursive: true });
+      writeFileSync(marker, `${process.pid} ${why}\n`);
       process.stdout.write(
         `zgrid server: standby: ${why} (${redact(config.pgUrl!)}); taking over when it stops\n`,
-      ),
-    );
+      );
+    });
   } finally {
+    rmSync(marker, { force: true });
     process.off("SIGTERM", abort);
     process.off("SIGINT", abort);
   }
