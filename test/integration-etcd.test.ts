@@ -13,6 +13,8 @@ import { pino } from "pino";
 import { serverConfigFrom } from "../src/cli/server-cmd.js";
 import { connect } from "../src/client/client.js";
 import { Server } from "../src/daemons/server.js";
+import { EtcdRegistrar } from "../src/integration/etcd.js";
+import type { ServiceRecord } from "../src/integration/types.js";
 import { freePort, type Proc, removeDir, spawnServer, tempDir, testConfig, waitFor } from "./helpers.js";
 
 const ETCD = "/usr/bin/etcd";
@@ -200,6 +202,62 @@ describe("INTEGRATION etcd", { skip: existsSync(ETCD) ? false : `${ETCD} is not 
     );
     // etcd may round the TTL up to its minimum and check leases every 500 ms: allow some slack.
     assert.ok(Date.now() - killedAt < 6000, `gone ${Date.now() - killedAt} ms after the kill`);
+  });
+
+  it("a server whose key another took (a standby became the owner) neither registers again over it nor deletes it", async () => {
+    const record = (pid: number): ServiceRecord => ({
+      name: "grid-ha",
+      bindHost: "127.0.0.1",
+      host: "127.0.0.1",
+      port: 1000 + pid,
+      workerPort: 2000 + pid,
+      metricsPort: null,
+      statusPort: null,
+      url: `tcp://127.0.0.1:${1000 + pid}`,
+      workerUrl: `tcp://127.0.0.1:${2000 + pid}`,
+      metricsUrl: null,
+      statusUrl: null,
+      pid,
+      version: "test",
+    });
+    const old = capturingLogger();
+    const oldOwner = new EtcdRegistrar({ endpoints: [etcd.url], leaseTtl: 1 }, { log: old.log });
+    const newOwner = new EtcdRegistrar(
+      { endpoints: [etcd.url], leaseTtl: 5 },
+      { log: pino({ level: "silent" }) },
+    );
+    try {
+      await oldOwner.register(record(1));
+      assert.equal(JSON.parse((await etcd.get("/zgrid/servers/grid-ha"))!.value).pid, 1);
+      await newOwner.register(record(2));
+      const taken = await etcd.get("/zgrid/servers/grid-ha");
+      assert.equal(JSON.parse(taken!.value).pid, 2, "the new owner's registration replaces the old one's");
+      // The old owner's lease ends (as when it was cut off from etcd longer than its TTL): its keepalive
+      // finds the key another's and leaves it.
+      await fetch(`${etcd.url}/v3/lease/revoke`, {
+        method: "POST",
+        body: JSON.stringify({ ID: (oldOwner as unknown as { leaseId: string }).leaseId }),
+      });
+      await waitFor(
+        async () =>
+          old.records.some((r) => String(r.msg).includes("another server holds")) ||
+          JSON.parse((await etcd.get("/zgrid/servers/grid-ha"))?.value ?? "{}").pid !== 2,
+        10_000,
+        "the old owner's keepalive",
+      );
+      assert.equal(JSON.parse((await etcd.get("/zgrid/servers/grid-ha"))!.value).pid, 2, "not taken back");
+      await oldOwner.deregister();
+      assert.equal(
+        JSON.parse((await etcd.get("/zgrid/servers/grid-ha"))!.value).pid,
+        2,
+        "the old owner's shutdown leaves the new owner's key",
+      );
+      await newOwner.deregister();
+      assert.equal(await etcd.get("/zgrid/servers/grid-ha"), null, "the owner's own shutdown deletes it");
+    } finally {
+      await oldOwner.deregister().catch(() => {});
+      await newOwner.deregister().catch(() => {});
+    }
   });
 
   it("a graceful SIGTERM of the child deletes the key", async () => {

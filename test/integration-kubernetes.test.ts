@@ -26,6 +26,8 @@ interface Seen {
 class StandInApiServer {
   readonly seen: Seen[] = [];
   respond: (req: Seen) => number = (r) => (r.method === "POST" ? 201 : 200);
+  /** The body of a success, when not the request's own. */
+  reply: ((req: Seen) => Record<string, unknown> | undefined) | null = null;
   private http: HttpServer | null = null;
   url = "";
 
@@ -44,7 +46,7 @@ class StandInApiServer {
         const status = this.respond(seen);
         const body =
           status < 300
-            ? (seen.body ?? { kind: "Status", status: "Success" })
+            ? (this.reply?.(seen) ?? seen.body ?? { kind: "Status", status: "Success" })
             : { kind: "Status", status: "Failure", message: `stand-in says ${status}`, code: status };
         res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
       });
@@ -88,6 +90,7 @@ describe("INTEGRATION kubernetes (stand-in API server)", () => {
   beforeEach(() => {
     api.seen.length = 0;
     api.respond = (r) => (r.method === "POST" ? 201 : 200);
+    api.reply = null;
   });
   after(async () => {
     for (const s of servers) await s.shutdown();
@@ -152,6 +155,33 @@ describe("INTEGRATION kubernetes (stand-in API server)", () => {
       "DELETE /api/v1/namespaces/grid-ns/services/zgrid-test",
     ]);
     for (const s of api.seen) assert.equal(s.auth, "Bearer sa-token-123");
+  });
+
+  it("at shutdown, deletes only the objects it made: one another server replaced (a standby that took over) stays", async () => {
+    // The API server gives each object it creates a uid; the deletes name it as a precondition.
+    let uids = 0;
+    api.reply = (r) =>
+      r.method === "POST" && r.body
+        ? { ...r.body, metadata: { ...(r.body.metadata as object), uid: `uid-${++uids}` } }
+        : undefined;
+    const { server, records } = k8sServer({ k8sExternal: true, k8sServiceName: "zgrid-ha" });
+    await server.start();
+    // Another server replaced the Endpoints object (new uid): a delete naming the old one is refused.
+    api.respond = (r) =>
+      r.method === "DELETE" && r.path.endsWith("/endpoints/zgrid-ha") ? 409 : r.method === "POST" ? 201 : 200;
+    api.seen.length = 0;
+    await server.shutdown();
+    const deletes = api.seen.filter((s) => s.method === "DELETE");
+    assert.equal(deletes.length, 2);
+    const preconditions = deletes.map(
+      (d) => (d.body as { preconditions?: { uid?: string } } | null)?.preconditions?.uid,
+    );
+    assert.deepEqual(preconditions.sort(), ["uid-1", "uid-2"], "each delete names the object it made");
+    assert.ok(
+      !records.some((r) => r.level === 50),
+      `no error: ${JSON.stringify(records.filter((r) => r.level === 50))}`,
+    );
+    assert.ok(records.some((r) => String(r.msg).includes("another server replaced")));
   });
 
   it("inside the cluster: a Service with a selector, no Endpoints", async () => {

@@ -18,6 +18,11 @@ const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
  * Registers the server in etcd v3 through its JSON gRPC gateway (etcd ≥ 3.4: /v3/...): puts
  * `/zgrid/servers/<name>` → JSON of the URLs, attached to a lease kept alive every TTL/3; deletes the
  * key and revokes the lease at shutdown. After a crash the lease expires and etcd drops the key.
+ *
+ * Another server may take the key: a standby that became the owner of a PostgreSQL store registers
+ * under the same name. The server it replaced (cut off, fenced, stopping) then leaves the key alone: it
+ * registers again after a lost lease only where no key is, and deletes the key at shutdown only while
+ * it still holds its own record (both as etcd transactions).
  */
 export class EtcdRegistrar implements Registrar {
   readonly kind = "etcd";
@@ -32,6 +37,8 @@ export class EtcdRegistrar implements Registrar {
   private timer: NodeJS.Timeout | null = null;
   private keepaliveFailing = false;
   private stopped = false;
+  /** Another server holds the key now: this one does not register again. */
+  private superseded = false;
 
   constructor(
     private readonly opts: EtcdOptions,
@@ -50,6 +57,7 @@ export class EtcdRegistrar implements Registrar {
 
   async register(record: ServiceRecord): Promise<void> {
     this.stopped = false;
+    this.superseded = false;
     this.key = `${this.prefix}${record.name}`;
     this.value = JSON.stringify({
       name: record.name,
@@ -69,11 +77,28 @@ export class EtcdRegistrar implements Registrar {
     }
   }
 
-  private async putWithLease(): Promise<void> {
+  /**
+   * Puts the key on a new lease; `onlyIfAbsent` (registering again): only where no key is, else false
+   * and this server stops registering (another holds the name).
+   */
+  private async putWithLease(onlyIfAbsent = false): Promise<boolean> {
     const grant = (await this.call("/v3/lease/grant", { TTL: this.opts.leaseTtl })) as { ID?: string };
     if (!grant.ID) throw new IntegrationError("etcd granted no lease", "check the etcd server's logs");
     this.leaseId = grant.ID;
-    await this.call("/v3/kv/put", { key: b64(this.key!), value: b64(this.value), lease: grant.ID });
+    const put = { key: b64(this.key!), value: b64(this.value), lease: grant.ID };
+    if (!onlyIfAbsent) {
+      await this.call("/v3/kv/put", put);
+      return true;
+    }
+    const txn = (await this.call("/v3/kv/txn", {
+      compare: [{ key: put.key, target: "CREATE", result: "EQUAL", createRevision: "0" }],
+      success: [{ requestPut: put }],
+    })) as { succeeded?: boolean };
+    if (txn.succeeded) return true;
+    this.superseded = true;
+    await this.call("/v3/lease/revoke", { ID: grant.ID }).catch(() => {});
+    this.leaseId = null;
+    return false;
   }
 
   private startKeepalive(): void {
@@ -86,7 +111,7 @@ export class EtcdRegistrar implements Registrar {
   private keepaliveRunning = false;
 
   private async keepalive(): Promise<void> {
-    if (this.keepaliveRunning || this.stopped) return;
+    if (this.keepaliveRunning || this.stopped || this.superseded) return;
     this.keepaliveRunning = true;
     try {
       let alive = false;
@@ -97,9 +122,15 @@ export class EtcdRegistrar implements Registrar {
         alive = Number(r.result?.TTL ?? 0) > 0;
       }
       if (!alive && !this.stopped) {
-        // The lease expired (etcd restarted, or was unreachable longer than the TTL): register again.
-        await this.putWithLease();
-        this.log.warn({ key: this.key, etcd: this.target }, "etcd lease was lost: registered again");
+        // The lease expired (etcd restarted, or was unreachable longer than the TTL): register again,
+        // unless another server registered under this name meanwhile.
+        if (await this.putWithLease(true))
+          this.log.warn({ key: this.key, etcd: this.target }, "etcd lease was lost: registered again");
+        else
+          this.log.warn(
+            { key: this.key, etcd: this.target },
+            "etcd lease was lost and another server holds the key now: this one no longer registers",
+          );
       }
       if (this.keepaliveFailing)
         this.log.info({ key: this.key, etcd: this.target }, "etcd registration restored");
@@ -125,7 +156,11 @@ export class EtcdRegistrar implements Registrar {
     if (!this.key) return;
     const errors: string[] = [];
     try {
-      await this.call("/v3/kv/deleterange", { key: b64(this.key) });
+      // Only this server's own record: another that took the name keeps it.
+      await this.call("/v3/kv/txn", {
+        compare: [{ key: b64(this.key), target: "VALUE", result: "EQUAL", value: b64(this.value) }],
+        success: [{ requestDeleteRange: { key: b64(this.key) } }],
+      });
     } catch (err) {
       errors.push((err as Error).message);
     }

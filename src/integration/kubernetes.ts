@@ -63,7 +63,8 @@ export class KubernetesRegistrar implements Registrar {
   private readonly log: Logger;
   private readonly timeoutMs: number;
   private readonly ca: Buffer | undefined;
-  private created: ("services" | "endpoints")[] = [];
+  /** What it made, with the uid the API server gave each (null: it gave none). */
+  private created: { kind: "services" | "endpoints"; uid: string | null }[] = [];
 
   constructor(
     private readonly opts: KubernetesOptions,
@@ -151,16 +152,32 @@ export class KubernetesRegistrar implements Registrar {
       r = await this.send("POST", this.path(kind), body);
     }
     if (r.status >= 300) throw this.failure("POST", kind, r);
-    this.created.push(kind);
+    let uid: string | null = null;
+    try {
+      uid = (JSON.parse(r.body) as { metadata?: { uid?: string } }).metadata?.uid ?? null;
+    } catch {
+      // no uid: the delete at shutdown names none
+    }
+    this.created.push({ kind, uid });
   }
 
   async deregister(): Promise<void> {
     const created = this.created.reverse();
     this.created = [];
     const errors: string[] = [];
-    for (const kind of created) {
+    for (const { kind, uid } of created) {
       try {
-        const r = await this.send("DELETE", this.path(kind, this.opts.serviceName));
+        // Only the object this server made: one another server replaced since (a standby of the same
+        // PostgreSQL store that took over, registering under the same name) has another uid and stays.
+        const options = uid ? { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid } } : undefined;
+        const r = await this.send("DELETE", this.path(kind, this.opts.serviceName), options);
+        if (r.status === 409) {
+          this.log.warn(
+            { kind, name: this.opts.serviceName, namespace: this.opts.namespace },
+            "another server replaced this Kubernetes object: left to it",
+          );
+          continue;
+        }
         if (r.status >= 300 && r.status !== 404) errors.push(this.failure("DELETE", kind, r).message);
       } catch (err) {
         errors.push((err as Error).message);
