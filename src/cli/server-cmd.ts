@@ -54,8 +54,15 @@ export async function runServer(argv: string[]): Promise<number> {
   }
   let server: Server;
   let info;
-  // A standby's marker left by a process that died while it waited: this one is not waiting (yet).
-  rmSync(join(config.dataDir, STANDBY_FILE), { force: true });
+  // A standby's marker left by a process that died while it waited: this one is not waiting (yet). A
+  // data dir that is not there or not a directory is the store's to explain.
+  if (config.standby) {
+    try {
+      rmSync(join(config.dataDir, STANDBY_FILE), { force: true });
+    } catch {
+      /* see above */
+    }
+  }
   for (;;) {
     if (config.standby && !(await standBy(config))) return 0;
     try {
