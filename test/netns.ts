@@ -134,6 +134,8 @@ function freeSubnet(): number {
 export class NetnsLab {
   /** The root namespace's (the test process's) address on the lab's /24: where a proxy in the test listens. */
   readonly gateway: string;
+  /** The lab's /24, as a CIDR. */
+  readonly network: string;
   /** The root namespace's veth onto the lab's switch (the only way into the lab from outside it). */
   readonly rootLink: string;
   private readonly hosts = new Map<string, LabHost>();
@@ -146,6 +148,7 @@ export class NetnsLab {
     private readonly switchNetns: string,
   ) {
     this.gateway = `10.213.${subnet}.254`;
+    this.network = `10.213.${subnet}.0/24`;
     this.rootLink = `zg${process.pid}r${id}`;
   }
 

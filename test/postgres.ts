@@ -351,9 +351,12 @@ function confValue(value: string): string {
  * this process reaps it, so once stop() resolves its pid is gone, even where init is slow to reap
  * orphans (as on the machine this was written on, where a postmaster stopped by pg_ctl stayed a zombie
  * for seconds). Readiness is what `pg_ctl -w` waits for: postmaster.pid saying "ready".
+ *
+ * `lab`: it also listens on `address` (the root namespace's address on a network-namespace lab, see
+ * test/netns.ts) and takes password logins from `network` (that lab's /24).
  */
 export async function startPostgres(
-  options: { settings?: Record<string, string> } = {},
+  options: { settings?: Record<string, string>; lab?: { address: string; network: string } } = {},
 ): Promise<TestPostgres> {
   const t = need();
   installHandlers();
@@ -392,8 +395,12 @@ export async function startPostgres(
     );
     rmSync(pwfile);
     const baseConf = readFileSync(join(data, "postgresql.conf"), "utf8");
+    if (options.lab) {
+      const hba = join(data, "pg_hba.conf");
+      writeFileSync(hba, `${readFileSync(hba, "utf8")}\nhost all all ${options.lab.network} scram-sha-256\n`);
+    }
     const settings: Record<string, string> = {
-      listen_addresses: "127.0.0.1",
+      listen_addresses: options.lab ? `127.0.0.1,${options.lab.address}` : "127.0.0.1",
       unix_socket_directories: dir,
       max_connections: "50",
       shared_buffers: "32MB",

@@ -1,4 +1,5 @@
 import { FairShare } from "../protocol/fair-share.js";
+import { SILENT_PEER_HEARTBEATS } from "../protocol/heartbeats.js";
 import { userInfo } from "node:os";
 import { Dealer, curveKeyPair } from "zeromq";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject } from "../protocol/codec.js";
@@ -110,7 +111,11 @@ export class Connection {
     void this.watchHandshakes(serverKey !== undefined);
     // Several servers (an owner and its standbys): a request goes only to one that is connected, which
     // is the one serving (a standby binds nothing until it takes over).
-    if (this.address.endpoints.length > 1) this.socket.immediate = true;
+    // A connection to one that went silent (its host cut off) is closed after missed ZMTP heartbeats.
+    if (this.address.endpoints.length > 1) {
+      this.socket.immediate = true;
+      Object.assign(this.socket, SILENT_PEER_HEARTBEATS);
+    }
     for (const endpoint of this.address.endpoints) this.socket.connect(endpoint);
     this.loop = this.receive();
   }

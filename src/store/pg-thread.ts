@@ -49,6 +49,11 @@ export interface PgChunk {
 export const PG_SCHEMA_VERSION = 1;
 /** How long to wait for a connection. */
 const CONNECT_MS = 3_000;
+/** TCP keepalive of the store's connections, both ends: seconds idle, seconds between probes, probes. */
+const KEEPALIVE_IDLE_S = 2;
+const KEEPALIVE_INTERVAL_S = 1;
+const KEEPALIVE_COUNT = 3;
+const USER_TIMEOUT_MS = 5_000;
 /** How often the database's size is read for getstatus. */
 const SIZE_MS = 5_000;
 
@@ -67,7 +72,24 @@ let fenced: string | null = null;
 let closing = false;
 
 async function connect(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_MS });
+  const c = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: CONNECT_MS,
+    // This side's probes of an idle connection to a server gone silent (a network cut).
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_S * 1000,
+    // The server's side of this session's socket: when this host is cut off from the database, the
+    // server ends the session after about KEEPALIVE_IDLE_S + KEEPALIVE_COUNT × KEEPALIVE_INTERVAL_S
+    // seconds when the connection was idle (keepalive probes), or USER_TIMEOUT_MS when it was sending
+    // (unacknowledged data), and the owner's lock is free for a standby. The operating system's
+    // defaults are 2 hours and about 15 minutes.
+    options: [
+      `-c tcp_keepalives_idle=${KEEPALIVE_IDLE_S}`,
+      `-c tcp_keepalives_interval=${KEEPALIVE_INTERVAL_S}`,
+      `-c tcp_keepalives_count=${KEEPALIVE_COUNT}`,
+      `-c tcp_user_timeout=${USER_TIMEOUT_MS}`,
+    ].join(" "),
+  });
   // An error on an idle connection (the server went away): the next use reconnects.
   c.on("error", () => {
     if (reader === c) reader = null;

@@ -1,4 +1,5 @@
 import { FairShare } from "../protocol/fair-share.js";
+import { SILENT_PEER_HEARTBEATS } from "../protocol/heartbeats.js";
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { hostname } from "node:os";
@@ -196,6 +197,9 @@ export class WorkerHost {
       socket.curvePublicKey = keys.publicKey;
       socket.curveSecretKey = keys.secretKey;
     }
+    // Several servers (an owner and its standbys): a connection to one that went silent (its host cut
+    // off) is closed after missed ZMTP heartbeats, so that no message goes on waiting for it.
+    if (this.endpoints.length > 1) Object.assign(socket, SILENT_PEER_HEARTBEATS);
     void this.watchHandshakes(socket);
     this.socket = socket;
     this.sendQueue = new SendQueue(socket, log);
