@@ -200,6 +200,40 @@ for (const backend of [sqlite, postgres]) {
       assert.equal(b.scheduler.summary().queued.nobody, tasks.length, "queued tasks kept their place");
     });
 
+    it("reads back after a restart data kept in chunk rows and in a result's own row: whole, by range, through a wait", async () => {
+      const config = testConfig(await backend.fresh());
+      const a = new Server(config);
+      const c1 = await connect((await a.start()).url, { timeoutMs: 60_000 });
+      const s = await c1.createSession();
+      const [big, small] = await c1.createResults(s, [
+        { name: "big" },
+        { name: "small", data: Buffer.from("small") },
+      ]);
+      // 20 MiB: three chunk rows of 8 MiB; each 4-byte word says where it is.
+      const data = Buffer.allocUnsafe(20 * 2 ** 20);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+      await uploadLarge(c1, big.resultId, data);
+      await c1.close();
+      await a.shutdown();
+
+      const b = new Server(config);
+      cleanup.push(() => b.shutdown());
+      const c2 = await connect((await b.start()).url, { timeoutMs: 60_000 });
+      cleanup.push(() => c2.close());
+      assert.ok((await downloadLarge(c2, big.resultId)).equals(data), "the whole, read from the store");
+      // A range across the end of the first chunk.
+      const at = 8 * 2 ** 20 - 6;
+      const range = await c2.request<{ size: number }>("results.download", {
+        resultId: big.resultId,
+        offset: at,
+        length: 12,
+      });
+      assert.deepEqual(range.blobs[0], data.subarray(at, at + 12));
+      const waited = await c2.waitResultsData([small.resultId, big.resultId]);
+      assert.deepEqual(waited.data.get(small.resultId), Buffer.from("small"));
+      assert.ok(waited.data.get(big.resultId)?.equals(data), "the whole, through results.wait");
+    });
+
     it("cancels at start the live tasks of a session whose cancellation was committed before theirs", async () => {
       // sessions.cancel commits the session's record first and its tasks' after it: a crash in between
       // leaves a CANCELLED session with queued tasks, which must not run after the restart.

@@ -145,7 +145,16 @@ export class PgStore extends SqlStore {
   }
 
   protected all(sql: string, params: readonly unknown[] = []): Row[] {
-    return this.call({ kind: "query", sql, params: [...params] });
+    const rows = this.call({ kind: "query", sql, params: [...params] });
+    // bytea values crossed from the thread as plain Uint8Arrays (a message keeps no Buffer): Buffers
+    // again, views of the same bytes, as SQLite's rows give (readData copies them with Buffer.copy).
+    for (const row of rows)
+      for (const key in row) {
+        const v = row[key];
+        if (v instanceof Uint8Array && !Buffer.isBuffer(v))
+          row[key] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      }
+    return rows;
   }
 
   protected send(id: number, ops: unknown[][], chunked: readonly Result[]): void {
