@@ -200,14 +200,15 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const statuses: Record<string, string> = {};
     const blobs: Buffer[] = [];
     const data: Record<string, number> = {};
-    for (const id of resultIds) {
-      const r = scheduler.findResult(id);
+    const found = scheduler.findResults(resultIds, withData);
+    resultIds.forEach((id, i) => {
+      const r = found.results[i];
       statuses[id] = r ? r.status : "DELETED";
       if (withData && r?.status === "COMPLETED") {
         data[id] = blobs.length;
-        blobs.push(scheduler.resultData(id));
+        blobs.push(found.data.get(id) ?? scheduler.dataOf(r));
       }
-    }
+    });
     return {
       msg: withData ? { timedOut: !settled, statuses, data } : { timedOut: !settled, statuses },
       blobs,
@@ -232,12 +233,13 @@ function waitColumns(
   const sizes: number[] | null = withData ? new Array(n) : null;
   const parts: Buffer[] = [];
   let bytes = 0;
+  const found = scheduler.findResults(resultIds, withData);
   for (let i = 0; i < n; i++) {
-    const r = scheduler.findResult(resultIds[i]);
+    const r = found.results[i];
     statuses[i] = r ? r.status : "DELETED";
     if (!sizes) continue;
     if (r?.status === "COMPLETED") {
-      const data = scheduler.resultData(r.id);
+      const data = found.data.get(r.id) ?? scheduler.dataOf(r);
       sizes[i] = data.length;
       parts.push(data);
       bytes += data.length;

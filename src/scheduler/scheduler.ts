@@ -466,6 +466,32 @@ export class Scheduler {
     return stored && this.sessions.has(stored.sessionId) ? stored : undefined;
   }
 
+  /**
+   * As findResult for many ids, in their order: those not in memory are read from the store a few
+   * hundred a query, not one a round trip; with `withData`, the data kept in their own row comes too
+   * (`data`, by id: what dataOf would read).
+   */
+  findResults(
+    ids: readonly string[],
+    withData = false,
+  ): { results: (Result | undefined)[]; data: Map<string, Buffer> } {
+    const results: (Result | undefined)[] = new Array(ids.length);
+    const missing: string[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const r = this.results.get(ids[i]);
+      results[i] = r;
+      if (!r) missing.push(ids[i]);
+    }
+    if (missing.length === 0) return { results, data: new Map() };
+    const stored = this.store.getResults(missing, withData);
+    for (let i = 0; i < ids.length; i++) {
+      if (results[i]) continue;
+      const r = stored.results.get(ids[i]);
+      results[i] = r && this.sessions.has(r.sessionId) ? r : undefined;
+    }
+    return { results, data: stored.data };
+  }
+
   /** As findResult, for tasks. */
   findTask(id: string): Task | undefined {
     const t = this.tasks.get(id);
@@ -640,7 +666,12 @@ export class Scheduler {
 
   /** A COMPLETED result's data: from memory, from the cache of recent outputs, or from the store. */
   resultData(resultId: string): Buffer {
-    const r = this.result(resultId);
+    return this.dataOf(this.result(resultId));
+  }
+
+  /** As resultData, for a result record in hand (of result() or findResults()). */
+  dataOf(r: Result): Buffer {
+    const resultId = r.id;
     if (r.status === "COMPLETED") {
       const held = r.data ?? this.cache.get(r.id);
       if (held) return held;
@@ -711,7 +742,17 @@ export class Scheduler {
    * or at the timeout. Event driven: settling a result wakes its waiters; nothing polls.
    */
   waitResults(spec: WaitSpec): Promise<boolean> {
-    return this.waiters.wait(spec, (id) => this.result(id).status);
+    // Results no longer in memory are read from the store together, not one a round trip.
+    const { results } = this.findResults(spec.resultIds);
+    const stored = new Map<string, Result>();
+    results.forEach((r, i) => {
+      if (r && !this.results.has(r.id)) stored.set(spec.resultIds[i], r);
+    });
+    return this.waiters.wait(spec, (id) => {
+      const r = this.results.get(id) ?? stored.get(id);
+      if (!r || this.stagedResults.has(id)) throw notFound(`result ${id} does not exist`);
+      return r.status;
+    });
   }
 
   // ---- tasks ---------------------------------------------------------------------------------------

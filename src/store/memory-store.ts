@@ -1,6 +1,6 @@
 import { failedPrecondition } from "../protocol/errors.js";
 import type { Result, Task } from "../scheduler/model.js";
-import type { LoadedState, Store, StoreStats } from "./store.js";
+import type { LoadedState, Store, StoreStats, StoredResults } from "./store.js";
 
 /**
  * `--store memory`: the scheduler's own maps are the only copy, finished records included; nothing
@@ -31,6 +31,9 @@ export class MemoryStore implements Store {
   }
   getResult(): Result | undefined {
     return undefined;
+  }
+  getResults(): StoredResults {
+    return { results: new Map(), data: new Map() };
   }
   scanTasks(): Iterable<Task> {
     return [];

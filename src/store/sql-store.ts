@@ -10,7 +10,7 @@ import {
   type Task,
   type TaskOptions,
 } from "../scheduler/model.js";
-import type { FinishedCount, KeptRequest, LoadedState, Store, StoreStats } from "./store.js";
+import type { FinishedCount, KeptRequest, LoadedState, Store, StoreStats, StoredResults } from "./store.js";
 import { Op, type CommitReply } from "./write-ops.js";
 
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
@@ -211,15 +211,7 @@ export abstract class SqlStore implements Store {
       for (const id of [t.payloadId, ...t.dataDependencies, ...t.expectedOutputIds])
         if (!results.has(id)) wanted.add(id);
     }
-    const ids = [...wanted];
-    for (let i = 0; i < ids.length; i += IDS_A_QUERY) {
-      const some = ids.slice(i, i + IDS_A_QUERY);
-      const sql = `SELECT status, doc, data IS NOT NULL AS has FROM results WHERE id IN (${some.map(() => "?").join(", ")})`;
-      for (const row of this.all(sql, some)) {
-        const r = resultFromRow(row);
-        results.set(r.id, r);
-      }
-    }
+    for (const r of this.getResults([...wanted], false).results.values()) results.set(r.id, r);
     let storedResultBytes = 0;
     const sums = [
       "SELECT COALESCE(SUM(length(data)), 0) AS n FROM results WHERE status = 'COMPLETED'",
@@ -299,6 +291,21 @@ export abstract class SqlStore implements Store {
   getResult(id: string): Result | undefined {
     const row = this.get("SELECT status, doc, data IS NOT NULL AS has FROM results WHERE id = ?", [id]);
     return row ? resultFromRow(row) : undefined;
+  }
+
+  getResults(ids: readonly string[], withData: boolean): StoredResults {
+    const found: StoredResults = { results: new Map(), data: new Map() };
+    for (let i = 0; i < ids.length; i += IDS_A_QUERY) {
+      const some = ids.slice(i, i + IDS_A_QUERY);
+      const sql = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results WHERE id IN (${some.map(() => "?").join(", ")})`;
+      for (const row of this.all(sql, some)) {
+        const r = resultFromRow(row);
+        found.results.set(r.id, r);
+        const data = row.data as Buffer | null | undefined;
+        if (data != null && r.status === "COMPLETED" && data.length === r.size) found.data.set(r.id, data);
+      }
+    }
+    return found;
   }
 
   *scanTasks(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Task> {

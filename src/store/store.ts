@@ -73,6 +73,12 @@ export interface StoreStats {
  * tells the store what changed; the store groups the changes into transactions off the hot path.
  * `flush()` resolves once everything reported so far is committed: a command is acknowledged after it.
  */
+/** What {@link Store.getResults} found. */
+export interface StoredResults {
+  results: Map<string, Result>;
+  data: Map<string, Buffer>;
+}
+
 export interface Store {
   readonly name: string;
   /** Result data lives in memory only (the memory store): it cannot leave memory, so it is capped. */
@@ -90,6 +96,12 @@ export interface Store {
   getTask(id: string): Task | undefined;
   /** A result as stored (a copy, without its data), undefined when the store has none. */
   getResult(id: string): Result | undefined;
+  /**
+   * As getResult for many ids, read a few hundred a query (one round trip each to a database server,
+   * not one a result): the ones found, and with `withData` the data kept in their own row (small data;
+   * larger data is read with readData).
+   */
+  getResults(ids: readonly string[], withData: boolean): StoredResults;
   /**
    * The stored tasks of the sessions named (all, with null) whose id `skip` does not take, as copies, read
    * in slices of a few thousand rows: the iteration holds no statement open between slices.
