@@ -572,9 +572,8 @@ for (const backend of [sqlite, postgres]) {
           20_000,
           "two workers",
         );
-        // 4 batches. PostgreSQL: 1,000 tasks a batch, not 5,000: after the restart, results.wait reads
-        // the outputs not in memory one round trip each (store reads are not batched yet, issue 16).
-        const batch = backend === postgres ? 1000 : 5000;
+        // 4 batches of 5,000 tasks.
+        const batch = 5000;
         const sessionId = await client.createSession({ applicationName: "hello" });
         const outputs: string[] = [];
         for (let b = 0; b < 4; b++) {
