@@ -75,7 +75,7 @@ describe("session, result and task commands without workers", () => {
     const counts = await client.countTasks({ sessionId });
     assert.equal(counts.SUBMITTED, 3000);
     await rejectsWith(client.call("getstatus"), "UNKNOWN_COMMAND", /getstatus/);
-    assert.equal(server.scheduler.summary().queued.nobody, 3000);
+    assert.equal(server.scheduler.views.summary().queued.nobody, 3000);
     const t = await client.getTask(submitted[0].taskId);
     assert.equal(t.status, "SUBMITTED");
     assert.equal(t.options.partitionId, "nobody");
@@ -174,7 +174,7 @@ describe("session, result and task commands without workers", () => {
     const other = await client.createSession();
     const [foreign] = await client.createResults(other, [{ name: "foreign" }]);
     const [payload] = await client.createResults(sessionId, [{ name: "p", data: encodePayload("noop") }]);
-    const before = server.scheduler.summary();
+    const before = server.scheduler.views.summary();
 
     await rejectsWith(
       client.call("sessions.create", { defaultTaskOptions: { maxRetry: 3 } }),
@@ -307,7 +307,7 @@ describe("session, result and task commands without workers", () => {
       /partition "b"/,
     );
 
-    const afterSummary = server.scheduler.summary();
+    const afterSummary = server.scheduler.views.summary();
     assert.equal(afterSummary.tasks, before.tasks, "no task was created by a rejected request");
     assert.equal(
       afterSummary.results,

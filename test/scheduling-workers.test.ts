@@ -309,12 +309,12 @@ describe("scheduling onto real worker processes", () => {
     for (const t of alphas) assert.equal(decodeOutput(ran.data.get(t.expectedOutputIds[0])!), "alpha");
     for (const t of betas) assert.equal((await client.getTask(t.taskId)).status, "SUBMITTED");
     await waitFor(
-      () => /beta \(routed, 5 queued\)/.test(server.scheduler.health().checks.applications ?? ""),
+      () => /beta \(routed, 5 queued\)/.test(server.scheduler.views.health().checks.applications ?? ""),
       10_000,
       "health names the application no worker has",
     );
-    assert.equal(server.scheduler.health().status, "DEGRADED");
-    assert.match(server.scheduler.health().checks.applications!, /gamma 2 \(routed, 1 queued\)/);
+    assert.equal(server.scheduler.views.health().status, "DEGRADED");
+    assert.match(server.scheduler.views.health().checks.applications!, /gamma 2 \(routed, 1 queued\)/);
 
     // A worker with beta joins: the beta tasks run there and nowhere else.
     worker(ctx, appsB, ["--slots", "1", "--partition", "routed", "--worker-id", "has-beta"]);
@@ -331,7 +331,11 @@ describe("scheduling onto real worker processes", () => {
     const g = await client.waitResultsData([versioned.expectedOutputIds[0]], { timeoutMs: 15_000 });
     assert.equal(decodeOutput(g.data.get(versioned.expectedOutputIds[0])!), "gamma 2");
     assert.equal((await client.getTask(versioned.taskId)).attempts[0].workerId, "has-alpha");
-    await waitFor(() => server.scheduler.health().status === "HEALTHY", 10_000, "health back to HEALTHY");
+    await waitFor(
+      () => server.scheduler.views.health().status === "HEALTHY",
+      10_000,
+      "health back to HEALTHY",
+    );
     await wa.stop();
   });
 

@@ -39,7 +39,7 @@ describe("sessions.delete", () => {
         [kept.taskId],
       );
       assert.equal((await client.countTasks()).CANCELLED ?? 0, 0);
-      assert.equal(first.scheduler.summary().tasksByStatus.CANCELLED ?? 0, 0);
+      assert.equal(first.scheduler.views.summary().tasksByStatus.CANCELLED ?? 0, 0);
       await client.close();
       await worker.stop();
       await first.shutdown();

@@ -197,7 +197,7 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(after, before);
       assert.equal((await c2.getSession(s)).defaultTaskOptions.priority, 3);
       assert.deepEqual(await c2.downloadResult(payload.resultId), Buffer.from("payload-bytes"));
-      assert.equal(b.scheduler.summary().queued.nobody, tasks.length, "queued tasks kept their place");
+      assert.equal(b.scheduler.views.summary().queued.nobody, tasks.length, "queued tasks kept their place");
     });
 
     it("reads back after a restart data kept in chunk rows and in a result's own row: whole, by range, through a wait", async () => {
@@ -258,7 +258,11 @@ for (const backend of [sqlite, postgres]) {
       assert.equal((await c2.getSession(s)).status, "CANCELLED");
       const counts = await c2.countTasks({ sessionId: s });
       assert.equal(counts.CANCELLED, tasks.length, JSON.stringify(counts));
-      assert.equal(b.scheduler.summary().queued.nobody ?? 0, 0, "no task of the cancelled session is queued");
+      assert.equal(
+        b.scheduler.views.summary().queued.nobody ?? 0,
+        0,
+        "no task of the cancelled session is queued",
+      );
     });
 
     it("purges at start the results of a session whose purge was committed before theirs", async () => {

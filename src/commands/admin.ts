@@ -8,18 +8,18 @@ import { WORKER_PROTOCOL_VERSION } from "../protocol/worker-messages.js";
 export function register(map: CommandRegistrar, server: ServerContext): void {
   const scheduler = server.scheduler;
   map.register("partitions.list", () => {
-    const items = scheduler.partitions();
+    const items = scheduler.views.partitions();
     return { msg: { items, total: items.length } };
   });
   map.register("applications.list", () => {
-    const items = scheduler.applications();
+    const items = scheduler.views.applications();
     return { msg: { items, total: items.length } };
   });
   map.register("workers.list", () => {
-    const items = scheduler.workerList();
+    const items = scheduler.views.workerList();
     return { msg: { items, total: items.length } };
   });
-  map.register("health", () => ({ msg: scheduler.health() }));
+  map.register("health", () => ({ msg: scheduler.views.health() }));
   map.register("versions", () => ({
     msg: {
       server: server.version,

@@ -47,9 +47,9 @@ function categoryMetrics(server: ServerContext, category: MetricCategory): Metri
       return out.map((m) => ({ ...m, host: hostname(), version: server.version }));
     }
     case "TASKS": {
-      const summary = server.scheduler.summary();
+      const summary = server.scheduler.views.summary();
       const out = Object.entries(summary.tasksByStatus).map(([status, n]) => gauge(status, category, n));
-      for (const p of server.scheduler.partitions())
+      for (const p of server.scheduler.views.partitions())
         out.push(gauge(`queue.${p.partitionId}`, category, p.queued));
       out.push(
         gauge("workers", category, summary.workers),

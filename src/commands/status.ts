@@ -16,7 +16,7 @@ export function serverStatus(server: ServerContext): Record<string, unknown> {
     endpoints: ep,
     requests: { total: server.metrics.totalRequests, byDaemon: server.daemonRequests() },
     memory: memStatus(),
-    scheduler: server.scheduler.summary(),
+    scheduler: server.scheduler.views.summary(),
   };
 }
 

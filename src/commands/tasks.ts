@@ -181,7 +181,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
 
   map.register("tasks.count", async (req) => {
     const filter = compileFilter(optMap(req.args, "filter"), TASK_FIELDS);
-    if (filter.conditions === 0 && seesAll(req.caller)) return { msg: scheduler.summary().tasksByStatus };
+    if (filter.conditions === 0 && seesAll(req.caller))
+      return { msg: scheduler.views.summary().tasksByStatus };
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<string, number>;
     if (filter.onlySessions) {
       // Whole sessions: their counters, not a read of every record (finished ones are in the store).
@@ -228,7 +229,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     let more = false;
     const open = (t: Task) => !FINAL_TASK_STATUSES.has(t.status) && t.status !== "CANCELLING";
     // Every unfinished task is in memory: finished ones in the store need not be read.
-    await scan(scheduler.liveTasksOf(filter.sessionIds), matches, (t) => {
+    await scan(scheduler.table.liveTasksOf(filter.sessionIds), matches, (t) => {
       if (!open(t)) return;
       if (found.length === MAX_CANCEL_BY_FILTER) return !(more = true);
       found.push(t);

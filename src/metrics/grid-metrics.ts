@@ -25,7 +25,7 @@ export class GridMetrics {
       collect() {
         // Reset so a partition whose tasks are all gone (its sessions deleted) leaves no stale series.
         this.reset();
-        for (const [partition, counts] of Object.entries(scheduler.tasksByPartition())) {
+        for (const [partition, counts] of Object.entries(scheduler.views.tasksByPartition())) {
           for (const status of TASK_STATUSES) this.set({ partition, status }, counts[status]);
         }
       },
@@ -37,7 +37,7 @@ export class GridMetrics {
       registers,
       collect() {
         this.reset();
-        for (const p of scheduler.partitions()) this.set({ partition: p.partitionId }, p.queued);
+        for (const p of scheduler.views.partitions()) this.set({ partition: p.partitionId }, p.queued);
       },
     });
     new Gauge({
@@ -63,9 +63,7 @@ export class GridMetrics {
       help: "Task slots of the connected worker hosts that run a task (prefetched tasks not counted).",
       registers,
       collect() {
-        let busy = 0;
-        for (const w of scheduler.workers.values()) busy += scheduler.busySlots(w);
-        this.set(busy);
+        this.set(scheduler.views.busySlots());
       },
     });
     new Gauge({

@@ -14,8 +14,10 @@ import {
   type TaskOptions,
   type TaskStatus,
 } from "./model.js";
-import { TaskCounts, type StatusCounts } from "./task-counts.js";
-import { collectGarbage } from "../gc.js";
+import type { StatusCounts } from "./task-counts.js";
+import { GridViews } from "./grid-views.js";
+import { DEFAULT_FINISHED_RETAIN_MS, Residency } from "./residency.js";
+import { TaskTable } from "./task-table.js";
 import { mergeTaskOptions } from "./task-options.js";
 import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
@@ -27,28 +29,12 @@ const MAX_DELETED = 10_000;
 export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
 /** The most result data the memory store holds, by default (`--memory-store-mb`). */
 export const DEFAULT_MAX_MEMORY_RESULT_BYTES = 4096 * 2 ** 20;
-/** How long finished records stay in memory after their commit (SchedulerOptions.finishedRetainMs). */
-export const DEFAULT_FINISHED_RETAIN_MS = 2000;
-/** How often finished records are let go, and for how long at most each time (ms). */
-const RETIRE_TICK_MS = 50;
-const RETIRE_SLICE_MS = 4;
-/**
- * Records this late (ms past their time) mean retire() is falling behind the work: it runs again at the
- * next turn of the event loop, not after a tick. Under full load a 50 ms timer fires late and 4 ms in 50
- * let go of fewer records than finish: memory grew with history (750,000 records after 1M tasks).
- */
-const RETIRE_BEHIND_MS = 500;
-/** Records let go since the last full collection that make one worth it once the server is idle. */
-const IDLE_GC_RECORDS = 50_000;
-/** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
-const IDLE_GC_TASKS = 1000;
 import { ResultWaiters } from "./result-waiters.js";
 import type {
   AttemptStaging,
   Completion,
   NewResult,
   SchedulerOptions,
-  SchedulerSummary,
   TaskSubmission,
   WaitSpec,
   WorkerLink,
@@ -143,32 +129,19 @@ const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
  * worker's free capacity with one batch.
  */
 export class Scheduler {
-  readonly sessions = new Map<string, Session>();
-  readonly results = new Map<string, Result>();
-  readonly tasks = new Map<string, Task>();
-  /** session id → its tasks in memory, in submission order: the index of filters naming a session. */
-  private readonly tasksBySession = new Map<string, Set<Task>>();
-  /**
-   * result id → how many unfinished tasks name it (payload or data dependency): such a result stays in
-   * memory, where dispatch and dependency tracking find it. Live work only.
-   */
-  private readonly pins = new Map<string, number>();
-  /** Listings that merge the store's records with memory's, under way: nothing leaves memory meanwhile. */
-  private scans = 0;
-  /** Records committed, by commit, oldest first: their finished ones leave memory (retire). */
-  private readonly retiring: { at: number; tasks: Iterator<Task>; results: Iterator<Result> }[] = [];
-  private retireTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
-  private readonly runRetire = (): void => this.retire();
-  /** Records retire() let go since the last full collection. */
-  private retiredSinceGc = 0;
-  readonly workers = new Map<string, WorkerState>();
-  private readonly queues = new Map<string, PartitionQueue>();
+  /** The records in memory and their indexes. */
+  readonly table = new TaskTable();
+  /** The table's sessions, results and tasks by id (what is not there is in the store). */
+  readonly sessions = this.table.sessions;
+  readonly results = this.table.results;
+  readonly tasks = this.table.tasks;
+  readonly workers = this.table.workers;
+  private readonly queues = this.table.queues;
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
   private readonly waiters = new ResultWaiters();
-  private readonly counts = new TaskCounts();
-  /** The same counts by session (its id in place of a partition's): `tasks.count` of whole sessions. */
-  private readonly sessionCounts = new TaskCounts();
+  private readonly counts = this.table.counts;
+  private readonly sessionCounts = this.table.sessionCounts;
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
   /** task id → what its running attempt created through the agent, committed only on success. */
@@ -204,13 +177,27 @@ export class Scheduler {
   private readonly maxMemoryResultBytes: number;
 
   readonly store: Store;
+  /** Partitions, applications, workers, counts and health, for administrators and metrics. */
+  readonly views: GridViews;
+  /** Which records stay in memory, and when finished ones leave it. */
+  private readonly residency: Residency;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.log.child({ component: "scheduler" });
     this.store = opts.store ?? new MemoryStore();
     this.cache = new ResultCache(opts.resultCacheBytes ?? DEFAULT_RESULT_CACHE_BYTES);
+    this.views = new GridViews(this.table, this.store, () => this.resultCount);
     this.store.onStored = (results) => this.dataStored(results);
-    this.store.onCommitted = (tasks, results) => this.committed(tasks, results);
+    this.residency = new Residency(
+      this.table,
+      this.store,
+      {
+        staging: (taskId) => this.staged.has(taskId),
+        result: (id) => this.stagedResults.has(id) || this.uploading.has(id) || this.dependents.has(id),
+      },
+      opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS,
+    );
+    this.store.onCommitted = (tasks, results) => this.residency.committed(tasks, results);
     this.maxMemoryResultBytes = this.store.keepsData
       ? (opts.maxMemoryResultBytes ?? DEFAULT_MAX_MEMORY_RESULT_BYTES)
       : Infinity;
@@ -311,13 +298,12 @@ export class Scheduler {
     let lost = 0;
     for (const t of state.tasks) {
       upgradeTask(t);
-      this.tasks.set(t.id, t);
-      this.indexTask(t);
+      this.table.holdTask(t);
       this.counts.add(t.options.partitionId, t.status);
       this.sessionCounts.add(t.sessionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
-      if (!FINAL_TASK_STATUSES.has(t.status)) this.pin(t);
+      if (!FINAL_TASK_STATUSES.has(t.status)) this.residency.pin(t);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount++;
     }
@@ -805,8 +791,8 @@ export class Scheduler {
     const byWorker = new Map<string, string[]>();
     for (const q of this.queues.values()) q.remove((t) => gone.has(t));
     tasks.forEach((t, i) => {
-      this.tasksBySession.get(t.sessionId)?.delete(t);
-      if (!FINAL_TASK_STATUSES.has(t.status)) this.unpin(t);
+      this.table.releaseTask(t);
+      if (!FINAL_TASK_STATUSES.has(t.status)) this.residency.unpin(t);
       if (t.workerId !== null) {
         this.workers.get(t.workerId)?.inflight.delete(t.id);
         let ids = byWorker.get(t.workerId);
@@ -815,7 +801,6 @@ export class Scheduler {
       }
       this.counts.remove(t.options.partitionId, t.status);
       this.sessionCounts.remove(t.sessionId, t.status);
-      this.tasks.delete(t.id);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount--;
       for (const id of [t.payloadId, ...t.dataDependencies]) {
@@ -965,12 +950,11 @@ export class Scheduler {
     this.counts.add(task.options.partitionId, "PENDING");
     this.sessionCounts.add(task.sessionId, "PENDING");
     this.store.task(task);
-    this.tasks.set(task.id, task);
-    this.indexTask(task);
+    this.table.holdTask(task);
     const session = this.sessions.get(task.sessionId);
     if (session) session.taskCount++;
     this.events.newTask(task);
-    this.pin(task);
+    this.residency.pin(task);
     for (const out of task.expectedOutputIds) {
       const r = this.results.get(out);
       if (!r) continue;
@@ -1095,19 +1079,10 @@ export class Scheduler {
 
   private setStatus(task: Task, status: TaskStatus): void {
     this.counts.move(task.options.partitionId, task.status, status, this.sessionCounts, task.sessionId);
-    if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.unpin(task);
+    if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.residency.unpin(task);
     task.status = status;
     this.store.task(task);
     this.events.taskStatus(task);
-  }
-
-  private queue(partitionId: string): PartitionQueue {
-    let q = this.queues.get(partitionId);
-    if (!q) {
-      q = new PartitionQueue(partitionId);
-      this.queues.set(partitionId, q);
-    }
-    return q;
   }
 
   private enqueue(task: Task, status: TaskStatus = "SUBMITTED"): void {
@@ -1117,7 +1092,7 @@ export class Scheduler {
       return;
     }
     if (task.status !== status) this.setStatus(task, status);
-    this.queue(task.options.partitionId).push(task);
+    this.table.queue(task.options.partitionId).push(task);
     this.scheduleDispatch();
   }
 
@@ -1186,6 +1161,14 @@ export class Scheduler {
   }
 
   // ---- workers -------------------------------------------------------------------------------------
+
+  /** A worker's applications changed (APPS: it was given new modules): it may take other tasks now. */
+  setWorkerApps(workerId: string, apps: AppSet): void {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    w.apps = apps;
+    this.scheduleDispatch();
+  }
 
   addWorker(
     info: Omit<WorkerState, "inflight" | "avgTaskMs" | "avgPayloadBytes" | "connectedAt" | "lastHeartbeat">,
@@ -1513,55 +1496,28 @@ export class Scheduler {
     return session;
   }
 
-  /** Tasks of a session held in memory (all its unfinished ones), in submission order. */
-  sessionTasks(sessionId: string): Task[] {
-    return [...(this.tasksBySession.get(sessionId) ?? [])];
-  }
-
-  private indexTask(task: Task): void {
-    const set = this.tasksBySession.get(task.sessionId);
-    if (set) set.add(task);
-    else this.tasksBySession.set(task.sessionId, new Set([task]));
-  }
-
-  /**
-   * The tasks held in memory a filter may match (every unfinished one is): those of the sessions it
-   * names (by the index), else all, each in submission order. A task that leaves while a scan is
-   * between slices is not visited after it left.
-   */
-  *liveTasksOf(sessionIds: readonly string[] | null): Generator<Task> {
-    if (sessionIds === null) {
-      yield* this.tasks.values();
-      return;
-    }
-    for (const id of new Set(sessionIds)) {
-      const set = this.tasksBySession.get(id);
-      if (set) yield* set;
-    }
-  }
-
   /**
    * Every task a filter may match, finished ones included: first those the store holds and memory
    * does not (copies, read in slices), then memory's. While a scan is under way nothing leaves memory,
    * so no task is visited twice or missed for having moved between the two.
    */
   *tasksOf(sessionIds: readonly string[] | null): Generator<Task> {
-    this.scans++;
+    this.residency.scanStarted();
     try {
       for (const t of this.store.scanTasks(sessionIds, (id) => this.tasks.has(id))) {
         if (!this.sessions.has(t.sessionId)) continue;
         upgradeTask(t);
         yield t;
       }
-      yield* this.liveTasksOf(sessionIds);
+      yield* this.table.liveTasksOf(sessionIds);
     } finally {
-      this.scans--;
+      this.residency.scanEnded();
     }
   }
 
   /** As tasksOf, for results (all of them, or those of the sessions named). */
   *resultsOf(sessionIds: readonly string[] | null): Generator<Result> {
-    this.scans++;
+    this.residency.scanStarted();
     try {
       for (const r of this.store.scanResults(sessionIds, (id) => this.results.has(id))) {
         if (this.sessions.has(r.sessionId)) yield r;
@@ -1572,132 +1528,8 @@ export class Scheduler {
         for (const r of this.results.values()) if (named.has(r.sessionId)) yield r;
       }
     } finally {
-      this.scans--;
+      this.residency.scanEnded();
     }
-  }
-
-  // ---- finished work leaves memory (issue 18 item 2) -----------------------------------------------
-
-  /** Names the task's payload and data dependencies as needed by live work: they stay in memory. */
-  private pin(task: Task): void {
-    // A store that keeps every record in memory (--store memory) lets nothing go: nothing to count.
-    if (this.store.keepsData) return;
-    this.pinId(task.payloadId);
-    for (const id of task.dataDependencies) this.pinId(id);
-  }
-
-  private pinId(id: string): void {
-    this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
-    if (this.results.has(id)) return;
-    // A result that left memory, named by a new task: back in memory while the task lives.
-    const r = this.store.getResult(id);
-    if (r) this.results.set(id, r);
-  }
-
-  private unpin(task: Task): void {
-    if (this.store.keepsData) return;
-    this.unpinId(task.payloadId);
-    for (const id of task.dataDependencies) this.unpinId(id);
-  }
-
-  private unpinId(id: string): void {
-    const n = (this.pins.get(id) ?? 0) - 1;
-    if (n > 0) this.pins.set(id, n);
-    else this.pins.delete(id);
-  }
-
-  /**
-   * The store committed these records as they are: the finished ones no live work needs leave memory
-   * (their records are read from the store from then on), with the results their tasks named, once
-   * `finishedRetainMs` has passed (a client that waits for a result usually asks for it at once) and a
-   * slice at a time on a timer, so that neither a commit nor a client waits for it.
-   */
-  private committed(tasks: Iterable<Task>, results: Iterable<Result>): void {
-    this.retiring.push({
-      at: Date.now(),
-      tasks: tasks[Symbol.iterator](),
-      results: results[Symbol.iterator](),
-    });
-    this.retireTimer ??= setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
-  }
-
-  private retire(): void {
-    this.retireTimer = null;
-    // No record leaves memory while a listing merges the store's with memory's.
-    const before = Date.now() - (this.opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS);
-    if (this.scans === 0) {
-      const until = performance.now() + RETIRE_SLICE_MS;
-      while (this.retiring.length > 0 && this.retiring[0].at <= before && performance.now() <= until) {
-        const c = this.retiring[0];
-        if (!this.letGo(c.tasks, (t) => this.evictTask(t), until)) break;
-        if (!this.letGo(c.results, (r) => this.evictResult(r), until)) break;
-        this.retiring.shift();
-      }
-    }
-    if (this.retiring.length > 0) {
-      this.retireTimer =
-        this.retiring[0].at < before - RETIRE_BEHIND_MS && this.scans === 0
-          ? setImmediate(this.runRetire).unref()
-          : setTimeout(this.runRetire, RETIRE_TICK_MS).unref();
-    } else if (this.retiredSinceGc >= IDLE_GC_RECORDS && this.tasks.size <= IDLE_GC_TASKS) {
-      // A burst has left memory and little is live: give its garbage back now, not at the next burst.
-      this.retiredSinceGc = 0;
-      collectGarbage();
-    }
-  }
-
-  /**
-   * Lets go of what `records` holds until it ends (true), or until `until` (performance.now()) has
-   * passed (false: the rest waits for the next tick).
-   */
-  private letGo<T>(records: Iterator<T>, evict: (record: T) => void, until: number): boolean {
-    for (let n = 1; ; n++) {
-      const next = records.next();
-      if (next.done) return true;
-      evict(next.value);
-      this.retiredSinceGc++;
-      if ((n & 127) === 0 && performance.now() > until) return false;
-    }
-  }
-
-  private evictTask(t: Task): void {
-    if (
-      this.tasks.get(t.id) !== t ||
-      !FINAL_TASK_STATUSES.has(t.status) ||
-      t.workerId !== null ||
-      this.staged.has(t.id) ||
-      this.store.isDirty(t)
-    )
-      return;
-    this.tasks.delete(t.id);
-    this.tasksBySession.get(t.sessionId)?.delete(t);
-    this.evictResultId(t.payloadId);
-    for (const id of t.dataDependencies) this.evictResultId(id);
-    for (const id of t.expectedOutputIds) this.evictResultId(id);
-  }
-
-  private evictResultId(id: string): void {
-    const r = this.results.get(id);
-    if (r) this.evictResult(r);
-  }
-
-  private evictResult(r: Result): void {
-    if (
-      this.results.get(r.id) !== r ||
-      r.status === "CREATED" ||
-      (r.data !== null && !r.stored) ||
-      this.pins.has(r.id) ||
-      this.stagedResults.has(r.id) ||
-      this.uploading.has(r.id) ||
-      this.dependents.has(r.id) ||
-      this.store.isDirty(r)
-    )
-      return;
-    if (r.ownerTaskId !== null) {
-      const owner = this.tasks.get(r.ownerTaskId);
-      if (owner && !FINAL_TASK_STATUSES.has(owner.status)) return;
-    }
-    this.results.delete(r.id);
   }
 
   /** Queued tasks are cancelled, running ones stopped on their workers, CREATED results aborted. */
@@ -1705,7 +1537,7 @@ export class Scheduler {
     const session = this.transition(sessionId, "CANCELLED", ["RUNNING", "PAUSED", "CLOSED"]);
     session.cancelledAt = Date.now();
     this.setSessionStatus(session, "CANCELLED");
-    const cancelled = this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was cancelled`);
+    const cancelled = this.cancel(this.table.sessionTasks(sessionId), `session ${sessionId} was cancelled`);
     for (const r of this.results.values()) if (r.sessionId === sessionId) this.abortResult(r);
     return { cancelled };
   }
@@ -1721,7 +1553,7 @@ export class Scheduler {
   resumeSession(sessionId: string): void {
     const session = this.transition(sessionId, "RUNNING", ["PAUSED"]);
     this.setSessionStatus(session, "RUNNING");
-    for (const t of this.sessionTasks(sessionId)) if (t.status === "PAUSED") this.enqueue(t);
+    for (const t of this.table.sessionTasks(sessionId)) if (t.status === "PAUSED") this.enqueue(t);
   }
 
   closeSession(sessionId: string): void {
@@ -1814,7 +1646,7 @@ export class Scheduler {
   deleteSession(sessionId: string): { tasks: number; results: number } {
     const session = this.session(sessionId);
     if (session.status !== "CANCELLED" && session.status !== "PURGED") {
-      this.cancel(this.sessionTasks(sessionId), `session ${sessionId} was deleted`);
+      this.cancel(this.table.sessionTasks(sessionId), `session ${sessionId} was deleted`);
     }
     session.status = "DELETED";
     session.deletedAt = Date.now();
@@ -1832,7 +1664,7 @@ export class Scheduler {
       this.resultCount--;
       results++;
     }
-    for (const t of this.sessionTasks(sessionId)) {
+    for (const t of this.table.sessionTasks(sessionId)) {
       // A task still on a worker stays known until the worker answers, so nothing completes twice.
       if (t.status === "CANCELLING") continue;
       this.counts.remove(t.options.partitionId, t.status);
@@ -1847,7 +1679,7 @@ export class Scheduler {
       this.results.delete(id);
       this.cache.delete(id);
       this.dependents.delete(id);
-      this.pins.delete(id);
+      this.residency.forget(id);
       if (this.waiters.has(id)) {
         r.status = "DELETED";
         this.waiters.settled(r.id, r.status);
@@ -1856,7 +1688,7 @@ export class Scheduler {
     }
     this.events.removeSession(sessionId);
     this.sessions.delete(sessionId);
-    this.tasksBySession.delete(sessionId);
+    this.table.releaseSession(sessionId);
     this.rememberDeleted(session);
     this.store.deleteSession(sessionId);
     return { tasks, results };
@@ -1925,195 +1757,13 @@ export class Scheduler {
       upgradeTask(t);
       if (wants(f, "newTask", t.id, null, t.status)) sub.send(newTaskEvent(t));
     }
-    for (const t of this.sessionTasks(sub.sessionId)) {
+    for (const t of this.table.sessionTasks(sub.sessionId)) {
       if (wants(f, "newTask", t.id, null, t.status)) sub.send(newTaskEvent(t));
     }
     this.events.add(sub);
   }
 
-  // ---- admin views ---------------------------------------------------------------------------------
-
-  /** Each partition with its backlog (`queued`: see backlog()), what an autoscaler must see. */
-  partitions(): { partitionId: string; queued: number; workers: number; slots: number }[] {
-    const out = new Map<string, { partitionId: string; queued: number; workers: number; slots: number }>();
-    const get = (p: string) => {
-      let e = out.get(p);
-      if (!e) out.set(p, (e = { partitionId: p, queued: 0, workers: 0, slots: 0 }));
-      return e;
-    };
-    for (const [p, q] of this.queues) get(p).queued = this.backlog(p, q);
-    for (const w of this.workers.values()) {
-      for (const p of w.partitions) {
-        const e = get(p);
-        e.workers++;
-        e.slots += w.slots;
-      }
-    }
-    for (const s of this.sessions.values()) for (const p of s.partitionIds) get(p);
-    return [...out.values()].sort((a, b) => a.partitionId.localeCompare(b.partitionId));
-  }
-
-  applications(): { applicationName: string; applicationVersion: string; tasks: number }[] {
-    const out = new Map<string, { applicationName: string; applicationVersion: string; tasks: number }>();
-    for (const t of this.tasks.values()) {
-      const key = `${t.options.applicationName}\u0000${t.options.applicationVersion}`;
-      let e = out.get(key);
-      if (!e)
-        out.set(
-          key,
-          (e = {
-            applicationName: t.options.applicationName,
-            applicationVersion: t.options.applicationVersion,
-            tasks: 0,
-          }),
-        );
-      e.tasks++;
-    }
-    return [...out.values()];
-  }
-
-  workerList(): Record<string, unknown>[] {
-    return [...this.workers.values()].map((w) => ({
-      workerId: w.id,
-      partitions: w.partitions,
-      slots: w.slots,
-      capacity: w.capacity,
-      busy: this.busySlots(w),
-      inflight: w.inflight.size,
-      // null: it did not say, and takes tasks of any application.
-      apps: w.apps === null ? null : [...w.apps].sort(),
-      host: w.host,
-      pid: w.pid,
-      connectedAt: w.connectedAt,
-      lastHeartbeat: w.lastHeartbeat,
-    }));
-  }
-
-  /**
-   * Applications whose tasks wait in a partition that has workers, none of which has the application:
-   * they wait until such a worker joins (design §6), and health() says so.
-   */
-  unservedApplications(): {
-    partitionId: string;
-    applicationName: string;
-    applicationVersion: string;
-    queued: number;
-  }[] {
-    const out: {
-      partitionId: string;
-      applicationName: string;
-      applicationVersion: string;
-      queued: number;
-    }[] = [];
-    for (const [p, q] of this.queues) {
-      if (q.size === 0) continue;
-      const serving: AppSet[] = [];
-      for (const w of this.workers.values()) if (w.partitions.includes(p)) serving.push(w.apps);
-      if (serving.length === 0) continue;
-      for (const a of q.unserved(serving))
-        out.push({
-          partitionId: p,
-          applicationName: a.applicationName,
-          applicationVersion: a.applicationVersion,
-          queued: a.size,
-        });
-    }
-    return out;
-  }
-
-  /** A worker's applications changed (APPS: it was given new modules): it may take other tasks now. */
-  setWorkerApps(workerId: string, apps: AppSet): void {
-    const w = this.workers.get(workerId);
-    if (!w) return;
-    w.apps = apps;
-    this.scheduleDispatch();
-  }
-
-  /** Tasks of a partition no slot runs yet: in its queue, or sent to a worker and not STARTED. */
-  private backlog(partitionId: string, q: PartitionQueue): number {
-    return q.size + this.counts.of(partitionId, "DISPATCHED");
-  }
-
-  /** Slots of a worker running a task (PROCESSING), not counting the tasks it prefetched. */
-  busySlots(w: WorkerState): number {
-    let n = 0;
-    for (const id of w.inflight) if (this.tasks.get(id)?.status === "PROCESSING") n++;
-    return Math.min(w.slots, n);
-  }
-
-  /**
-   * HEALTHY; DEGRADED when tasks wait in a partition no worker serves, or for an application no worker
-   * of their partition has; UNHEALTHY when the store cannot commit (a full disk): nothing new can be
-   * acknowledged.
-   */
-  health(): { status: "HEALTHY" | "DEGRADED" | "UNHEALTHY"; checks: Record<string, string> } {
-    const starving = this.partitions().filter((p) => p.queued > 0 && p.workers === 0);
-    const appless = this.unservedApplications().filter(
-      (a) => !starving.some((p) => p.partitionId === a.partitionId),
-    );
-    const store = this.store.stats();
-    const checks: Record<string, string> = {
-      store:
-        store.failure === undefined
-          ? `ok (${this.store.name}, ${store.pendingWrites} pending writes)`
-          : `failing: ${store.failure}`,
-      queue:
-        starving.length === 0
-          ? "ok"
-          : `tasks wait in partitions no worker serves: ${starving.map((p) => p.partitionId).join(", ")}`,
-      workers: `${this.workers.size} connected`,
-    };
-    if (appless.length > 0) {
-      checks.applications = `tasks wait for applications no worker of their partition has: ${appless
-        .slice(0, 10)
-        .map(
-          (a) =>
-            `${a.applicationName}${a.applicationVersion ? ` ${a.applicationVersion}` : ""} (${a.partitionId}, ${a.queued} queued)`,
-        )
-        .join(", ")}`;
-    }
-    const status =
-      store.failure !== undefined
-        ? "UNHEALTHY"
-        : starving.length === 0 && appless.length === 0
-          ? "HEALTHY"
-          : "DEGRADED";
-    return { status, checks };
-  }
-
-  // ---- views ---------------------------------------------------------------------------------------
-
-  /** Each partition that holds tasks with its counts by status (for a scrape). */
-  tasksByPartition(): Record<string, Record<TaskStatus, number>> {
-    return this.counts.byPartition();
-  }
-
-  summary(): SchedulerSummary {
-    const queued: Record<string, number> = {};
-    for (const [p, q] of this.queues) queued[p] = this.backlog(p, q);
-    let slots = 0;
-    let busy = 0;
-    for (const w of this.workers.values()) {
-      slots += w.slots;
-      busy += this.busySlots(w);
-    }
-    let tasks = 0;
-    for (const n of Object.values(this.counts.totals())) tasks += n;
-    return {
-      sessions: this.sessions.size,
-      results: this.resultCount,
-      tasks,
-      tasksInMemory: this.tasks.size,
-      resultsInMemory: this.results.size,
-      tasksByStatus: this.counts.totals(),
-      tasksByPartition: this.counts.byPartition(),
-      queued,
-      workers: this.workers.size,
-      slots,
-      busySlots: busy,
-      store: this.store.stats(),
-    };
-  }
+  // ---- checks --------------------------------------------------------------------------------------
 
   private requireOpen(session: Session): void {
     if (session.status !== "RUNNING" && session.status !== "PAUSED") {

@@ -1,0 +1,87 @@
+import type { Result, Session, Task } from "./model.js";
+import { TaskCounts } from "./task-counts.js";
+import { PartitionQueue } from "./task-queue.js";
+import type { WorkerState } from "./types.js";
+
+/**
+ * The records the scheduler holds in memory and the indexes over them: sessions, results and tasks by
+ * id, the tasks of each session, the queue of each partition, the workers, and the task counts. Every
+ * other part of the scheduler reads and changes them here; what is not here is in the store. Holds no
+ * rule of the grid (who may change what, and when): that is the scheduler's.
+ */
+export class TaskTable {
+  readonly sessions = new Map<string, Session>();
+  readonly results = new Map<string, Result>();
+  readonly tasks = new Map<string, Task>();
+  readonly workers = new Map<string, WorkerState>();
+  /** partition → its tasks no worker holds yet. */
+  readonly queues = new Map<string, PartitionQueue>();
+  /** Tasks by partition and status, the finished ones in the store included. */
+  readonly counts = new TaskCounts();
+  /** The same counts by session (its id in place of a partition's): `tasks.count` of whole sessions. */
+  readonly sessionCounts = new TaskCounts();
+  /** session id → its tasks in memory, in submission order: the index of filters naming a session. */
+  private readonly bySession = new Map<string, Set<Task>>();
+
+  /** The queue of `partitionId`, made on first use. */
+  queue(partitionId: string): PartitionQueue {
+    let q = this.queues.get(partitionId);
+    if (!q) {
+      q = new PartitionQueue(partitionId);
+      this.queues.set(partitionId, q);
+    }
+    return q;
+  }
+
+  /** `task` is held in memory from now on: found by id and by its session. */
+  holdTask(task: Task): void {
+    this.tasks.set(task.id, task);
+    const set = this.bySession.get(task.sessionId);
+    if (set) set.add(task);
+    else this.bySession.set(task.sessionId, new Set([task]));
+  }
+
+  /** `task` leaves memory: its record is the store's, or it is gone. */
+  releaseTask(task: Task): void {
+    this.tasks.delete(task.id);
+    this.bySession.get(task.sessionId)?.delete(task);
+  }
+
+  /** The session left: its index entry goes (its tasks were released one by one, or by id). */
+  releaseSession(sessionId: string): void {
+    this.bySession.delete(sessionId);
+  }
+
+  /** Tasks of a session held in memory (all its unfinished ones), in submission order. */
+  sessionTasks(sessionId: string): Task[] {
+    return [...(this.bySession.get(sessionId) ?? [])];
+  }
+
+  /**
+   * The tasks held in memory a filter may match (every unfinished one is): those of the sessions it
+   * names (by the index), else all, each in submission order. A task that leaves while a scan is
+   * between slices is not visited after it left.
+   */
+  *liveTasksOf(sessionIds: readonly string[] | null): Generator<Task> {
+    if (sessionIds === null) {
+      yield* this.tasks.values();
+      return;
+    }
+    for (const id of new Set(sessionIds)) {
+      const set = this.bySession.get(id);
+      if (set) yield* set;
+    }
+  }
+
+  /** Tasks of a partition no slot runs yet: in its queue, or sent to a worker and not STARTED. */
+  backlog(partitionId: string, q: PartitionQueue): number {
+    return q.size + this.counts.of(partitionId, "DISPATCHED");
+  }
+
+  /** Slots of a worker running a task (PROCESSING), not counting the tasks it prefetched. */
+  busySlots(w: WorkerState): number {
+    let n = 0;
+    for (const id of w.inflight) if (this.tasks.get(id)?.status === "PROCESSING") n++;
+    return Math.min(w.slots, n);
+  }
+}
