@@ -25,12 +25,8 @@ import {
 } from "../protocol/worker-messages.js";
 import type { AppSet } from "../scheduler/task-queue.js";
 import type { Task, TaskOptions } from "../scheduler/model.js";
-import {
-  INLINE_PAYLOAD_BYTES,
-  type Completion,
-  type Scheduler,
-  type WorkerLink,
-} from "../scheduler/scheduler.js";
+import { INLINE_PAYLOAD_BYTES } from "../scheduler/dispatcher.js";
+import type { Completion, Scheduler, WorkerLink } from "../scheduler/scheduler.js";
 import type { TokenCheck } from "./auth.js";
 
 const EMPTY = Buffer.alloc(0);

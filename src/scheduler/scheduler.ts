@@ -15,11 +15,13 @@ import {
   type TaskStatus,
 } from "./model.js";
 import type { StatusCounts } from "./task-counts.js";
+import { Dispatcher } from "./dispatcher.js";
 import { GridViews } from "./grid-views.js";
+import { StagingArea } from "./staging.js";
 import { DEFAULT_FINISHED_RETAIN_MS, Residency } from "./residency.js";
 import { TaskTable } from "./task-table.js";
 import { mergeTaskOptions } from "./task-options.js";
-import { type AppQueue, type AppSet, PartitionQueue } from "./task-queue.js";
+import type { AppSet } from "./task-queue.js";
 import { ResultCache } from "./result-cache.js";
 
 /** How long, and how many, deleted sessions' records `sessions.get` still answers (memory only). */
@@ -99,21 +101,6 @@ function upgradeTask(t: Task): void {
 /** Names of the results a submission creates for a task: shared strings, not one per task. */
 const OUTPUT_NAMES = Array.from({ length: 16 }, (_, k) => `output-${k}`);
 
-/**
- * A worker is given about as many tasks as it finishes in this window (design §11): no-op tasks stream
- * in large batches, long ones never wait behind each other on one host while a slot elsewhere is idle.
- */
-const CREDIT_WINDOW_MS = 50;
-/** Weight of the newest run time in a worker's moving average. */
-const RUN_TIME_WEIGHT = 0.2;
-/**
- * About how many bytes of inline payloads a worker may hold beyond its slots: credit for short tasks
- * with large payloads is cut to fit, so prefetching never costs either side more than this.
- */
-const PREFETCH_PAYLOAD_BYTES = 64 * 1024 * 1024;
-/** Payloads up to this size travel inside TASKS; larger ones are fetched by the worker. */
-export const INLINE_PAYLOAD_BYTES = 1024 * 1024;
-
 /** Users kept as one shared string each (a task's createdBy), at most this many; others as given. */
 const MAX_INTERNED_USERS = 10_000;
 
@@ -144,9 +131,8 @@ export class Scheduler {
   private readonly sessionCounts = this.table.sessionCounts;
   private readonly ids = new IdGenerator();
   readonly events = new EventHub();
-  /** task id → what its running attempt created through the agent, committed only on success. */
-  private readonly staged = new Map<string, AttemptStaging>();
-  private link: WorkerLink | null = null;
+  /** What running attempts created through their agent, committed only on success. */
+  private readonly staged = new StagingArea();
   /**
    * Tasks that were on a worker when the server stopped, by id: they wait (status and attempt as they
    * were) for that worker to come back holding them, until the orphan grace ends.
@@ -155,16 +141,12 @@ export class Scheduler {
   private keptRequests: { key: string; at: number; tasks: Task[] }[] = [];
   /** Sessions deleted lately, oldest first: `sessions.get` answers their DELETED record a while. */
   private readonly deletedSessions = new Map<string, Session>();
-  /** Results created by attempts still running (their staging): invisible to clients until committed. */
-  private readonly stagedResults = new Set<string>();
   /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
   private readonly uploading = new Set<string>();
   private seq = 0;
   /** user → its one string: the createdBy of a million tasks is one string, not one per request. */
   private readonly users = new Map<string, string>();
-  private dispatchScheduled = false;
   private readonly log: Logger;
-  private readonly runDispatch = (): void => this.dispatch();
   /** Called once when a task ends COMPLETED, ERROR or TIMEOUT (the metrics observe durations here). */
   onTaskEnd: ((task: Task) => void) | null = null;
   /** Results clients can see, in memory or in the store: a running count. */
@@ -179,6 +161,8 @@ export class Scheduler {
   readonly store: Store;
   /** Partitions, applications, workers, counts and health, for administrators and metrics. */
   readonly views: GridViews;
+  /** Dispatch and credit: which worker gets which queued tasks, and when. */
+  private readonly dispatcher = new Dispatcher(this.table, (task, w, now) => this.assign(task, w, now));
   /** Which records stay in memory, and when finished ones leave it. */
   private readonly residency: Residency;
 
@@ -193,7 +177,7 @@ export class Scheduler {
       this.store,
       {
         staging: (taskId) => this.staged.has(taskId),
-        result: (id) => this.stagedResults.has(id) || this.uploading.has(id) || this.dependents.has(id),
+        result: (id) => this.staged.holds(id) || this.uploading.has(id) || this.dependents.has(id),
       },
       opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS,
     );
@@ -371,7 +355,7 @@ export class Scheduler {
   }
 
   setLink(link: WorkerLink): void {
-    this.link = link;
+    this.dispatcher.setLink(link);
   }
 
   // ---- sessions ------------------------------------------------------------------------------------
@@ -437,7 +421,7 @@ export class Scheduler {
   /** A result as clients see it: one a running attempt created is not there until the attempt completes. */
   result(id: string): Result {
     const r = this.findResult(id);
-    if (!r || this.stagedResults.has(id)) throw notFound(`result ${id} does not exist`);
+    if (!r || this.staged.holds(id)) throw notFound(`result ${id} does not exist`);
     return r;
   }
 
@@ -490,15 +474,14 @@ export class Scheduler {
 
   /** Whether clients see this result (not created by an attempt still running). */
   isVisible(r: Result): boolean {
-    return this.stagedResults.size === 0 || !this.stagedResults.has(r.id);
+    return !this.staged.holds(r.id);
   }
 
   /** A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. */
   sessionResult(sessionId: string, id: string, what = "result", parent: Task | null = null): Result {
     const r = this.findResult(id);
     // A result a running attempt created exists only for that attempt (its children may use it).
-    const hidden = this.stagedResults.has(id) && !(parent && this.staged.get(parent.id)?.results.has(id));
-    if (!r || hidden) throw notFound(`${what} ${id} does not exist`);
+    if (!r || this.staged.hides(id, parent)) throw notFound(`${what} ${id} does not exist`);
     if (r.sessionId !== sessionId) {
       throw invalidArgument(`${what} ${id} belongs to session ${r.sessionId}, not to session ${sessionId}`);
     }
@@ -557,8 +540,7 @@ export class Scheduler {
     };
     this.results.set(r.id, r);
     if (staging) {
-      staging.results.add(r.id);
-      this.stagedResults.add(r.id);
+      this.staged.addResult(staging, r.id);
       if (data) staging.uploads.set(r.id, data);
       return r;
     }
@@ -736,7 +718,7 @@ export class Scheduler {
     });
     return this.waiters.wait(spec, (id) => {
       const r = this.results.get(id) ?? stored.get(id);
-      if (!r || this.stagedResults.has(id)) throw notFound(`result ${id} does not exist`);
+      if (!r || this.staged.holds(id)) throw notFound(`result ${id} does not exist`);
       return r.status;
     });
   }
@@ -824,7 +806,7 @@ export class Scheduler {
     this.store.discard(tasks, []);
     this.withdrawResults(created);
     for (const [workerId, ids] of byWorker)
-      this.link?.cancelTasks(workerId, ids, "its submission was refused");
+      this.dispatcher.cancel(workerId, ids, "its submission was refused");
   }
 
   /**
@@ -979,19 +961,10 @@ export class Scheduler {
     return t;
   }
 
-  private staging(task: Task): AttemptStaging {
-    let st = this.staged.get(task.id);
-    if (!st) {
-      st = { results: new Set(), uploads: new Map(), children: [] };
-      this.staged.set(task.id, st);
-    }
-    return st;
-  }
-
   agentCreateResults(workerId: string, taskId: string, items: NewResult[]): Result[] {
     const task = this.runningTask(workerId, taskId);
     this.requireBatch(items.length, "results");
-    const st = this.staging(task);
+    const st = this.staged.of(task);
     return items.map((item) => {
       const r = this.newResult(task.sessionId, item.name, task.id, undefined, st);
       if (item.data) st.uploads.set(r.id, item.data);
@@ -1001,7 +974,7 @@ export class Scheduler {
 
   agentUpload(workerId: string, taskId: string, resultId: string, data: Buffer): void {
     const task = this.runningTask(workerId, taskId);
-    const st = this.staging(task);
+    const st = this.staged.of(task);
     const r = this.sessionResult(task.sessionId, resultId);
     const own =
       st.results.has(resultId) || (task.expectedOutputIds.includes(resultId) && r.ownerTaskId === task.id);
@@ -1025,7 +998,7 @@ export class Scheduler {
     this.requireSubmission(session, "worker");
     this.requireBatch(items.length, "tasks");
     const options = this.validateSubmission(session, submissionOptions, items, task);
-    const st = this.staging(task);
+    const st = this.staged.of(task);
     const children = this.buildTasks(task.sessionId, items, options, st, task.id, task);
     st.children.push(...children);
     return children;
@@ -1044,12 +1017,10 @@ export class Scheduler {
 
   /** A failed or retried attempt leaves nothing behind: its results and children vanish. */
   private discardStaging(task: Task): void {
-    const st = this.staged.get(task.id);
+    const st = this.staged.take(task.id);
     if (!st) return;
-    this.staged.delete(task.id);
     for (const id of st.results) {
       this.results.delete(id);
-      this.stagedResults.delete(id);
       this.dependents.delete(id);
     }
   }
@@ -1093,81 +1064,25 @@ export class Scheduler {
     }
     if (task.status !== status) this.setStatus(task, status);
     this.table.queue(task.options.partitionId).push(task);
-    this.scheduleDispatch();
-  }
-
-  private scheduleDispatch(): void {
-    if (this.dispatchScheduled) return;
-    this.dispatchScheduled = true;
-    setImmediate(this.runDispatch);
-  }
-
-  /** Fills every worker's free capacity from the queues of its partitions, highest priority first. */
-  private dispatch(): void {
-    this.dispatchScheduled = false;
-    if (!this.link) return;
-    const now = Date.now();
-    for (const w of this.workers.values()) {
-      let free = this.credit(w) - w.inflight.size;
-      if (free <= 0) continue;
-      let batch: Task[] | null = null;
-      let batchBytes = 0;
-      while (free > 0 && batchBytes < PREFETCH_PAYLOAD_BYTES) {
-        let best: PartitionQueue | null = null;
-        let bestApp: AppQueue | null = null;
-        let bestPriority = -Infinity;
-        for (const p of w.partitions) {
-          const q = this.queues.get(p);
-          if (!q || q.size === 0) continue;
-          const app = q.next(w.apps);
-          if (!app) continue;
-          const top = app.topPriority();
-          if (top > bestPriority) {
-            best = q;
-            bestApp = app;
-            bestPriority = top;
-          }
-        }
-        if (!best || !bestApp) break;
-        const task = best.popFrom(bestApp)!;
-        // The attempt first: the status event carries its times.
-        newAttempt(task, w.id, now);
-        task.workerId = w.id;
-        this.setStatus(task, "DISPATCHED");
-        w.inflight.add(task.id);
-        (batch ??= []).push(task);
-        free--;
-        const size = this.results.get(task.payloadId)?.size ?? 0;
-        if (size <= INLINE_PAYLOAD_BYTES) batchBytes += size;
-      }
-      if (batch) {
-        const mean = batchBytes / batch.length;
-        w.avgPayloadBytes =
-          w.avgPayloadBytes === 0 ? mean : w.avgPayloadBytes + RUN_TIME_WEIGHT * (mean - w.avgPayloadBytes);
-        this.link.sendTasks(w.id, batch);
-      }
-    }
-  }
-
-  /**
-   * How many tasks a worker may hold: its slots while its task time is unknown or long, up to its
-   * slots + prefetch for tasks it finishes many of within CREDIT_WINDOW_MS.
-   */
-  private credit(w: WorkerState): number {
-    if (w.avgTaskMs === null) return w.slots;
-    let n = Math.floor((w.slots * CREDIT_WINDOW_MS) / Math.max(w.avgTaskMs, 0.001));
-    if (w.avgPayloadBytes > 0) n = Math.min(n, Math.floor(PREFETCH_PAYLOAD_BYTES / w.avgPayloadBytes));
-    return Math.min(w.capacity, Math.max(w.slots, n));
+    this.dispatcher.schedule();
   }
 
   // ---- workers -------------------------------------------------------------------------------------
+
+  /** `task` goes to worker `w`: its new attempt first (the status event carries its times). */
+  private assign(task: Task, w: WorkerState, now: number): void {
+    newAttempt(task, w.id, now);
+    task.workerId = w.id;
+    this.setStatus(task, "DISPATCHED");
+    w.inflight.add(task.id);
+  }
 
   /** A worker's applications changed (APPS: it was given new modules): it may take other tasks now. */
   setWorkerApps(workerId: string, apps: AppSet): void {
     const w = this.workers.get(workerId);
     if (!w) return;
     w.apps = apps;
-    this.scheduleDispatch();
+    this.dispatcher.schedule();
   }
 
   addWorker(
@@ -1183,7 +1098,7 @@ export class Scheduler {
       existing.columns = info.columns;
       existing.apps = info.apps;
       existing.lastHeartbeat = Date.now();
-      this.scheduleDispatch();
+      this.dispatcher.schedule();
       return existing;
     }
     const w: WorkerState = {
@@ -1196,7 +1111,7 @@ export class Scheduler {
     };
     this.workers.set(w.id, w);
     this.log.info({ worker: w.id, partitions: w.partitions, slots: w.slots }, "worker joined");
-    this.scheduleDispatch();
+    this.dispatcher.schedule();
     return w;
   }
 
@@ -1214,7 +1129,7 @@ export class Scheduler {
       const task = this.tasks.get(taskId);
       if (task) this.failAttempt(task, `worker ${workerId} was lost (${reason})`, true);
     }
-    this.scheduleDispatch();
+    this.dispatcher.schedule();
   }
 
   /**
@@ -1234,7 +1149,7 @@ export class Scheduler {
       if (task && task.workerId === workerId)
         this.failAttempt(task, `worker ${workerId} restarted without it`, true);
     }
-    this.scheduleDispatch();
+    this.dispatcher.schedule();
   }
 
   /**
@@ -1283,12 +1198,7 @@ export class Scheduler {
     if (adopt.size === 0) return notYours;
     const now = Date.now();
     for (const q of this.queues.values()) {
-      for (const t of q.remove((t) => adopt.has(t.id))) {
-        newAttempt(t, workerId, now);
-        t.workerId = workerId;
-        this.setStatus(t, "DISPATCHED");
-        w.inflight.add(t.id);
-      }
+      for (const t of q.remove((t) => adopt.has(t.id))) this.assign(t, w, now);
     }
     return notYours;
   }
@@ -1314,12 +1224,12 @@ export class Scheduler {
         this.closeAttempt(t, "TIMEOUT", why);
         this.finishTask(t, "TIMEOUT", why);
       }
-      this.link?.cancelTasks(
+      this.dispatcher.cancel(
         w.id,
         overdue.map((t) => t.id),
         "maxDuration exceeded (ended by the server)",
       );
-      this.scheduleDispatch();
+      this.dispatcher.schedule();
     }
   }
 
@@ -1351,7 +1261,7 @@ export class Scheduler {
       if (c.status !== "CANCELLED") {
         // Run time from the start on a slot (or from dispatch, if STARTED never came).
         const ms = now - task.attempts[task.attempts.length - 1].startedAt;
-        w.avgTaskMs = w.avgTaskMs === null ? ms : w.avgTaskMs + RUN_TIME_WEIGHT * (ms - w.avgTaskMs);
+        this.dispatcher.ranFor(w, ms);
       }
       if (task.status === "CANCELLING") {
         this.closeAttempt(task, "CANCELLED", "cancelled");
@@ -1376,7 +1286,7 @@ export class Scheduler {
           this.finishTask(task, "ERROR", `worker reported unknown status ${String(c.status)}`);
       }
     }
-    this.scheduleDispatch();
+    this.dispatcher.schedule();
   }
 
   private closeAttempt(task: Task, status: string, error: string | null): void {
@@ -1418,9 +1328,8 @@ export class Scheduler {
     task.workerId = null;
     task.endedAt = Date.now();
     if (st) {
-      this.staged.delete(task.id);
+      this.staged.take(task.id);
       for (const id of st.results) {
-        this.stagedResults.delete(id);
         const r = this.results.get(id);
         if (r) {
           this.resultCount++;
@@ -1675,7 +1584,7 @@ export class Scheduler {
     for (const [id, r] of this.results) {
       if (r.sessionId !== sessionId) continue;
       if (r.status === "COMPLETED") this.resultBytes -= r.size;
-      if (!this.stagedResults.has(id)) this.resultCount--;
+      if (!this.staged.holds(id)) this.resultCount--;
       this.results.delete(id);
       this.cache.delete(id);
       this.dependents.delete(id);
@@ -1730,7 +1639,7 @@ export class Scheduler {
       this.closeAttempt(t, "CANCELLED", reason);
       this.finishTask(t, "CANCELLED", reason);
     }
-    for (const [workerId, ids] of byWorker) this.link?.cancelTasks(workerId, ids, reason);
+    for (const [workerId, ids] of byWorker) this.dispatcher.cancel(workerId, ids, reason);
     return counts;
   }
 
