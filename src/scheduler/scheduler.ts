@@ -2,6 +2,7 @@ import type { Logger } from "../log.js";
 import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
 import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
 import { IdGenerator } from "./ids.js";
+import { TurnClock } from "./turn-clock.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { KeptRequest, LoadedState, Store } from "../store/store.js";
 import {
@@ -130,6 +131,8 @@ export class Scheduler {
   private readonly counts = this.table.counts;
   private readonly sessionCounts = this.table.sessionCounts;
   private readonly ids = new IdGenerator();
+  /** The time of this turn of the event loop, one boxed number shared by what it creates (turn-clock.ts). */
+  private readonly clock = new TurnClock();
   readonly events = new EventHub();
   /** What running attempts created through their agent, committed only on success. */
   private readonly staged = new StagingArea();
@@ -535,7 +538,7 @@ export class Scheduler {
       createdBy,
       data: null,
       size: 0,
-      createdAt: Date.now(),
+      createdAt: this.clock.now(),
       completedAt: null,
     };
     this.results.set(r.id, r);
@@ -873,7 +876,7 @@ export class Scheduler {
     createdBy: string,
     parent: Task | null,
   ): Task[] {
-    const now = Date.now();
+    const now = this.clock.now();
     const created: Task[] = new Array(items.length);
     const result = (name: string, data?: Buffer): string => {
       const r = this.newResult(sessionId, name, createdBy, data, staging);
@@ -1057,7 +1060,7 @@ export class Scheduler {
   }
 
   private enqueue(task: Task, status: TaskStatus = "SUBMITTED"): void {
-    if (task.submittedAt === null) task.submittedAt = Date.now();
+    if (task.submittedAt === null) task.submittedAt = this.clock.now();
     if (this.sessions.get(task.sessionId)?.status === "PAUSED") {
       this.setStatus(task, "PAUSED");
       return;
