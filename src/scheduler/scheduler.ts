@@ -124,12 +124,9 @@ export class Scheduler {
   readonly results = this.table.results;
   readonly tasks = this.table.tasks;
   readonly workers = this.table.workers;
-  private readonly queues = this.table.queues;
   /** result id → tasks that wait for it (as payload or data dependency). */
   private readonly dependents = new Map<string, Task[]>();
   private readonly waiters = new ResultWaiters();
-  private readonly counts = this.table.counts;
-  private readonly sessionCounts = this.table.sessionCounts;
   private readonly ids = new IdGenerator();
   /** The time of this turn of the event loop, one boxed number shared by what it creates (turn-clock.ts). */
   private readonly clock = new TurnClock();
@@ -273,8 +270,8 @@ export class Scheduler {
     }
     // Finished tasks stay in the store: counted, not held (issue 18 item 2).
     for (const f of state.finished ?? []) {
-      this.counts.add(f.partitionId, f.status, f.count);
-      this.sessionCounts.add(f.sessionId, f.status, f.count);
+      this.table.counts.add(f.partitionId, f.status, f.count);
+      this.table.sessionCounts.add(f.sessionId, f.status, f.count);
       const session = this.sessions.get(f.sessionId);
       if (session) session.taskCount += f.count;
     }
@@ -286,8 +283,8 @@ export class Scheduler {
     for (const t of state.tasks) {
       upgradeTask(t);
       this.table.holdTask(t);
-      this.counts.add(t.options.partitionId, t.status);
-      this.sessionCounts.add(t.sessionId, t.status);
+      this.table.counts.add(t.options.partitionId, t.status);
+      this.table.sessionCounts.add(t.sessionId, t.status);
       this.seq = Math.max(this.seq, t.seq + 1);
       t.remainingDeps = 0;
       if (!FINAL_TASK_STATUSES.has(t.status)) this.residency.pin(t);
@@ -730,7 +727,7 @@ export class Scheduler {
 
   /** The tasks of a session by status, finished ones in the store included (zeros when it has none). */
   sessionTaskCounts(sessionId: string): StatusCounts {
-    return this.sessionCounts.countsOf(sessionId);
+    return this.table.sessionCounts.countsOf(sessionId);
   }
 
   task(id: string): Task {
@@ -774,7 +771,7 @@ export class Scheduler {
     const gone = new Set(tasks);
     const created: Result[] = [];
     const byWorker = new Map<string, string[]>();
-    for (const q of this.queues.values()) q.remove((t) => gone.has(t));
+    for (const q of this.table.queues.values()) q.remove((t) => gone.has(t));
     tasks.forEach((t, i) => {
       this.table.releaseTask(t);
       if (!FINAL_TASK_STATUSES.has(t.status)) this.residency.unpin(t);
@@ -784,8 +781,8 @@ export class Scheduler {
         if (!ids) byWorker.set(t.workerId, (ids = []));
         ids.push(t.id);
       }
-      this.counts.remove(t.options.partitionId, t.status);
-      this.sessionCounts.remove(t.sessionId, t.status);
+      this.table.counts.remove(t.options.partitionId, t.status);
+      this.table.sessionCounts.remove(t.sessionId, t.status);
       const session = this.sessions.get(t.sessionId);
       if (session) session.taskCount--;
       for (const id of [t.payloadId, ...t.dataDependencies]) {
@@ -932,8 +929,8 @@ export class Scheduler {
   /** Makes a built task live: known, owning its outputs, queued once its dependencies are there. */
   private insertTask(task: Task): void {
     task.seq = this.seq++;
-    this.counts.add(task.options.partitionId, "PENDING");
-    this.sessionCounts.add(task.sessionId, "PENDING");
+    this.table.counts.add(task.options.partitionId, "PENDING");
+    this.table.sessionCounts.add(task.sessionId, "PENDING");
     this.store.task(task);
     this.table.holdTask(task);
     const session = this.sessions.get(task.sessionId);
@@ -1052,7 +1049,13 @@ export class Scheduler {
   }
 
   private setStatus(task: Task, status: TaskStatus): void {
-    this.counts.move(task.options.partitionId, task.status, status, this.sessionCounts, task.sessionId);
+    this.table.counts.move(
+      task.options.partitionId,
+      task.status,
+      status,
+      this.table.sessionCounts,
+      task.sessionId,
+    );
     if (FINAL_TASK_STATUSES.has(status) && !FINAL_TASK_STATUSES.has(task.status)) this.residency.unpin(task);
     task.status = status;
     this.store.task(task);
@@ -1200,7 +1203,7 @@ export class Scheduler {
     }
     if (adopt.size === 0) return notYours;
     const now = Date.now();
-    for (const q of this.queues.values()) {
+    for (const q of this.table.queues.values()) {
       for (const t of q.remove((t) => adopt.has(t.id))) this.assign(t, w, now);
     }
     return notYours;
@@ -1383,8 +1386,8 @@ export class Scheduler {
     if (!this.sessions.has(task.sessionId)) {
       // Its session was deleted while its worker still ran it: now that the worker answered, it goes
       // too, from memory and from the store (its row is not written again after the session's delete).
-      this.counts.remove(task.options.partitionId, task.status);
-      this.sessionCounts.remove(task.sessionId, task.status);
+      this.table.counts.remove(task.options.partitionId, task.status);
+      this.table.sessionCounts.remove(task.sessionId, task.status);
       this.tasks.delete(task.id);
       this.store.discard([task], []);
       return;
@@ -1457,7 +1460,7 @@ export class Scheduler {
   pauseSession(sessionId: string): void {
     const session = this.transition(sessionId, "PAUSED", ["RUNNING"]);
     this.setSessionStatus(session, "PAUSED");
-    for (const q of this.queues.values()) {
+    for (const q of this.table.queues.values()) {
       for (const t of q.remove((t) => t.sessionId === sessionId)) this.setStatus(t, "PAUSED");
     }
   }
@@ -1566,8 +1569,8 @@ export class Scheduler {
     let results = 0;
     // Finished records that left memory: counted out here, their rows removed with the session's.
     for (const t of this.store.scanTasks([sessionId], (id) => this.tasks.has(id))) {
-      this.counts.remove(t.options.partitionId, t.status);
-      this.sessionCounts.remove(t.sessionId, t.status);
+      this.table.counts.remove(t.options.partitionId, t.status);
+      this.table.sessionCounts.remove(t.sessionId, t.status);
       tasks++;
     }
     for (const r of this.store.scanResults([sessionId], (id) => this.results.has(id))) {
@@ -1579,8 +1582,8 @@ export class Scheduler {
     for (const t of this.table.sessionTasks(sessionId)) {
       // A task still on a worker stays known until the worker answers, so nothing completes twice.
       if (t.status === "CANCELLING") continue;
-      this.counts.remove(t.options.partitionId, t.status);
-      this.sessionCounts.remove(t.sessionId, t.status);
+      this.table.counts.remove(t.options.partitionId, t.status);
+      this.table.sessionCounts.remove(t.sessionId, t.status);
       this.tasks.delete(t.id);
       tasks++;
     }
@@ -1621,7 +1624,7 @@ export class Scheduler {
       tasks.filter((t) => t.status === "SUBMITTED" || t.status === "RETRIED").map((t) => t.id),
     );
     if (queuedIds.size > 0) {
-      for (const q of this.queues.values())
+      for (const q of this.table.queues.values())
         for (const t of q.remove((t) => queuedIds.has(t.id))) dequeued.add(t.id);
     }
     for (const t of tasks) {
