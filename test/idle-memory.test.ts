@@ -63,6 +63,32 @@ const collected = collectGarbage();
 console.log(JSON.stringify({ grown, collected, after: newSpaceMb() }));
 `;
 
+/**
+ * In a process of its own: 300,000 records stay (queued tasks), 1,500,000 more are built and dropped (a
+ * burst's garbage, old enough to have grown the old generation). shrinkHeap() must give the grown pages
+ * back while the records stay; it works through V8's incremental marking, so the heap is polled, 10 s
+ * at most.
+ */
+const BURST = `
+import { getHeapStatistics } from "node:v8";
+import { setTimeout as sleep } from "node:timers/promises";
+import { shrinkHeap } from ${JSON.stringify(GC)};
+const heapMb = () => getHeapStatistics().total_heap_size / 2 ** 20;
+const kept = [];
+for (let i = 0; i < 300_000; i++) kept.push({ i, s: "k" + i });
+let garbage = [];
+for (let i = 0; i < 1_500_000; i++) garbage.push({ i, s: "g" + i });
+garbage = null;
+const grown = heapMb();
+const shrunk = shrinkHeap();
+let after = heapMb();
+for (let i = 0; i < 200 && after > grown / 2; i++) {
+  await sleep(50);
+  after = heapMb();
+}
+console.log(JSON.stringify({ grown, shrunk, after, kept: kept.length }));
+`;
+
 describe("native/idle-memory", { skip: SKIP }, () => {
   it("is built by npm install and answers on this thread", () => {
     const r = releaseFreeMemory();
@@ -92,6 +118,22 @@ describe("native/idle-memory", { skip: SKIP }, () => {
     assert.ok(m.grown >= 8, `the young generation did not grow (${m.grown} MiB): nothing to show`);
     assert.equal(m.collected, true);
     assert.ok(m.after <= m.grown / 4, `still ${m.after} MiB of ${m.grown} after the collection`);
+  });
+
+  it("shrinks the heap a burst grew while its live records stay (memoryPressure)", () => {
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", BURST], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout) as { grown: number; shrunk: boolean; after: number; kept: number };
+    assert.ok(m.grown >= 100, `the heap did not grow (${m.grown} MiB): nothing to show`);
+    assert.equal(m.shrunk, true, "the addon has no memoryPressure: rebuild it (npm install)");
+    assert.equal(m.kept, 300_000);
+    assert.ok(
+      m.after <= m.grown / 2,
+      `the heap is still ${Math.round(m.after)} of ${Math.round(m.grown)} MiB`,
+    );
   });
 
   it("gives back freed pages that free() kept", () => {

@@ -4,7 +4,10 @@ import { describe, it } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createLogger } from "../src/log.js";
+import { Residency } from "../src/scheduler/residency.js";
 import { Scheduler } from "../src/scheduler/scheduler.js";
+import { TaskTable } from "../src/scheduler/task-table.js";
+import { MemoryStore } from "../src/store/memory-store.js";
 import { TurnClock } from "../src/scheduler/turn-clock.js";
 
 /** A full collection: `gc`, which --expose-gc gives a new context (as src/gc.ts does). */
@@ -47,5 +50,26 @@ describe("memory of queued tasks (issue 12)", () => {
     // 501-503 bytes measured with this Node 20; 540-550 when each record kept its times in boxes of
     // their own (16 bytes each: the task's createdAt and submittedAt, the output's createdAt).
     assert.ok(perTask <= 525, `a queued task costs ${Math.round(perTask)} bytes of heap`);
+  });
+
+  it("after a burst of 50,000 submitted tasks, once submissions have stopped, the heap is shrunk once", async () => {
+    const holds = { staging: () => false, result: () => false };
+    const shrinks: number[] = [];
+    const quietMs = 200;
+    // Two of them with the same quiet time: a timer of the first, had it one, would fire first.
+    const small = new Residency(new TaskTable(), new MemoryStore(), holds, 0, () => shrinks.push(1), quietMs);
+    const burst = new Residency(new TaskTable(), new MemoryStore(), holds, 0, () => shrinks.push(2), quietMs);
+    small.submitted(49_999);
+    const started = performance.now();
+    burst.submitted(20_000);
+    burst.submitted(30_000);
+    burst.submitted(10_000);
+    for (let i = 0; i < 200 && shrinks.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.deepEqual(shrinks, [2], "one shrink, of the burst only");
+    assert.ok(performance.now() - started >= quietMs - 5, "not before the burst was quiet");
+    // Counted afresh: 49,999 more are not a burst, one more is.
+    small.submitted(1);
+    for (let i = 0; i < 200 && shrinks.length === 1; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.deepEqual(shrinks, [2, 1]);
   });
 });

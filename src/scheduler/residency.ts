@@ -1,4 +1,4 @@
-import { collectGarbage } from "../gc.js";
+import { collectGarbage, shrinkHeap } from "../gc.js";
 import type { Store } from "../store/store.js";
 import { FINAL_TASK_STATUSES, type Result, type Task } from "./model.js";
 import type { TaskTable } from "./task-table.js";
@@ -18,6 +18,15 @@ const RETIRE_BEHIND_MS = 500;
 const IDLE_GC_RECORDS = 50_000;
 /** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
 const IDLE_GC_TASKS = 1000;
+
+/** Tasks submitted since the heap was last shrunk that make a burst worth shrinking after. */
+const BURST_TASKS = 50_000;
+/**
+ * How long without a submission ends a burst (ms). A client submitting a million tasks in requests of
+ * 50,000 leaves gaps of over a second between them on a busy machine: 1 s shrank the heap between
+ * requests, for nothing.
+ */
+export const BURST_QUIET_MS = 2000;
 
 /** What else keeps records in memory, as the scheduler knows it. */
 export interface Holds {
@@ -48,6 +57,14 @@ export class Residency {
   private readonly runRetire = (): void => this.retire();
   /** Records retire() let go since the last full collection. */
   private retiredSinceGc = 0;
+  /** Tasks submitted since the heap was last shrunk, and the timer that ends their burst. */
+  private submittedSinceShrink = 0;
+  private burstTimer: NodeJS.Timeout | null = null;
+  private readonly endBurst = (): void => {
+    this.burstTimer = null;
+    this.submittedSinceShrink = 0;
+    this.shrink();
+  };
 
   constructor(
     private readonly table: TaskTable,
@@ -55,7 +72,23 @@ export class Residency {
     private readonly holds: Holds,
     /** How long finished records stay in memory after their commit (ms). */
     private readonly retainMs: number,
+    /** What gives back the heap a burst of submissions left grown (tests pass a spy). */
+    private readonly shrink: () => void = shrinkHeap,
+    /** How long without a submission ends a burst (ms). */
+    private readonly quietMs = BURST_QUIET_MS,
   ) {}
+
+  /**
+   * `count` tasks were submitted. Their records stay (queued), but building them grew the heap well
+   * beyond them, and V8 keeps those pages until it collects for a reason of its own: after a burst of
+   * BURST_TASKS or more, once no task has been submitted for `quietMs`, the heap is shrunk.
+   */
+  submitted(count: number): void {
+    this.submittedSinceShrink += count;
+    if (this.submittedSinceShrink < BURST_TASKS) return;
+    if (this.burstTimer) this.burstTimer.refresh();
+    else this.burstTimer = setTimeout(this.endBurst, this.quietMs).unref();
+  }
 
   /** A listing that reads the store and then memory begins: nothing leaves memory until it ends. */
   scanStarted(): void {

@@ -757,6 +757,7 @@ export class Scheduler {
     }
     const tasks = this.buildTasks(sessionId, items, options, null, this.user(createdBy), null);
     for (const t of tasks) this.insertTask(t);
+    this.residency.submitted(tasks.length);
     return tasks;
   }
 
