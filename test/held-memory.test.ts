@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { decode, encode, encodeOwned } from "../src/protocol/codec.js";
 import { ResultCache } from "../src/scheduler/result-cache.js";
 
@@ -36,6 +39,31 @@ describe("encode after a large message", () => {
     assert.equal(back.rows.length, 100_000);
     assert.equal(back.rows[99_999].id, "t99999");
     for (let i = 0; i < 1000; i++) assert.deepEqual(decode(encode({ i })), { i });
+  });
+});
+
+/** Decodes a message of 100,000 rows in memory of its own; what is left to reach that memory. */
+function readLargeMessage(): WeakRef<ArrayBufferLike> {
+  const rows = Array.from({ length: 100_000 }, (_, i) => ({ id: `t${i}`, status: "SUBMITTED" }));
+  const message = Buffer.from(encode({ rows }));
+  assert.ok(message.length > 2 << 20 && message.byteOffset === 0);
+  const back = decode(message) as { rows: { id: string }[] };
+  assert.equal(back.rows[99_999].id, "t99999");
+  return new WeakRef(message.buffer);
+}
+
+describe("decode of a large message", () => {
+  it("does not keep the message once read (the SQLite writer held its last commit, 25 MB)", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const read = readLargeMessage();
+    // A WeakRef holds its target until the turn ends; bounded: a few collections.
+    for (let i = 0; i < 5 && read.deref() !== undefined; i++) {
+      await nextTurn();
+      gc();
+    }
+    assert.equal(read.deref(), undefined, "the decoder still holds the message it read last");
+    assert.deepEqual(decode(encode({ after: true })), { after: true });
   });
 });
 

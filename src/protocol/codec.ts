@@ -39,8 +39,20 @@ export function encodeOwned(value: unknown): Uint8Array {
     : new Uint8Array(out);
 }
 
+/** A message of one nil: what decode reads after a large message so that the decoder lets it go. */
+const NIL = new Uint8Array([0xc0]);
+
+/**
+ * msgpackr keeps a DataView of the last buffer it read until it reads another: after a large message
+ * (the SQLite writer's commits, tens of MB) that memory stayed while the process was idle. A large
+ * message is followed by a read of one nil, which the decoder keeps instead.
+ */
 export function decode(buf: Uint8Array): unknown {
-  return packr.unpack(buf);
+  try {
+    return packr.unpack(buf);
+  } finally {
+    if (buf.length > LARGE_MESSAGE) packr.unpack(NIL);
+  }
 }
 
 export type MsgType = "NORMAL" | "WARNING" | "ERROR" | "EVENT";
