@@ -71,10 +71,22 @@ describe("encodeOwned", () => {
   it("gives memory of its own, moved to another thread without harming any other message", () => {
     const before = encode({ before: "still here" });
     const rows = Array.from({ length: 50_000 }, (_, i) => ({ id: `t${i}`, doc: Buffer.alloc(40, i % 256) }));
-    for (const value of [{ rows }, { rows: [] }, { rows }]) {
-      const owned = encodeOwned(value);
+    const size = encode({ rows }).length;
+    // No size hint, one too small (the encoder grows from it), one of the size, one too large.
+    for (const [value, hint] of [
+      [{ rows }, 0],
+      [{ rows: [] }, 0],
+      [{ rows }, 0],
+      [{ rows }, 100_000],
+      [{ rows }, size],
+      [{ rows: [] }, size],
+      [{ rows }, 2 * size],
+    ] as const) {
+      const owned = encodeOwned(value, hint);
+      const after = encode({ after: hint });
       const moved = structuredClone(owned, { transfer: [owned.buffer as ArrayBuffer] });
       assert.equal(owned.length, 0, "moved away");
+      assert.deepEqual(decode(after), { after: hint }, "a message encoded next is not in the moved memory");
       const back = decode(moved) as { rows: { id: string; doc: Uint8Array }[] };
       assert.equal(back.rows.length, value.rows.length);
       if (back.rows.length > 0) {

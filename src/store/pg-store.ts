@@ -157,7 +157,7 @@ export class PgStore extends SqlStore {
     return rows;
   }
 
-  protected send(id: number, ops: unknown[][], chunked: readonly Result[]): void {
+  protected send(id: number, ops: unknown[][], chunked: readonly Result[], bytes: number): void {
     if (this.fenced !== null) {
       queueMicrotask(() => this.committed({ id, ok: false, code: "FENCED", message: this.fenced! }));
       return;
@@ -174,7 +174,7 @@ export class PgStore extends SqlStore {
         if (data.length === 0) break;
       }
     }
-    const packed = encodeOwned(ops);
+    const packed = encodeOwned(ops, bytes);
     const req: CommitRequest = { id, ops: packed };
     this.sent = id;
     this.thread.ref();

@@ -16,6 +16,8 @@ import { Op, type CommitReply } from "./write-ops.js";
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
 const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
+/** At most what an operation of a commit takes encoded besides its document and data. */
+const OP_BYTES = 96;
 /** After a failed commit, try again this often (the disk or the database may take writes again). */
 const RETRY_MS = 500;
 /** Data up to this size is kept in the result's row, larger data in chunk rows. */
@@ -90,9 +92,10 @@ export abstract class SqlStore implements Store {
   /**
    * Hands a commit's operations to the database, as one transaction; `chunked` are the results whose
    * data is larger than INLINE_DATA_BYTES (their Op.Result rows carry none). The backend answers with
-   * `committed(reply)`, at once or later.
+   * `committed(reply)`, at once or later. `bytes` is about what the operations take encoded (the
+   * memory an encoding of them starts in).
    */
-  protected abstract send(id: number, ops: unknown[][], chunked: readonly Result[]): void;
+  protected abstract send(id: number, ops: unknown[][], chunked: readonly Result[], bytes: number): void;
   /** A failed commit as the error a client gets. */
   protected abstract commitError(code: string, why: string): ZgridError;
   /** Stops the backend once everything reported was committed (or a commit failed). */
@@ -465,7 +468,13 @@ export abstract class SqlStore implements Store {
     const nowStored: Result[] = [];
     const nowChunked: Result[] = [];
     const ops: unknown[][] = [];
-    for (const s of sessions) ops.push([Op.Session, s.id, encode(s)]);
+    // What the operations take encoded: their documents and data, and a bound of the rest of each.
+    let bytes = OP_BYTES * (sessions.size + deletes.length + 2);
+    for (const s of sessions) {
+      const doc = encode(s);
+      bytes += doc.length + OP_BYTES;
+      ops.push([Op.Session, s.id, doc]);
+    }
     for (const r of results) {
       const data = r.data;
       let rowData: Buffer | null = null;
@@ -489,7 +498,9 @@ export abstract class SqlStore implements Store {
         nowStored.push(r);
         doc.stored = true;
       }
-      ops.push([Op.Result, r.id, r.sessionId, r.status, encode(doc), rowData]);
+      const encoded = encode(doc);
+      bytes += encoded.length + (rowData?.length ?? 0) + OP_BYTES;
+      ops.push([Op.Result, r.id, r.sessionId, r.status, encoded, rowData]);
     }
     for (const t of tasks) {
       // Options are shared by many tasks: written once, referenced by id.
@@ -498,7 +509,9 @@ export abstract class SqlStore implements Store {
         o = this.nextOptionId++;
         this.optionIds.set(t.options, o);
         newOptions.push(t.options);
-        ops.push([Op.Options, o, encode(t.options)]);
+        const encoded = encode(t.options);
+        bytes += encoded.length + OP_BYTES;
+        ops.push([Op.Options, o, encoded]);
       }
       const doc: TaskDoc = {
         id: t.id,
@@ -519,7 +532,9 @@ export abstract class SqlStore implements Store {
         workerId: t.workerId,
         o,
       };
-      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, encode(doc)]);
+      const encoded = encode(doc);
+      bytes += encoded.length + OP_BYTES;
+      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, encoded]);
     }
     for (const d of deletes) ops.push(d);
     if (this.failure !== null) ops.push([Op.Probe, String(Date.now())]);
@@ -535,7 +550,7 @@ export abstract class SqlStore implements Store {
       nowStored,
       waiters,
     };
-    this.send(id, ops, nowChunked);
+    this.send(id, ops, nowChunked, bytes);
   }
 
   /** The backend's answer to the commit in flight. */

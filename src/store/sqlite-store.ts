@@ -175,7 +175,7 @@ export class SqliteStore extends SqlStore {
   /** The id of the commit sent to the writer thread and not answered yet. */
   private writerCommit: number | null = null;
 
-  protected send(id: number, ops: unknown[][], nowChunked: readonly Result[]): void {
+  protected send(id: number, ops: unknown[][], nowChunked: readonly Result[], bytes: number): void {
     if (nowChunked.length > 0) {
       // Large data is written here, on this thread's connection, before the rows that say it is
       // stored: handing it to the writer would copy it (a 1 GB result held twice). Its own fsynced
@@ -209,7 +209,7 @@ export class SqliteStore extends SqlStore {
       return;
     }
     // Memory of the commit's own, moved to the writer rather than cloned.
-    const packed = encodeOwned(ops);
+    const packed = encodeOwned(ops, bytes);
     const req: CommitRequest = { id, ops: packed };
     // Referenced while a commit is in flight: the process waits for its answer, not longer.
     this.writerCommit = id;
