@@ -24,8 +24,9 @@ async function serverOn(dir: string, env: NodeJS.ProcessEnv): Promise<{ proc: Pr
 }
 
 /**
- * Prepares state on a healthy server, then runs `act` on a server that dies right after replying to
- * `cmd`, then checks the state on a third start.
+ * Prepares state on a server that dies right after replying to `cmd` (`prepare` must not send it), runs
+ * `act` there, then checks the state on a second start. Preparing on that server too spares a start and
+ * a stop a case: the prepared state is acknowledged before `act` as much as on a server of its own.
  */
 async function survivesCrashAfterReply<T>(
   cmd: string,
@@ -36,16 +37,15 @@ async function survivesCrashAfterReply<T>(
   const dir = tempDir();
   let proc: Proc | undefined;
   try {
-    let s = await serverOn(dir, {});
+    let s = await serverOn(dir, { ZGRID_FAULT_KILL_AFTER_REPLY: cmd });
     proc = s.proc;
     let client = await connect(s.url, { timeoutMs: 15_000 });
     const state = await prepare(client);
-    await client.close();
-    await proc.stop();
-
-    s = await serverOn(dir, { ZGRID_FAULT_KILL_AFTER_REPLY: cmd });
-    proc = s.proc;
-    client = await connect(s.url, { timeoutMs: 15_000 });
+    assert.equal(
+      proc.child.signalCode ?? proc.child.exitCode,
+      null,
+      `the server died before ${cmd} was sent`,
+    );
     await act(client, state); // acknowledged
     const { signal } = await proc.exited;
     assert.equal(signal, "SIGKILL", `the server was to die after replying to ${cmd}`);
@@ -187,6 +187,8 @@ describe("a crash right after an acknowledgement", { timeout: 120_000 }, () => {
       await survivesCrashAfterReply(
         cmd,
         async (c) => {
+          // sessions.create needs nothing before it, and its server dies at the first one.
+          if (cmd === "sessions.create") return { sessionId: "", taskIds: [] };
           const s: S = await queuedTasks(c);
           // Each command from a state it is allowed in.
           if (cmd === "sessions.resume") await c.pauseSession(s.sessionId);
