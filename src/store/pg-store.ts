@@ -13,7 +13,7 @@ import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
 /** The advisory lock of a zgrid database: one key for every zgrid server of it. */
 export const LEADER_LOCK = 0x7a67726964; // "zgrid"
 /** How often a standby asks whether the database's owner is gone. */
-const STANDBY_POLL_MS = 500;
+const STANDBY_POLL_MS = 100;
 
 /** The longest a read of the database may hold the server's thread. */
 const READ_MS = 5_000;
@@ -225,26 +225,36 @@ export async function waitForFreeDatabase(
   waiting: (why: string) => void,
 ): Promise<boolean> {
   let last = "";
-  while (!signal.aborted) {
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
-    c.on("error", () => {});
-    let why: string;
-    try {
-      await c.connect();
-      const got = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [LEADER_LOCK]);
-      if (got.rows[0].ok) {
-        await c.query("SELECT pg_advisory_unlock($1)", [LEADER_LOCK]);
-        return true;
+  // One connection asked again and again (a new one each time would cost the database a process), with
+  // a bound on each question so that a database cut off from this host is noticed.
+  let c: pg.Client | null = null;
+  try {
+    while (!signal.aborted) {
+      let why: string;
+      try {
+        if (c === null) {
+          c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000, query_timeout: 3_000 });
+          c.on("error", () => {});
+          await c.connect();
+        }
+        const got = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [LEADER_LOCK]);
+        if (got.rows[0].ok) {
+          await c.query("SELECT pg_advisory_unlock($1)", [LEADER_LOCK]);
+          return true;
+        }
+        why = "another zgrid server owns the database";
+      } catch (err) {
+        why = `the database does not answer (${(err as Error).message})`;
+        const broken: pg.Client | null = c;
+        c = null;
+        await broken?.end().catch(() => {});
       }
-      why = "another zgrid server owns the database";
-    } catch (err) {
-      why = `the database does not answer (${(err as Error).message})`;
-    } finally {
-      await c.end().catch(() => {});
+      if (why !== last) waiting(why);
+      last = why;
+      await sleep(STANDBY_POLL_MS, undefined, { signal }).catch(() => {});
     }
-    if (why !== last) waiting(why);
-    last = why;
-    await sleep(STANDBY_POLL_MS, undefined, { signal }).catch(() => {});
+    return false;
+  } finally {
+    await c?.end().catch(() => {});
   }
-  return false;
 }
