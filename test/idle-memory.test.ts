@@ -89,6 +89,16 @@ for (let i = 0; i < 200 && after > grown / 2; i++) {
 console.log(JSON.stringify({ grown, shrunk, after, kept: kept.length }));
 `;
 
+/** Runs `script` (an ES module) in a node process of its own; what it printed, as JSON. */
+function runAlone<T>(script: string): T {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as T;
+}
+
 describe("native/idle-memory", { skip: SKIP }, () => {
   it("is built by npm install and answers on this thread", () => {
     const r = releaseFreeMemory();
@@ -109,24 +119,14 @@ describe("native/idle-memory", { skip: SKIP }, () => {
   });
 
   it("an idle collection shrinks the young generation a burst made grow", () => {
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", YOUNG], {
-      encoding: "utf8",
-      timeout: 60_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    const m = JSON.parse(r.stdout) as { grown: number; collected: boolean; after: number };
+    const m = runAlone<{ grown: number; collected: boolean; after: number }>(YOUNG);
     assert.ok(m.grown >= 8, `the young generation did not grow (${m.grown} MiB): nothing to show`);
     assert.equal(m.collected, true);
     assert.ok(m.after <= m.grown / 4, `still ${m.after} MiB of ${m.grown} after the collection`);
   });
 
   it("shrinks the heap a burst grew while its live records stay (memoryPressure)", () => {
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", BURST], {
-      encoding: "utf8",
-      timeout: 60_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    const m = JSON.parse(r.stdout) as { grown: number; shrunk: boolean; after: number; kept: number };
+    const m = runAlone<{ grown: number; shrunk: boolean; after: number; kept: number }>(BURST);
     assert.ok(m.grown >= 100, `the heap did not grow (${m.grown} MiB): nothing to show`);
     assert.equal(m.shrunk, true, "the addon has no memoryPressure: rebuild it (npm install)");
     assert.equal(m.kept, 300_000);
@@ -137,15 +137,13 @@ describe("native/idle-memory", { skip: SKIP }, () => {
   });
 
   it("gives back freed pages that free() kept", () => {
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", FRAGMENTED], {
-      encoding: "utf8",
-      timeout: 60_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    const m = JSON.parse(r.stdout) as { full: number; freed: number; released: boolean; trimmed: number };
+    const m = runAlone<{ full: number; freed: number; released: boolean; trimmed: number }>(FRAGMENTED);
     // 125 MiB were allocated and freed: free() kept them (the gaps are pinned), malloc_trim did not.
     assert.ok(m.full - m.freed < 60, `free() alone gave back ${m.full - m.freed} MiB: nothing to show`);
     assert.equal(m.released, true);
-    assert.ok(m.freed - m.trimmed > 80, `malloc_trim gave back only ${m.freed - m.trimmed} MiB: ${r.stdout}`);
+    assert.ok(
+      m.freed - m.trimmed > 80,
+      `malloc_trim gave back only ${m.freed - m.trimmed} MiB: ${JSON.stringify(m)}`,
+    );
   });
 });

@@ -23,7 +23,6 @@ describe("TaskTable: tasks by session", () => {
       table.holdTask(a[i]);
       if (i < 10) table.holdTask(b[i]);
     }
-    table.holdTask(a[0]); // held already: not listed twice
     // Every even task of A leaves, then most of the odd ones: compactions happen on the way.
     for (let i = 0; i < 300; i += 2) table.releaseTask(a[i]);
     assert.deepEqual(
@@ -51,6 +50,24 @@ describe("TaskTable: tasks by session", () => {
     table.holdTask(task("a300", "A"));
     assert.deepEqual(ids(table.sessionTasks("A")), ["a300"]);
     assert.deepEqual(table.sessionTasks("nobody"), []);
+  });
+
+  it("keeps no more records that left than a session holds, and none once all left", () => {
+    const table = new TaskTable();
+    const index = (id: string) =>
+      (table as unknown as { bySession: Map<string, { tasks: Task[] }> }).bySession.get(id);
+    // Many small sessions whose tasks all leave (finished, out of memory): nothing of them stays.
+    for (let s = 0; s < 100; s++) {
+      const tasks = Array.from({ length: 10 }, (_, i) => task(`s${s}t${i}`, `S${s}`));
+      for (const t of tasks) table.holdTask(t);
+      for (const t of tasks) table.releaseTask(t);
+      assert.equal(index(`S${s}`), undefined, `session S${s} still indexes records that left`);
+    }
+    const b = Array.from({ length: 10 }, (_, i) => task(`b${i}`, "B"));
+    for (const t of b) table.holdTask(t);
+    for (const t of b.slice(0, 9)) table.releaseTask(t);
+    assert.ok(index("B")!.tasks.length <= 2, `${index("B")!.tasks.length} records kept for one task held`);
+    assert.deepEqual(ids(table.sessionTasks("B")), ["b9"]);
   });
 
   it("a listing between slices skips what left and sees what came", () => {

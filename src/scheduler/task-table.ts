@@ -3,9 +3,6 @@ import { TaskCounts } from "./task-counts.js";
 import { PartitionQueue } from "./task-queue.js";
 import type { WorkerState } from "./types.js";
 
-/** Tasks that left a session's index before it is compacted (at least; and half of it). */
-const COMPACT_AT = 64;
-
 /**
  * The records the scheduler holds in memory and the indexes over them: sessions, results and tasks by
  * id, the tasks of each session, the queue of each partition, the workers, and the task counts. Every
@@ -26,7 +23,8 @@ export class TaskTable {
   /**
    * session id → its tasks in memory, in submission order: the index of filters naming a session. An
    * array, 8 bytes a task where a Set took 20 (20 MB of a million queued tasks): a task that leaves stays
-   * in it, skipped, until they are half of it and it is compacted.
+   * in it, skipped, until those that left are half of it and it is compacted (so that a session keeps
+   * no more records that left than it holds, and none once its last task left).
    */
   private readonly bySession = new Map<string, { tasks: Task[]; left: number }>();
 
@@ -40,9 +38,11 @@ export class TaskTable {
     return q;
   }
 
-  /** `task` is held in memory from now on: found by id and by its session. A task left is not held again. */
+  /**
+   * `task` is held in memory from now on: found by id and by its session. Each record is held once: a
+   * task submitted or loaded at a start (a task that left and comes back is a new record).
+   */
   holdTask(task: Task): void {
-    if (this.tasks.get(task.id) === task) return;
     this.tasks.set(task.id, task);
     const index = this.bySession.get(task.sessionId);
     if (index) index.tasks.push(task);
@@ -55,7 +55,7 @@ export class TaskTable {
     const index = this.bySession.get(task.sessionId);
     if (!index) return;
     index.left++;
-    if (index.left >= COMPACT_AT && index.left * 2 >= index.tasks.length) {
+    if (index.left * 2 >= index.tasks.length) {
       index.tasks = index.tasks.filter((t) => this.holds(t));
       index.left = 0;
       if (index.tasks.length === 0) this.bySession.delete(task.sessionId);

@@ -245,9 +245,8 @@ export async function waitForFreeDatabase(
         why = "another zgrid server owns the database";
       } catch (err) {
         why = `the database does not answer (${(err as Error).message})`;
-        const broken: pg.Client | null = c;
+        await c?.end().catch(() => {});
         c = null;
-        await broken?.end().catch(() => {});
       }
       if (why !== last) waiting(why);
       last = why;

@@ -469,7 +469,7 @@ export abstract class SqlStore implements Store {
     const nowChunked: Result[] = [];
     const ops: unknown[][] = [];
     // What the operations take encoded: their documents and data, and a bound of the rest of each.
-    let bytes = OP_BYTES * (sessions.size + deletes.length + 2);
+    let bytes = OP_BYTES * (deletes.length + 2);
     for (const s of sessions) {
       const doc = encode(s);
       bytes += doc.length + OP_BYTES;
