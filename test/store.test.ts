@@ -696,6 +696,42 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
     assert.equal(await psql(pgUrl, "SHOW synchronous_commit"), "on");
   });
 
+  it("analyzes the tables a burst changed before it loads them, then reads the live tasks' payloads back", async () => {
+    const pgUrl = await newDatabase(cluster);
+    const first = await startServer({ store: "postgres", pgUrl });
+    const c1 = await connect(first.info.url);
+    // Autovacuum would analyze them too, in its own time: off here, so that what analyzes is the load.
+    await psql(
+      pgUrl,
+      "ALTER TABLE tasks SET (autovacuum_enabled = false); ALTER TABLE results SET (autovacuum_enabled = false)",
+    );
+    const s = await c1.createSession({ partitionId: "nobody" });
+    const tasks = await c1.submitTasks(
+      s,
+      Array.from({ length: 300 }, (_, i) => ({ payload: Buffer.from(`payload ${i}`) })),
+    );
+    await c1.close();
+    await first.server.shutdown();
+    // A connection's counts of changed rows reach the statistics when it ends: wait for them.
+    const changed = "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'tasks'";
+    await waitFor(async () => Number(await psql(pgUrl, changed)) >= 300, 15_000, "the changes counted");
+    const analyzed =
+      "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('tasks', 'results') AND last_analyze IS NOT NULL";
+    assert.equal(await psql(pgUrl, analyzed), "0", "nothing analyzed the tables before the restart");
+
+    const second = await startServer({ store: "postgres", pgUrl });
+    cleanup.push(() => second.server.shutdown());
+    assert.equal(await psql(pgUrl, analyzed), "2", "the load analyzed both tables");
+    const c2 = await connect(second.info.url);
+    cleanup.push(() => c2.close());
+    assert.equal((await c2.countTasks()).SUBMITTED, 300);
+    // The payloads of the live tasks were read by id, in one array a query.
+    for (const i of [0, 299]) {
+      const data = await c2.downloadResult(tasks[i].payloadId);
+      assert.equal(data.toString(), `payload ${i}`);
+    }
+  });
+
   it(
     "a standby waits, takes over within seconds of a kill -9 of the owner, and has every acknowledged task",
     { timeout: 120_000 },

@@ -17,6 +17,13 @@ const STANDBY_POLL_MS = 100;
 
 /** The longest a read of the database may hold the server's thread. */
 const READ_MS = 5_000;
+/**
+ * Ids a query of records by id names at most: one array parameter, planned once. 500 in a list of
+ * parameters, as SQLite's, took 2 s a round trip each for the 100,000 payloads of a failover's load.
+ */
+const IDS_A_QUERY = 10_000;
+/** The longest ANALYZE of a table before a load may take (it samples 30,000 rows, whatever the size). */
+const ANALYZE_MS = 30_000;
 /** The longest the server waits for the database at start. */
 const OPEN_MS = 15_000;
 
@@ -155,6 +162,37 @@ export class PgStore extends SqlStore {
           row[key] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
       }
     return rows;
+  }
+
+  protected override readonly idsAQuery = IDS_A_QUERY;
+
+  protected override oneOf(
+    column: string,
+    ids: readonly string[],
+  ): [sql: string, params: readonly unknown[]] {
+    return [`${column} = ANY(?::text[])`, [ids]];
+  }
+
+  /**
+   * The load reads tasks and results in slices of rowid order. Right after a burst of writes (a
+   * failover, a restart) autovacuum has not analyzed the tables yet; planned with no statistics, each
+   * slice of unfinished results sorted every result after it: 1.5 s for 100,000 queued tasks, against
+   * 0.3 s once analyzed. Tables changed by more than a tenth since their last analysis (autovacuum's
+   * own rule) are analyzed first; a failure only costs the load its speed.
+   */
+  protected override beforeLoad(): void {
+    const started = Date.now();
+    try {
+      const stale = this.all(
+        "SELECT relname FROM pg_stat_user_tables WHERE relid IN ('tasks'::regclass, 'results'::regclass) AND n_mod_since_analyze > 50 + n_live_tup / 10",
+      ).map((r) => String(r.relname));
+      for (const table of stale)
+        this.call({ kind: "query", sql: `ANALYZE ${table}`, params: [] }, ANALYZE_MS);
+      if (stale.length > 0)
+        this.log?.info({ tables: stale, ms: Date.now() - started }, "statistics refreshed before the load");
+    } catch (err) {
+      this.log?.warn({ err: (err as Error).message }, "the tables could not be analyzed before the load");
+    }
   }
 
   protected send(id: number, ops: unknown[][], chunked: readonly Result[], bytes: number): void {

@@ -26,7 +26,7 @@ const INLINE_DATA_BYTES = 16 * 1024;
 export const DATA_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Rows a scan of stored records reads at a time (one statement each, none held open between). */
 const SCAN_ROWS = 4096;
-/** Ids a query of records by id names at most. */
+/** Ids a query of records by id names at most (SqlStore.idsAQuery, unless the backend says more). */
 const IDS_A_QUERY = 500;
 /** Task options kept decoded for stored tasks read back. */
 const OPTIONS_CACHE = 1024;
@@ -109,6 +109,16 @@ export abstract class SqlStore implements Store {
   protected abstract readonly durability: StoreStats["durability"];
   /** Bytes the store takes now. */
   protected abstract sizeBytes(): number;
+  /** Ids a query of records by id names at most. */
+  protected readonly idsAQuery: number = IDS_A_QUERY;
+
+  /** The condition that `column` is one of `ids`, and its parameters: `IN (?, ?, …)`. */
+  protected oneOf(column: string, ids: readonly string[]): [sql: string, params: readonly unknown[]] {
+    return [`${column} IN (${ids.map(() => "?").join(", ")})`, ids];
+  }
+
+  /** Called before load() reads: the backend may get ready for its scans (PostgreSQL's statistics). */
+  protected beforeLoad(): void {}
 
   stats(): StoreStats {
     return {
@@ -131,6 +141,7 @@ export abstract class SqlStore implements Store {
    * Finished tasks are read once, in slices, to be counted; they are not kept (issue 18 item 2).
    */
   load(): LoadedState {
+    this.beforeLoad();
     const sessions = this.all("SELECT doc FROM sessions").map((r) => decode(r.doc as Buffer) as Session);
     const statusOf = new Map(sessions.map((s) => [s.id, s.status]));
     this.nextOptionId = Number(this.get("SELECT max(id) AS m FROM task_options")?.m ?? 0) + 1;
@@ -207,7 +218,7 @@ export abstract class SqlStore implements Store {
         ),
       );
     }
-    // What the live tasks name or own, whatever its status: read IDS_A_QUERY at a time (a round trip
+    // What the live tasks name or own, whatever its status: read idsAQuery at a time (a round trip
     // each to PostgreSQL, not one a result).
     const wanted = new Set<string>();
     for (const t of tasks) {
@@ -298,10 +309,10 @@ export abstract class SqlStore implements Store {
 
   getResults(ids: readonly string[], withData: boolean): StoredResults {
     const found: StoredResults = { results: new Map(), data: new Map() };
-    for (let i = 0; i < ids.length; i += IDS_A_QUERY) {
-      const some = ids.slice(i, i + IDS_A_QUERY);
-      const sql = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results WHERE id IN (${some.map(() => "?").join(", ")})`;
-      for (const row of this.all(sql, some)) {
+    for (let i = 0; i < ids.length; i += this.idsAQuery) {
+      const [where, params] = this.oneOf("id", ids.slice(i, i + this.idsAQuery));
+      const sql = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results WHERE ${where}`;
+      for (const row of this.all(sql, params)) {
         const r = resultFromRow(row);
         found.results.set(r.id, r);
         const data = row.data as Buffer | null | undefined;
