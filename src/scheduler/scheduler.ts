@@ -1313,14 +1313,8 @@ export class Scheduler {
   private succeedTask(task: Task, output: Buffer): void {
     this.closeAttempt(task, "COMPLETED", null);
     const st = this.staged.get(task.id);
-    const delegated = new Set<string>();
-    if (st) for (const child of st.children) for (const id of child.expectedOutputIds) delegated.add(id);
     const [first] = task.expectedOutputIds;
-    const missing = task.expectedOutputIds.filter((id, i) => {
-      const r = this.results.get(id);
-      if (!r || r.ownerTaskId !== task.id || r.status !== "CREATED") return false;
-      return i > 0 && !delegated.has(id) && !st?.uploads.has(id);
-    });
+    const missing = this.missingOutputs(task, st);
     if (missing.length > 0) {
       this.finishTask(task, "ERROR", `the task returned without producing its outputs ${missing.join(", ")}`);
       return;
@@ -1359,6 +1353,26 @@ export class Scheduler {
       if (uploaded) this.completeResult(r, uploaded);
       else if (id === first) this.completeResult(r, output);
     }
+  }
+
+  /**
+   * The expected outputs of a task that returned which it did not produce: any after the first (the
+   * returned value completes that one) neither uploaded nor delegated to a child. A task of one output
+   * (most) has none to check: no set or list is made for it.
+   */
+  private missingOutputs(task: Task, st: AttemptStaging | undefined): string[] {
+    const outs = task.expectedOutputIds;
+    if (outs.length <= 1) return NO_IDS;
+    const delegated = new Set<string>();
+    if (st) for (const child of st.children) for (const id of child.expectedOutputIds) delegated.add(id);
+    const missing: string[] = [];
+    for (let i = 1; i < outs.length; i++) {
+      const id = outs[i];
+      const r = this.results.get(id);
+      if (!r || r.ownerTaskId !== task.id || r.status !== "CREATED") continue;
+      if (!delegated.has(id) && !st?.uploads.has(id)) missing.push(id);
+    }
+    return missing;
   }
 
   /** An attempt that may be retried: crash, lost worker, uncaught exception. */
