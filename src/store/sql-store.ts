@@ -109,8 +109,10 @@ export abstract class SqlStore implements Store {
   protected abstract readonly durability: StoreStats["durability"];
   /** Bytes the store takes now. */
   protected abstract sizeBytes(): number;
-  /** Ids a query of records by id names at most. */
-  protected readonly idsAQuery: number = IDS_A_QUERY;
+  /** Ids a query of records by id names at most, with their data or without. */
+  protected idsAQuery(_withData: boolean): number {
+    return IDS_A_QUERY;
+  }
 
   /** The condition that `column` is one of `ids`, and its parameters: `IN (?, ?, …)`. */
   protected oneOf(column: string, ids: readonly string[]): [sql: string, params: readonly unknown[]] {
@@ -218,7 +220,7 @@ export abstract class SqlStore implements Store {
         ),
       );
     }
-    // What the live tasks name or own, whatever its status: read idsAQuery at a time (a round trip
+    // What the live tasks name or own, whatever its status: read idsAQuery() at a time (a round trip
     // each to PostgreSQL, not one a result).
     const wanted = new Set<string>();
     for (const t of tasks) {
@@ -309,8 +311,9 @@ export abstract class SqlStore implements Store {
 
   getResults(ids: readonly string[], withData: boolean): StoredResults {
     const found: StoredResults = { results: new Map(), data: new Map() };
-    for (let i = 0; i < ids.length; i += this.idsAQuery) {
-      const [where, params] = this.oneOf("id", ids.slice(i, i + this.idsAQuery));
+    const n = this.idsAQuery(withData);
+    for (let i = 0; i < ids.length; i += n) {
+      const [where, params] = this.oneOf("id", ids.slice(i, i + n));
       const sql = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results WHERE ${where}`;
       for (const row of this.all(sql, params)) {
         const r = resultFromRow(row);
