@@ -110,6 +110,45 @@ export function restartSuite(backend: Backend): void {
       for (const c of cleanup.reverse()) await c();
     });
 
+    /**
+     * A server on ports a restart binds again, with heartbeats of 500 ms (the orphan grace, 4 of them,
+     * 2 s, leaves a loaded machine room to bring the worker back after a restart), and a worker of one
+     * slot connected to it.
+     */
+    const serverWithWorker = async (): Promise<{
+      config: ServerConfig;
+      server: Server;
+      url: string;
+      client: ZgridClient;
+      worker: Proc;
+    }> => {
+      const [port, workerPort] = await freePorts(2);
+      const config = testConfig({
+        ...(await backend.fresh()),
+        dataDir: tempDir(),
+        port,
+        workerPort,
+        heartbeatMs: 500,
+      });
+      const server = new Server(config);
+      const info = await server.start();
+      const worker = spawnCli([
+        "worker",
+        "--connect",
+        info.workerUrl,
+        "--app-path",
+        FIXTURE_APPS,
+        "--slots",
+        "1",
+        "--log-level",
+        "warn",
+      ]);
+      cleanup.push(() => worker.stop());
+      const client = await connect(info.url, { timeoutMs: 30_000 });
+      await waitFor(() => server.scheduler.workers.size === 1, 15_000, "worker");
+      return { config, server, url: info.url, client, worker };
+    };
+
     it("restarts with nothing running as a no-op: same sessions, tasks and results", async () => {
       const config = testConfig(await backend.fresh());
       const a = new Server(config);
@@ -310,33 +349,7 @@ export function restartSuite(backend: Backend): void {
       "hands a task still running on a worker back to it after a server restart, instead of running it twice",
       { timeout: 90_000 },
       async () => {
-        const dir = tempDir();
-        const [port, workerPort] = await freePorts(2);
-        // Heartbeats of 500 ms: the orphan grace (4 of them, 2 s) leaves a loaded machine room to bring
-        // the worker back before the task would be run again.
-        const config = testConfig({
-          ...(await backend.fresh()),
-          dataDir: dir,
-          port,
-          workerPort,
-          heartbeatMs: 500,
-        });
-        const first = new Server(config);
-        const info = await first.start();
-        const worker = spawnCli([
-          "worker",
-          "--connect",
-          info.workerUrl,
-          "--app-path",
-          FIXTURE_APPS,
-          "--slots",
-          "1",
-          "--log-level",
-          "warn",
-        ]);
-        cleanup.push(() => worker.stop());
-        const c1 = await connect(info.url);
-        await waitFor(() => first.scheduler.workers.size === 1, 15_000, "worker");
+        const { config, server: first, url, client: c1 } = await serverWithWorker();
         const s = await c1.createSession({ applicationName: "testapp" });
         const taskMs = 12_000;
         const [t] = await c1.submitTasks(s, [{ payload: encodePayload("sleep", [taskMs]) }]);
@@ -349,9 +362,9 @@ export function restartSuite(backend: Backend): void {
         const restarted = Date.now();
 
         const second = new Server(config);
-        const info2 = await second.start();
+        await second.start();
         cleanup.push(() => second.shutdown());
-        const c2 = await connect(info2.url, { timeoutMs: 30_000 });
+        const c2 = await connect(url, { timeoutMs: 30_000 });
         cleanup.push(() => c2.close());
         // The worker comes back holding the task, still running, and the server leaves it there.
         await waitFor(
@@ -376,33 +389,9 @@ export function restartSuite(backend: Backend): void {
       "three restarts of the server use up no retry of a task its worker keeps running",
       { timeout: 90_000 },
       async () => {
-        const dir = tempDir();
-        const [port, workerPort] = await freePorts(2);
-        // Heartbeats of 500 ms: the orphan grace (4 of them, 2 s) leaves a loaded machine room to bring the
-        // worker back after each restart; the task outlasts the three restarts.
-        const config = testConfig({
-          ...(await backend.fresh()),
-          dataDir: dir,
-          port,
-          workerPort,
-          heartbeatMs: 500,
-        });
-        let server = new Server(config);
-        const info = await server.start();
-        const worker = spawnCli([
-          "worker",
-          "--connect",
-          info.workerUrl,
-          "--app-path",
-          FIXTURE_APPS,
-          "--slots",
-          "1",
-          "--log-level",
-          "warn",
-        ]);
-        cleanup.push(() => worker.stop());
-        let client = await connect(info.url, { timeoutMs: 30_000 });
-        await waitFor(() => server.scheduler.workers.size === 1, 15_000, "worker");
+        const started = await serverWithWorker();
+        const { config, url } = started;
+        let { server, client } = started;
         // No retry at all: a single charged attempt beyond the first would end it ERROR.
         const s = await client.createSession({ applicationName: "testapp", maxRetries: 0 });
         const [t] = await client.submitTasks(s, [{ payload: encodePayload("sleep", [10_000]) }]);
@@ -416,7 +405,7 @@ export function restartSuite(backend: Backend): void {
           await server.shutdown();
           server = new Server(config);
           await server.start();
-          client = await connect(info.url, { timeoutMs: 30_000 });
+          client = await connect(url, { timeoutMs: 30_000 });
           // Adopted again by its worker before the next restart.
           await waitFor(() => server.scheduler.workers.size === 1, 15_000, "the worker back");
         }
@@ -434,31 +423,7 @@ export function restartSuite(backend: Backend): void {
       "keeps a completion its worker reported while the server was down: sent again, not run again",
       { timeout: 90_000 },
       async () => {
-        const dir = tempDir();
-        const [port, workerPort] = await freePorts(2);
-        const config = testConfig({
-          ...(await backend.fresh()),
-          dataDir: dir,
-          port,
-          workerPort,
-          heartbeatMs: 500,
-        });
-        const first = new Server(config);
-        const info = await first.start();
-        const worker = spawnCli([
-          "worker",
-          "--connect",
-          info.workerUrl,
-          "--app-path",
-          FIXTURE_APPS,
-          "--slots",
-          "1",
-          "--log-level",
-          "warn",
-        ]);
-        cleanup.push(() => worker.stop());
-        const c1 = await connect(info.url, { timeoutMs: 30_000 });
-        await waitFor(() => first.scheduler.workers.size === 1, 15_000, "worker");
+        const { config, server: first, url, client: c1, worker } = await serverWithWorker();
         // No retry: running it again after the restart would end it ERROR.
         const s = await c1.createSession({ applicationName: "testapp", maxRetries: 0 });
         const [t] = await c1.submitTasks(s, [{ payload: encodePayload("sleep", [200]) }]);
@@ -476,7 +441,7 @@ export function restartSuite(backend: Backend): void {
         const second = new Server(config);
         await second.start();
         cleanup.push(() => second.shutdown());
-        const c2 = await connect(info.url, { timeoutMs: 30_000 });
+        const c2 = await connect(url, { timeoutMs: 30_000 });
         cleanup.push(() => c2.close());
         const r = await c2.waitResults(t.expectedOutputIds, { timeoutMs: 30_000 });
         assert.equal(r.statuses[t.expectedOutputIds[0]], "COMPLETED");
