@@ -147,6 +147,27 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
     assert.equal(await psql(pgUrl, "SHOW synchronous_commit"), "on");
   });
 
+  it("answers NOT_FOUND for ids with a NUL byte, which PostgreSQL's text refuses, not a store failure", async () => {
+    const pgUrl = await newDatabase(cluster);
+    const { server, info } = await startServer({ store: "postgres", pgUrl });
+    cleanup.push(() => server.shutdown());
+    const client = await connect(info.url);
+    cleanup.push(() => client.close());
+    const notFound = { code: ErrorCode.NOT_FOUND };
+    await assert.rejects(client.getTask("t\u0000x"), notFound);
+    await assert.rejects(client.waitResults(["r\u0000x"], { timeoutMs: 100 }), notFound);
+    await assert.rejects(client.downloadResult("r\u0000x"), notFound);
+    // Among ids that exist, too: the one named is the one with the NUL.
+    const s = await client.createSession();
+    const [r] = await client.createResults(s, [{ name: "known", data: Buffer.from("x") }]);
+    await assert.rejects(
+      client.waitResults([r.resultId, "r\u0000x"], { timeoutMs: 100 }),
+      (err: Error & { code?: string }) =>
+        err.code === ErrorCode.NOT_FOUND && err.message.includes("r\u0000x"),
+    );
+    assert.equal(await client.ruok(), "imok");
+  });
+
   it("analyzes the tables a burst changed before it loads them, then reads the live tasks' payloads back", async () => {
     const pgUrl = await newDatabase(cluster);
     const first = await startServer({ store: "postgres", pgUrl });

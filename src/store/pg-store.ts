@@ -153,7 +153,9 @@ export class PgStore extends SqlStore {
   }
 
   protected all(sql: string, params: readonly unknown[] = []): Row[] {
-    const rows = this.call({ kind: "query", sql, params: [...params] });
+    const values = withoutNul(params);
+    if (values === null) return [];
+    const rows = this.call({ kind: "query", sql, params: values });
     // bytea values crossed from the thread as plain Uint8Arrays (a message keeps no Buffer): Buffers
     // again, views of the same bytes, as SQLite's rows give (readData copies them with Buffer.copy).
     for (const row of rows)
@@ -242,6 +244,24 @@ export class PgStore extends SqlStore {
     await stopThread(this.thread);
     this.port.close();
   }
+}
+
+/**
+ * A read's parameters as PostgreSQL takes them. A text value cannot hold a NUL byte there (the statement
+ * fails: "invalid byte sequence"), so no stored id or name has one: an id with one, from a client, names
+ * nothing. It is left out of a list of ids; as a value of its own it matches no row (null: none).
+ */
+function withoutNul(params: readonly unknown[]): unknown[] | null {
+  const out = new Array<unknown>(params.length);
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    if (typeof p === "string" && p.includes("\u0000")) return null;
+    out[i] =
+      Array.isArray(p) && p.some((v) => typeof v === "string" && v.includes("\u0000"))
+        ? p.filter((v) => typeof v !== "string" || !v.includes("\u0000"))
+        : p;
+  }
+  return out;
 }
 
 /** A PostgreSQL URL without its password, to print. */
