@@ -93,11 +93,15 @@ export class EventHub {
     }
   }
 
+  // Each report returns at once while nobody subscribes, before it makes the closure that builds its
+  // event: a task reports about ten changes in its life, each one such a closure before.
   newTask(t: Task): void {
+    if (this.bySession.size === 0) return;
     this.emit(t.sessionId, "newTask", t.id, null, t.status, () => newTaskEvent(t));
   }
 
   taskStatus(t: Task): void {
+    if (this.bySession.size === 0) return;
     this.emit(t.sessionId, "taskStatusUpdate", t.id, null, t.status, () => ({
       type: "taskStatusUpdate",
       sessionId: t.sessionId,
@@ -110,10 +114,12 @@ export class EventHub {
   }
 
   newResult(r: Result): void {
+    if (this.bySession.size === 0) return;
     this.emit(r.sessionId, "newResult", null, r.id, r.status, () => newResultEvent(r));
   }
 
   resultStatus(r: Result): void {
+    if (this.bySession.size === 0) return;
     this.emit(r.sessionId, "resultStatusUpdate", null, r.id, r.status, () => ({
       type: "resultStatusUpdate",
       sessionId: r.sessionId,
@@ -123,6 +129,7 @@ export class EventHub {
   }
 
   resultOwner(r: Result, previousOwnerId: string | null): void {
+    if (this.bySession.size === 0) return;
     this.emit(r.sessionId, "resultOwnerUpdate", null, r.id, r.status, () => ({
       type: "resultOwnerUpdate",
       sessionId: r.sessionId,
