@@ -40,6 +40,8 @@ export interface ChaosOptions {
   firstFault?: Fault;
   /** Progress lines go here (stderr by default). */
   log?: (line: string) => void;
+  /** How long the acknowledged tasks may take to complete after the last fault (ms). Default 300 s. */
+  settleMs?: number;
 }
 
 export interface ChaosReport {
@@ -57,6 +59,8 @@ export interface ChaosReport {
   /** Why the full-disk fault was left out, if it was. */
   full_disk_skipped?: string;
   lost: number;
+  /** Up to 5 of the tasks lost: id, status, attempts (status@worker each), what the server says of them. */
+  lost_tasks?: string[];
   wrong_output: number;
   completed_twice: number;
   integrity: string;
@@ -297,17 +301,32 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     // Every acknowledged task completes, once, with its output.
     report.tasks_acknowledged = expected.size;
     const ids = [...expected.keys()];
+    const settleBy = Date.now() + (opts.settleMs ?? 300_000);
+    const lostIds: string[] = [];
     for (let from = 0; from < ids.length; from += 2000) {
       const chunk = ids.slice(from, from + 2000);
-      const r = await c.waitResultsData(chunk, { timeoutMs: 300_000 });
+      const r = await c.waitResultsData(chunk, { timeoutMs: Math.max(1, settleBy - Date.now()) });
       for (const id of chunk) {
         const data = r.data.get(id);
         if (r.statuses[id] !== "COMPLETED" || data === undefined) {
           report.lost++;
+          lostIds.push(id);
           continue;
         }
         report.tasks_checked++;
         if (unpack(data) !== expected.get(id)) report.wrong_output++;
+      }
+    }
+    if (lostIds.length > 0) {
+      // What a failure needs to be understood: where the first few lost tasks stand.
+      report.lost_tasks = [];
+      for (const id of lostIds.slice(0, 5)) {
+        const t = await c.getTask(taskOf.get(id)!).catch((err: Error) => err.message);
+        report.lost_tasks.push(
+          typeof t === "string"
+            ? `${taskOf.get(id)}: ${t}`
+            : `${t.taskId} ${t.status} [${t.attempts.map((a) => `${a.status}@${a.workerId}`).join(", ")}]`,
+        );
       }
     }
     for (const id of ids) {

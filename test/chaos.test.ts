@@ -19,6 +19,8 @@ describe("chaos, bounded", () => {
         tasks: 1500,
         firstFault: "full-disk",
         log: (line) => lines.push(line),
+        // Well within the test's timeout: tasks not completed by then fail it with where they stand.
+        settleMs: 180_000,
       });
       const said = `${JSON.stringify(report)}\n${lines.join("\n")}`;
       if (report.full_disk_skipped) {
