@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { decode, encode, encodeOwned } from "../src/protocol/codec.js";
+import { decode, encode } from "../src/protocol/codec.js";
 import { ResultCache } from "../src/scheduler/result-cache.js";
 
 describe("ResultCache keeps what it counts", () => {
@@ -63,38 +63,6 @@ describe("decode of a large message", () => {
       gc();
     }
     assert.equal(read.deref(), undefined, "the decoder still holds the message it read last");
-    assert.deepEqual(decode(encode({ after: true })), { after: true });
-  });
-});
-
-describe("encodeOwned", () => {
-  it("gives memory of its own, moved to another thread without harming any other message", () => {
-    const before = encode({ before: "still here" });
-    const rows = Array.from({ length: 50_000 }, (_, i) => ({ id: `t${i}`, doc: Buffer.alloc(40, i % 256) }));
-    const size = encode({ rows }).length;
-    // No size hint, one too small (the encoder grows from it), one of the size, one too large.
-    for (const [value, hint] of [
-      [{ rows }, 0],
-      [{ rows: [] }, 0],
-      [{ rows }, 0],
-      [{ rows }, 100_000],
-      [{ rows }, size],
-      [{ rows: [] }, size],
-      [{ rows }, 2 * size],
-    ] as const) {
-      const owned = encodeOwned(value, hint);
-      const after = encode({ after: hint });
-      const moved = structuredClone(owned, { transfer: [owned.buffer as ArrayBuffer] });
-      assert.equal(owned.length, 0, "moved away");
-      assert.deepEqual(decode(after), { after: hint }, "a message encoded next is not in the moved memory");
-      const back = decode(moved) as { rows: { id: string; doc: Uint8Array }[] };
-      assert.equal(back.rows.length, value.rows.length);
-      if (back.rows.length > 0) {
-        assert.equal(back.rows[49_999].id, "t49999");
-        assert.equal(back.rows[300].doc[0], 300 % 256);
-      }
-    }
-    assert.deepEqual(decode(before), { before: "still here" });
     assert.deepEqual(decode(encode({ after: true })), { after: true });
   });
 });

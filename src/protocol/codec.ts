@@ -27,30 +27,6 @@ export function encode(value: unknown): Buffer {
   return out;
 }
 
-/**
- * As encode, in memory that holds this message alone and that the encoder no longer writes into: its
- * ArrayBuffer can be moved to another thread (postMessage's transfer list). `sizeHint`, the bytes the
- * caller expects, is the memory it starts in: a commit of tens of MB would otherwise grow from the
- * encoder's small buffer, copied at each step (a fifth of encoding a commit). Without a hint a large
- * message is usually in memory of its own already, a small one is copied.
- */
-export function encodeOwned(value: unknown, sizeHint = 0): Uint8Array {
-  if (sizeHint >= FRESH_BUFFER) {
-    packr.useBuffer(Buffer.allocUnsafeSlow(sizeHint));
-    try {
-      const out = packr.pack(value);
-      return new Uint8Array(out.buffer, out.byteOffset, out.length);
-    } finally {
-      // What comes next must not be written into the memory this message moves away with.
-      packr.useBuffer(Buffer.allocUnsafeSlow(FRESH_BUFFER));
-    }
-  }
-  const out = encode(value);
-  return out.length > LARGE_MESSAGE && out.byteOffset === 0
-    ? new Uint8Array(out.buffer, 0, out.length)
-    : new Uint8Array(out);
-}
-
 /** A message of one nil: what decode reads after a large message so that the decoder lets it go. */
 const NIL = new Uint8Array([0xc0]);
 

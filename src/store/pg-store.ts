@@ -2,10 +2,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from "node:worker_threads";
 import pg from "pg";
 import type { Logger } from "../log.js";
-import { encodeOwned } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { Result } from "../scheduler/model.js";
 import type { PgAnswer, PgChunk, PgNotice, PgRead, PgThreadInput } from "./pg-thread.js";
+import type { CommitRows } from "./commit-encoder.js";
 import { DATA_CHUNK_BYTES, SqlStore, stopThread, type Row } from "./sql-store.js";
 import { StoreOpenError } from "./store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
@@ -200,7 +200,7 @@ export class PgStore extends SqlStore {
     }
   }
 
-  protected send(id: number, ops: unknown[][], chunked: readonly Result[], bytes: number): void {
+  protected send(id: number, rows: CommitRows, chunked: readonly Result[], dataBytes: number): void {
     if (this.fenced !== null) {
       queueMicrotask(() => this.committed({ id, ok: false, code: "FENCED", message: this.fenced! }));
       return;
@@ -213,11 +213,11 @@ export class PgStore extends SqlStore {
       const data = r.data!;
       this.chunks.set(r.id, data);
       for (let off = 0; off < data.length || off === 0; off += DATA_CHUNK_BYTES) {
-        ops.push([Op.Data, r.id, off, Math.min(DATA_CHUNK_BYTES, data.length - off)]);
+        rows.after.push([Op.Data, r.id, off, Math.min(DATA_CHUNK_BYTES, data.length - off)]);
         if (data.length === 0) break;
       }
     }
-    const packed = encodeOwned(ops, bytes);
+    const packed = this.encoder.encode(rows, dataBytes);
     const req: CommitRequest = { id, ops: packed };
     this.sent = id;
     this.thread.ref();

@@ -1,6 +1,6 @@
 import type { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
-import { decode, encode } from "../protocol/codec.js";
+import { decode } from "../protocol/codec.js";
 import { type ZgridError, failedPrecondition } from "../protocol/errors.js";
 import {
   DEFAULT_TASK_OPTIONS,
@@ -12,12 +12,11 @@ import {
 } from "../scheduler/model.js";
 import type { FinishedCount, KeptRequest, LoadedState, Store, StoreStats, StoredResults } from "./store.js";
 import { Op, type CommitReply } from "./write-ops.js";
+import { CommitEncoder, type CommitRows } from "./commit-encoder.js";
 
 /** Flush after this many milliseconds, or at once past FLUSH_RECORDS changes. */
 const FLUSH_MS = 2;
 const FLUSH_RECORDS = 20_000;
-/** At most what an operation of a commit takes encoded besides its document and data. */
-const OP_BYTES = 96;
 /** After a failed commit, try again this often (the disk or the database may take writes again). */
 const RETRY_MS = 500;
 /** Data up to this size is kept in the result's row, larger data in chunk rows. */
@@ -87,15 +86,17 @@ export abstract class SqlStore implements Store {
   /** Task options read back lately, by the id of their row. */
   private readonly optionsCache = new Map<number, TaskOptions>();
 
+  /** Writes a commit's operations as the message its backend's thread reads. */
+  protected readonly encoder = new CommitEncoder();
+
   constructor(protected readonly log?: Logger) {}
 
   /**
    * Hands a commit's operations to the database, as one transaction; `chunked` are the results whose
    * data is larger than INLINE_DATA_BYTES (their Op.Result rows carry none). The backend answers with
-   * `committed(reply)`, at once or later. `bytes` is about what the operations take encoded (the
-   * memory an encoding of them starts in).
+   * `committed(reply)`, at once or later. `dataBytes`: the bytes of result data the rows carry.
    */
-  protected abstract send(id: number, ops: unknown[][], chunked: readonly Result[], bytes: number): void;
+  protected abstract send(id: number, rows: CommitRows, chunked: readonly Result[], dataBytes: number): void;
   /** A failed commit as the error a client gets. */
   protected abstract commitError(code: string, why: string): ZgridError;
   /** Stops the backend once everything reported was committed (or a commit failed). */
@@ -481,41 +482,39 @@ export abstract class SqlStore implements Store {
     const firstOptionId = this.nextOptionId;
     const nowStored: Result[] = [];
     const nowChunked: Result[] = [];
-    const ops: unknown[][] = [];
-    // What the operations take encoded: their documents and data, and a bound of the rest of each.
-    let bytes = OP_BYTES * (deletes.length + 2);
-    for (const s of sessions) {
-      const doc = encode(s);
-      bytes += doc.length + OP_BYTES;
-      ops.push([Op.Session, s.id, doc]);
-    }
+    // Results and tasks are written from their records by the backend's CommitEncoder; what this commit
+    // decides of each (its row's data, its options' row) is kept beside them, in their order.
+    const rows: CommitRows = {
+      before: [],
+      results,
+      resultData: new Array(results.size),
+      resultStored: new Array(results.size),
+      tasks,
+      taskOptions: new Array(tasks.size),
+      after: deletes.slice(),
+    };
+    let dataBytes = 0;
+    for (const s of sessions) rows.before.push([Op.Session, s.id, s]);
+    let i = 0;
     for (const r of results) {
       const data = r.data;
       let rowData: Buffer | null = null;
-      const doc: ResultDoc = {
-        id: r.id,
-        sessionId: r.sessionId,
-        name: r.name,
-        status: r.status,
-        ownerTaskId: r.ownerTaskId,
-        createdBy: r.createdBy,
-        size: r.size,
-        createdAt: r.createdAt,
-        completedAt: r.completedAt,
-      };
-      if (r.stored) doc.stored = true;
+      let stored = r.stored === true;
       if (data && !r.stored) {
         // Small data rides in the result's own row (one write instead of two), larger data in chunk
         // rows; a row rewritten later without data keeps what it has.
-        if (data.length <= INLINE_DATA_BYTES) rowData = data;
-        else nowChunked.push(r);
+        if (data.length <= INLINE_DATA_BYTES) {
+          rowData = data;
+          dataBytes += data.length;
+        } else nowChunked.push(r);
         nowStored.push(r);
-        doc.stored = true;
+        stored = true;
       }
-      const encoded = encode(doc);
-      bytes += encoded.length + (rowData?.length ?? 0) + OP_BYTES;
-      ops.push([Op.Result, r.id, r.sessionId, r.status, encoded, rowData]);
+      rows.resultData[i] = rowData;
+      rows.resultStored[i] = stored;
+      i++;
     }
+    i = 0;
     for (const t of tasks) {
       // Options are shared by many tasks: written once, referenced by id.
       let o = this.optionIds.get(t.options);
@@ -523,35 +522,11 @@ export abstract class SqlStore implements Store {
         o = this.nextOptionId++;
         this.optionIds.set(t.options, o);
         newOptions.push(t.options);
-        const encoded = encode(t.options);
-        bytes += encoded.length + OP_BYTES;
-        ops.push([Op.Options, o, encoded]);
+        rows.before.push([Op.Options, o, t.options]);
       }
-      const doc: TaskDoc = {
-        id: t.id,
-        sessionId: t.sessionId,
-        payloadId: t.payloadId,
-        expectedOutputIds: t.expectedOutputIds,
-        dataDependencies: t.dataDependencies,
-        status: t.status,
-        seq: t.seq,
-        createdAt: t.createdAt,
-        submittedAt: t.submittedAt,
-        startedAt: t.startedAt,
-        endedAt: t.endedAt,
-        createdBy: t.createdBy,
-        parentTaskId: t.parentTaskId,
-        error: t.error,
-        attempts: t.attempts,
-        workerId: t.workerId,
-        o,
-      };
-      const encoded = encode(doc);
-      bytes += encoded.length + OP_BYTES;
-      ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, encoded]);
+      rows.taskOptions[i++] = o;
     }
-    for (const d of deletes) ops.push(d);
-    if (this.failure !== null) ops.push([Op.Probe, String(Date.now())]);
+    if (this.failure !== null) rows.after.push([Op.Probe, String(Date.now())]);
     const id = this.nextCommitId++;
     this.inflight = {
       id,
@@ -564,7 +539,7 @@ export abstract class SqlStore implements Store {
       nowStored,
       waiters,
     };
-    this.send(id, ops, nowChunked, bytes);
+    this.send(id, rows, nowChunked, dataBytes);
   }
 
   /** The backend's answer to the commit in flight. */
@@ -657,8 +632,3 @@ function resultFromRow(row: Row): Result {
   }
   return r;
 }
-
-/** A result's row: everything but its data (in the row's `data` column when small, else in chunk rows). */
-export type ResultDoc = Omit<Result, "data">;
-/** A task's row: everything but its options, referenced by the id of their own row (`o`). */
-type TaskDoc = Omit<Task, "options" | "remainingDeps"> & { o: number };

@@ -3,9 +3,10 @@ import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import type { Logger } from "../log.js";
-import { decode, encode, encodeOwned } from "../protocol/codec.js";
+import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { Result } from "../scheduler/model.js";
+import { commitOperations, operationCount, type CommitRows, type ResultDoc } from "./commit-encoder.js";
 import { lockDataDir } from "./lock.js";
 import {
   failedCommit,
@@ -14,7 +15,7 @@ import {
   type CommitRequest,
   type WriterInput,
 } from "./write-ops.js";
-import { DATA_CHUNK_BYTES, SqlStore, stopThread, type ResultDoc, type Row } from "./sql-store.js";
+import { DATA_CHUNK_BYTES, SqlStore, stopThread, type Row } from "./sql-store.js";
 import { StoreOpenError } from "./store.js";
 
 export { StoreOpenError };
@@ -175,7 +176,7 @@ export class SqliteStore extends SqlStore {
   /** The id of the commit sent to the writer thread and not answered yet. */
   private writerCommit: number | null = null;
 
-  protected send(id: number, ops: unknown[][], nowChunked: readonly Result[], bytes: number): void {
+  protected send(id: number, rows: CommitRows, nowChunked: readonly Result[], dataBytes: number): void {
     if (nowChunked.length > 0) {
       // Large data is written here, on this thread's connection, before the rows that say it is
       // stored: handing it to the writer would copy it (a 1 GB result held twice). Its own fsynced
@@ -195,12 +196,12 @@ export class SqliteStore extends SqlStore {
         return;
       }
     }
-    if (ops.length <= INLINE_COMMIT_OPS) {
+    if (operationCount(rows) <= INLINE_COMMIT_OPS) {
       // A small commit (one task submitted or ended, a session changed) is made here: the round trip
       // to the writer thread would cost more than the statements (the fsync is the same).
       const t0 = performance.now();
       try {
-        this.runInline(ops);
+        this.runInline(commitOperations(rows));
       } catch (err) {
         this.committed(failedCommit(id, err));
         return;
@@ -209,7 +210,7 @@ export class SqliteStore extends SqlStore {
       return;
     }
     // Memory of the commit's own, moved to the writer rather than cloned.
-    const packed = encodeOwned(ops, bytes);
+    const packed = this.encoder.encode(rows, dataBytes);
     const req: CommitRequest = { id, ops: packed };
     // Referenced while a commit is in flight: the process waits for its answer, not longer.
     this.writerCommit = id;
