@@ -2,10 +2,9 @@
  * A commit as one msgpack message, written in one pass (design §11: the store writes batches): a list of
  * operations (write-ops.ts), each a list of strings, numbers, nulls and bytes, whose record documents
  * are msgpack bins holding the msgpack map of the record's fields. The results and tasks of a commit
- * (nearly all of its operations) are written from the records themselves: no document object and no
- * operation list is made for them, and their field names are encoded once. Before, each record became
- * a document object and an operation list, then bytes of its own, then a copy in the message: a fifth
- * of the SQLite store's main thread at full load, and much of its garbage.
+ * (nearly all of its operations) are written from the records themselves: no document object, no
+ * operation list and no bytes of their own are made for them, and their field names are encoded once.
+ * The writer thread reads the message; a small commit made on the server's thread reads it back too.
  *
  * What this writes decodes as the general encoder's output does (`decode` of the message, then of each
  * document): plain maps whose undefined fields are left out, strings, numbers (integers of up to 32 bits
@@ -16,10 +15,11 @@ import { encode } from "../protocol/codec.js";
 import type { Result, Task } from "../scheduler/model.js";
 import { Op } from "./write-ops.js";
 
-/** A result's row: everything but its data (in the row's `data` column when small, else in chunk rows). */
+/**
+ * A result's row: everything but its data (in the row's `data` column when small, else in chunk rows),
+ * and `stored: true` once its data is in the store.
+ */
 export type ResultDoc = Omit<Result, "data">;
-/** A task's row: everything but its options, referenced by the id of their own row (`o`). */
-export type TaskDoc = Omit<Task, "options" | "remainingDeps"> & { o: number };
 
 /** What a commit writes, in this order: `before`, the results, the tasks, `after`. */
 export interface CommitRows {
@@ -40,73 +40,6 @@ export interface CommitRows {
 /** How many operations a commit makes. */
 export function operationCount(rows: CommitRows): number {
   return rows.before.length + rows.results.size + rows.tasks.size + rows.after.length;
-}
-
-/** A result's document, as the commit writes it. */
-export function resultDoc(r: Result, stored: boolean): ResultDoc {
-  const doc: ResultDoc = {
-    id: r.id,
-    sessionId: r.sessionId,
-    name: r.name,
-    status: r.status,
-    ownerTaskId: r.ownerTaskId,
-    createdBy: r.createdBy,
-    size: r.size,
-    createdAt: r.createdAt,
-    completedAt: r.completedAt,
-  };
-  if (stored) doc.stored = true;
-  return doc;
-}
-
-/** A task's document, as the commit writes it. */
-export function taskDoc(t: Task, o: number): TaskDoc {
-  return {
-    id: t.id,
-    sessionId: t.sessionId,
-    payloadId: t.payloadId,
-    expectedOutputIds: t.expectedOutputIds,
-    dataDependencies: t.dataDependencies,
-    status: t.status,
-    seq: t.seq,
-    createdAt: t.createdAt,
-    submittedAt: t.submittedAt,
-    startedAt: t.startedAt,
-    endedAt: t.endedAt,
-    createdBy: t.createdBy,
-    parentTaskId: t.parentTaskId,
-    error: t.error,
-    attempts: t.attempts,
-    workerId: t.workerId,
-    o,
-  };
-}
-
-/**
- * The commit as operation lists with each document encoded on its own: for statements run on this
- * thread (a small commit), and what CommitEncoder's message reads back as.
- */
-export function commitOperations(rows: CommitRows): unknown[][] {
-  const doc = (v: unknown): unknown =>
-    typeof v === "object" && v !== null && !(v instanceof Uint8Array) ? encode(v) : v;
-  const ops = rows.before.map((op) => op.map(doc));
-  let i = 0;
-  for (const r of rows.results) {
-    ops.push([
-      Op.Result,
-      r.id,
-      r.sessionId,
-      r.status,
-      encode(resultDoc(r, rows.resultStored[i])),
-      rows.resultData[i],
-    ]);
-    i++;
-  }
-  i = 0;
-  for (const t of rows.tasks)
-    ops.push([Op.Task, t.id, t.sessionId, t.seq, t.status, encode(taskDoc(t, rows.taskOptions[i++]))]);
-  for (const op of rows.after) ops.push(op.map(doc));
-  return ops;
 }
 
 /** Memory the first commit of an encoder starts in, per operation, before it has measured any. */
@@ -202,7 +135,7 @@ export class CommitEncoder {
     }
   }
 
-  /** [Op.Result, id, sessionId, status, doc, data | null], its document resultDoc(r, stored). */
+  /** [Op.Result, id, sessionId, status, doc, data | null]; the document is a ResultDoc. */
   private result(r: Result, stored: boolean, data: Uint8Array | null): void {
     this.array(6);
     this.number(Op.Result);
@@ -226,7 +159,10 @@ export class CommitEncoder {
     else this.nil();
   }
 
-  /** [Op.Task, id, sessionId, seq, status, doc], its document taskDoc(t, o). */
+  /**
+   * [Op.Task, id, sessionId, seq, status, doc]; the document is the task without its options (the id of
+   * their row instead, `o`) and remainingDeps.
+   */
   private task(t: Task, o: number): void {
     this.array(6);
     this.number(Op.Task);

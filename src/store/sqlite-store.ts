@@ -6,7 +6,7 @@ import type { Logger } from "../log.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { Result } from "../scheduler/model.js";
-import { commitOperations, operationCount, type CommitRows, type ResultDoc } from "./commit-encoder.js";
+import { operationCount, type CommitRows, type ResultDoc } from "./commit-encoder.js";
 import { lockDataDir } from "./lock.js";
 import {
   failedCommit,
@@ -201,7 +201,8 @@ export class SqliteStore extends SqlStore {
       // to the writer thread would cost more than the statements (the fsync is the same).
       const t0 = performance.now();
       try {
-        this.runInline(commitOperations(rows));
+        // The same message the writer thread reads, read here.
+        this.runInline(decode(this.encoder.encode(rows, dataBytes)) as unknown[][]);
       } catch (err) {
         this.committed(failedCommit(id, err));
         return;
