@@ -3,6 +3,7 @@ import { parseServerUrl } from "../client/url.js";
 import { ZgridError } from "../protocol/errors.js";
 import { connectChecked, firstContactMs } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
+import { watchForIdleTasks } from "./worker-hint.js";
 
 export const HELLO_HELP = `zgrid hello -e URL [-p PARTITION] [-v V ...] [-n N] [--timeout MS]
 
@@ -93,7 +94,8 @@ export async function runHello(argv: string[]): Promise<number> {
       { payloadId: payload.resultId, expectedOutputIds: [output.resultId] },
     ]);
     console.log("Main tasks have been sent");
-    const waited = await client.waitResults([output.resultId]);
+    const stopHint = watchForIdleTasks(client, (line) => process.stderr.write(line + "\n"));
+    const waited = await client.waitResults([output.resultId]).finally(stopHint);
     if (waited.statuses[output.resultId] === "COMPLETED") {
       const value = decodeOutput<number>(await client.downloadResult(output.resultId));
       console.log(`Result : ${value}`);

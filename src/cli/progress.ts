@@ -102,6 +102,12 @@ export class Progress {
     this.end();
   }
 
+  /** A line of its own between progress lines (on a terminal, over the bar, which the next update redraws). */
+  note(text: string): void {
+    this.out.write(this.tty && this.drawn ? `\r${text}\x1b[K\n` : `${text}\n`);
+    this.drawn = false;
+  }
+
   /** Leaves the line redrawn (Ctrl+C, an error): what is printed next starts on a line of its own. */
   end(): void {
     if (this.tty && this.drawn) this.out.write("\n");

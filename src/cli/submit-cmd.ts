@@ -5,6 +5,7 @@ import { Progress, tasksPerSecond } from "./progress.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
 import { intFlag, parse, UsageError } from "./usage.js";
+import { watchForIdleTasks } from "./worker-hint.js";
 
 export const SUBMIT_HELP = `zgrid submit --app NAME --method M [--args JSON] [--count N] [options]
 
@@ -217,6 +218,7 @@ async function waitAndReport(
     );
   const ticker = setInterval(() => void tick(), 250);
   void tick();
+  const stopHint = watchForIdleTasks(client, (line) => progress.note(line));
 
   const status = new Map<string, string>(); // output id → result status
   const data = new Map<string, Buffer>();
@@ -237,6 +239,7 @@ async function waitAndReport(
     }
   } finally {
     clearInterval(ticker);
+    stopHint();
     finished = true;
   }
   if (timedOut) {
