@@ -34,14 +34,14 @@ describe("memory of queued tasks (issue 12)", () => {
   it("a queued task and its output cost at most 505 bytes of heap (no boxed time of their own)", async () => {
     const gc = collector();
     const scheduler = new Scheduler({ log: createLogger("silent"), maxBatch: 50_000 });
-    const sessionId = scheduler.createSession({ partitionId: "nobody" }, []).id;
+    const sessionId = scheduler.lifecycle.createSession({ partitionId: "nobody" }, []).id;
     const [payload] = scheduler.createResults(sessionId, [{ name: "p", data: Buffer.from("x") }]);
     gc();
     gc();
     const before = process.memoryUsage().heapUsed;
     const tasks = 100_000;
     for (let n = 0; n < tasks; n += 50_000)
-      scheduler.submitTasks(sessionId, {}, new Array(50_000).fill({ payloadId: payload.id }));
+      scheduler.submission.submitTasks(sessionId, {}, new Array(50_000).fill({ payloadId: payload.id }));
     await nextTurn();
     gc();
     gc();

@@ -98,10 +98,10 @@ describe("the scheduler's task counts", () => {
     scheduler.setLink(link);
     const payload = Buffer.from("x");
 
-    const s1 = scheduler.createSession({}, ["a"]).id;
-    const s2 = scheduler.createSession({ partitionId: "b" }, []).id;
-    scheduler.submitTasks(s1, {}, [{ payload }, { payload }, { payload }]);
-    scheduler.submitTasks(s2, {}, [{ payload }, { payload }]);
+    const s1 = scheduler.lifecycle.createSession({}, ["a"]).id;
+    const s2 = scheduler.lifecycle.createSession({ partitionId: "b" }, []).id;
+    scheduler.submission.submitTasks(s1, {}, [{ payload }, { payload }, { payload }]);
+    scheduler.submission.submitTasks(s2, {}, [{ payload }, { payload }]);
     assert.deepEqual(scheduler.views.summary().tasksByPartition, {
       a: counts({ SUBMITTED: 3 }),
       b: counts({ SUBMITTED: 2 }),
@@ -109,7 +109,7 @@ describe("the scheduler's task counts", () => {
     assert.deepEqual(scheduler.views.summary().tasksByStatus, counts({ SUBMITTED: 5 }));
 
     // One slot on "a": one task of "a" is dispatched, "b" is untouched.
-    scheduler.addWorker({
+    scheduler.fleet.addWorker({
       id: "w1",
       partitions: ["a"],
       slots: 1,
@@ -121,28 +121,28 @@ describe("the scheduler's task counts", () => {
     });
     await nextTurn();
     assert.equal(link.sent.length, 1);
-    scheduler.tasksStarted("w1", link.sent);
+    scheduler.fleet.tasksStarted("w1", link.sent);
     assert.deepEqual(scheduler.views.summary().tasksByPartition.a, counts({ SUBMITTED: 2, PROCESSING: 1 }));
     assert.deepEqual(scheduler.views.summary().tasksByPartition.b, counts({ SUBMITTED: 2 }));
 
     // Cancel and delete session 1: the queued tasks go, the running one stays CANCELLING until its
     // worker answers, so partition "a" keeps one task.
-    scheduler.cancelSession(s1);
+    scheduler.lifecycle.cancelSession(s1);
     assert.deepEqual(link.cancelled, link.sent);
     assert.deepEqual(scheduler.views.summary().tasksByPartition.a, counts({ CANCELLED: 2, CANCELLING: 1 }));
-    assert.deepEqual(scheduler.deleteSession(s1), { tasks: 2, results: 6 });
+    assert.deepEqual(scheduler.lifecycle.deleteSession(s1), { tasks: 2, results: 6 });
     assert.deepEqual(scheduler.views.summary().tasksByPartition, {
       a: counts({ CANCELLING: 1 }),
       b: counts({ SUBMITTED: 2 }),
     });
     assert.deepEqual(scheduler.views.summary().tasksByStatus, counts({ SUBMITTED: 2, CANCELLING: 1 }));
     // Once the worker answers, the task of the deleted session goes too: partition "a" is empty.
-    scheduler.completeTasks("w1", [{ taskId: link.sent[0], status: "CANCELLED" }]);
+    scheduler.fleet.completeTasks("w1", [{ taskId: link.sent[0], status: "CANCELLED" }]);
     assert.deepEqual(Object.keys(scheduler.views.summary().tasksByPartition), ["b"]);
 
     // Deleting session 2 empties partition "b": it is left out.
-    scheduler.cancelSession(s2);
-    scheduler.deleteSession(s2);
+    scheduler.lifecycle.cancelSession(s2);
+    scheduler.lifecycle.deleteSession(s2);
     assert.deepEqual(Object.keys(scheduler.views.summary().tasksByPartition), []);
     assert.deepEqual(scheduler.views.summary().tasksByStatus, counts({}));
     assert.deepEqual(scheduler.views.tasksByPartition(), {});

@@ -38,7 +38,7 @@ function deny(req: CommandRequest, what: string): never {
 
 /** The session (or a deleted one's record), else NOT_FOUND, or PERMISSION_DENIED when it is another's. */
 export function ownSession(req: CommandRequest, scheduler: Scheduler, sessionId: string): Session {
-  const session = scheduler.sessionRecord(sessionId);
+  const session = scheduler.lifecycle.sessionRecord(sessionId);
   if (!mayTouch(req.caller, session)) deny(req, `session ${sessionId}`);
   return session;
 }

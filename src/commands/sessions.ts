@@ -15,12 +15,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   map.register("sessions.create", async (req) => {
     const defaults = parseTaskOptions(optMap(req.args, "defaultTaskOptions"), "defaultTaskOptions");
     const partitionIds = strList(req.args, "partitionIds", true);
-    const session = scheduler.createSession(defaults, partitionIds, ownerFor(req.caller));
+    const session = scheduler.lifecycle.createSession(defaults, partitionIds, ownerFor(req.caller));
     try {
       await scheduler.store.flush();
     } catch (err) {
       // Refused by the store: the session is not made (nor written by a later commit).
-      scheduler.withdrawSession(session);
+      scheduler.lifecycle.withdrawSession(session);
       throw err;
     }
     return { msg: sessionView(session) };
@@ -45,7 +45,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   const sessionId = (req: CommandRequest): string =>
     ownSession(req, scheduler, str(req.args, "sessionId")).id;
   /** Every session command answers the session's whole record (a deleted one's too). */
-  const record = (id: string): Record<string, unknown> => sessionView(scheduler.sessionRecord(id));
+  const record = (id: string): Record<string, unknown> => sessionView(scheduler.lifecycle.sessionRecord(id));
   // Each change is committed before it takes effect (Scheduler.changeSessionDurably): a refused
   // commit answers an error and changes nothing.
   /**
@@ -56,29 +56,33 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   const settle = () => scheduler.store.flush().catch(() => undefined);
   map.register("sessions.cancel", async (req) => {
     const id = sessionId(req);
-    const { cancelled } = await scheduler.changeSessionDurably(
+    const { cancelled } = await scheduler.lifecycle.changeSessionDurably(
       id,
       "CANCELLED",
       ["RUNNING", "PAUSED", "CLOSED"],
-      () => scheduler.cancelSession(id),
+      () => scheduler.lifecycle.cancelSession(id),
     );
     await settle();
     return { msg: { ...record(id), cancelled } };
   });
   map.register("sessions.pause", async (req) => {
     const id = sessionId(req);
-    await scheduler.changeSessionDurably(id, "PAUSED", ["RUNNING"], () => scheduler.pauseSession(id));
+    await scheduler.lifecycle.changeSessionDurably(id, "PAUSED", ["RUNNING"], () =>
+      scheduler.lifecycle.pauseSession(id),
+    );
     return { msg: record(id) };
   });
   map.register("sessions.resume", async (req) => {
     const id = sessionId(req);
-    await scheduler.changeSessionDurably(id, "RUNNING", ["PAUSED"], () => scheduler.resumeSession(id));
+    await scheduler.lifecycle.changeSessionDurably(id, "RUNNING", ["PAUSED"], () =>
+      scheduler.lifecycle.resumeSession(id),
+    );
     return { msg: record(id) };
   });
   map.register("sessions.close", async (req) => {
     const id = sessionId(req);
-    await scheduler.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
-      scheduler.closeSession(id),
+    await scheduler.lifecycle.changeSessionDurably(id, "CLOSED", ["RUNNING", "PAUSED"], () =>
+      scheduler.lifecycle.closeSession(id),
     );
     return { msg: record(id) };
   });
@@ -90,11 +94,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     let worker = optBool(req.args, "worker");
     if (client === undefined && worker === undefined) client = worker = true;
     const current = scheduler.session(id);
-    await scheduler.changeSessionDurably(
+    await scheduler.lifecycle.changeSessionDurably(
       id,
       current.status,
       ["RUNNING", "PAUSED"],
-      () => scheduler.stopSubmission(id, client === true, worker === true),
+      () => scheduler.lifecycle.stopSubmission(id, client === true, worker === true),
       {
         clientSubmission: current.clientSubmission && client !== true,
         workerSubmission: current.workerSubmission && worker !== true,
@@ -104,19 +108,22 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   });
   map.register("sessions.purge", async (req) => {
     const id = sessionId(req);
-    const { purged } = await scheduler.changeSessionDurably(id, "PURGED", ["CLOSED", "CANCELLED"], () =>
-      scheduler.purgeSession(id),
+    const { purged } = await scheduler.lifecycle.changeSessionDurably(
+      id,
+      "PURGED",
+      ["CLOSED", "CANCELLED"],
+      () => scheduler.lifecycle.purgeSession(id),
     );
     await settle();
     return { msg: { ...record(id), purgedResults: purged } };
   });
   map.register("sessions.delete", async (req) => {
     const id = sessionId(req);
-    const removed = await scheduler.changeSessionDurably(
+    const removed = await scheduler.lifecycle.changeSessionDurably(
       id,
       "DELETED",
       ["RUNNING", "PAUSED", "CLOSED", "CANCELLED", "PURGED"],
-      () => scheduler.deleteSession(id),
+      () => scheduler.lifecycle.deleteSession(id),
     );
     await settle();
     return { msg: { ...record(id), removed } };

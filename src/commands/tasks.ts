@@ -117,7 +117,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument("requestKey must be a string of 1 to 128 characters");
     const key = requestKey === undefined ? undefined : `${sessionId}\u0000${requestKey}`;
     const submit = async (): Promise<SubmitColumns> => {
-      const tasks = scheduler.submitTasks(sessionId, options, items, req.user);
+      const tasks = scheduler.submission.submitTasks(sessionId, options, items, req.user);
       if (key !== undefined && tasks.length > 0) {
         const at = Date.now();
         const [first] = tasks;
@@ -131,7 +131,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
         await scheduler.store.flush();
       } catch (err) {
         // A reply of failure means nothing happened: the submission is taken back.
-        scheduler.withdrawTasks(tasks, items);
+        scheduler.submission.withdrawTasks(tasks, items);
         throw err;
       }
       return columnsOf(tasks);

@@ -211,7 +211,7 @@ export class WorkerEndpoint implements WorkerLink {
     this.lastBeat = now;
     const judge = now >= this.judgeAfter;
     // The worker enforces maxDuration; the server too, a few intervals later, in case it does not.
-    if (judge) this.opts.scheduler.expireOverdue(now, 5 * interval);
+    if (judge) this.opts.scheduler.fleet.expireOverdue(now, 5 * interval);
     const deadline = now - 3 * interval;
     const hb = encode({ t: "HEARTBEAT" });
     for (const [workerId, identity] of this.identityOf) {
@@ -228,7 +228,7 @@ export class WorkerEndpoint implements WorkerLink {
     this.identityOf.delete(workerId);
     this.lastSeen.delete(workerId);
     if (identity) this.workerOf.delete(identity.toString("hex"));
-    this.opts.scheduler.removeWorker(workerId, reason);
+    this.opts.scheduler.fleet.removeWorker(workerId, reason);
   }
 
   private handle(frames: Buffer[]): void {
@@ -267,15 +267,16 @@ export class WorkerEndpoint implements WorkerLink {
         case "HEARTBEAT":
           break;
         case "STARTED":
-          if (Array.isArray(header.taskIds)) scheduler.tasksStarted(workerId, header.taskIds as string[]);
+          if (Array.isArray(header.taskIds))
+            scheduler.fleet.tasksStarted(workerId, header.taskIds as string[]);
           break;
         case "DONE":
           if (Array.isArray(header.taskIds) && header.sizes !== undefined)
-            scheduler.completeTasks(workerId, this.packedCompletions(workerId, header, frames));
+            scheduler.fleet.completeTasks(workerId, this.packedCompletions(workerId, header, frames));
           else if (Array.isArray(header.taskIds))
-            scheduler.completeTasks(workerId, this.columnCompletions(header, frames));
+            scheduler.fleet.completeTasks(workerId, this.columnCompletions(header, frames));
           else if (Array.isArray(header.results))
-            scheduler.completeTasks(workerId, this.completions(header.results, frames));
+            scheduler.fleet.completeTasks(workerId, this.completions(header.results, frames));
           break;
         case "FETCH":
           this.fetch(identity, header);
@@ -290,7 +291,7 @@ export class WorkerEndpoint implements WorkerLink {
           const apps = parseApps(header.apps);
           if (apps === undefined || apps === null)
             this.log.warn({ worker: workerId }, "an APPS message without a valid apps list: ignored");
-          else scheduler.setWorkerApps(workerId, apps);
+          else scheduler.fleet.setWorkerApps(workerId, apps);
           break;
         }
         default:
@@ -366,7 +367,7 @@ export class WorkerEndpoint implements WorkerLink {
     this.identityOf.set(workerId, identity);
     this.workerOf.set(key, workerId);
     this.lastSeen.set(workerId, Date.now());
-    this.opts.scheduler.addWorker({
+    this.opts.scheduler.fleet.addWorker({
       id: workerId,
       partitions,
       slots,
@@ -395,9 +396,9 @@ export class WorkerEndpoint implements WorkerLink {
           },
     );
     const held = Array.isArray(h.held) ? h.held.filter((id): id is string => typeof id === "string") : [];
-    if (restarted) this.opts.scheduler.releaseUnheld(workerId, held);
+    if (restarted) this.opts.scheduler.fleet.releaseUnheld(workerId, held);
     if (held.length > 0) {
-      const notYours = this.opts.scheduler.adoptTasks(workerId, held);
+      const notYours = this.opts.scheduler.fleet.adoptTasks(workerId, held);
       if (notYours.length > 0)
         this.cancelTasks(workerId, notYours, "not this worker's any more: finished or reassigned");
     }
@@ -463,7 +464,7 @@ export class WorkerEndpoint implements WorkerLink {
       this.log.warn({ tasks: n }, `a DONE with packed outputs is ignored: ${outputs}`);
       return [];
     }
-    if (h.started !== undefined) this.opts.scheduler.tasksStarted(workerId, h.started as string[]);
+    if (h.started !== undefined) this.opts.scheduler.fleet.tasksStarted(workerId, h.started as string[]);
     const out: Completion[] = [];
     for (let i = 0; i < n; i++) {
       const taskId = taskIds[i];
@@ -491,8 +492,8 @@ export class WorkerEndpoint implements WorkerLink {
       let out: Buffer[] | undefined;
       switch (h.op) {
         case "createResults":
-          msg = scheduler
-            .agentCreateResults(
+          msg = scheduler.agent
+            .createResults(
               workerId,
               taskId,
               list(args, "results").map((raw, i) => parseNewResult(raw, i, blobs)),
@@ -503,21 +504,21 @@ export class WorkerEndpoint implements WorkerLink {
           if (blobs.length === 0) throw invalidArgument("uploadData needs the data as a blob");
           const resultId = str(args, "resultId");
           const data = blobs.length === 1 ? blobs[0] : Buffer.concat(blobs);
-          scheduler.agentUpload(workerId, taskId, resultId, data);
+          scheduler.agent.upload(workerId, taskId, resultId, data);
           msg = { resultId, size: data.length };
           break;
         }
         case "submitTasks": {
           const options = parseTaskOptions(optMap(args, "taskOptions"), "taskOptions");
           const items = list(args, "tasks").map((raw, i) => parseSubmission(raw, i, blobs));
-          msg = scheduler
-            .agentSubmit(workerId, taskId, options, items)
+          msg = scheduler.agent
+            .submit(workerId, taskId, options, items)
             .map((t) => ({ taskId: t.id, payloadId: t.payloadId, expectedOutputIds: t.expectedOutputIds }));
           break;
         }
         case "getData": {
           const resultIds = strList(args, "resultIds");
-          out = scheduler.agentGetData(workerId, taskId, resultIds);
+          out = scheduler.agent.getData(workerId, taskId, resultIds);
           msg = { resultIds };
           break;
         }

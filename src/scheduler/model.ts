@@ -144,3 +144,9 @@ export interface Task {
   remainingDeps: number;
   workerId: string | null;
 }
+
+/** The attempts of a task never dispatched: shared until its first attempt (Fleet.assign makes its own). */
+export const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
+
+/** The dependencies of a task that has none, and other empty id lists: shared, never written to. */
+export const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
