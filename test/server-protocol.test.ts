@@ -209,6 +209,22 @@ describe("malformed input on a raw DEALER", () => {
     assertError(header, "NOT_FOUND", 15);
   });
 
+  it("an error that repeats an id with control characters escapes them: no terminal sequence, no new line", async () => {
+    const sessionId = "s\u001b[2J\u001b[31mforged\nERROR everything\u0000\u007f\u0085";
+    const { header } = await raw.request({
+      v: 1,
+      id: 16,
+      cmd: "sessions.get",
+      token: TOKEN,
+      args: { sessionId },
+    });
+    assertError(header, "NOT_FOUND", 16);
+    const msg = header.msg as string;
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(msg, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(msg));
+    assert.ok(msg.includes("s\\x1b[2J\\x1b[31mforged\\nERROR everything\\x00\\x7f\\x85"), msg);
+  });
+
   it("a reply echoes the user and carries only v, id, msgType, msg, now, user", async () => {
     const before = Date.now();
     const { header, frames } = await raw.request({ v: 1, id: 16, cmd: "noop", token: TOKEN, user: "zoe" });

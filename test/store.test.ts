@@ -157,13 +157,12 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
     await assert.rejects(client.getTask("t\u0000x"), notFound);
     await assert.rejects(client.waitResults(["r\u0000x"], { timeoutMs: 100 }), notFound);
     await assert.rejects(client.downloadResult("r\u0000x"), notFound);
-    // Among ids that exist, too: the one named is the one with the NUL.
+    // Among ids that exist, too: the one named is the one with the NUL (escaped in the message).
     const s = await client.createSession();
     const [r] = await client.createResults(s, [{ name: "known", data: Buffer.from("x") }]);
     await assert.rejects(
       client.waitResults([r.resultId, "r\u0000x"], { timeoutMs: 100 }),
-      (err: Error & { code?: string }) =>
-        err.code === ErrorCode.NOT_FOUND && err.message.includes("r\u0000x"),
+      (err: Error & { code?: string }) => err.code === ErrorCode.NOT_FOUND && err.message.includes("r\\x00x"),
     );
     assert.equal(await client.ruok(), "imok");
   });

@@ -2,7 +2,7 @@ import { FairShare } from "../protocol/fair-share.js";
 import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import { PROTOCOL_VERSION, decode, encode, isPlainObject, type MsgType } from "../protocol/codec.js";
-import { describeValue } from "../protocol/describe.js";
+import { describeValue, escapeControls } from "../protocol/describe.js";
 import { CommandMap, type CommandReply, type CommandRequest } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError } from "../protocol/errors.js";
 import type { TokenCheck } from "./auth.js";
@@ -242,7 +242,8 @@ export class ServerDaemon implements Daemon {
   }
 
   private replyError(identity: Buffer, id: number | null, code: string, msg: string, user?: string): void {
-    this.reply(identity, id, "ERROR", msg, user === undefined ? { code } : { code, user });
+    const text = escapeControls(msg);
+    this.reply(identity, id, "ERROR", text, user === undefined ? { code } : { code, user });
   }
 
   /**

@@ -29,3 +29,22 @@ export function describeValue(value: unknown, max = 40): string {
       return `a ${typeof value}`;
   }
 }
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+function escapeControl(c: string): string {
+  if (c === "\n") return "\\n";
+  if (c === "\t") return "\\t";
+  if (c === "\r") return "\\r";
+  return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+}
+
+/**
+ * An error message with its control characters (C0, DEL, C1) written out as escapes (`\x1b`, `\n`):
+ * a message repeats ids and names a peer gave, and one printed as given could move a terminal's cursor,
+ * clear it, or forge a line of its own in a log.
+ */
+export function escapeControls(message: string): string {
+  return message.replace(CONTROL_CHARACTERS, escapeControl);
+}
