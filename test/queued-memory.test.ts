@@ -35,7 +35,7 @@ describe("memory of queued tasks (issue 12)", () => {
     const gc = collector();
     const scheduler = new Scheduler({ log: createLogger("silent"), maxBatch: 50_000 });
     const sessionId = scheduler.lifecycle.createSession({ partitionId: "nobody" }, []).id;
-    const [payload] = scheduler.createResults(sessionId, [{ name: "p", data: Buffer.from("x") }]);
+    const [payload] = scheduler.data.createResults(sessionId, [{ name: "p", data: Buffer.from("x") }]);
     gc();
     gc();
     const before = process.memoryUsage().heapUsed;

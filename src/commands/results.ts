@@ -28,11 +28,11 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const sessionId = str(req.args, "sessionId");
     ownSession(req, scheduler, sessionId);
     const items = list(req.args, "results").map((raw, i) => parseNewResult(raw, i, req.blobs));
-    const created = scheduler.createResults(sessionId, items, req.user);
+    const created = scheduler.data.createResults(sessionId, items, req.user);
     try {
       await scheduler.store.flush();
     } catch (err) {
-      scheduler.withdrawResults(created);
+      scheduler.data.withdrawResults(created);
       throw err;
     }
     return { msg: created.map((r) => ({ resultId: r.id, name: r.name, status: r.status })) };
@@ -66,7 +66,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const data = req.blobs.length === 1 ? req.blobs[0] : Buffer.concat(req.blobs);
     const offset = optInt(req.args, "offset");
     if (offset === undefined) {
-      const r = await scheduler.uploadResultDurably(resultId, data);
+      const r = await scheduler.data.uploadResultDurably(resultId, data);
       return { msg: { resultId: r.id, status: r.status, size: r.size } };
     }
     // Chunked: the first chunk (offset 0) gives the total size; chunks follow in order.
@@ -74,7 +74,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     if (offset === 0) {
       const size = optInt(req.args, "size", 0, MAX_RESULT_BYTES);
       if (size === undefined) throw invalidArgument(`the first chunk (offset 0) must give the total size`);
-      scheduler.checkUploadable(resultId);
+      scheduler.data.checkUploadable(resultId);
       dropAssembly(resultId); // a restarted upload replaces the one under way
       if (inFlightBytes + size > MAX_UPLOADS_IN_FLIGHT_BYTES) {
         throw new ZgridError(
@@ -102,7 +102,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     a.next += data.length;
     if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
     dropAssembly(resultId);
-    const r = await scheduler.uploadResultDurably(resultId, a.buf);
+    const r = await scheduler.data.uploadResultDurably(resultId, a.buf);
     return { msg: { resultId: r.id, status: r.status, size: r.size, received: a.next } };
   });
 
@@ -111,7 +111,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       const ids = strList(req.args, "resultIds");
       if (new Set(ids).size !== ids.length) throw invalidArgument("resultIds lists a result more than once");
       ownResults(req, scheduler, ids);
-      const blobs = ids.map((id) => scheduler.resultData(id));
+      const blobs = ids.map((id) => scheduler.data.resultData(id));
       let bytes = 0;
       for (const b of blobs) bytes += b.length;
       const limit = 4 * server.config.maxFrameBytes;
@@ -130,16 +130,16 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       // One range of the data: how large results are downloaded without a frame past the limit.
       const length =
         optInt(req.args, "length", 0, server.config.maxFrameBytes) ?? server.config.maxFrameBytes;
-      const { data, size } = scheduler.resultRange(id, offset, length);
+      const { data, size } = scheduler.data.resultRange(id, offset, length);
       return { msg: { resultId: id, offset, size, length: data.length }, blobs: [data] };
     }
-    return { msg: { resultId: id }, blobs: [scheduler.resultData(id)] };
+    return { msg: { resultId: id }, blobs: [scheduler.data.resultData(id)] };
   });
 
   map.register("results.deleteData", async (req) => {
     const requested = strList(req.args, "resultIds");
     ownResults(req, scheduler, requested);
-    const resultIds = await scheduler.deleteResultsData(requested);
+    const resultIds = await scheduler.data.deleteResultsData(requested);
     // Their space too, before the reply; a refused commit changes nothing of the answer (the DELETED
     // records are committed, and a restart finishes the removal).
     await scheduler.store.flush().catch(() => undefined);
@@ -206,7 +206,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       statuses[id] = r ? r.status : "DELETED";
       if (withData && r?.status === "COMPLETED") {
         data[id] = blobs.length;
-        blobs.push(found.data.get(id) ?? scheduler.dataOf(r));
+        blobs.push(found.data.get(id) ?? scheduler.data.dataOf(r));
       }
     });
     return {
@@ -239,7 +239,7 @@ function waitColumns(
     statuses[i] = r ? r.status : "DELETED";
     if (!sizes) continue;
     if (r?.status === "COMPLETED") {
-      const data = found.data.get(r.id) ?? scheduler.dataOf(r);
+      const data = found.data.get(r.id) ?? scheduler.data.dataOf(r);
       sizes[i] = data.length;
       parts.push(data);
       bytes += data.length;

@@ -539,7 +539,7 @@ export class WorkerEndpoint implements WorkerLink {
     const blobs: Buffer[] = [];
     for (const id of ids) {
       try {
-        const data = this.opts.scheduler.resultData(String(id));
+        const data = this.opts.scheduler.data.resultData(String(id));
         results.push({ resultId: String(id), blob: blobs.length });
         blobs.push(data);
       } catch (err) {
@@ -569,7 +569,7 @@ export class WorkerEndpoint implements WorkerLink {
     // After a restart, data lives in the store until someone asks for it.
     const data =
       r && r.size <= INLINE_PAYLOAD_BYTES
-        ? (r.data ?? (r.stored ? this.opts.scheduler.resultData(r.id) : null))
+        ? (r.data ?? (r.stored ? this.opts.scheduler.data.resultData(r.id) : null))
         : null;
     if (!data) return undefined;
     payload = blobs.length;

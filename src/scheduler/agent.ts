@@ -72,7 +72,7 @@ export class Agent {
       const own = st?.uploads.get(id);
       if (own) return own;
       this.s.sessionResult(task.sessionId, id);
-      return this.s.resultData(id);
+      return this.s.data.resultData(id);
     });
   }
 }

@@ -296,7 +296,7 @@ export class Fleet {
     if (st) for (const data of st.uploads.values()) bytes += data.length;
     if (this.s.resultBytes + bytes > this.s.maxMemoryResultBytes) {
       this.s.discardStaging(task);
-      this.s.finishTask(task, "ERROR", this.s.memoryFull(bytes));
+      this.s.finishTask(task, "ERROR", this.s.data.memoryFull(bytes));
       return;
     }
     task.workerId = null;

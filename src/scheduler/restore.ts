@@ -65,7 +65,7 @@ export function restore(
     if (r.status === "COMPLETED" && scheduler.sessions.get(r.sessionId)?.status === "PURGED") {
       // The session's purge was committed first (changeSessionDurably), its results' after it: a
       // crash in between leaves them to be purged here.
-      scheduler.dropResultData(r);
+      scheduler.data.dropResultData(r);
       continue;
     }
     if (r.status === "COMPLETED") scheduler.resultBytes += r.size;

@@ -9,6 +9,7 @@ import { FINAL_TASK_STATUSES, type Result, type Session, type Task, type TaskSta
 import { Agent } from "./agent.js";
 import { Fleet } from "./fleet.js";
 import { restore as restoreState, upgradeTask } from "./restore.js";
+import { ResultData } from "./result-data.js";
 import { SessionLifecycle } from "./session-lifecycle.js";
 import { Submission } from "./submission.js";
 import type { StatusCounts } from "./task-counts.js";
@@ -18,9 +19,8 @@ import { StagingArea } from "./staging.js";
 import { DEFAULT_FINISHED_RETAIN_MS, Residency } from "./residency.js";
 import { TaskTable } from "./task-table.js";
 import { ResultCache } from "./result-cache.js";
-
 import { ResultWaiters } from "./result-waiters.js";
-import type { AttemptStaging, NewResult, SchedulerOptions, WaitSpec, WorkerLink } from "./types.js";
+import type { AttemptStaging, SchedulerOptions, WaitSpec, WorkerLink } from "./types.js";
 
 /** The cache of recent outputs, by default (`--result-cache-mb`). */
 export const DEFAULT_RESULT_CACHE_BYTES = 64 * 2 ** 20;
@@ -44,13 +44,14 @@ const MAX_INTERNED_USERS = 10_000;
 /**
  * Sessions, results and tasks, and the placement of tasks onto workers (design §4–§6).
  *
- * This class holds the records and a task's and a result's life: submission, dependencies, statuses,
- * queues, attempts, endings, data. Its parts, each in a file of its own, work on the same records
- * through it: the connected workers and their reports (`fleet`, fleet.ts), sessions' life cycle
- * (`lifecycle`, session-lifecycle.ts), submission of tasks (`submission`, submission.ts), running tasks' agent calls (`agent`, agent.ts), the rebuild
- * from the store at a start (restore.ts); dispatch is the Dispatcher's, the table and queues the
- * TaskTable's, what stays in memory the Residency's. Members the parts use are not private; commands
- * call the methods documented as theirs.
+ * This class holds the records and a task's and a result's life: dependencies, statuses, queues,
+ * attempts, endings. Its parts, each in a file of its own, work on the same records through it: the
+ * connected workers and their reports (`fleet`, fleet.ts), sessions' life cycle (`lifecycle`,
+ * session-lifecycle.ts), submission of tasks (`submission`, submission.ts), result data (`data`,
+ * result-data.ts), running tasks' agent calls (`agent`, agent.ts), the rebuild from the store at a
+ * start (restore.ts). Dispatch is the Dispatcher's, the table and queues the TaskTable's, what stays
+ * in memory the Residency's. Members the parts use are not private; commands call the methods
+ * documented as theirs.
  *
  * Everything here runs on the server's event loop and is synchronous, so a status change and what
  * follows from it (dependents queued, waiters woken) happen in one step that no request can interleave.
@@ -75,8 +76,6 @@ export class Scheduler {
   /** What running attempts created through their agent, committed only on success. */
   readonly staged = new StagingArea();
   keptRequests: { key: string; at: number; tasks: Task[] }[] = [];
-  /** Results whose upload is being committed (uploadResultDurably): one at a time each. */
-  private readonly uploading = new Set<string>();
   seq = 0;
   /** user → its one string: the createdBy of a million tasks is one string, not one per request. */
   private readonly users = new Map<string, string>();
@@ -99,6 +98,8 @@ export class Scheduler {
   readonly fleet = new Fleet(this);
   /** Sessions' life cycle: pause, resume, close, cancel, purge, delete. */
   readonly lifecycle = new SessionLifecycle(this);
+  /** Result data: created, uploaded, downloaded, deleted. */
+  readonly data = new ResultData(this);
   /** Submission of tasks: checked, built, made live; or taken back. */
   readonly submission = new Submission(this);
   /** What running tasks ask through their agent: results, children, data. */
@@ -113,13 +114,13 @@ export class Scheduler {
     this.store = opts.store ?? new MemoryStore();
     this.cache = new ResultCache(opts.resultCacheBytes ?? DEFAULT_RESULT_CACHE_BYTES);
     this.views = new GridViews(this.table, this.store, () => this.resultCount);
-    this.store.onStored = (results) => this.dataStored(results);
+    this.store.onStored = (results) => this.data.dataStored(results);
     this.residency = new Residency(
       this.table,
       this.store,
       {
         staging: (taskId) => this.staged.has(taskId),
-        result: (id) => this.staged.holds(id) || this.uploading.has(id) || this.dependents.has(id),
+        result: (id) => this.staged.holds(id) || this.data.uploading.has(id) || this.dependents.has(id),
       },
       opts.finishedRetainMs ?? DEFAULT_FINISHED_RETAIN_MS,
     );
@@ -228,28 +229,6 @@ export class Scheduler {
     return r;
   }
 
-  /** A client's results.create; `createdBy`: the client's user. */
-  createResults(sessionId: string, items: NewResult[], createdBy = "client"): Result[] {
-    const session = this.session(sessionId);
-    this.requireOpen(session);
-    this.requireBatch(items.length, "results");
-    let bytes = 0;
-    for (const item of items) bytes += item.data?.length ?? 0;
-    this.checkDataRoom(bytes);
-    const by = this.user(createdBy);
-    return items.map((item) => this.newResult(sessionId, item.name, by, item.data));
-  }
-
-  /** Takes back results whose creation the store refused (see withdrawTasks). */
-  withdrawResults(results: readonly Result[]): void {
-    this.store.discard([], results);
-    for (const r of results) {
-      if (r.status === "COMPLETED") this.resultBytes -= r.size;
-      this.results.delete(r.id);
-      this.resultCount--;
-    }
-  }
-
   /** One shared string per user, so that what a user creates does not each hold a copy of its name. */
   user(name: string): string {
     const known = this.users.get(name);
@@ -289,122 +268,6 @@ export class Scheduler {
     this.store.result(r);
     if (data) this.completeResult(r, data);
     return r;
-  }
-
-  /** Throws unless a client may upload data for this result now. */
-  checkUploadable(resultId: string): Result {
-    const r = this.result(resultId);
-    if (r.status !== "CREATED") {
-      throw failedPrecondition(`result ${resultId} is ${r.status}: only a CREATED result takes data`);
-    }
-    if (r.ownerTaskId !== null) {
-      const owner = this.tasks.get(r.ownerTaskId);
-      if (owner && !FINAL_TASK_STATUSES.has(owner.status)) {
-        throw failedPrecondition(
-          `result ${resultId} is an expected output of task ${owner.id}, which will produce it`,
-        );
-      }
-    }
-    return r;
-  }
-
-  /** Why the memory store takes no more data: what it holds, its cap, what to do. */
-  memoryFull(bytes: number): string {
-    const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-    return `the ${this.store.name} store holds ${mb(this.resultBytes)} of result data and may hold ${mb(this.maxMemoryResultBytes)} (--memory-store-mb): ${mb(bytes)} more do not fit; purge or delete finished sessions, or use the SQLite store`;
-  }
-
-  /** Refuses `bytes` of new result data that a store keeping data in memory has no room for. */
-  checkDataRoom(bytes: number): void {
-    if (bytes > 0 && this.resultBytes + bytes > this.maxMemoryResultBytes)
-      throw new ZgridError(ErrorCode.RESOURCE_EXHAUSTED, this.memoryFull(bytes));
-  }
-
-  /** A client's upload: allowed for a result no task is due to produce. */
-  uploadResult(resultId: string, data: Buffer): Result {
-    const r = this.checkUploadable(resultId);
-    this.checkDataRoom(data.length);
-    this.completeResult(r, data);
-    return r;
-  }
-
-  /**
-   * A client's upload, durable before anything sees it: the completed result is committed first, and
-   * only then completed in memory (its waiters answered, its dependents queued). A commit the store
-   * refuses changes nothing (issue 13 item 3). One upload of a result at a time.
-   */
-  async uploadResultDurably(resultId: string, data: Buffer): Promise<Result> {
-    const r = this.checkUploadable(resultId);
-    this.checkDataRoom(data.length);
-    if (this.uploading.has(resultId))
-      throw failedPrecondition(`an upload of result ${resultId} is under way: wait for its answer`);
-    const staged: Result = { ...r, status: "COMPLETED", data, size: data.length, completedAt: Date.now() };
-    this.uploading.add(resultId);
-    try {
-      this.store.result(staged);
-      try {
-        await this.store.flush();
-      } catch (err) {
-        this.store.discard([], [staged]);
-        throw err;
-      }
-      // The data is on disk already: completing the result rewrites its row, not its data.
-      r.stored = staged.stored;
-      return this.uploadResult(resultId, data);
-    } finally {
-      this.uploading.delete(resultId);
-    }
-  }
-
-  /** A range of a COMPLETED result's data, from memory or from the store. */
-  resultRange(resultId: string, offset: number, length: number): { data: Buffer; size: number } {
-    const r = this.result(resultId);
-    if (r.status !== "COMPLETED") {
-      throw failedPrecondition(
-        `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
-      );
-    }
-    const end = Math.min(r.size, offset + length);
-    if (offset > r.size)
-      throw invalidArgument(`offset ${offset} is past the end of result ${resultId} (${r.size} bytes)`);
-    const held = r.data ?? this.cache.get(r.id);
-    const data = held ? held.subarray(offset, end) : this.store.readData(r.id, offset, end - offset);
-    return { data, size: r.size };
-  }
-
-  /** A COMPLETED result's data: from memory, from the cache of recent outputs, or from the store. */
-  resultData(resultId: string): Buffer {
-    return this.dataOf(this.result(resultId));
-  }
-
-  /** As resultData, for a result record in hand (of result() or findResults()). */
-  dataOf(r: Result): Buffer {
-    const resultId = r.id;
-    if (r.status === "COMPLETED") {
-      const held = r.data ?? this.cache.get(r.id);
-      if (held) return held;
-      if (r.stored) return this.store.readData(r.id, 0, r.size);
-    }
-    if (r.status === "DELETED")
-      throw failedPrecondition(
-        `result ${resultId} is DELETED: its data was deleted (results.deleteData, or a purge)`,
-      );
-    throw failedPrecondition(
-      `result ${resultId} is ${r.status}: its data can be downloaded once it is COMPLETED`,
-    );
-  }
-
-  /**
-   * The store has committed these results' data: task outputs leave the server's memory for the cache
-   * of recent outputs (bounded), so that memory follows live work, not history (issue 18 item 1). Data
-   * a client gave (payloads, inputs) stays while its session lives: tasks read it when dispatched.
-   */
-  private dataStored(results: readonly Result[]): void {
-    for (const r of results) {
-      if (r.ownerTaskId === null || r.status !== "COMPLETED" || !r.data || !r.stored) continue;
-      this.cache.put(r.id, r.data);
-      r.data = null;
-    }
   }
 
   completeResult(r: Result, data: Buffer): void {
@@ -584,7 +447,7 @@ export class Scheduler {
     }
   }
 
-  // ---- listings, deletion of result data, cancellation ----------------------------------------------
+  // ---- listings and cancellation ------------------------------------------------------------------
 
   /**
    * Every task a filter may match, finished ones included: first those the store holds and memory
@@ -620,50 +483,6 @@ export class Scheduler {
     } finally {
       this.residency.scanEnded();
     }
-  }
-
-  /**
-   * `results.deleteData` (ArmoniK's DeleteResultsData): the data of COMPLETED results leaves memory, the
-   * cache and the store; the results stay, DELETED, so that a download or a task that needs one says
-   * why. Committed before it takes effect (a refused commit changes nothing); a restart finishes it.
-   */
-  async deleteResultsData(resultIds: string[]): Promise<string[]> {
-    this.requireBatch(resultIds.length, "results");
-    const targets = resultIds.map((id) => this.result(id));
-    for (const r of targets) {
-      if (r.status !== "COMPLETED" && r.status !== "DELETED")
-        throw failedPrecondition(
-          `result ${r.id} is ${r.status}: only the data of a COMPLETED result can be deleted`,
-        );
-    }
-    const live = [...new Set(targets.filter((r) => r.status === "COMPLETED"))];
-    const staged: Result[] = live.map((r) => ({ ...r, data: null, status: "DELETED" }));
-    for (const s of staged) this.store.result(s);
-    try {
-      await this.store.flush();
-    } catch (err) {
-      this.store.discard([], staged);
-      throw err;
-    }
-    const deleted: string[] = [];
-    for (const r of live) {
-      if (r.status !== "COMPLETED") continue;
-      this.resultBytes -= r.size;
-      this.dropResultData(r);
-      this.events.resultStatus(r);
-      deleted.push(r.id);
-    }
-    return deleted;
-  }
-
-  /** A COMPLETED result's data deleted, its metadata kept (DELETED). */
-  dropResultData(r: Result): void {
-    r.data = null;
-    this.cache.delete(r.id);
-    r.status = "DELETED";
-    r.stored = false;
-    this.store.result(r);
-    this.store.deleteResultData(r.id);
   }
 
   /** tasks.cancel: queued and pending tasks end CANCELLED now, running ones once their worker stopped them. */
@@ -737,7 +556,7 @@ export class Scheduler {
 
   // ---- checks --------------------------------------------------------------------------------------
 
-  private requireOpen(session: Session): void {
+  requireOpen(session: Session): void {
     if (session.status !== "RUNNING" && session.status !== "PAUSED") {
       throw failedPrecondition(
         `session ${session.id} is ${session.status}: it takes no new tasks or results`,

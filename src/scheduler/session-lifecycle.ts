@@ -160,7 +160,7 @@ export class SessionLifecycle {
     for (const r of this.s.results.values()) {
       if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
       this.s.resultBytes -= r.size;
-      this.s.dropResultData(r);
+      this.s.data.dropResultData(r);
       this.s.events.resultStatus(r);
       purged++;
     }

@@ -42,7 +42,7 @@ export class Submission {
     if (this.s.maxMemoryResultBytes !== Infinity) {
       let bytes = 0;
       for (const item of items) bytes += item.payload?.length ?? 0;
-      this.s.checkDataRoom(bytes);
+      this.s.data.checkDataRoom(bytes);
     }
     const tasks = this.buildTasks(sessionId, items, options, null, this.s.user(createdBy), null);
     for (const t of tasks) this.insertTask(t);
@@ -94,7 +94,7 @@ export class Submission {
       }
     });
     this.s.store.discard(tasks, []);
-    this.s.withdrawResults(created);
+    this.s.data.withdrawResults(created);
     for (const [workerId, ids] of byWorker)
       this.s.dispatcher.cancel(workerId, ids, "its submission was refused");
   }
