@@ -137,6 +137,38 @@ describe("frames a stranger sends to kill the server", () => {
     assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
   });
 
+  it("the worker endpoint's error texts write out the control characters of the ids a worker names", async () => {
+    const token = new URL(info.workerUrl!.replace("tcp:", "http:")).searchParams.get("token");
+    const s = new Dealer({ linger: 0, receiveTimeout: 5000 });
+    s.connect(`tcp://127.0.0.1:${portOf(info.workerUrl)}`);
+    const next = async (): Promise<Record<string, unknown>> => {
+      const reply = await s.receive();
+      return unpack(reply[reply[0].length === 0 ? 1 : 0]) as Record<string, unknown>;
+    };
+    try {
+      await s.send([
+        EMPTY,
+        pack({ t: "READY", v: 1, token, workerId: "w-esc", partitions: ["none"], slots: 1 }),
+      ]);
+      assert.equal((await next()).t, "WELCOME");
+      const id = "x\u001b[2J\nforged line";
+      await s.send([EMPTY, pack({ t: "FETCH", rid: 1, resultIds: [id] })]);
+      const data = await next();
+      const [fetched] = data.results as { error?: string }[];
+      await s.send([EMPTY, pack({ t: "AGENT", rid: 2, op: "getData", taskId: id, args: { resultIds: [] } })]);
+      const agent = await next();
+      assert.equal(agent.ok, false);
+      for (const error of [String(fetched.error), String(agent.error)]) {
+        assert.ok(error.includes("x\\x1b[2J\\nforged line"), `the id written out: ${JSON.stringify(error)}`);
+        // eslint-disable-next-line no-control-regex
+        assert.doesNotMatch(error, /[\u0000-\u001f]/, "no control character is sent");
+      }
+    } finally {
+      s.close();
+    }
+    assert.equal(proc.child.exitCode, null, `the server exited: ${proc.stderr().slice(-500)}`);
+  });
+
   it("commands that echo a bad argument answer INVALID_ARGUMENT, not INTERNAL, for a BigInt", async () => {
     const cases: [number, Record<string, unknown>][] = [
       [portOf(info.metricsUrl), { cmd: "metrics", args: { category: "XQXQ" } }],

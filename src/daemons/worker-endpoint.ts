@@ -3,7 +3,7 @@ import { Router } from "zeromq";
 import type { Logger } from "../log.js";
 import { list, optMap, str, strList } from "../protocol/args.js";
 import { decode, encode, isPlainObject } from "../protocol/codec.js";
-import { describeValue } from "../protocol/describe.js";
+import { describeValue, escapeControls } from "../protocol/describe.js";
 import { ZgridError, invalidArgument } from "../protocol/errors.js";
 import { parseNewResult, parseSubmission } from "../scheduler/submission-args.js";
 import { parseTaskOptions } from "../scheduler/task-options.js";
@@ -529,7 +529,8 @@ export class WorkerEndpoint implements WorkerLink {
     } catch (err) {
       const code = err instanceof ZgridError ? err.code : "INTERNAL";
       if (!(err instanceof ZgridError)) this.log.error({ err, worker: workerId }, "agent call failed");
-      this.send(identity, { t: "AGENT_REPLY", rid, ok: false, code, error: (err as Error).message });
+      const error = escapeControls((err as Error).message);
+      this.send(identity, { t: "AGENT_REPLY", rid, ok: false, code, error });
     }
   }
 
@@ -543,7 +544,7 @@ export class WorkerEndpoint implements WorkerLink {
         results.push({ resultId: String(id), blob: blobs.length });
         blobs.push(data);
       } catch (err) {
-        results.push({ resultId: String(id), error: (err as Error).message });
+        results.push({ resultId: String(id), error: escapeControls((err as Error).message) });
       }
     }
     this.send(identity, { t: "DATA", rid: h.rid, results }, blobs);
