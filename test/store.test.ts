@@ -12,6 +12,7 @@ import {
   EXAMPLE_APPS,
   freePorts,
   serverArgsOn,
+  spawnWorker,
   type Proc,
   runCli,
   spawnCli,
@@ -58,6 +59,34 @@ describe("the embedded SQLite store", () => {
     const r = await runCli(["server", ...ANY_PORTS, "--data-dir", newer, "--token", "x"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /newer zgrid \(schema 99/);
+  });
+
+  it("rewrites a task's and an output's row in place when the task ends: same rowid, the row written once", async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    const client = await connect(info.url);
+    cleanup.push(() => client.close());
+    const s = await client.createSession({ applicationName: "hello", partitionId: "held" });
+    const tasks = await client.submitTasks(
+      s,
+      Array.from({ length: 20 }, () => ({ payload: encodePayload("noop") })),
+    );
+    const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
+    cleanup.push(async () => void db.close());
+    const rowids = (table: string, ids: string[]): string =>
+      ids.map((id) => String(db.prepare(`SELECT rowid FROM ${table} WHERE id = ?`).pluck().get(id))).join();
+    const taskIds = tasks.map((t) => t.taskId);
+    const outputIds = tasks.map((t) => t.expectedOutputIds[0]);
+    const before = [rowids("tasks", taskIds), rowids("results", outputIds)];
+    // No worker serves partition "held" until now: every row above is as submitted.
+    const worker = await spawnWorker(server, EXAMPLE_APPS, 2, ["--partition", "held"]);
+    cleanup.push(() => worker.stop());
+    await client.waitResultsData(outputIds);
+    await server.scheduler.store.flush();
+    const statuses = db.prepare(`SELECT DISTINCT status FROM tasks WHERE session_id = ?`).pluck().all(s);
+    assert.deepEqual(statuses, ["COMPLETED"]);
+    assert.deepEqual([rowids("tasks", taskIds), rowids("results", outputIds)], before);
+    assert.equal(db.prepare("SELECT count(*) FROM tasks").pluck().get(), 20, "one row a task");
   });
 
   it("fsyncs each commit before the reply (synchronous = FULL), and says so in getstatus", async () => {
@@ -201,6 +230,49 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
       const data = await c2.downloadResult(tasks[i].payloadId);
       assert.equal(data.toString(), `payload ${i}`);
     }
+  });
+
+  it("leaves room in the pages of tasks and results: a row rewritten when its task ends changes no index", async () => {
+    const pgUrl = await newDatabase(cluster);
+    // The tables as a zgrid of before made them, pages filled up: the start gives them room from now on.
+    await psql(
+      pgUrl,
+      "CREATE TABLE results (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, status text NOT NULL, doc bytea NOT NULL, data bytea); " +
+        "CREATE TABLE tasks (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, seq bigint NOT NULL, status text NOT NULL, doc bytea NOT NULL)",
+    );
+    const { server, info } = await startServer({ store: "postgres", pgUrl });
+    cleanup.push(() => server.shutdown());
+    const options =
+      "SELECT relname || ' ' || array_to_string(reloptions, ',') FROM pg_class WHERE relname IN ('results', 'tasks') ORDER BY 1";
+    assert.equal(await psql(pgUrl, options), "results fillfactor=60\ntasks fillfactor=40");
+    const worker = await spawnWorker(server, EXAMPLE_APPS, 2);
+    cleanup.push(() => worker.stop());
+    const client = await connect(info.url);
+    cleanup.push(() => client.close());
+    const s = await client.createSession({ applicationName: "hello" });
+    const tasks = await client.submitTasks(
+      s,
+      Array.from({ length: 200 }, () => ({ payload: encodePayload("noop") })),
+    );
+    await client.waitResultsData(tasks.map((t) => t.expectedOutputIds[0]));
+    // The rows were rewritten (each task and output at least once), all but a few in place: HOT updates.
+    // A backend's counts reach the statistics within a second or so: wait for all of them.
+    const counts =
+      "SELECT relname || ' ' || n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relname IN ('results', 'tasks') ORDER BY 1";
+    let rows: [string, number, number][] = [];
+    await waitFor(
+      async () => {
+        rows = (await psql(pgUrl, counts)).split("\n").map((l) => {
+          const [name, updated, hot] = l.split(" ");
+          return [name, Number(updated), Number(hot)];
+        });
+        return rows.length === 2 && rows.every(([, updated]) => updated >= 200);
+      },
+      15_000,
+      "the updates counted",
+    );
+    for (const [name, updated, hot] of rows)
+      assert.ok(hot >= 0.75 * updated, `${name}: ${hot} of ${updated} updates in place`);
   });
 
   it(

@@ -160,13 +160,23 @@ async function holder(c: pg.Client): Promise<string> {
   return `another zgrid server owns this database${who ? ` (its connection: ${who.addr ?? "local"}, backend pid ${who.pid})` : ""}`;
 }
 
+/**
+ * How full PostgreSQL fills a page of each table on insert (percent). A task's row is written when it is
+ * submitted and again, with a larger document, when it ends; an output's row likewise when it completes.
+ * With room in its page, the row's new version goes there and no index changes (a HOT update); in a full
+ * page it goes elsewhere and each of the table's three indexes takes a new entry. The room is used by
+ * those versions, and the old ones are pruned away, so the tables take about the space they took before.
+ * 50,000 no-op tasks: 11,300 tasks/s with full pages (0 % HOT), 13,100 with these (100 %).
+ */
+const FILLFACTOR: Record<string, number> = { results: 60, tasks: 40 };
+
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS sessions (id text PRIMARY KEY, doc bytea NOT NULL);
-  CREATE TABLE IF NOT EXISTS results (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, status text NOT NULL, doc bytea NOT NULL, data bytea);
+  CREATE TABLE IF NOT EXISTS results (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, status text NOT NULL, doc bytea NOT NULL, data bytea) WITH (fillfactor = ${FILLFACTOR.results});
   CREATE INDEX IF NOT EXISTS results_rowid ON results (rowid);
   CREATE INDEX IF NOT EXISTS results_session ON results (session_id, rowid);
   CREATE TABLE IF NOT EXISTS result_data (result_id text NOT NULL, off bigint NOT NULL, bytes bytea NOT NULL, PRIMARY KEY (result_id, off));
-  CREATE TABLE IF NOT EXISTS tasks (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, seq bigint NOT NULL, status text NOT NULL, doc bytea NOT NULL);
+  CREATE TABLE IF NOT EXISTS tasks (rowid bigint GENERATED ALWAYS AS IDENTITY, id text PRIMARY KEY, session_id text NOT NULL, seq bigint NOT NULL, status text NOT NULL, doc bytea NOT NULL) WITH (fillfactor = ${FILLFACTOR.tasks});
   CREATE INDEX IF NOT EXISTS tasks_rowid ON tasks (rowid);
   CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id, rowid);
   CREATE TABLE IF NOT EXISTS task_options (id bigint PRIMARY KEY, doc bytea NOT NULL);
@@ -194,6 +204,7 @@ async function open(): Promise<Record<string, unknown>[]> {
   await c.query("BEGIN");
   try {
     await c.query(SCHEMA);
+    await fillFactors(c);
     await c.query(COMMIT_FUNCTION);
     await c.query(
       "INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -215,6 +226,19 @@ async function open(): Promise<Record<string, unknown>[]> {
   timer.unref();
   void readSize();
   return settings.rows;
+}
+
+/**
+ * Tables made by a zgrid of before FILLFACTOR get it (pages filled from now on leave the room). Only
+ * where it differs: ALTER TABLE waits for a vacuum of the table to end, which a start need not.
+ */
+async function fillFactors(c: pg.Client): Promise<void> {
+  for (const [table, percent] of Object.entries(FILLFACTOR)) {
+    const setting = `fillfactor=${percent}`;
+    const r = await c.query("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", [table]);
+    const options = (r.rows[0]?.reloptions ?? []) as string[];
+    if (!options.includes(setting)) await c.query(`ALTER TABLE ${table} SET (${setting})`);
+  }
 }
 
 let timer: NodeJS.Timeout | null = null;

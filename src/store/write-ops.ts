@@ -43,14 +43,17 @@ export type CommitReply =
 
 /** A function that runs a commit's operations on `db` in one transaction (it throws if that fails). */
 export function operationsRunner(db: Database.Database): (ops: unknown[][]) => void {
+  // A task's or a result's row is rewritten in place: its session (and a task's seq) never change, so
+  // the statements leave the indexed columns alone and SQLite touches no index (INSERT OR REPLACE
+  // deleted the row and inserted it again, under a new rowid, rewriting every index entry).
   const stmt = {
     session: db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
     result: db.prepare(
-      "INSERT INTO results (id, session_id, status, doc, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
+      "INSERT INTO results (id, session_id, status, doc, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
     ),
     clearRowData: db.prepare("UPDATE results SET data = NULL WHERE id = ?"),
     task: db.prepare(
-      "INSERT OR REPLACE INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?)",
+      "INSERT INTO tasks (id, session_id, seq, status, doc) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, doc = excluded.doc",
     ),
     options: db.prepare("INSERT OR REPLACE INTO task_options (id, doc) VALUES (?, ?)"),
     deleteData: db.prepare("DELETE FROM result_data WHERE result_id = ?"),
