@@ -66,6 +66,21 @@ describe("the progress line", () => {
     p.finish(500_000, 0);
     assert.ok(out.text.endsWith("\n"));
   });
+
+  it("writes a plain line to a pipe every few seconds, and the line of the end once, finish()'s", () => {
+    const out = fakeTty(80);
+    (out as { isTTY: boolean }).isTTY = false;
+    const p = new Progress(100, "tasks", out, 60_000);
+    p.update(10, 0, 0, 5);
+    p.update(50, 1); // within lineEveryMs of the first: nothing
+    p.update(98, 2); // every task ended: the line is finish()'s (it was written here too before)
+    p.finish(98, 2, 4);
+    assert.deepEqual(out.text.split("\n"), [
+      "tasks: 10/100 (10 done, 0 failed, 0 running, 2/s, ETA 45s)",
+      "tasks: 100/100 (98 done, 2 failed, 0 running, 25/s)",
+      "",
+    ]);
+  });
 });
 
 describe("zgrid submit --wait", () => {

@@ -213,6 +213,11 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
         r.stdout,
       );
     assert.ok(summary, r.stdout);
+    // Each task as the server has it: queued, no worker serving its partition (it said RUNNING before,
+    // which is no task status).
+    const rows = r.stdout.split("\n").filter((l) => /^t\S+\s/.test(l));
+    assert.equal(rows.length, 2, r.stdout);
+    for (const row of rows) assert.match(row, /^t\S+\s+SUBMITTED\s*$/);
     // Its own clock (from its connection on): not before the --wait-timeout of 1 s.
     assert.ok(Number(summary[1]) >= 1, `gave up after ${summary[1]} s`);
     // About 1.5 s in all, node's start included; 7 to 8 s were seen on a loaded machine, where the

@@ -7,7 +7,7 @@ import { generateToken } from "../daemons/auth.js";
 import { serverConfig } from "../daemons/config.js";
 import { Server } from "../daemons/server.js";
 import { createLogger } from "../log.js";
-import { Progress } from "./progress.js";
+import { Progress, tasksPerSecond } from "./progress.js";
 import { intFlag, parse } from "./usage.js";
 
 export const DEMO_HELP = `zgrid demo [--tasks N] [--workers N] [--slots N] [--batch N]
@@ -62,31 +62,36 @@ export async function runDemo(argv: string[]): Promise<number> {
   try {
     const sessionId = await client.createSession({ applicationName: "hello", maxRetries: 2 });
     const started = Date.now();
-    // Task i sums the numbers 0..(i % 100): its answer is known, so every result can be checked.
-    const outputs: string[] = [];
-    const expected: number[] = [];
-    for (let from = 0; from < total; from += batch) {
-      const n = Math.min(batch, total - from);
-      const tasks = Array.from({ length: n }, (_, k) => {
-        const m = (from + k) % 100;
-        expected.push((m * (m - 1)) / 2);
-        return { payload: encodePayload("sum", [Array.from({ length: m }, (_, j) => j)]) };
-      });
-      const submitted = await client.submitTasks(sessionId, tasks);
-      for (const t of submitted) outputs.push(t.expectedOutputIds[0]);
-    }
-    console.log(`submitted ${total} tasks in ${((Date.now() - started) / 1000).toFixed(2)} s`);
-
-    const progress = new Progress(total, "running");
+    // Progress from the first submission on (workers start on the first batch, while the rest is sent),
+    // on the summary's clock, so that the last line's rate is the summary's.
+    const progress = new Progress(total, "running", process.stderr, 2000, started);
+    let ticking = true;
     const ticker = setInterval(() => {
       void client.countTasks({ sessionId }).then(
-        (c) => progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING),
+        (c) => {
+          // A count that comes back after the last line draws nothing over the summary.
+          if (ticking) progress.update(c.COMPLETED, c.ERROR + c.TIMEOUT + c.CANCELLED, c.PROCESSING);
+        },
         () => undefined,
       );
     }, 250);
+    // Task i sums the numbers 0..(i % 100): its answer is known, so every result can be checked.
+    const outputs: string[] = [];
+    const expected: number[] = [];
     let wrong = 0;
     let failed = 0;
     try {
+      for (let from = 0; from < total; from += batch) {
+        const n = Math.min(batch, total - from);
+        const tasks = Array.from({ length: n }, (_, k) => {
+          const m = (from + k) % 100;
+          expected.push((m * (m - 1)) / 2);
+          return { payload: encodePayload("sum", [Array.from({ length: m }, (_, j) => j)]) };
+        });
+        const submitted = await client.submitTasks(sessionId, tasks);
+        for (const t of submitted) outputs.push(t.expectedOutputIds[0]);
+      }
+      progress.note(`submitted ${total} tasks in ${((Date.now() - started) / 1000).toFixed(2)} s`);
       for (let from = 0; from < total; from += batch) {
         const ids = outputs.slice(from, from + batch);
         const r = await client.waitResultsData(ids);
@@ -96,11 +101,15 @@ export async function runDemo(argv: string[]): Promise<number> {
           else if (decodeOutput<number>(data) !== expected[from + k]) wrong++;
         });
       }
+    } catch (err) {
+      progress.end();
+      throw err;
     } finally {
+      ticking = false;
       clearInterval(ticker);
     }
     const seconds = (Date.now() - started) / 1000;
-    progress.finish(total - failed, failed);
+    progress.finish(total - failed, failed, seconds);
     const counts = await client.countTasks({ sessionId });
     console.log(
       [
@@ -108,7 +117,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         `zgrid demo summary`,
         `  tasks:       ${total} (${counts.COMPLETED} completed, ${counts.ERROR} error, ${counts.TIMEOUT} timeout)`,
         `  results:     ${total - failed - wrong} correct, ${wrong} wrong, ${failed} missing`,
-        `  time:        ${seconds.toFixed(2)} s, ${(total / seconds).toFixed(0)} tasks/s end to end`,
+        `  time:        ${seconds.toFixed(2)} s, ${tasksPerSecond(total, seconds)} tasks/s end to end`,
         `  sample:      sum(0..9) = ${decodeOutput<number>((await client.downloadResults([outputs[Math.min(10, total - 1)]]))[0])}`,
       ].join("\n"),
     );

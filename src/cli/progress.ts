@@ -65,6 +65,7 @@ export function progressLine(s: ProgressState, columns: number): string {
  * few seconds when the output is a pipe or a file.
  */
 export class Progress {
+  /** When the last plain line was written (not on a terminal). */
   private lastLine = 0;
   private readonly tty: boolean;
   private drawn = false;
@@ -81,25 +82,27 @@ export class Progress {
   }
 
   update(done: number, failed = 0, running = 0, elapsedS = (Date.now() - this.started) / 1000): void {
-    const state = { label: this.label, total: this.total, done, failed, running, elapsedS };
-    if (this.tty) {
-      // The width now: a resized terminal gets a line of its new width at the next redraw.
-      this.out.write(`\r${progressLine(state, this.out.columns || 80)}\x1b[K`);
-      this.drawn = true;
-      return;
-    }
-    const now = Date.now();
-    if (now - this.lastLine >= this.lineEveryMs || done + failed >= this.total) {
+    if (!this.tty) {
+      // A plain line every few seconds; the line of the end is finish()'s, written once.
+      const now = Date.now();
+      if (now - this.lastLine < this.lineEveryMs || done + failed >= this.total) return;
       this.lastLine = now;
-      this.out.write(`${this.label}: ${done + failed}/${this.total} (${progressStats(state)})\n`);
     }
+    this.write({ label: this.label, total: this.total, done, failed, running, elapsedS });
   }
 
   /** The last line, with the summary's elapsed time; on a terminal, ends the line redrawn. */
-  finish(done: number, failed = 0, elapsedS?: number): void {
-    this.lastLine = 0;
-    this.update(done, failed, 0, elapsedS);
+  finish(done: number, failed = 0, elapsedS = (Date.now() - this.started) / 1000): void {
+    this.write({ label: this.label, total: this.total, done, failed, running: 0, elapsedS });
     this.end();
+  }
+
+  private write(s: ProgressState): void {
+    if (this.tty) {
+      // The width now: a resized terminal gets a line of its new width at the next redraw.
+      this.out.write(`\r${progressLine(s, this.out.columns || 80)}\x1b[K`);
+      this.drawn = true;
+    } else this.out.write(`${s.label}: ${s.done + s.failed}/${s.total} (${progressStats(s)})\n`);
   }
 
   /** A line of its own between progress lines (on a terminal, over the bar, which the next update redraws). */

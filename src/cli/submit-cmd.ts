@@ -38,6 +38,16 @@ const LIST_LIMIT = 20;
 /** Results per results.wait request while waiting. */
 const WAIT_CHUNK = 5_000;
 const FAILED: TaskStatus[] = ["ERROR", "TIMEOUT", "CANCELLED"];
+/** A task not ended yet: where a wait that gave up says it stands. */
+const UNFINISHED: TaskStatus[] = [
+  "PENDING",
+  "SUBMITTED",
+  "DISPATCHED",
+  "PROCESSING",
+  "RETRIED",
+  "CANCELLING",
+  "PAUSED",
+];
 
 interface Outcome {
   taskId: string;
@@ -169,6 +179,28 @@ export async function runSubmit(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The statuses of `taskIds`, tasks of `sessionId` whose outputs were not ready: the session's unfinished
+ * tasks, a page at a time; one that ended meanwhile is asked for by id.
+ */
+async function statusesOf(
+  client: ZgridClient,
+  sessionId: string,
+  taskIds: readonly string[],
+): Promise<Map<string, TaskStatus>> {
+  const wanted = new Set(taskIds);
+  const found = new Map<string, TaskStatus>();
+  if (wanted.size === 0) return found;
+  const pageSize = Math.min(10_000, wanted.size);
+  for (let page = 0; page < 1_000; page++) {
+    const got = await client.listTasks({ filter: { sessionId, status: UNFINISHED }, page, pageSize });
+    for (const t of got.items) if (wanted.has(t.taskId)) found.set(t.taskId, t.status);
+    if (got.items.length < pageSize) break;
+  }
+  for (const id of wanted) if (!found.has(id)) found.set(id, (await client.getTask(id)).status);
+  return found;
+}
+
 /** What Ctrl+C needs to say where things stand. */
 interface Watch {
   submitted: number;
@@ -268,6 +300,15 @@ async function waitAndReport(
     if (got.items.length < pageSize) break;
   }
 
+  // Where the tasks not ended stand (a wait that gave up): their statuses as the server has them.
+  const unfinishedIds = taskIds.filter((_, i) => {
+    const s = status.get(outputIds[i]);
+    return s !== "COMPLETED" && s !== "ABORTED" && s !== "DELETED";
+  });
+  const standing = keepData
+    ? await statusesOf(client, sessionId, unfinishedIds)
+    : new Map<string, TaskStatus>();
+
   const outcomes: Outcome[] = taskIds.map((taskId, i) => {
     const s = status.get(outputIds[i]);
     if (s === "COMPLETED") {
@@ -277,7 +318,7 @@ async function waitAndReport(
     const info = errors.get(taskId);
     if (s === "ABORTED" || s === "DELETED")
       return { taskId, status: info?.status ?? "ERROR", error: info?.error ?? null };
-    return { taskId, status: "RUNNING" };
+    return { taskId, status: standing.get(taskId) ?? "SUBMITTED" };
   });
   const unfinished = total - done - failed;
 
