@@ -283,11 +283,27 @@ port.on("message", (req: PgRead) => {
         message: typeof e.message === "string" ? e.message : String(err),
       };
     }
-    port.postMessage(answer);
+    port.postMessage(answer, answer.ok ? ownBuffers(answer.rows) : []);
     Atomics.store(flag, 0, req.id);
     Atomics.notify(flag, 0);
   })();
 });
+
+/** Data of at least this size in a read's rows is moved to the server's thread, not copied. */
+const MOVE_BYTES = 64 * 1024;
+
+/**
+ * The memory of the large byte values of `rows` that is theirs alone (not a slice of a shared pool): it
+ * moves with the answer, so a read of result data is not held twice (here and in the server's thread).
+ */
+function ownBuffers(rows: Record<string, unknown>[]): ArrayBuffer[] {
+  const moved = new Set<ArrayBuffer>(); // a memory listed twice would fail the whole answer
+  for (const row of rows)
+    for (const v of Object.values(row))
+      if (v instanceof Uint8Array && v.byteLength >= MOVE_BYTES && v.byteLength === v.buffer.byteLength)
+        moved.add(v.buffer as ArrayBuffer);
+  return [...moved];
+}
 
 /** An error of the connection (it is gone or never came), not of the statement. */
 function isConnectionError(err: unknown): boolean {
