@@ -5,6 +5,10 @@ import { encodePayload } from "../src/client/payload.js";
 import type { Server } from "../src/daemons/server.js";
 import { runCli, spawnCli, startServer, waitFor } from "./helpers.js";
 
+/** C0 (but the new line), DEL and C1 characters. */
+// eslint-disable-next-line no-control-regex
+const CONTROLS_BUT_NEW_LINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
 describe("zgrid sessions|tasks|results|events", () => {
   let server: Server;
   let client: ZgridClient;
@@ -61,6 +65,28 @@ describe("zgrid sessions|tasks|results|events", () => {
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /NOT_FOUND/);
     assert.equal((await runCli(["tasks", "frobnicate", "--url", url])).code, 2);
+  });
+
+  it("writes out the control characters of names a client gave: tables and events never drive the terminal", async () => {
+    const url = server.info!.url;
+    const evil = "x\u001b[2J\u001b]0;pwned\u0007\nforged line";
+    const s = await client.createSession({ partitionId: "nobody" });
+    const [r] = await client.createResults(s, [{ name: evil }]);
+    const escaped = "x\\x1b[2J\\x1b]0;pwned\\x07\\nforged line";
+    const list = await runCli(["results", "list", "--url", url, "--session", s]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.ok(list.stdout.includes(escaped), list.stdout);
+    assert.doesNotMatch(list.stdout, CONTROLS_BUT_NEW_LINE, "no control character but new lines");
+    assert.doesNotMatch(list.stdout, /^forged line/m, "no line of the name's own");
+    const p = spawnCli(["events", "--url", url, "--session", s]);
+    try {
+      await waitFor(() => p.stdout().includes(r.resultId), 10_000, "the result's event");
+      assert.ok(p.stdout().includes(escaped), p.stdout());
+      assert.doesNotMatch(p.stdout(), CONTROLS_BUT_NEW_LINE, p.stdout());
+    } finally {
+      p.child.kill("SIGINT");
+      await p.exited;
+    }
   });
 
   it("watches a session's events live", async () => {

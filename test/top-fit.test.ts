@@ -93,6 +93,18 @@ describe("zgrid top at any width", () => {
   });
 });
 
+describe("zgrid top and the names it is given", () => {
+  it("writes out their control characters: a partition or a worker id cannot drive the terminal", () => {
+    const snap = snapshot();
+    snap.status.scheduler!.queued = { "p\u001b[2J\nforged": 5 };
+    (snap.workers[0] as { workerId: string }).workerId = "w\u001b]0;title\u0007";
+    const text = renderTop(snap, undefined, "127.0.0.1:5555", 120);
+    assert.ok(!text.includes("\u001b") && !text.includes("\u0007"), JSON.stringify(text));
+    assert.ok(text.includes("p\\x1b[2J\\nforged"), text);
+    assert.ok(text.includes("w\\x1b]0;title\\x07"), text);
+  });
+});
+
 describe("zgrid top in a terminal", () => {
   let server: Server;
   let client: ZgridClient;

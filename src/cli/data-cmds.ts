@@ -1,6 +1,7 @@
 import type { ZgridClient } from "../client/client.js";
 import { parseFilterText } from "../client/filter-text.js";
 import type { Filter, ListQuery } from "../client/types.js";
+import { escapeControls } from "../protocol/describe.js";
 import { chooseColumns, listFields, type Kind } from "./list-columns.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
@@ -374,7 +375,7 @@ export async function runEvents(argv: string[]): Promise<number> {
             const { type, sessionId: _s, ...rest } = e as Record<string, unknown>;
             process.stdout.write(
               `${new Date().toISOString().slice(11, 23)} ${String(type).padEnd(18)} ${Object.entries(rest)
-                .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`)
+                .map(([k, v]) => `${k}=${escapeControls(Array.isArray(v) ? v.join(",") : String(v))}`)
                 .join(" ")}\n`,
             );
           }

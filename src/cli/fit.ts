@@ -3,6 +3,8 @@
  * their least wanted columns, and what must still be shortened ends at a word with " …".
  */
 
+import { escapeControls } from "../protocol/describe.js";
+
 /** Shortens `text` to at most `max` characters at a word, marking the cut with " …". */
 export function clip(text: string, max: number): string {
   if (text.length <= max) return text;
@@ -54,7 +56,14 @@ export function wrap(text: string, width: number, sep = ", "): string[] {
  * when it is too wide, the last column is shortened at words if it keeps at least 12 characters, else
  * a column goes, those of `dropFirst` (indexes) first, then from the right; the first column stays.
  */
-export function fitTable(rows: string[][], width: number, indent = "  ", dropFirst: number[] = []): string[] {
+export function fitTable(
+  cells: string[][],
+  width: number,
+  indent = "  ",
+  dropFirst: number[] = [],
+): string[] {
+  // Names a client or a worker gave, their control characters written out (see table()).
+  const rows = cells.map((r) => r.map(escapeControls));
   let cols = rows[0]!.map((_, i) => i);
   const toDrop = [...dropFirst];
   for (;;) {

@@ -1,6 +1,7 @@
 import type { ZgridClient } from "../client/client.js";
 import { decodeOutput, encodePayload } from "../client/payload.js";
 import type { TaskInfo, TaskOptions, TaskStatus } from "../client/types.js";
+import { escapeControls } from "../protocol/describe.js";
 import { Progress, tasksPerSecond } from "./progress.js";
 import { table } from "./table.js";
 import { TARGET_HELP, TARGET_OPTIONS, withClient } from "./target.js";
@@ -353,7 +354,9 @@ async function waitAndReport(
       );
     } else {
       for (const t of errors.values())
-        process.stdout.write(`failed: ${t.taskId} ${t.status} ${(t.error ?? "").slice(0, 200)}\n`);
+        process.stdout.write(
+          `failed: ${t.taskId} ${t.status} ${escapeControls((t.error ?? "").slice(0, 200))}\n`,
+        );
     }
     process.stdout.write(
       `${done} completed, ${failed} failed${unfinished > 0 ? `, ${unfinished} not finished` : ""} in ${seconds.toFixed(2)} s` +

@@ -1,4 +1,5 @@
 import type { ZgridClient } from "../client/client.js";
+import { escapeControls } from "../protocol/describe.js";
 
 /** How long a wait lasts before the server is asked why (ms), and how often then. */
 const HINT_AFTER_MS = 2000;
@@ -27,7 +28,7 @@ export function watchForIdleTasks(
     if (why.length > 0) {
       stopped = true;
       say(
-        `waiting: ${why.join("; ")}. Start a worker that serves them: zgrid worker --connect URL ` +
+        `waiting: ${escapeControls(why.join("; "))}. Start a worker that serves them: zgrid worker --connect URL ` +
           `--app-path DIR [--partition P] (URL: the "workers" URL zgrid server printed)`,
       );
       return;
