@@ -121,6 +121,9 @@ describe("zgrid submit and --json", { concurrency: true }, () => {
     assert.match(r.stdout, /^500 completed, 0 failed in /m);
     assert.doesNotMatch(r.stdout, /COMPLETED/);
     assert.match(r.stderr, /^tasks: 500\/500 /m);
+    // Five batches: the submission has its own line of progress, tasks sent, before the tasks' one.
+    assert.match(r.stderr, /^submitting: 500\/500 \(500 sent, \d+\/s\)$/m);
+    assert.ok(r.stderr.indexOf("submitting: 500/500") < r.stderr.indexOf("tasks: 500/500"), r.stderr);
     const sessionId = /Session (\S+):/.exec(r.stdout)![1];
     assert.equal((await client.countTasks({ sessionId })).COMPLETED, 500);
   });

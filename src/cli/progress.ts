@@ -8,6 +8,8 @@ export interface ProgressState {
   running: number;
   /** Seconds since the submission began: the same clock as the final summary's. */
   elapsedS: number;
+  /** Counting tasks sent to the server (a long submission), not tasks ending: "N sent", no failed or running. */
+  sending?: boolean;
 }
 
 /** Tasks ended per second: one formula for the live line and the final summary, so they agree. */
@@ -22,6 +24,8 @@ function statParts(s: ProgressState): { parts: string[]; dropOrder: string[] } {
   const eta = rate > 0 && finished < s.total ? `ETA ${((s.total - finished) / rate).toFixed(0)}s` : "";
   const perSecond = `${tasksPerSecond(finished, s.elapsedS)}/s`;
   const failed = `${s.failed} failed`;
+  if (s.sending)
+    return { parts: [`${s.done} sent`, perSecond, ...(eta ? [eta] : [])], dropOrder: [eta, perSecond] };
   const parts = [`${s.done} done`, failed, `${s.running} running`, perSecond, ...(eta ? [eta] : [])];
   // What goes first when the line is too long; a failure count that is not 0 stays.
   return { parts, dropOrder: [eta, perSecond, ...(s.failed === 0 ? [failed] : [])] };
@@ -77,6 +81,8 @@ export class Progress {
     private readonly lineEveryMs = 2000,
     /** When the work began (the summary's clock), so that both rates agree. */
     private readonly started = Date.now(),
+    /** Progress of a submission: tasks sent (ProgressState.sending). */
+    private readonly sending = false,
   ) {
     this.tty = Boolean(out.isTTY);
   }
@@ -88,12 +94,28 @@ export class Progress {
       if (now - this.lastLine < this.lineEveryMs || done + failed >= this.total) return;
       this.lastLine = now;
     }
-    this.write({ label: this.label, total: this.total, done, failed, running, elapsedS });
+    this.write({
+      label: this.label,
+      total: this.total,
+      done,
+      failed,
+      running,
+      elapsedS,
+      sending: this.sending,
+    });
   }
 
   /** The last line, with the summary's elapsed time; on a terminal, ends the line redrawn. */
   finish(done: number, failed = 0, elapsedS = (Date.now() - this.started) / 1000): void {
-    this.write({ label: this.label, total: this.total, done, failed, running: 0, elapsedS });
+    this.write({
+      label: this.label,
+      total: this.total,
+      done,
+      failed,
+      running: 0,
+      elapsedS,
+      sending: this.sending,
+    });
     this.end();
   }
 

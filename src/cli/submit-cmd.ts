@@ -148,6 +148,10 @@ export async function runSubmit(argv: string[]): Promise<number> {
   ): Promise<number> {
     const taskIds: string[] = [];
     const outputIds: string[] = [];
+    // A submission of several batches shows its own progress (tasks sent), on stderr.
+    const sending =
+      count > batch ? new Progress(count, "submitting", process.stderr, 2000, started, true) : null;
+    watch.progress = sending ?? undefined;
     for (let from = 0; from < count; from += batch) {
       const n = Math.min(batch, count - from);
       const submitted = await client.submitTasks(
@@ -159,7 +163,9 @@ export async function runSubmit(argv: string[]): Promise<number> {
         outputIds.push(t.expectedOutputIds[0]);
       }
       watch.submitted = taskIds.length;
+      sending?.update(taskIds.length);
     }
+    sending?.finish(taskIds.length);
     const submitSeconds = (Date.now() - started) / 1000;
     if (!values.wait) {
       if (json) process.stdout.write(JSON.stringify({ sessionId, count, taskIds }, null, 2) + "\n");
