@@ -366,7 +366,9 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), "zgrid-bench-"));
   try {
     const { server, url } = await startServerProcess(dir, "sqlite");
+    const peak = rssPeak(server.pid!);
     await queueTasks(url, tasks);
+    const peakMb = peak.stop();
     const client = await connect(url);
     const atLastSubmit = await client.getMemStatus();
     // The server shrinks its heap once submissions have been quiet for BURST_QUIET_MS: read after it.
@@ -381,6 +383,7 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
       tasks,
       rss_mb: Math.round(mem.rss / 2 ** 20),
       rss_mb_at_last_submit: Math.round(atLastSubmit.rss / 2 ** 20),
+      rss_mb_peak_while_submitting: peakMb,
       heap_used_mb: Math.round(mem.heapUsed / 2 ** 20),
       rss_bytes_per_task: Math.round(mem.rss / tasks),
       target_mb: 600,
@@ -388,6 +391,30 @@ async function memory(tasks: number): Promise<Record<string, unknown>> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The highest resident memory of process `pid` from now until stop(), read from /proc every 50 ms (in
+ * MB; null where there is no /proc).
+ */
+function rssPeak(pid: number): { stop(): number | null } {
+  let peak: number | null = null;
+  const read = (): void => {
+    try {
+      const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (kb) peak = Math.max(peak ?? 0, Math.round(Number(kb[1]) / 1024));
+    } catch {
+      /* no /proc, or the process ended */
+    }
+  };
+  const timer = setInterval(read, 50);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return peak;
+    },
+  };
 }
 
 /**

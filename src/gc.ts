@@ -13,7 +13,7 @@ interface IdleMemoryAddon {
 }
 
 let addon: IdleMemoryAddon | null | undefined;
-let collect: (() => void) | null | undefined;
+let collect: ((options?: { type: "minor" | "major" }) => void) | null | undefined;
 
 function idleMemoryAddon(): IdleMemoryAddon | null {
   if (addon === undefined) {
@@ -59,16 +59,21 @@ export function collectGarbage(): boolean {
 function fullCollection(): (() => void) | null {
   const native = idleMemoryAddon();
   if (native) return () => native.lowMemory();
+  const gc = exposedGc();
+  return gc ? () => compacting(() => gc()) : null;
+}
+
+/** V8's `gc`, which Node gives only to a process started with --expose-gc: set now, in a new context. */
+function exposedGc(): ((options?: { type: "minor" | "major" }) => void) | null {
   if (collect === undefined) {
     try {
       setFlagsFromString("--expose-gc");
-      collect = runInNewContext("gc") as () => void;
+      collect = runInNewContext("gc") as (options?: { type: "minor" | "major" }) => void;
     } catch {
       collect = null;
     }
   }
-  const gc = collect;
-  return gc ? () => compacting(gc) : null;
+  return collect;
 }
 
 /**
@@ -85,6 +90,25 @@ export function shrinkHeap(): boolean {
   native.memoryPressure();
   setTimeout(() => releaseFreeMemory(), 1000).unref();
   return true;
+}
+
+/**
+ * A young-generation collection (a few milliseconds): frees the large buffers a transfer of result
+ * data just dropped (a chunk received and copied, a range sent). V8 frees them only once tens of
+ * megabytes of them have piled up, through a full collection that runs late on a busy machine. Does
+ * nothing where `gc` cannot be had.
+ */
+export function collectYoungGarbage(): void {
+  exposedGc()?.({ type: "minor" });
+}
+
+/**
+ * A full collection, for a thread whose heap is small (a store's thread: a few megabytes, collected in
+ * a few milliseconds): frees the buffers of a chunk it just wrote, which lived through the write long
+ * enough to leave the young generation. Does nothing where `gc` cannot be had.
+ */
+export function collectSmallHeap(): void {
+  exposedGc()?.({ type: "major" });
 }
 
 /** Whether native/idle-memory was built and loads here. */

@@ -332,6 +332,15 @@ export function restartSuite(backend: Backend): void {
         baseline = procStatusMb(pid, "VmHWM");
       }
       await uploadLarge(client, r.resultId, data);
+      // The upload alone: the 200 MB assembled, then committed (on PostgreSQL chunk by chunk, each copied
+      // into one area the store's thread reads). It grew the peak by 241-289 MB on a machine kept busy
+      // (both stores); on PostgreSQL by 328-345 MB idle and up to 411 busy when each chunk was a buffer
+      // of its own, made here and freed by the store's thread whenever it collected.
+      const uploaded = procStatusMb(pid, "VmHWM") - baseline;
+      assert.ok(
+        uploaded < (1.6 * size) / 2 ** 20,
+        `the upload grew the server's peak by ${uploaded.toFixed(0)} MB for a 200 MB result`,
+      );
       const back = await downloadLarge(client, r.resultId);
       const peak = procStatusMb(pid, "VmHWM");
       assert.equal(back.length, data.length);

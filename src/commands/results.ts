@@ -1,4 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
+import { collectYoungGarbage } from "../gc.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandReply } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
@@ -17,6 +18,11 @@ const MAX_RESULT_BYTES = 2 ** 32;
 const MAX_WAIT_MS = 24 * 3600 * 1000;
 /** Chunked uploads under way may announce at most this many bytes in all (they are allocated at once). */
 const MAX_UPLOADS_IN_FLIGHT_BYTES = 2 ** 32;
+/**
+ * Bytes of result data received in chunks or sent in ranges between two young-generation collections
+ * (collectYoungGarbage): V8 would let tens of such buffers wait for a full collection.
+ */
+const COLLECT_AFTER_BYTES = 8 * 1024 * 1024;
 /** A chunked upload that receives no chunk for this long is dropped, its buffer freed. */
 const UPLOAD_IDLE_MS = 5 * 60 * 1000;
 
@@ -41,6 +47,19 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   /** Chunked uploads under way: result id → the buffer being filled (the one copy the server holds). */
   const assemblies = new Map<string, { buf: Buffer; next: number; touched: number }>();
   let inFlightBytes = 0;
+  /** Bytes of chunks received and ranges sent since the last young-generation collection. */
+  let bytesSinceGc = 0;
+  /**
+   * Counts `bytes` of large data that passed through; true (and the count starts again) once it is past
+   * COLLECT_AFTER_BYTES: a young-generation collection is due (one per 8 MiB, so that a flood of small
+   * chunks cannot ask for one each).
+   */
+  const passedSinceGc = (bytes: number): boolean => {
+    bytesSinceGc += bytes;
+    if (bytesSinceGc < COLLECT_AFTER_BYTES) return false;
+    bytesSinceGc = 0;
+    return true;
+  };
   const dropAssembly = (resultId: string): void => {
     const a = assemblies.get(resultId);
     if (!a) return;
@@ -100,6 +119,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     }
     data.copy(a.buf, offset);
     a.next += data.length;
+    // The chunks copied go now, not once tens of them wait for a collection.
+    if (passedSinceGc(data.length)) setImmediate(collectYoungGarbage);
     if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
     dropAssembly(resultId);
     const r = await scheduler.data.uploadResultDurably(resultId, a.buf);
@@ -130,7 +151,10 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       // One range of the data: how large results are downloaded without a frame past the limit.
       const length =
         optInt(req.args, "length", 0, server.config.maxFrameBytes) ?? server.config.maxFrameBytes;
+      // The ranges sent before this one (by now on their way, or gone) are freed first.
+      if (passedSinceGc(0)) collectYoungGarbage();
       const { data, size } = scheduler.data.resultRange(id, offset, length);
+      passedSinceGc(data.length);
       return { msg: { resultId: id, offset, size, length: data.length }, blobs: [data] };
     }
     return { msg: { resultId: id }, blobs: [scheduler.data.resultData(id)] };

@@ -57,6 +57,8 @@ export class PgStore extends SqlStore {
   onFenced: ((why: string) => void) | null = null;
   /** The large data of the commit in flight, by result id: its chunks are sent as asked for. */
   private readonly chunks = new Map<string, Buffer>();
+  /** Where a chunk asked for is copied for the store's thread to read (made at the first). */
+  private chunkArea: SharedArrayBuffer | null = null;
 
   constructor(url: string, log?: Logger) {
     super(log);
@@ -75,12 +77,19 @@ export class PgStore extends SqlStore {
       if ("kind" in msg) {
         if (msg.kind === "size") this.lastSize = msg.bytes;
         else if (msg.kind === "chunk") {
-          // A copy of its own, moved to the thread: a view would be sent with the whole data under it.
+          // Copied into the memory this thread shares with the store's (a view of the data would be
+          // sent with the whole data under it, and a buffer made a chunk would be 8 MiB allocated here
+          // and freed there, chunk after chunk). The thread asks for a chunk only once it has written
+          // the one before, so the area holds one chunk at a time.
           const data = this.chunks.get(msg.resultId);
-          const bytes = data ? new Uint8Array(msg.length) : null;
-          bytes?.set(data!.subarray(msg.offset, msg.offset + msg.length));
+          let bytes: Uint8Array | null = null;
+          if (data) {
+            this.chunkArea ??= new SharedArrayBuffer(DATA_CHUNK_BYTES);
+            bytes = new Uint8Array(this.chunkArea, 0, msg.length);
+            bytes.set(data.subarray(msg.offset, msg.offset + msg.length));
+          }
           const reply: PgChunk = { kind: "chunk", seq: msg.seq, bytes };
-          this.thread.postMessage(reply, bytes ? [bytes.buffer] : []);
+          this.thread.postMessage(reply);
         } else {
           this.fenced = msg.message;
           this.log?.fatal({ why: msg.message }, "the PostgreSQL store was taken by another server");

@@ -7,6 +7,7 @@
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
+import { collectSmallHeap } from "../gc.js";
 import { decode } from "../protocol/codec.js";
 import { LEADER_LOCK } from "./pg-store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
@@ -38,7 +39,10 @@ export type PgNotice =
   /** The bytes of a chunk of a large result, for the commit being written (answered with a PgChunk). */
   | { kind: "chunk"; seq: number; resultId: string; offset: number; length: number };
 
-/** A chunk's bytes, from the store (null: it has no such data any more). */
+/**
+ * A chunk's bytes, from the store (null: it has no such data any more): a view of memory shared with the
+ * store, valid until the next chunk is asked for (node-postgres has copied them by then).
+ */
 export interface PgChunk {
   kind: "chunk";
   seq: number;
@@ -283,9 +287,12 @@ port.on("message", (req: PgRead) => {
         message: typeof e.message === "string" ? e.message : String(err),
       };
     }
-    port.postMessage(answer, answer.ok ? ownBuffers(answer.rows) : []);
+    const moved = answer.ok ? ownBuffers(answer.rows) : [];
+    port.postMessage(answer, moved);
     Atomics.store(flag, 0, req.id);
     Atomics.notify(flag, 0);
+    // A read of large data (a range of a result): the buffers node-postgres read it through go now.
+    if (moved.length > 0) collectSmallHeap();
   })();
 });
 
@@ -514,6 +521,9 @@ async function runCommit(ops: Batch): Promise<void> {
         params[2] = await chunk(params[0] as string, params[1] as number, params[2] as number);
       if (op[0] === Op.Request) params[0] = Buffer.from(params[0] as string);
       for (const [sql, arity] of statements) await c.query(sql, params.slice(0, arity));
+      // A chunk written: its bytes and node-postgres's copies of them go now, not once tens of them
+      // wait for a collection (this thread's heap is small: a full collection takes milliseconds).
+      if (op[0] === Op.Data) collectSmallHeap();
     }
     await c.query("COMMIT");
   } catch (err) {
