@@ -19,6 +19,9 @@ const IDLE_GC_RECORDS = 50_000;
 /** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
 const IDLE_GC_TASKS = 1000;
 
+/** Bytes of result data leaving memory with their records that make the heap worth shrinking now. */
+const RELEASED_DATA_BYTES = 64 * 1024 * 1024;
+
 /** Tasks submitted since the heap was last shrunk that make a burst worth shrinking after. */
 const BURST_TASKS = 50_000;
 /**
@@ -57,6 +60,8 @@ export class Residency {
   private readonly runRetire = (): void => this.retire();
   /** Records retire() let go since the last full collection. */
   private retiredSinceGc = 0;
+  /** Bytes of result data let go with their records since the heap was last shrunk for them. */
+  private releasedDataBytes = 0;
   /** Tasks submitted since the heap was last shrunk, and the timer that ends their burst. */
   private submittedSinceShrink = 0;
   private burstTimer: NodeJS.Timeout | null = null;
@@ -221,5 +226,15 @@ export class Residency {
       if (owner && !FINAL_TASK_STATUSES.has(owner.status)) return;
     }
     this.table.results.delete(r.id);
+    // Large data let go (an upload of hundreds of MB, say) stays in RSS until V8 collects for a reason
+    // of its own, which a busy machine delays while a download of it allocates as much again: past
+    // RELEASED_DATA_BYTES let go, the collection is asked for now.
+    if (r.data !== null) {
+      this.releasedDataBytes += r.data.length;
+      if (this.releasedDataBytes >= RELEASED_DATA_BYTES) {
+        this.releasedDataBytes = 0;
+        setImmediate(this.shrink);
+      }
+    }
   }
 }
