@@ -94,32 +94,17 @@ export class Progress {
       if (now - this.lastLine < this.lineEveryMs || done + failed >= this.total) return;
       this.lastLine = now;
     }
-    this.write({
-      label: this.label,
-      total: this.total,
-      done,
-      failed,
-      running,
-      elapsedS,
-      sending: this.sending,
-    });
+    this.write({ label: this.label, total: this.total, done, failed, running, elapsedS });
   }
 
   /** The last line, with the summary's elapsed time; on a terminal, ends the line redrawn. */
   finish(done: number, failed = 0, elapsedS = (Date.now() - this.started) / 1000): void {
-    this.write({
-      label: this.label,
-      total: this.total,
-      done,
-      failed,
-      running: 0,
-      elapsedS,
-      sending: this.sending,
-    });
+    this.write({ label: this.label, total: this.total, done, failed, running: 0, elapsedS });
     this.end();
   }
 
   private write(s: ProgressState): void {
+    s.sending = this.sending;
     if (this.tty) {
       // The width now: a resized terminal gets a line of its new width at the next redraw.
       this.out.write(`\r${progressLine(s, this.out.columns || 80)}\x1b[K`);

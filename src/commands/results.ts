@@ -50,15 +50,15 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   /** Bytes of chunks received and ranges sent since the last young-generation collection. */
   let bytesSinceGc = 0;
   /**
-   * Counts `bytes` of large data that passed through; true (and the count starts again) once it is past
-   * COLLECT_AFTER_BYTES: a young-generation collection is due (one per 8 MiB, so that a flood of small
-   * chunks cannot ask for one each).
+   * `bytes` of result data passed through (a chunk copied, a range sent): once COLLECT_AFTER_BYTES have,
+   * a young-generation collection after this turn frees those before them (one per 8 MiB, so that a
+   * flood of small chunks cannot ask for one each).
    */
-  const passedSinceGc = (bytes: number): boolean => {
+  const passed = (bytes: number): void => {
     bytesSinceGc += bytes;
-    if (bytesSinceGc < COLLECT_AFTER_BYTES) return false;
+    if (bytesSinceGc < COLLECT_AFTER_BYTES) return;
     bytesSinceGc = 0;
-    return true;
+    setImmediate(collectYoungGarbage);
   };
   const dropAssembly = (resultId: string): void => {
     const a = assemblies.get(resultId);
@@ -119,8 +119,7 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     }
     data.copy(a.buf, offset);
     a.next += data.length;
-    // The chunks copied go now, not once tens of them wait for a collection.
-    if (passedSinceGc(data.length)) setImmediate(collectYoungGarbage);
+    passed(data.length);
     if (a.next < a.buf.length) return { msg: { resultId, received: a.next, size: a.buf.length } };
     dropAssembly(resultId);
     const r = await scheduler.data.uploadResultDurably(resultId, a.buf);
@@ -151,10 +150,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       // One range of the data: how large results are downloaded without a frame past the limit.
       const length =
         optInt(req.args, "length", 0, server.config.maxFrameBytes) ?? server.config.maxFrameBytes;
-      // The ranges sent before this one (by now on their way, or gone) are freed first.
-      if (passedSinceGc(0)) collectYoungGarbage();
       const { data, size } = scheduler.data.resultRange(id, offset, length);
-      passedSinceGc(data.length);
+      passed(data.length);
       return { msg: { resultId: id, offset, size, length: data.length }, blobs: [data] };
     }
     return { msg: { resultId: id }, blobs: [scheduler.data.resultData(id)] };

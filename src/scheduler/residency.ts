@@ -19,8 +19,13 @@ const IDLE_GC_RECORDS = 50_000;
 /** At most this many tasks in memory: idle enough for a full collection (it takes milliseconds then). */
 const IDLE_GC_TASKS = 1000;
 
-/** Bytes of result data leaving memory with their records that make the heap worth shrinking now. */
+/**
+ * Bytes of large result data (LARGE_DATA_BYTES or more each) leaving memory with their records that
+ * make the heap worth shrinking now. Small data is left to V8: many small payloads leaving after a run
+ * would otherwise ask for a collection every 64 MiB of them.
+ */
 const RELEASED_DATA_BYTES = 64 * 1024 * 1024;
+const LARGE_DATA_BYTES = 1024 * 1024;
 
 /** Tasks submitted since the heap was last shrunk that make a burst worth shrinking after. */
 const BURST_TASKS = 50_000;
@@ -228,8 +233,8 @@ export class Residency {
     this.table.results.delete(r.id);
     // Large data let go (an upload of hundreds of MB, say) stays in RSS until V8 collects for a reason
     // of its own, which a busy machine delays while a download of it allocates as much again: past
-    // RELEASED_DATA_BYTES let go, the collection is asked for now.
-    if (r.data !== null) {
+    // RELEASED_DATA_BYTES of it let go, the collection is asked for now.
+    if (r.data !== null && r.data.length >= LARGE_DATA_BYTES) {
       this.releasedDataBytes += r.data.length;
       if (this.releasedDataBytes >= RELEASED_DATA_BYTES) {
         this.releasedDataBytes = 0;

@@ -291,10 +291,26 @@ port.on("message", (req: PgRead) => {
     port.postMessage(answer, moved);
     Atomics.store(flag, 0, req.id);
     Atomics.notify(flag, 0);
-    // A read of large data (a range of a result): the buffers node-postgres read it through go now.
-    if (moved.length > 0) collectSmallHeap();
+    // A read of large data (a range of a result): the buffers node-postgres read it through go soon.
+    for (const b of moved) collectPast(b.byteLength);
   })();
 });
+
+/** Bytes of result data read or written between two full collections of this thread (collectPast). */
+const COLLECT_AFTER_BYTES = 8 * 1024 * 1024;
+let bytesSinceGc = 0;
+
+/**
+ * `bytes` of result data went through this thread: once COLLECT_AFTER_BYTES have, a full collection
+ * frees node-postgres's copies of them, not once tens of them wait for one. This thread's heap is small
+ * (a full collection takes milliseconds), and one per 8 MiB keeps small results from paying for it.
+ */
+function collectPast(bytes: number): void {
+  bytesSinceGc += bytes;
+  if (bytesSinceGc < COLLECT_AFTER_BYTES) return;
+  bytesSinceGc = 0;
+  collectSmallHeap();
+}
 
 /** Data of at least this size in a read's rows is moved to the server's thread, not copied. */
 const MOVE_BYTES = 64 * 1024;
@@ -521,9 +537,8 @@ async function runCommit(ops: Batch): Promise<void> {
         params[2] = await chunk(params[0] as string, params[1] as number, params[2] as number);
       if (op[0] === Op.Request) params[0] = Buffer.from(params[0] as string);
       for (const [sql, arity] of statements) await c.query(sql, params.slice(0, arity));
-      // A chunk written: its bytes and node-postgres's copies of them go now, not once tens of them
-      // wait for a collection (this thread's heap is small: a full collection takes milliseconds).
-      if (op[0] === Op.Data) collectSmallHeap();
+      // A chunk written: its bytes and node-postgres's copies of them go soon (collectPast).
+      if (op[0] === Op.Data) collectPast((params[2] as Buffer).length);
     }
     await c.query("COMMIT");
   } catch (err) {
