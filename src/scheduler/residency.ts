@@ -231,11 +231,16 @@ export class Residency {
       if (owner && !FINAL_TASK_STATUSES.has(owner.status)) return;
     }
     this.table.results.delete(r.id);
+    const data = r.data;
+    if (data === null) return;
+    // Stored, it is read from the store from now on. The record itself may stay listed a while longer
+    // (with a later commit, as an upload's is): its data must not stay with it.
+    r.data = null;
     // Large data let go (an upload of hundreds of MB, say) stays in RSS until V8 collects for a reason
     // of its own, which a busy machine delays while a download of it allocates as much again: past
     // RELEASED_DATA_BYTES of it let go, the collection is asked for now.
-    if (r.data !== null && r.data.length >= LARGE_DATA_BYTES) {
-      this.releasedDataBytes += r.data.length;
+    if (data.length >= LARGE_DATA_BYTES) {
+      this.releasedDataBytes += data.length;
       if (this.releasedDataBytes >= RELEASED_DATA_BYTES) {
         this.releasedDataBytes = 0;
         setImmediate(this.shrink);

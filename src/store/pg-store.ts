@@ -27,6 +27,13 @@ const IDS_A_QUERY = 10_000;
 const ANALYZE_MS = 30_000;
 /** The longest the server waits for the database at start. */
 const OPEN_MS = 15_000;
+/**
+ * The most bytes of result data one read asks the database for. node-postgres receives bytea as hex
+ * text: a read of a whole 8 MiB range grew its receive buffer by doubling to 16 MiB and made a string of
+ * 16 MiB, and the store's thread held about 150 MB through a download; pieces of 1 MiB keep that to a
+ * few megabytes, for 8 round trips a range.
+ */
+const READ_PIECE_BYTES = 1024 * 1024;
 
 /**
  * The PostgreSQL store (design §8, issue 16): the schema and the write path of SqlStore, on a database
@@ -51,6 +58,7 @@ export class PgStore extends SqlStore {
   readonly location: string;
   /** The commit sent and not answered yet. */
   private sent: number | null = null;
+  protected override readonly readPieceBytes = READ_PIECE_BYTES;
   /** Set when another server took the database: this one writes no more. */
   private fenced: string | null = null;
   /** Called once another server took the database: this one must stop serving (its state is stale). */

@@ -288,11 +288,14 @@ port.on("message", (req: PgRead) => {
       };
     }
     const moved = answer.ok ? ownBuffers(answer.rows) : [];
+    // Counted before they move: a buffer moved is detached here, of length 0.
+    let bytes = 0;
+    for (const b of moved) bytes += b.byteLength;
     port.postMessage(answer, moved);
     Atomics.store(flag, 0, req.id);
     Atomics.notify(flag, 0);
     // A read of large data (a range of a result): the buffers node-postgres read it through go soon.
-    for (const b of moved) collectPast(b.byteLength);
+    collectPast(bytes);
   })();
 });
 

@@ -353,27 +353,44 @@ export abstract class SqlStore implements Store {
 
   /** Reads `length` bytes of a stored result's data from `offset`. */
   readData(resultId: string, offset: number, length: number): Buffer {
-    // Only the bytes asked for leave the database: a read of 64 KB takes no 8 MB chunk.
+    // Only the bytes asked for leave the database: a read of 64 KB takes no 8 MB chunk. A long range is
+    // read a piece at a time (readPieceBytes), each copied into the one buffer returned.
     const end = offset + length;
-    const rows = this.all(
-      "SELECT off, substr(bytes, CAST(CASE WHEN off < ? THEN ? - off + 1 ELSE 1 END AS INTEGER), CAST(? - CASE WHEN off < ? THEN ? ELSE off END AS INTEGER)) AS bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
-      [offset, offset, end, offset, offset, resultId, offset, end],
-    ) as { off: number; bytes: Buffer }[];
-    if (rows.length === 0) {
-      // Small data: in the result's own row.
-      const row = this.get("SELECT data FROM results WHERE id = ?", [resultId]) as
-        { data: Buffer | null } | undefined;
-      if (row?.data) return row.data.subarray(offset, offset + length);
-      if (length > 0) throw failedPrecondition(`result ${resultId} has no stored data`);
-    }
-    const out = Buffer.allocUnsafe(length);
+    let out: Buffer | null = null;
     let filled = 0;
-    for (const { off, bytes } of rows) {
-      bytes.copy(out, Math.max(Number(off), offset) - offset);
-      filled += bytes.length;
+    for (let from = offset; from < end; from += this.readPieceBytes) {
+      const to = Math.min(end, from + this.readPieceBytes);
+      const rows = this.all(
+        "SELECT off, substr(bytes, CAST(CASE WHEN off < ? THEN ? - off + 1 ELSE 1 END AS INTEGER), CAST(? - CASE WHEN off < ? THEN ? ELSE off END AS INTEGER)) AS bytes FROM result_data WHERE result_id = ? AND off + length(bytes) > ? AND off < ? ORDER BY off",
+        [from, from, to, from, from, resultId, from, to],
+      ) as { off: number; bytes: Buffer }[];
+      if (rows.length === 0) {
+        if (from > offset) break; // past the end of the data
+        // Small data: in the result's own row.
+        const row = this.get("SELECT data FROM results WHERE id = ?", [resultId]) as
+          { data: Buffer | null } | undefined;
+        if (row?.data) return row.data.subarray(offset, offset + length);
+        if (length > 0) throw failedPrecondition(`result ${resultId} has no stored data`);
+        break;
+      }
+      out ??= Buffer.allocUnsafe(length);
+      let got = 0;
+      for (const { off, bytes } of rows) {
+        bytes.copy(out, Math.max(Number(off), from) - offset);
+        got += bytes.length;
+      }
+      filled += got;
+      if (got < to - from) break; // the data ends in this piece
     }
+    if (out === null) return Buffer.alloc(0);
     return filled === length ? out : out.subarray(0, filled);
   }
+
+  /**
+   * The most bytes of result data one query reads (readData). No limit here: SQLite gives its bytes
+   * as they are. The PostgreSQL store sets one.
+   */
+  protected readonly readPieceBytes: number = Number.MAX_SAFE_INTEGER;
 
   isDirty(record: Task | Result): boolean {
     const f = this.inflight;
