@@ -213,6 +213,20 @@ export function restartSuite(backend: Backend): void {
         length: 12,
       });
       assert.deepEqual(range.blobs[0], data.subarray(at, at + 12));
+      // Ranges of several pieces (PostgreSQL reads 1 MiB a query), from offsets inside them: one across
+      // the end of the first chunk, one past the end of the data (cut there).
+      for (const [offset, length] of [
+        [8 * 2 ** 20 - 2 ** 20 - 3, 3 * 2 ** 20 + 10],
+        [data.length - 1.5 * 2 ** 20 + 1, 4 * 2 ** 20],
+      ]) {
+        const r = await c2.request<{ length: number }>("results.download", {
+          resultId: big.resultId,
+          offset,
+          length,
+        });
+        assert.equal(r.msg.length, Math.min(length, data.length - offset));
+        assert.ok(r.blobs[0].equals(data.subarray(offset, offset + length)), `${length} bytes at ${offset}`);
+      }
       const waited = await c2.waitResultsData([small.resultId, big.resultId]);
       assert.deepEqual(waited.data.get(small.resultId), Buffer.from("small"));
       assert.ok(waited.data.get(big.resultId)?.equals(data), "the whole, through results.wait");
