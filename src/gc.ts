@@ -111,6 +111,24 @@ export function collectSmallHeap(): void {
   exposedGc()?.({ type: "major" });
 }
 
+/** Bytes of result data that pass through a thread between two of its collections (perDataBytes). */
+const DATA_BYTES_PER_COLLECTION = 8 * 1024 * 1024;
+
+/**
+ * Counts the bytes of result data that pass through this thread (a chunk received or written, a range
+ * read or sent) and runs `collect` once per 8 MiB of them: V8 would let tens of such buffers wait for a
+ * collection that runs late on a busy machine, and a flood of small chunks must not ask for one each.
+ */
+export function perDataBytes(collect: () => void): (bytes: number) => void {
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since < DATA_BYTES_PER_COLLECTION) return;
+    since = 0;
+    collect();
+  };
+}
+
 /** Whether native/idle-memory was built and loads here. */
 export function hasIdleMemoryAddon(): boolean {
   return idleMemoryAddon() !== null;

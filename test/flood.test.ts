@@ -4,20 +4,14 @@
  * a peer has in flight; what goes past a cap is dropped or refused, counted by a metric, and logged.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { pack, unpack } from "msgpackr";
 import { Dealer } from "zeromq";
 import { connect, type ZgridClient } from "../src/client/client.js";
-import { removeDir, spawnServer, waitFor, type Proc } from "./helpers.js";
+import { procStatusMb, removeDir, spawnServer, waitFor, type Proc } from "./helpers.js";
 
 const TOKEN = "flood-token";
 const EMPTY = Buffer.alloc(0);
-
-function statusMb(pid: number, field: "VmRSS" | "VmHWM"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 describe("a peer that floods and never reads", { timeout: 180_000 }, () => {
   let proc: Proc;
@@ -52,7 +46,7 @@ describe("a peer that floods and never reads", { timeout: 180_000 }, () => {
     const replyBytes = Buffer.byteLength(JSON.stringify(reply));
     assert.ok(replyBytes > 800, `the reply is ${replyBytes} bytes`);
     const N = 240_000;
-    const before = statusMb(pid, "VmRSS");
+    const before = procStatusMb(pid, "VmRSS");
     const flooder = new Dealer({ linger: 0, sendHighWaterMark: 0 });
     flooder.connect(url.split("?")[0]);
     try {
@@ -66,7 +60,7 @@ describe("a peer that floods and never reads", { timeout: 180_000 }, () => {
         return m ? Number(m[1]) : 0;
       };
       await waitFor(async () => (await answered()) >= N, 120_000, "the server to read the flood");
-      const growth = statusMb(pid, "VmRSS") - before;
+      const growth = procStatusMb(pid, "VmRSS") - before;
       assert.ok(
         growth < (N * replyBytes) / 2 ** 20 / 2,
         `RSS grew ${growth.toFixed(0)} MB for ${N} unread replies of ${replyBytes} bytes`,

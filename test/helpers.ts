@@ -1,5 +1,6 @@
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -282,4 +283,21 @@ export function serverArgsOn(ports: number[], dataDir: string, token: string, wo
     "--connection-info",
     join(dataDir, "info.json"),
   ];
+}
+
+/** A figure of /proc/PID/status in MB: VmRSS (resident now) or VmHWM (the peak resident). */
+export function procStatusMb(pid: number, field: "VmRSS" | "VmHWM"): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(m, `${field} in /proc/${pid}/status`);
+  return Number(m[1]) / 1024;
+}
+
+/** Resets a process's peak RSS (VmHWM) to its RSS of now; false where that is refused. */
+export function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }

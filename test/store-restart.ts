@@ -3,7 +3,6 @@
  * PostgreSQL (store-postgres-restart.test.ts), files of their own so that they run side by side.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -22,6 +21,8 @@ import {
   type Proc,
   spawnCli,
   spawnServer,
+  procStatusMb,
+  resetPeak,
   tempDir,
   testConfig,
   waitFor,
@@ -564,21 +565,4 @@ export function restartSuite(backend: Backend): void {
       },
     );
   });
-}
-
-/** A figure of /proc/PID/status in MB: VmRSS (resident now) or VmHWM (the peak resident). */
-/** Resets the process's peak RSS (VmHWM) to its RSS of now; false where that is refused. */
-function resetPeak(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, "5");
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function procStatusMb(pid: number, field: "VmRSS" | "VmHWM"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  assert.ok(m, `${field} in /proc/${pid}/status`);
-  return Number(m[1]) / 1024;
 }

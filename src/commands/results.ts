@@ -1,5 +1,5 @@
 import type { ServerContext } from "../daemons/context.js";
-import { collectYoungGarbage } from "../gc.js";
+import { collectYoungGarbage, perDataBytes } from "../gc.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandReply } from "../protocol/command-map.js";
 import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
@@ -18,11 +18,6 @@ const MAX_RESULT_BYTES = 2 ** 32;
 const MAX_WAIT_MS = 24 * 3600 * 1000;
 /** Chunked uploads under way may announce at most this many bytes in all (they are allocated at once). */
 const MAX_UPLOADS_IN_FLIGHT_BYTES = 2 ** 32;
-/**
- * Bytes of result data received in chunks or sent in ranges between two young-generation collections
- * (collectYoungGarbage): V8 would let tens of such buffers wait for a full collection.
- */
-const COLLECT_AFTER_BYTES = 8 * 1024 * 1024;
 /** A chunked upload that receives no chunk for this long is dropped, its buffer freed. */
 const UPLOAD_IDLE_MS = 5 * 60 * 1000;
 
@@ -47,19 +42,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
   /** Chunked uploads under way: result id → the buffer being filled (the one copy the server holds). */
   const assemblies = new Map<string, { buf: Buffer; next: number; touched: number }>();
   let inFlightBytes = 0;
-  /** Bytes of chunks received and ranges sent since the last young-generation collection. */
-  let bytesSinceGc = 0;
-  /**
-   * `bytes` of result data passed through (a chunk copied, a range sent): once COLLECT_AFTER_BYTES have,
-   * a young-generation collection after this turn frees those before them (one per 8 MiB, so that a
-   * flood of small chunks cannot ask for one each).
-   */
-  const passed = (bytes: number): void => {
-    bytesSinceGc += bytes;
-    if (bytesSinceGc < COLLECT_AFTER_BYTES) return;
-    bytesSinceGc = 0;
-    setImmediate(collectYoungGarbage);
-  };
+  /** Chunks copied and ranges sent: a young-generation collection after this turn, per 8 MiB of them. */
+  const passed = perDataBytes(() => setImmediate(collectYoungGarbage));
   const dropAssembly = (resultId: string): void => {
     const a = assemblies.get(resultId);
     if (!a) return;

@@ -7,7 +7,7 @@
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
-import { collectSmallHeap } from "../gc.js";
+import { collectSmallHeap, perDataBytes } from "../gc.js";
 import { decode } from "../protocol/codec.js";
 import { LEADER_LOCK } from "./pg-store.js";
 import { Op, type CommitReply, type CommitRequest } from "./write-ops.js";
@@ -263,6 +263,12 @@ function numbered(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
+/**
+ * Result data read or written here: a full collection per 8 MiB of it frees node-postgres's copies of
+ * it (this thread's heap is small: milliseconds), not once tens of them wait for one.
+ */
+const collectPast = perDataBytes(collectSmallHeap);
+
 port.on("message", (req: PgRead) => {
   void (async () => {
     let answer: PgAnswer;
@@ -298,22 +304,6 @@ port.on("message", (req: PgRead) => {
     collectPast(bytes);
   })();
 });
-
-/** Bytes of result data read or written between two full collections of this thread (collectPast). */
-const COLLECT_AFTER_BYTES = 8 * 1024 * 1024;
-let bytesSinceGc = 0;
-
-/**
- * `bytes` of result data went through this thread: once COLLECT_AFTER_BYTES have, a full collection
- * frees node-postgres's copies of them, not once tens of them wait for one. This thread's heap is small
- * (a full collection takes milliseconds), and one per 8 MiB keeps small results from paying for it.
- */
-function collectPast(bytes: number): void {
-  bytesSinceGc += bytes;
-  if (bytesSinceGc < COLLECT_AFTER_BYTES) return;
-  bytesSinceGc = 0;
-  collectSmallHeap();
-}
 
 /** Data of at least this size in a read's rows is moved to the server's thread, not copied. */
 const MOVE_BYTES = 64 * 1024;
