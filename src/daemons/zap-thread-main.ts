@@ -1,5 +1,5 @@
 /** The ZAP thread's entry point (see ZapThread): answers the ZAP requests of every socket of the process. */
-import { parentPort, workerData, type MessagePort } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
 import { Reply } from "zeromq";
 import { createLogger } from "../log.js";
 import { z85Encode } from "../protocol/z85.js";
@@ -60,7 +60,7 @@ async function main(port: MessagePort, init: ZapThreadInit): Promise<void> {
   let lastRefusedLog = 0;
   process.on("uncaughtException", (err) => log.error({ err }, "ZAP thread error (it keeps serving)"));
   process.on("unhandledRejection", (err) => log.error({ err }, "ZAP thread error (it keeps serving)"));
-  port.on("message", (m: ToZapThread) => {
+  const handle = (m: ToZapThread): void => {
     switch (m.t) {
       case "lists":
         judge.setLists(m.lists);
@@ -78,7 +78,8 @@ async function main(port: MessagePort, init: ZapThreadInit): Promise<void> {
         port.close();
         break;
     }
-  });
+  };
+  port.on("message", handle);
   try {
     await socket.bind(ZAP_ENDPOINT);
   } catch (err) {
@@ -89,6 +90,11 @@ async function main(port: MessagePort, init: ZapThreadInit): Promise<void> {
   port.postMessage({ t: "listening" } satisfies FromZapThread);
   try {
     for await (const frames of socket) {
+      // Lists sent before this handshake began are in force for it: the port's messages and the ZAP
+      // requests come by two ways, and a request could be answered before the lists that a reload had
+      // sent (a key listed by the reload was refused, once in an npm test run).
+      for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port))
+        handle(m.message as ToZapThread);
       const { reply, refused } = judge.answer(frames);
       await socket.send(reply);
       if (refused) {
