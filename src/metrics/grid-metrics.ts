@@ -1,4 +1,4 @@
-import { Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { SqlStore } from "../store/sql-store.js";
@@ -112,6 +112,17 @@ export class GridMetrics {
       registers,
       collect() {
         this.set(store.stats().pendingWrites);
+      },
+    });
+    let reads = 0;
+    new Counter({
+      name: "zgrid_store_reads_total",
+      help: "Queries the server read its store with (records and data that left memory); its event loop waits for each.",
+      registers,
+      collect() {
+        const now = store.stats().reads;
+        this.inc(now - reads);
+        reads = now;
       },
     });
     this.durations = new Histogram({

@@ -35,6 +35,11 @@ export class ResultCache {
     return this.entries.size;
   }
 
+  /** Whether `id` is kept (its place in the eviction order unchanged). */
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
   get(id: string): Buffer | undefined {
     const data = this.entries.get(id);
     if (data === undefined) return undefined;

@@ -50,7 +50,14 @@ export class MemoryStore implements Store {
   }
   discard(): void {}
   stats(): StoreStats {
-    return { name: this.name, sizeBytes: 0, pendingWrites: 0, location: "memory", durability: "none" };
+    return {
+      name: this.name,
+      sizeBytes: 0,
+      pendingWrites: 0,
+      reads: 0,
+      location: "memory",
+      durability: "none",
+    };
   }
   async close(): Promise<void> {}
 }

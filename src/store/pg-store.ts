@@ -169,7 +169,7 @@ export class PgStore extends SqlStore {
     return new ZgridError(ErrorCode.INTERNAL, `the PostgreSQL store failed (${message})`);
   }
 
-  protected all(sql: string, params: readonly unknown[] = []): Row[] {
+  protected query(sql: string, params: readonly unknown[] = []): Row[] {
     const values = withoutNul(params);
     if (values === null) return [];
     const rows = this.call({ kind: "query", sql, params: values });

@@ -103,7 +103,7 @@ export abstract class SqlStore implements Store {
   protected abstract closeBackend(): Promise<void>;
 
   /** The rows of a query, read at once (`?` placeholders). */
-  protected abstract all(sql: string, params?: readonly unknown[]): Row[];
+  protected abstract query(sql: string, params?: readonly unknown[]): Row[];
   /** Where the data lives (a file, a URL without its password). */
   abstract readonly location: string;
   /** What a commit means (StoreStats.durability). */
@@ -128,10 +128,20 @@ export abstract class SqlStore implements Store {
       name: this.name,
       sizeBytes: this.sizeBytes(),
       pendingWrites: this.pendingWrites,
+      reads: this.reads,
       location: this.location,
       durability: this.durability,
       ...(this.failure === null ? {} : { failure: this.failure }),
     };
+  }
+
+  /** Queries read so far (StoreStats.reads). */
+  private reads = 0;
+
+  /** The rows of a query, counted (StoreStats.reads). */
+  protected all(sql: string, params?: readonly unknown[]): Row[] {
+    this.reads++;
+    return this.query(sql, params);
   }
 
   private get(sql: string, params?: readonly unknown[]): Row | undefined {

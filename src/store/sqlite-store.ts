@@ -92,7 +92,7 @@ export class SqliteStore extends SqlStore {
     this.startWriter();
   }
 
-  protected all(sql: string, params: readonly unknown[] = []): Row[] {
+  protected query(sql: string, params: readonly unknown[] = []): Row[] {
     let stmt = this.statements.get(sql);
     if (!stmt) {
       stmt = this.db.prepare(sql);

@@ -57,6 +57,11 @@ export interface StoreStats {
   sizeBytes: number;
   /** Records changed but not yet committed. */
   pendingWrites: number;
+  /**
+   * Queries the server has read the store with since it started (records and data that left memory):
+   * its thread waits for each.
+   */
+  reads: number;
   /** Where the data lives ("memory" for the memory store). */
   location: string;
   /**
