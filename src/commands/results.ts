@@ -2,7 +2,7 @@ import type { ServerContext } from "../daemons/context.js";
 import { collectYoungGarbage, perDataBytes } from "../gc.js";
 import { list, optBool, optInt, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandReply } from "../protocol/command-map.js";
-import { ErrorCode, ZgridError, failedPrecondition, invalidArgument } from "../protocol/errors.js";
+import { ErrorCode, ZgridError, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
 import { RESULT_FIELDS } from "../scheduler/filter-fields.js";
 import { listPage, parseListQuery } from "../scheduler/listing.js";
 import type { Result } from "../scheduler/model.js";
@@ -115,7 +115,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       const ids = strList(req.args, "resultIds");
       if (new Set(ids).size !== ids.length) throw invalidArgument("resultIds lists a result more than once");
       ownResults(req, scheduler, ids);
-      const blobs = ids.map((id) => scheduler.data.resultData(id));
+      const found = scheduler.findResults(ids, true);
+      const blobs = ids.map((id, i) => {
+        const r = found.results[i];
+        if (!r || !scheduler.isVisible(r)) throw notFound(`result ${id} does not exist`);
+        return found.data.get(id) ?? scheduler.data.dataOf(r);
+      });
       let bytes = 0;
       for (const b of blobs) bytes += b.length;
       const limit = 4 * server.config.maxFrameBytes;
@@ -160,7 +165,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       );
     ownResults(req, scheduler, resultIds);
     const owners: Record<string, string | null> = {};
-    for (const id of resultIds) owners[id] = scheduler.result(id).ownerTaskId;
+    const { results } = scheduler.findResults(resultIds);
+    resultIds.forEach((id, i) => {
+      const r = results[i];
+      if (!r || !scheduler.isVisible(r)) throw notFound(`result ${id} does not exist`);
+      owners[id] = r.ownerTaskId;
+    });
     return { msg: { owners } };
   });
 

@@ -2,7 +2,7 @@ import type { ServerContext } from "../daemons/context.js";
 import { list, optBool, optMap, optStr, str, strList } from "../protocol/args.js";
 import type { CommandRegistrar, CommandRequest } from "../protocol/command-map.js";
 import { describeValue } from "../protocol/describe.js";
-import { invalidArgument } from "../protocol/errors.js";
+import { invalidArgument, notFound } from "../protocol/errors.js";
 import { compileFilter } from "../scheduler/filter.js";
 import { TASK_FIELDS } from "../scheduler/filter-fields.js";
 import { listPage, parseListQuery, scan } from "../scheduler/listing.js";
@@ -162,7 +162,12 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       );
     ownTasks(req, scheduler, taskIds);
     const resultIds: Record<string, string[]> = {};
-    for (const id of taskIds) resultIds[id] = scheduler.task(id).expectedOutputIds;
+    const tasks = scheduler.findTasks(taskIds);
+    taskIds.forEach((id, i) => {
+      const t = tasks[i];
+      if (!t) throw notFound(`task ${id} does not exist`);
+      resultIds[id] = t.expectedOutputIds;
+    });
     return { msg: { resultIds } };
   });
 

@@ -58,7 +58,7 @@ export class Agent {
     const session = this.s.session(task.sessionId);
     this.s.requireSubmission(session, "worker");
     this.s.requireBatch(items.length, "tasks");
-    const options = this.s.submission.validateSubmission(session, submissionOptions, items, task);
+    const { options } = this.s.submission.validateSubmission(session, submissionOptions, items, task);
     const st = this.s.staged.of(task);
     const children = this.s.submission.buildTasks(task.sessionId, items, options, st, task.id, task);
     st.children.push(...children);

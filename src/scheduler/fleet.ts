@@ -1,6 +1,7 @@
 import type { AppSet } from "./task-queue.js";
 import { NO_ATTEMPTS, NO_IDS, type Attempt, type Task } from "./model.js";
 import type { Scheduler } from "./scheduler.js";
+import { pinnedBy } from "./submission.js";
 import type { AttemptStaging, Completion, WorkerState } from "./types.js";
 
 /** The task's own attempts list, made on its first attempt. */
@@ -316,7 +317,11 @@ export class Fleet {
         if (r && r.status === "CREATED" && !task.expectedOutputIds.includes(id))
           this.s.completeResult(r, data);
       }
-      for (const child of st.children) this.s.submission.insertTask(child);
+      if (st.children.length > 0) {
+        // What the children name that left memory meanwhile: read once, not an id at a time.
+        const read = this.s.storedResults(pinnedBy(st.children));
+        for (const child of st.children) this.s.submission.insertTask(child, read);
+      }
     }
     this.s.setStatus(task, "COMPLETED");
     this.s.onTaskEnd?.(task);

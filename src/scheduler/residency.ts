@@ -114,19 +114,22 @@ export class Residency {
     this.pins.delete(resultId);
   }
 
-  /** Names the task's payload and data dependencies as needed by live work: they stay in memory. */
-  pin(task: Task): void {
+  /**
+   * Names the task's payload and data dependencies as needed by live work: they stay in memory. `read`:
+   * records of results that left memory, read already.
+   */
+  pin(task: Task, read?: ReadonlyMap<string, Result>): void {
     // A store that keeps every record in memory (--store memory) lets nothing go: nothing to count.
     if (this.store.keepsData) return;
-    this.pinId(task.payloadId);
-    for (const id of task.dataDependencies) this.pinId(id);
+    this.pinId(task.payloadId, read);
+    for (const id of task.dataDependencies) this.pinId(id, read);
   }
 
-  private pinId(id: string): void {
+  private pinId(id: string, read: ReadonlyMap<string, Result> | undefined): void {
     this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
     if (this.table.results.has(id)) return;
     // A result that left memory, named by a new task: back in memory while the task lives.
-    const r = this.store.getResult(id);
+    const r = read?.get(id) ?? this.store.getResult(id);
     if (r) this.table.results.set(id, r);
   }
 

@@ -170,8 +170,8 @@ export class Scheduler {
    * A result from memory, else (a finished one that left it) a copy read from the store; undefined when
    * there is none, or its session is gone.
    */
-  findResult(id: string): Result | undefined {
-    const r = this.results.get(id);
+  findResult(id: string, read?: ReadonlyMap<string, Result>): Result | undefined {
+    const r = this.results.get(id) ?? read?.get(id);
     if (r) return r;
     const stored = this.store.getResult(id);
     return stored && this.sessions.has(stored.sessionId) ? stored : undefined;
@@ -210,6 +210,26 @@ export class Scheduler {
     return { results, data: stored.data };
   }
 
+  /** As findResults, for tasks (without data). */
+  findTasks(ids: readonly string[]): (Task | undefined)[] {
+    const tasks: (Task | undefined)[] = new Array(ids.length);
+    const missing: string[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      tasks[i] = this.tasks.get(ids[i]);
+      if (!tasks[i]) missing.push(ids[i]);
+    }
+    if (missing.length === 0) return tasks;
+    const stored = this.store.getTasks(missing);
+    for (let i = 0; i < ids.length; i++) {
+      if (tasks[i]) continue;
+      const t = stored.get(ids[i]);
+      if (!t || !this.sessions.has(t.sessionId)) continue;
+      upgradeTask(t);
+      tasks[i] = t;
+    }
+    return tasks;
+  }
+
   /** As findResult, for tasks. */
   findTask(id: string): Task | undefined {
     const t = this.tasks.get(id);
@@ -225,9 +245,32 @@ export class Scheduler {
     return !this.staged.holds(r.id);
   }
 
-  /** A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. */
-  sessionResult(sessionId: string, id: string, what = "result", parent: Task | null = null): Result {
-    const r = this.findResult(id);
+  /**
+   * The results of `ids` that left memory, read from the store a few hundred a query (those of a
+   * deleted session left out): what a batch names, read once, not one round trip an id.
+   */
+  storedResults(ids: Iterable<string>): Map<string, Result> {
+    const missing = new Set<string>();
+    for (const id of ids) if (!this.results.has(id)) missing.add(id);
+    const read = new Map<string, Result>();
+    if (missing.size === 0) return read;
+    for (const r of this.store.getResults([...missing], false).results.values())
+      if (this.sessions.has(r.sessionId)) read.set(r.id, r);
+    return read;
+  }
+
+  /**
+   * A result of `sessionId`, else NOT_FOUND or INVALID_ARGUMENT naming the other session. `read`: records
+   * of results that left memory, read already (storedResults).
+   */
+  sessionResult(
+    sessionId: string,
+    id: string,
+    what = "result",
+    parent: Task | null = null,
+    read?: ReadonlyMap<string, Result>,
+  ): Result {
+    const r = this.findResult(id, read);
     // A result a running attempt created exists only for that attempt (its children may use it).
     if (!r || this.staged.hides(id, parent)) throw notFound(`${what} ${id} does not exist`);
     if (r.sessionId !== sessionId) {

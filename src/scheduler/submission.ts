@@ -38,14 +38,14 @@ export class Submission {
     const session = this.s.session(sessionId);
     this.s.requireSubmission(session, "client");
     this.s.requireBatch(items.length, "tasks");
-    const options = this.validateSubmission(session, submissionOptions, items, null);
+    const { options, read } = this.validateSubmission(session, submissionOptions, items, null);
     if (this.s.maxMemoryResultBytes !== Infinity) {
       let bytes = 0;
       for (const item of items) bytes += item.payload?.length ?? 0;
       this.s.data.checkDataRoom(bytes);
     }
     const tasks = this.buildTasks(sessionId, items, options, null, this.s.user(createdBy), null);
-    for (const t of tasks) this.insertTask(t);
+    for (const t of tasks) this.insertTask(t, read);
     this.s.residency.submitted(tasks.length);
     return tasks;
   }
@@ -100,16 +100,19 @@ export class Submission {
   }
 
   /**
-   * Checks a batch before anything is created. `parent`: the task submitting children through its
-   * agent; its own expected outputs may be handed to a child (delegation).
+   * Checks a batch before anything is created: the options of each task, and the records of the
+   * results the batch names that had left memory, read once for the check and for insertTask.
+   * `parent`: the task submitting children through its agent; its own expected outputs may be handed
+   * to a child (delegation).
    */
   validateSubmission(
     session: Session,
     submissionOptions: Partial<TaskOptions>,
     items: TaskSubmission[],
     parent: Task | null,
-  ): TaskOptions[] {
+  ): { options: TaskOptions[]; read: Map<string, Result> } {
     const sessionId = session.id;
+    const read = this.s.storedResults(namedResults(items));
     const claimed = new Set<string>();
     const options: TaskOptions[] = new Array(items.length);
     let shared: TaskOptions | undefined;
@@ -117,11 +120,11 @@ export class Submission {
       const item = items[i];
       const where = `tasks[${i}]`;
       if (item.payloadId !== undefined)
-        this.s.sessionResult(sessionId, item.payloadId, `${where}.payloadId`, parent);
+        this.s.sessionResult(sessionId, item.payloadId, `${where}.payloadId`, parent, read);
       else if (item.payload === undefined)
         throw invalidArgument(`${where} needs a payloadId or an inline payload`);
       for (const id of item.expectedOutputIds ?? []) {
-        const r = this.s.sessionResult(sessionId, id, `${where} expected output`, parent);
+        const r = this.s.sessionResult(sessionId, id, `${where} expected output`, parent, read);
         if (r.status !== "CREATED")
           throw failedPrecondition(`${where}: expected output ${id} is ${r.status}, not CREATED`);
         if (r.ownerTaskId !== null && r.ownerTaskId !== parent?.id) {
@@ -135,7 +138,7 @@ export class Submission {
         claimed.add(id);
       }
       for (const id of item.dataDependencies ?? [])
-        this.s.sessionResult(sessionId, id, `${where} data dependency`, parent);
+        this.s.sessionResult(sessionId, id, `${where} data dependency`, parent, read);
       // Tasks without options of their own share one merged object: a million queued tasks, one copy.
       const merged =
         item.taskOptions === undefined
@@ -148,7 +151,7 @@ export class Submission {
       }
       options[i] = merged;
     }
-    return options;
+    return { options, read };
   }
 
   /**
@@ -216,8 +219,11 @@ export class Submission {
     return created;
   }
 
-  /** Makes a built task live: known, owning its outputs, queued once its dependencies are there. */
-  insertTask(task: Task): void {
+  /**
+   * Makes a built task live: known, owning its outputs, queued once its dependencies are there. `read`:
+   * records of results it names that left memory, read already (validateSubmission).
+   */
+  insertTask(task: Task, read?: ReadonlyMap<string, Result>): void {
     task.seq = this.s.seq++;
     this.s.table.counts.add(task.options.partitionId, "PENDING");
     this.s.table.sessionCounts.add(task.sessionId, "PENDING");
@@ -226,7 +232,7 @@ export class Submission {
     const session = this.s.sessions.get(task.sessionId);
     if (session) session.taskCount++;
     this.s.events.newTask(task);
-    this.s.residency.pin(task);
+    this.s.residency.pin(task, read);
     for (const out of task.expectedOutputIds) {
       const r = this.s.results.get(out);
       if (!r) continue;
@@ -236,5 +242,22 @@ export class Submission {
       this.s.events.resultOwner(r, previous);
     }
     this.s.trackDependencies(task);
+  }
+}
+
+/** The ids of the results a batch names: payloads, expected outputs, data dependencies. */
+function* namedResults(items: readonly TaskSubmission[]): Generator<string> {
+  for (const item of items) {
+    if (item.payloadId !== undefined) yield item.payloadId;
+    if (item.expectedOutputIds) yield* item.expectedOutputIds;
+    if (item.dataDependencies) yield* item.dataDependencies;
+  }
+}
+
+/** The ids of the results built tasks name that insertTask keeps in memory: payloads, data dependencies. */
+export function* pinnedBy(tasks: readonly Task[]): Generator<string> {
+  for (const t of tasks) {
+    yield t.payloadId;
+    yield* t.dataDependencies;
   }
 }

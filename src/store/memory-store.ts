@@ -29,6 +29,9 @@ export class MemoryStore implements Store {
   getTask(): Task | undefined {
     return undefined;
   }
+  getTasks(): Map<string, Task> {
+    return new Map();
+  }
   getResult(): Result | undefined {
     return undefined;
   }

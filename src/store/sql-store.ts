@@ -315,6 +315,19 @@ export abstract class SqlStore implements Store {
     return row ? this.storedTask(row.doc as Buffer) : undefined;
   }
 
+  getTasks(ids: readonly string[]): Map<string, Task> {
+    const found = new Map<string, Task>();
+    const n = this.idsAQuery(false);
+    for (let i = 0; i < ids.length; i += n) {
+      const [where, params] = this.oneOf("id", ids.slice(i, i + n));
+      for (const row of this.all(`SELECT doc FROM tasks WHERE ${where}`, params)) {
+        const t = this.storedTask(row.doc as Buffer);
+        found.set(t.id, t);
+      }
+    }
+    return found;
+  }
+
   getResult(id: string): Result | undefined {
     const row = this.get("SELECT status, doc, data IS NOT NULL AS has FROM results WHERE id = ?", [id]);
     return row ? resultFromRow(row) : undefined;

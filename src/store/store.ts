@@ -99,6 +99,8 @@ export interface Store {
   isDirty(record: Task | Result): boolean;
   /** A task as stored (a copy), undefined when the store has none (the memory store never has). */
   getTask(id: string): Task | undefined;
+  /** As getTask for many ids, read a few hundred a query: the ones found, by id. */
+  getTasks(ids: readonly string[]): Map<string, Task>;
   /** A result as stored (a copy, without its data), undefined when the store has none. */
   getResult(id: string): Result | undefined;
   /**
