@@ -7,6 +7,7 @@ import { connect } from "../src/client/client.js";
 import { decodeOutput, encodePayload } from "../src/client/payload.js";
 import { Server } from "../src/daemons/server.js";
 import { ErrorCode } from "../src/protocol/errors.js";
+import type { SqlStore } from "../src/store/sql-store.js";
 import {
   ANY_PORTS,
   EXAMPLE_APPS,
@@ -87,6 +88,37 @@ describe("the embedded SQLite store", () => {
     assert.deepEqual(statuses, ["COMPLETED"]);
     assert.deepEqual([rowids("tasks", taskIds), rowids("results", outputIds)], before);
     assert.equal(db.prepare("SELECT count(*) FROM tasks").pluck().get(), 20, "one row a task");
+  });
+
+  it("holds clients' requests while more changes than a commit takes wait for the disk, and loses none", async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    // 2,000 changes not on disk instead of 60,000: each submission below makes 3,000.
+    const store = server.scheduler.store as SqlStore;
+    store.backlogRecords = 2000;
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    const metrics = await connect(info.metricsUrl!);
+    cleanup.push(
+      () => client.close(),
+      () => metrics.close(),
+    );
+    const s = await client.createSession({ applicationName: "hello" });
+    const batch = Array.from({ length: 1000 }, () => ({ payload: encodePayload("noop") }));
+    // Sent at once: the server reads them while the commits of the first ones are under way.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => client.submitTasks(s, batch)));
+    assert.deepEqual(
+      answers.map((a) => a.length),
+      new Array(20).fill(1000),
+      "every submission acknowledged whole",
+    );
+    const waits = store.stats().backlogWaits;
+    assert.ok(waits > 0, "some requests waited for a commit before they were read");
+    assert.match(await metrics.prometheus(), new RegExp(`^zgrid_store_backlog_waits_total ${waits}$`, "m"));
+    assert.equal((await client.countTasks({ sessionId: s })).SUBMITTED, 20_000);
+    const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
+    cleanup.push(async () => void db.close());
+    assert.equal(db.prepare("SELECT count(*) FROM tasks").pluck().get(), 20_000, "every task on disk");
+    assert.equal(await client.ruok(), "imok");
   });
 
   it("fsyncs each commit before the reply (synchronous = FULL), and says so in getstatus", async () => {

@@ -71,6 +71,11 @@ export interface DaemonOptions {
   log: Logger;
   /** With `--curve`: the server's secret key; the socket is a CurveZMQ server of the "clients" ZAP domain. */
   curveSecretKey?: string;
+  /**
+   * Asked before each request is read: something to wait for first (the store's backlog: see
+   * Store.backlogged), else null. What peers send meanwhile waits in ZeroMQ's queues.
+   */
+  backpressure?: () => Promise<void> | null;
 }
 
 /**
@@ -158,10 +163,13 @@ export class ServerDaemon implements Daemon {
   private async serve(): Promise<void> {
     try {
       const fair = new FairShare();
+      const backpressure = this.opts.backpressure;
       for await (const frames of this.socket) {
         this.handle(frames).catch((err: unknown) => this.log.error({ err }, "request handling failed"));
         const pause = fair.pause();
         if (pause) await pause;
+        const backlog = backpressure?.();
+        if (backlog) await backlog;
       }
     } catch (err) {
       if (!this.socket.closed) this.log.error({ err }, "receive loop ended");

@@ -145,7 +145,13 @@ export class Server implements ServerContext {
       orphanGraceMs: 4 * config.heartbeatMs,
     });
     new GridMetrics(this.metrics.registry, this.scheduler, this.store);
-    this.defaultDaemon = new DefaultDaemon({ ...common, curveSecretKey, port: config.port });
+    this.defaultDaemon = new DefaultDaemon({
+      ...common,
+      curveSecretKey,
+      port: config.port,
+      // Clients' requests wait while the store is far behind: commits stay of a bounded size.
+      backpressure: () => this.store.backlogged(),
+    });
     this.daemons.push(this.defaultDaemon);
     if (config.daemons.includes("metrics")) {
       this.metricsDaemon = new MetricsDaemon({ ...common, curveSecretKey, port: config.metricsPort });

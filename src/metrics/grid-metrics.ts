@@ -125,6 +125,17 @@ export class GridMetrics {
         reads = now;
       },
     });
+    let waits = 0;
+    new Counter({
+      name: "zgrid_store_backlog_waits_total",
+      help: "Times a client's request waited for a store commit before it was read: more changes were waiting for the disk than one commit takes.",
+      registers,
+      collect() {
+        const now = store.stats().backlogWaits;
+        this.inc(now - waits);
+        waits = now;
+      },
+    });
     this.durations = new Histogram({
       name: "zgrid_task_duration_seconds",
       help: "Run time of tasks that ended COMPLETED, ERROR or TIMEOUT (start of the last attempt to the end), by application.",

@@ -52,12 +52,16 @@ export class MemoryStore implements Store {
     return MemoryStore.done;
   }
   discard(): void {}
+  backlogged(): null {
+    return null;
+  }
   stats(): StoreStats {
     return {
       name: this.name,
       sizeBytes: 0,
       pendingWrites: 0,
       reads: 0,
+      backlogWaits: 0,
       location: "memory",
       durability: "none",
     };

@@ -69,6 +69,8 @@ export interface StoreStats {
    * reply) or "none" (kept in memory only).
    */
   durability: "fsync" | "none";
+  /** Times a client's request waited for a commit before it was read (Store.backlogged). */
+  backlogWaits: number;
   /** Why the last commit failed, while commits fail (a full disk): the store is unhealthy. */
   failure?: string;
 }
@@ -138,6 +140,14 @@ export interface Store {
   /** Reads `length` bytes of a stored result's data from `offset`. */
   readData(resultId: string, offset: number, length: number): Buffer;
   flush(): Promise<void>;
+  /**
+   * While more changes than the store takes in one commit wait for the disk, a commit being under way:
+   * a promise that resolves once that commit ends (whether it succeeded or not). Else null, and while
+   * commits fail. The server reads no new request from clients until then, so that a burst of
+   * submissions does not pile up in memory into one commit that takes the event loop for a second to
+   * encode and the database for seconds to write.
+   */
+  backlogged(): Promise<void> | null;
   stats(): StoreStats;
   close(): Promise<void>;
 }
