@@ -14,6 +14,7 @@ import { Server } from "../src/daemons/server.js";
 import type { ZgridError } from "../src/protocol/errors.js";
 import { decode, encode } from "../src/protocol/codec.js";
 import { EXAMPLE_APPS, removeDir, spawnWorker, tempDir, testConfig, waitFor, type Proc } from "./helpers.js";
+import { newDatabase, postgresUnavailable, startPostgres, type TestPostgres } from "./postgres.js";
 
 /** An application whose method name is the size of the output it returns: small payloads, big outputs. */
 function sizedApp(): string {
@@ -83,66 +84,80 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     );
   });
 
-  it("SQLite: a submission naming many results that left memory, and commands naming many finished tasks or results, read them a few hundred a query", async () => {
-    const config = testConfig();
-    cleanup.push(() => removeDir(config.dataDir));
-    const a = new Server(config);
-    const c = await started(a);
-    const sessionId = await c.createSession({ applicationName: "echo" });
-    const n = 300;
-    const payloads = await c.createResults(
-      sessionId,
-      Array.from({ length: n }, (_, i) => ({ name: `p${i}`, data: encodePayload("echo", [`v${i}`]) })),
-    );
-    const inputs = await c.createResults(
-      sessionId,
-      Array.from({ length: n }, (_, i) => ({ name: `d${i}`, data: Buffer.from(`input ${i}`) })),
-    );
-    const ids = [...payloads, ...inputs].map((r) => r.resultId);
-    await waitFor(
-      () => ids.every((id) => !a.scheduler.results.has(id)),
-      30_000,
-      "the client's results out of the server's memory once stored",
-    );
-    // Each was read alone, twice (to check it, then to keep it in memory for its task): 10,000 tasks
-    // naming results that left memory would hold a PostgreSQL server's event loop for tens of seconds.
-    const readsBefore = a.scheduler.store.stats().reads;
-    const tasks = await c.submitTasks(
-      sessionId,
-      payloads.map((p, i) => ({ payloadId: p.resultId, dataDependencies: [inputs[i].resultId] })),
-    );
-    const reads = a.scheduler.store.stats().reads - readsBefore;
-    assert.ok(reads <= 4, `a submission naming ${ids.length} stored results took ${reads} queries`);
-    const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
-    cleanup.push(() => worker.stop());
-    const outputs = tasks.map((t) => t.expectedOutputIds[0]);
-    const { data } = await c.waitResultsData(outputs, { timeoutMs: 60_000 });
-    outputs.forEach((id, i) => assert.equal(decodeOutput(data.get(id)!), `v${i}`, id));
-
-    // Finished, the tasks and their outputs leave memory too: the commands that name many of them read
-    // them a few hundred a query as well.
-    const taskIds = tasks.map((t) => t.taskId);
-    await waitFor(
-      () =>
-        taskIds.every((id) => !a.scheduler.tasks.has(id)) &&
-        outputs.every((id) => !a.scheduler.results.has(id)),
-      30_000,
-      "the finished tasks and their outputs out of the server's memory",
-    );
-    const queries = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
-      const before = a.scheduler.store.stats().reads;
-      const answer = await run();
-      const n = a.scheduler.store.stats().reads - before;
-      assert.ok(n <= 4, `${what} of ${taskIds.length} finished records took ${n} queries`);
-      return answer;
-    };
-    const owners = await queries("results.getOwnerTaskId", () => c.getOwnerTaskIds(outputs));
-    outputs.forEach((id, i) => assert.equal(owners[id], taskIds[i]));
-    const named = await queries("tasks.getResultIds", () => c.getResultIds(taskIds));
-    taskIds.forEach((id, i) => assert.deepEqual(named[id], [outputs[i]]));
-    const blobs = await queries("results.download", () => c.downloadResults(outputs));
-    blobs.forEach((b, i) => assert.equal(decodeOutput(b), `v${i}`));
+  let cluster: TestPostgres | null = null;
+  after(async () => {
+    await cluster?.stop();
   });
+  for (const kind of ["SQLite", "PostgreSQL"] as const)
+    it(
+      `${kind}: a submission naming many results that left memory, and commands naming many finished tasks or results, read them a few hundred a query`,
+      { skip: kind === "PostgreSQL" ? (postgresUnavailable() ?? false) : false },
+      async () => {
+        let onPostgres = {};
+        if (kind === "PostgreSQL") {
+          cluster ??= await startPostgres();
+          onPostgres = { store: "postgres" as const, pgUrl: await newDatabase(cluster) };
+        }
+        const config = testConfig(onPostgres);
+        cleanup.push(() => removeDir(config.dataDir));
+        const a = new Server(config);
+        const c = await started(a);
+        const sessionId = await c.createSession({ applicationName: "echo" });
+        const n = 300;
+        const payloads = await c.createResults(
+          sessionId,
+          Array.from({ length: n }, (_, i) => ({ name: `p${i}`, data: encodePayload("echo", [`v${i}`]) })),
+        );
+        const inputs = await c.createResults(
+          sessionId,
+          Array.from({ length: n }, (_, i) => ({ name: `d${i}`, data: Buffer.from(`input ${i}`) })),
+        );
+        const ids = [...payloads, ...inputs].map((r) => r.resultId);
+        await waitFor(
+          () => ids.every((id) => !a.scheduler.results.has(id)),
+          30_000,
+          "the client's results out of the server's memory once stored",
+        );
+        // Each was read alone, twice (to check it, then to keep it in memory for its task): 10,000 tasks
+        // naming results that left memory would hold a PostgreSQL server's event loop for tens of seconds.
+        const readsBefore = a.scheduler.store.stats().reads;
+        const tasks = await c.submitTasks(
+          sessionId,
+          payloads.map((p, i) => ({ payloadId: p.resultId, dataDependencies: [inputs[i].resultId] })),
+        );
+        const reads = a.scheduler.store.stats().reads - readsBefore;
+        assert.ok(reads <= 4, `a submission naming ${ids.length} stored results took ${reads} queries`);
+        const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
+        cleanup.push(() => worker.stop());
+        const outputs = tasks.map((t) => t.expectedOutputIds[0]);
+        const { data } = await c.waitResultsData(outputs, { timeoutMs: 60_000 });
+        outputs.forEach((id, i) => assert.equal(decodeOutput(data.get(id)!), `v${i}`, id));
+
+        // Finished, the tasks and their outputs leave memory too: the commands that name many of them read
+        // them a few hundred a query as well.
+        const taskIds = tasks.map((t) => t.taskId);
+        await waitFor(
+          () =>
+            taskIds.every((id) => !a.scheduler.tasks.has(id)) &&
+            outputs.every((id) => !a.scheduler.results.has(id)),
+          30_000,
+          "the finished tasks and their outputs out of the server's memory",
+        );
+        const queries = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+          const before = a.scheduler.store.stats().reads;
+          const answer = await run();
+          const n = a.scheduler.store.stats().reads - before;
+          assert.ok(n <= 4, `${what} of ${taskIds.length} finished records took ${n} queries`);
+          return answer;
+        };
+        const owners = await queries("results.getOwnerTaskId", () => c.getOwnerTaskIds(outputs));
+        outputs.forEach((id, i) => assert.equal(owners[id], taskIds[i]));
+        const named = await queries("tasks.getResultIds", () => c.getResultIds(taskIds));
+        taskIds.forEach((id, i) => assert.deepEqual(named[id], [outputs[i]]));
+        const blobs = await queries("results.download", () => c.downloadResults(outputs));
+        blobs.forEach((b, i) => assert.equal(decodeOutput(b), `v${i}`));
+      },
+    );
 
   it("memory store: result data past --memory-store-mb is refused with RESOURCE_EXHAUSTED, and a task whose output does not fit ends ERROR saying why", async () => {
     const server = new Server(testConfig({ store: "memory", memoryStoreMb: 1 }));
