@@ -93,7 +93,7 @@ describe("the embedded SQLite store", () => {
   it("holds clients' requests while more changes than a commit takes wait for the disk, and loses none", async () => {
     const { server, info } = await startServer();
     cleanup.push(() => server.shutdown());
-    // 2,000 changes not on disk instead of 60,000: each submission below makes 3,000.
+    // 2,000 changes waiting for the next commit instead of 20,000: each submission below makes 3,000.
     const store = server.scheduler.store as SqlStore;
     store.backlogRecords = 2000;
     const client = await connect(info.url, { timeoutMs: 60_000 });

@@ -141,9 +141,9 @@ export interface Store {
   readData(resultId: string, offset: number, length: number): Buffer;
   flush(): Promise<void>;
   /**
-   * While more changes than the store takes in one commit wait for the disk, a commit being under way:
-   * a promise that resolves once that commit ends (whether it succeeded or not). Else null, and while
-   * commits fail. The server reads no new request from clients until then, so that a burst of
+   * While a commit is under way and more changes than the store takes in one commit wait for the next:
+   * a promise that resolves once the commit under way ends (whether it succeeded or not). Else null, and
+   * while commits fail. The server reads no new request from clients until then, so that a burst of
    * submissions does not pile up in memory into one commit that takes the event loop for a second to
    * encode and the database for seconds to write.
    */
