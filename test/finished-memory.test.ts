@@ -12,7 +12,7 @@ import type { SessionEvent } from "../src/client/types.js";
 import { Server } from "../src/daemons/server.js";
 import type { ZgridError } from "../src/protocol/errors.js";
 import { EXAMPLE_APPS, removeDir, spawnWorker, testConfig, waitFor, type Proc } from "./helpers.js";
-import { newDatabase, postgresUnavailable, startPostgres, type TestPostgres } from "./postgres.js";
+import { BothStores } from "./postgres.js";
 
 const TASKS = 300;
 const value = (i: number) => `value ${i}`;
@@ -50,21 +50,14 @@ describe("finished work in memory", { timeout: 240_000 }, () => {
   };
   const prometheus = (c: ZgridClient) => clients.get(c)!.metrics.prometheus();
 
-  let cluster: TestPostgres | null = null;
-  after(async () => {
-    await cluster?.stop();
-  });
-  for (const kind of ["SQLite", "PostgreSQL"] as const) {
+  const stores = new BothStores();
+  after(() => stores.stop());
+  for (const kind of stores.kinds) {
     it(
       `${kind}: finished tasks and results leave memory; get, list, count, download, wait and new dependent tasks read them from the store, before and after a restart`,
-      { skip: kind === "PostgreSQL" ? (postgresUnavailable() ?? false) : false },
+      { skip: stores.skip(kind) },
       async () => {
-        let onPostgres = {};
-        if (kind === "PostgreSQL") {
-          cluster ??= await startPostgres();
-          onPostgres = { store: "postgres" as const, pgUrl: await newDatabase(cluster) };
-        }
-        const config = testConfig(onPostgres);
+        const config = testConfig(await stores.settings(kind));
         cleanup.push(() => removeDir(config.dataDir));
         const a = new Server(config);
         const c = await started(a);

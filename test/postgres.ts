@@ -38,6 +38,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ServerConfig } from "../src/daemons/config.js";
 import { freePort, tempDir, waitFor } from "./helpers.js";
 
 export interface TestPostgres {
@@ -551,6 +552,31 @@ function handle(server: ChildProcess, dir: string, port: number, url: string): T
 }
 
 let databases = 0;
+
+/**
+ * For a test run on SQLite and on PostgreSQL alike: the server settings of each, PostgreSQL's a new
+ * database on one cluster, started when first asked for; `skip` says why PostgreSQL cannot run here.
+ */
+export class BothStores {
+  readonly kinds = ["SQLite", "PostgreSQL"] as const;
+  private cluster: TestPostgres | null = null;
+
+  skip(kind: StoreKind): string | false {
+    return kind === "PostgreSQL" ? (postgresUnavailable() ?? false) : false;
+  }
+
+  async settings(kind: StoreKind): Promise<Partial<ServerConfig>> {
+    if (kind === "SQLite") return {};
+    this.cluster ??= await startPostgres();
+    return { store: "postgres", pgUrl: await newDatabase(this.cluster) };
+  }
+
+  async stop(): Promise<void> {
+    await this.cluster?.stop();
+  }
+}
+
+export type StoreKind = BothStores["kinds"][number];
 
 /** A new empty database of the cluster, owned by `zgrid` (each store test has one of its own): its URL. */
 export async function newDatabase(pg: TestPostgres): Promise<string> {

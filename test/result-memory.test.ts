@@ -14,7 +14,7 @@ import { Server } from "../src/daemons/server.js";
 import type { ZgridError } from "../src/protocol/errors.js";
 import { decode, encode } from "../src/protocol/codec.js";
 import { EXAMPLE_APPS, removeDir, spawnWorker, tempDir, testConfig, waitFor, type Proc } from "./helpers.js";
-import { newDatabase, postgresUnavailable, startPostgres, type TestPostgres } from "./postgres.js";
+import { BothStores } from "./postgres.js";
 
 /** An application whose method name is the size of the output it returns: small payloads, big outputs. */
 function sizedApp(): string {
@@ -84,21 +84,14 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     );
   });
 
-  let cluster: TestPostgres | null = null;
-  after(async () => {
-    await cluster?.stop();
-  });
-  for (const kind of ["SQLite", "PostgreSQL"] as const)
+  const stores = new BothStores();
+  after(() => stores.stop());
+  for (const kind of stores.kinds)
     it(
       `${kind}: a submission naming many results that left memory, and commands naming many finished tasks or results, read them a few hundred a query`,
-      { skip: kind === "PostgreSQL" ? (postgresUnavailable() ?? false) : false },
+      { skip: stores.skip(kind) },
       async () => {
-        let onPostgres = {};
-        if (kind === "PostgreSQL") {
-          cluster ??= await startPostgres();
-          onPostgres = { store: "postgres" as const, pgUrl: await newDatabase(cluster) };
-        }
-        const config = testConfig(onPostgres);
+        const config = testConfig(await stores.settings(kind));
         cleanup.push(() => removeDir(config.dataDir));
         const a = new Server(config);
         const c = await started(a);

@@ -114,28 +114,18 @@ export class GridMetrics {
         this.set(store.stats().pendingWrites);
       },
     });
-    let reads = 0;
-    new Counter({
-      name: "zgrid_store_reads_total",
-      help: "Queries the server read its store with (records and data that left memory); its event loop waits for each.",
-      registers,
-      collect() {
-        const now = store.stats().reads;
-        this.inc(now - reads);
-        reads = now;
-      },
-    });
-    let waits = 0;
-    new Counter({
-      name: "zgrid_store_backlog_waits_total",
-      help: "Times a client's request waited for a store commit before it was read: more changes were waiting for the disk than one commit takes.",
-      registers,
-      collect() {
-        const now = store.stats().backlogWaits;
-        this.inc(now - waits);
-        waits = now;
-      },
-    });
+    storeTotal(
+      registry,
+      "zgrid_store_reads_total",
+      "Queries the server read its store with (records and data that left memory); its event loop waits for each.",
+      () => store.stats().reads,
+    );
+    storeTotal(
+      registry,
+      "zgrid_store_backlog_waits_total",
+      "Times a client's request waited for a store commit before it was read: more changes were waiting for the next commit than one commit takes.",
+      () => store.stats().backlogWaits,
+    );
     this.durations = new Histogram({
       name: "zgrid_task_duration_seconds",
       help: "Run time of tasks that ended COMPLETED, ERROR or TIMEOUT (start of the last attempt to the end), by application.",
@@ -165,4 +155,19 @@ export class GridMetrics {
     }
     child.observe(Math.max(0, ((task.endedAt ?? Date.now()) - started) / 1000));
   }
+}
+
+/** A counter of a running total the store keeps (`total`), brought up to it at each scrape. */
+function storeTotal(registry: Registry, name: string, help: string, total: () => number): void {
+  let counted = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = total();
+      this.inc(now - counted);
+      counted = now;
+    },
+  });
 }

@@ -245,11 +245,13 @@ export class Submission {
   }
 }
 
-/** The ids of the results a batch names: payloads, expected outputs, data dependencies. */
+/**
+ * The ids of the results a batch names that may have left memory: payloads and data dependencies (an
+ * expected output is CREATED, and a CREATED result never leaves memory).
+ */
 function* namedResults(items: readonly TaskSubmission[]): Generator<string> {
   for (const item of items) {
     if (item.payloadId !== undefined) yield item.payloadId;
-    if (item.expectedOutputIds) yield* item.expectedOutputIds;
     if (item.dataDependencies) yield* item.dataDependencies;
   }
 }

@@ -336,13 +336,9 @@ export abstract class SqlStore implements Store {
 
   getTasks(ids: readonly string[]): Map<string, Task> {
     const found = new Map<string, Task>();
-    const n = this.idsAQuery(false);
-    for (let i = 0; i < ids.length; i += n) {
-      const [where, params] = this.oneOf("id", ids.slice(i, i + n));
-      for (const row of this.all(`SELECT doc FROM tasks WHERE ${where}`, params)) {
-        const t = this.storedTask(row.doc as Buffer);
-        found.set(t.id, t);
-      }
+    for (const row of this.rowsOf("SELECT doc FROM tasks", ids, this.idsAQuery(false))) {
+      const t = this.storedTask(row.doc as Buffer);
+      found.set(t.id, t);
     }
     return found;
   }
@@ -354,18 +350,22 @@ export abstract class SqlStore implements Store {
 
   getResults(ids: readonly string[], withData: boolean): StoredResults {
     const found: StoredResults = { results: new Map(), data: new Map() };
-    const n = this.idsAQuery(withData);
-    for (let i = 0; i < ids.length; i += n) {
-      const [where, params] = this.oneOf("id", ids.slice(i, i + n));
-      const sql = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results WHERE ${where}`;
-      for (const row of this.all(sql, params)) {
-        const r = resultFromRow(row);
-        found.results.set(r.id, r);
-        const data = row.data as Buffer | null | undefined;
-        if (data != null && r.status === "COMPLETED" && data.length === r.size) found.data.set(r.id, data);
-      }
+    const select = `SELECT status, doc, data IS NOT NULL AS has${withData ? ", data" : ""} FROM results`;
+    for (const row of this.rowsOf(select, ids, this.idsAQuery(withData))) {
+      const r = resultFromRow(row);
+      found.results.set(r.id, r);
+      const data = row.data as Buffer | null | undefined;
+      if (data != null && r.status === "COMPLETED" && data.length === r.size) found.data.set(r.id, data);
     }
     return found;
+  }
+
+  /** The rows of `select` whose id is one of `ids`, read `n` ids a query. */
+  private *rowsOf(select: string, ids: readonly string[], n: number): Generator<Row> {
+    for (let i = 0; i < ids.length; i += n) {
+      const [where, params] = this.oneOf("id", ids.slice(i, i + n));
+      yield* this.all(`${select} WHERE ${where}`, params);
+    }
   }
 
   *scanTasks(sessionIds: readonly string[] | null, skip: (id: string) => boolean): Generator<Task> {
