@@ -1,5 +1,5 @@
 import type { KeptRequest, LoadedState } from "../store/store.js";
-import { FINAL_TASK_STATUSES, type Session, type Task } from "./model.js";
+import { FINAL_TASK_STATUSES, TaskRecord, type Session, type Task } from "./model.js";
 import type { Scheduler } from "./scheduler.js";
 
 /**
@@ -82,8 +82,12 @@ export function restore(
   scheduler.resultCount = state.resultCount ?? state.results.length;
   let requeued = 0;
   let lost = 0;
-  for (const t of state.tasks) {
+  // Held in the scheduler's shape (a queued task's unset fields in no slot of their own).
+  const tasks = state.tasks.map((t) => {
     upgradeTask(t);
+    return TaskRecord.of(t);
+  });
+  for (const t of tasks) {
     scheduler.table.holdTask(t);
     scheduler.table.counts.add(t.options.partitionId, t.status);
     scheduler.table.sessionCounts.add(t.sessionId, t.status);
@@ -93,7 +97,7 @@ export function restore(
     const session = scheduler.sessions.get(t.sessionId);
     if (session) session.taskCount++;
   }
-  for (const t of state.tasks) {
+  for (const t of tasks) {
     if (scheduler.sessions.get(t.sessionId)?.status === "CANCELLED" && !FINAL_TASK_STATUSES.has(t.status)) {
       // The session's cancellation was committed first (changeSessionDurably), its tasks' after it:
       // a crash in between leaves them to be cancelled here.
@@ -133,9 +137,9 @@ export function restore(
   }
   const requestTasks = state.requestTasks ?? [];
   const answered =
-    requestTasks.length === 0 ? state.tasks : [...state.tasks, ...requestTasks].sort((a, b) => a.seq - b.seq);
+    requestTasks.length === 0 ? tasks : [...tasks, ...requestTasks].sort((a, b) => a.seq - b.seq);
   scheduler.keptRequests = matchRequests(state.requests ?? [], answered);
-  return { tasks: state.tasks.length, requeued, lost };
+  return { tasks: tasks.length, requeued, lost };
 }
 
 /**

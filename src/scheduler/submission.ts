@@ -1,8 +1,8 @@
 import { failedPrecondition, invalidArgument } from "../protocol/errors.js";
 import {
   FINAL_TASK_STATUSES,
-  NO_ATTEMPTS,
   NO_IDS,
+  TaskRecord,
   type Result,
   type Session,
   type Task,
@@ -195,26 +195,17 @@ export class Submission {
           for (let k = 0; k < n; k++) outputs[k] = result(OUTPUT_NAMES[k] ?? `output-${k}`);
         }
       }
-      created[i] = {
+      created[i] = new TaskRecord(
         id,
         sessionId,
         payloadId,
-        expectedOutputIds: outputs,
-        dataDependencies: item.dataDependencies ?? NO_IDS,
-        options: options[i],
-        status: "PENDING",
-        seq: 0,
-        createdAt: now,
-        submittedAt: null,
-        startedAt: null,
-        endedAt: null,
+        outputs,
+        item.dataDependencies ?? NO_IDS,
+        options[i],
+        now,
         createdBy,
-        parentTaskId: parent === null ? null : parent.id,
-        error: null,
-        attempts: NO_ATTEMPTS,
-        remainingDeps: 0,
-        workerId: null,
-      };
+        parent === null ? null : parent.id,
+      );
     }
     return created;
   }

@@ -1,4 +1,4 @@
-import type { Result, Task } from "./model.js";
+import { DEFAULT_TASK_OPTIONS, TaskRecord, type Result } from "./model.js";
 
 /**
  * Date.now(), read once a turn of the event loop: what one request creates or queues shares one time.
@@ -24,29 +24,10 @@ export class TurnClock {
   }
 }
 
-/** Records of the shapes of Task and Result (same fields, same order) whose times are null. */
+/** Records of the shapes of TaskRecord and Result (same fields, same order) whose times are null. */
 const nullTimes = null as unknown as number;
 export const SHAPES: readonly object[] = [
-  {
-    id: "",
-    sessionId: "",
-    payloadId: "",
-    expectedOutputIds: [],
-    dataDependencies: [],
-    options: null,
-    status: "PENDING",
-    seq: 0,
-    createdAt: nullTimes,
-    submittedAt: null,
-    startedAt: null,
-    endedAt: null,
-    createdBy: null,
-    parentTaskId: null,
-    error: null,
-    attempts: [],
-    remainingDeps: 0,
-    workerId: null,
-  } satisfies Partial<Record<keyof Task, unknown>>,
+  new TaskRecord("", "", "", [], [], DEFAULT_TASK_OPTIONS, nullTimes, null, null),
   {
     id: "",
     sessionId: "",
