@@ -84,6 +84,69 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     );
   });
 
+  it("SQLite: a wait for outputs whose records left memory, their data still in the cache of recent outputs, reads nothing from the store", async () => {
+    const config = testConfig();
+    cleanup.push(() => removeDir(config.dataDir));
+    const a = new Server(config);
+    const c = await started(a);
+    const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
+    cleanup.push(() => worker.stop());
+    const sessionId = await c.createSession({ applicationName: "echo" });
+    const n = 200;
+    const tasks = await c.submitTasks(
+      sessionId,
+      Array.from({ length: n }, (_, i) => ({ payload: encodePayload("echo", [`out ${i}`]) })),
+    );
+    const outputs = tasks.map((t) => t.expectedOutputIds[0]);
+    await c.waitResults(outputs, { timeoutMs: 60_000 });
+    // A client that submits faster than its waits reach the server asks for outputs like these.
+    await waitFor(
+      () => outputs.every((id) => !a.scheduler.results.has(id)),
+      30_000,
+      "the outputs' records out of the server's memory (2 s after their commit)",
+    );
+    assert.ok(
+      outputs.every((id) => a.scheduler.cache.has(id)),
+      "their data is in the cache",
+    );
+    const reads = async <T>(what: string, most: number, run: () => Promise<T>): Promise<T> => {
+      const before = a.scheduler.store.stats().reads;
+      const answer = await run();
+      const took = a.scheduler.store.stats().reads - before;
+      assert.ok(took <= most, `${what} took ${took} queries of the store`);
+      return answer;
+    };
+    const plain = await reads("a wait", 0, () => c.waitResults(outputs));
+    assert.ok(outputs.every((id) => plain.statuses[id] === "COMPLETED"));
+    const columns = await reads("a wait with data (columns)", 0, () => c.waitResultsData(outputs));
+    outputs.forEach((id, i) => assert.equal(decodeOutput(columns.data.get(id)!), `out ${i}`, id));
+    const maps = await reads("a wait with data (maps)", 0, () =>
+      c.request<{ statuses: Record<string, string>; data: Record<string, number> }>("results.wait", {
+        resultIds: outputs,
+        withData: true,
+      }),
+    );
+    outputs.forEach((id, i) => {
+      assert.equal(maps.msg.statuses[id], "COMPLETED");
+      assert.equal(decodeOutput(maps.blobs[maps.msg.data[id]]), `out ${i}`, id);
+    });
+
+    // One whose data was deleted is DELETED; one past the cache is read from the store (both reads
+    // batched); the others still come from the cache.
+    await c.deleteResultsData([outputs[0]]);
+    a.scheduler.cache.delete(outputs[1]);
+    const mixed = await reads("a wait naming one output past the cache", 2, () =>
+      c.waitResultsData(outputs.slice(0, 3)),
+    );
+    assert.deepEqual(
+      outputs.slice(0, 3).map((id) => mixed.statuses[id]),
+      ["DELETED", "COMPLETED", "COMPLETED"],
+    );
+    assert.equal(mixed.data.has(outputs[0]), false);
+    assert.equal(decodeOutput(mixed.data.get(outputs[1])!), "out 1");
+    assert.equal(decodeOutput(mixed.data.get(outputs[2])!), "out 2");
+  });
+
   const stores = new BothStores();
   after(() => stores.stop());
   for (const kind of stores.kinds)

@@ -215,13 +215,13 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
     const statuses: Record<string, string> = {};
     const blobs: Buffer[] = [];
     const data: Record<string, number> = {};
-    const found = scheduler.findResults(resultIds, withData);
+    const found = scheduler.waitedResults(resultIds, withData);
     resultIds.forEach((id, i) => {
-      const r = found.results[i];
-      statuses[id] = r ? r.status : "DELETED";
-      if (withData && r?.status === "COMPLETED") {
+      const status = found.statuses[i] ?? "DELETED";
+      statuses[id] = status;
+      if (withData && status === "COMPLETED") {
         data[id] = blobs.length;
-        blobs.push(found.data.get(id) ?? scheduler.data.dataOf(r));
+        blobs.push(found.data[i]!);
       }
     });
     return {
@@ -248,13 +248,12 @@ function waitColumns(
   const sizes: number[] | null = withData ? new Array(n) : null;
   const parts: Buffer[] = [];
   let bytes = 0;
-  const found = scheduler.findResults(resultIds, withData);
+  const found = scheduler.waitedResults(resultIds, withData);
   for (let i = 0; i < n; i++) {
-    const r = found.results[i];
-    statuses[i] = r ? r.status : "DELETED";
+    statuses[i] = found.statuses[i] ?? "DELETED";
     if (!sizes) continue;
-    if (r?.status === "COMPLETED") {
-      const data = found.data.get(r.id) ?? scheduler.data.dataOf(r);
+    if (statuses[i] === "COMPLETED") {
+      const data = found.data[i]!;
       sizes[i] = data.length;
       parts.push(data);
       bytes += data.length;
