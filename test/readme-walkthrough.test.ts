@@ -37,6 +37,18 @@ const SKIP = listed.status === 0 ? false : `not a git work tree: ${listed.error?
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
 
+/**
+ * Where node-gyp finds Node's headers, as npm says with the user's real home. Under `npm test` npm hands
+ * it down as npm_config_nodedir; run by itself (`node --test` of this file), the walkthrough's own HOME
+ * would hide it, and the addon's build would look for headers to download.
+ */
+const NODEDIR = ((): NodeJS.ProcessEnv => {
+  if (process.env.npm_config_nodedir) return {};
+  const got = spawnSync(NPM, ["config", "get", "nodedir"], { encoding: "utf8" });
+  const dir = got.status === 0 ? got.stdout.trim() : "";
+  return dir && existsSync(dir) ? { npm_config_nodedir: dir } : {};
+})();
+
 /** The fenced code blocks of a Markdown text, with their language. */
 function codeBlocks(markdown: string): { lang: string; text: string }[] {
   return [...markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1], text: m[2] }));
@@ -92,6 +104,7 @@ function start(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv 
       ZGRID_URL: "",
       ZGRID_NO_TOKENS_FILE: "",
       npm_config_update_notifier: "false",
+      ...NODEDIR,
       ...(home ? { HOME: home } : {}),
       ...env,
     },
