@@ -15,6 +15,7 @@ import type { ZgridError } from "../src/protocol/errors.js";
 import { decode, encode } from "../src/protocol/codec.js";
 import { EXAMPLE_APPS, removeDir, spawnWorker, tempDir, testConfig, waitFor, type Proc } from "./helpers.js";
 import { BothStores } from "./postgres.js";
+import type { ServerConfig } from "../src/daemons/config.js";
 
 /** An application whose method name is the size of the output it returns: small payloads, big outputs. */
 function sizedApp(): string {
@@ -39,15 +40,20 @@ describe("result data in memory", { timeout: 180_000 }, () => {
     cleanup.push(() => c.close());
     return c;
   };
-
-  it("SQLite: outputs leave memory once stored, past a small cache they are read from the store, and a restart gives them back", async () => {
-    const config = testConfig({ resultCacheMb: 1 });
+  /** A server on `config` (its data dir removed at the end), a client, a worker host, an "echo" session. */
+  const echoGrid = async (config: ServerConfig) => {
     cleanup.push(() => removeDir(config.dataDir));
     const a = new Server(config);
     const c = await started(a);
     const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
     cleanup.push(() => worker.stop());
     const sessionId = await c.createSession({ applicationName: "echo" });
+    return { a, c, worker, sessionId };
+  };
+
+  it("SQLite: outputs leave memory once stored, past a small cache they are read from the store, and a restart gives them back", async () => {
+    const config = testConfig({ resultCacheMb: 1 });
+    const { a, c, worker, sessionId } = await echoGrid(config);
     const value = (i: number) => `${i}:`.padEnd(10_000, "x");
     const tasks = await c.submitTasks(
       sessionId,
@@ -85,13 +91,7 @@ describe("result data in memory", { timeout: 180_000 }, () => {
   });
 
   it("SQLite: a wait for outputs whose records left memory, their data still in the cache of recent outputs, reads nothing from the store", async () => {
-    const config = testConfig();
-    cleanup.push(() => removeDir(config.dataDir));
-    const a = new Server(config);
-    const c = await started(a);
-    const worker: Proc = await spawnWorker(a, EXAMPLE_APPS, 2);
-    cleanup.push(() => worker.stop());
-    const sessionId = await c.createSession({ applicationName: "echo" });
+    const { a, c, sessionId } = await echoGrid(testConfig());
     const n = 200;
     const tasks = await c.submitTasks(
       sessionId,

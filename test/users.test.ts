@@ -140,6 +140,18 @@ describe("users and permissions (users file)", () => {
     assert.deepEqual(await alice.downloadResult(input.resultId), Buffer.from("hello"));
     const [task] = await alice.submitTasks(s, [{ payload: Buffer.from("p") }]);
     assert.equal((await alice.getTask(task.taskId)).sessionId, s);
+    // The records read to check her ownership answer these too.
+    const output = task.expectedOutputIds[0];
+    assert.deepEqual(await alice.getResultIds([task.taskId]), { [task.taskId]: [output] });
+    assert.deepEqual(await alice.getOwnerTaskIds([output, input.resultId]), {
+      [output]: task.taskId,
+      [input.resultId]: null,
+    });
+    await assert.rejects(
+      alice.getOwnerTaskIds([output, "r-nope"]),
+      (err: ZgridError) => err.code === "NOT_FOUND",
+    );
+    await assert.rejects(alice.getResultIds(["t-nope"]), (err: ZgridError) => err.code === "NOT_FOUND");
     assert.ok((await alice.listSessions()).items.some((x) => x.sessionId === s));
     await alice.closeSession(s);
     await assert.rejects(alice.shutdown(), denied(/user alice \(role submitter\) may not run shutdown/));
@@ -158,6 +170,7 @@ describe("users and permissions (users file)", () => {
     await assert.rejects(bob.getResult(input.resultId), denied());
     await assert.rejects(bob.getTask(task.taskId), denied());
     await assert.rejects(bob.getResultIds([task.taskId]), denied());
+    await assert.rejects(bob.getOwnerTaskIds([task.expectedOutputIds[0]]), denied());
     await assert.rejects(bob.cancelTasks([task.taskId]), denied());
     await assert.rejects(bob.cancelSession(s), denied());
     await assert.rejects(bob.pauseSession(s), denied());

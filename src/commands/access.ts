@@ -1,6 +1,6 @@
 import type { CommandRequest, RequestCaller } from "../protocol/command-map.js";
 import { permissionDenied } from "../protocol/errors.js";
-import type { Session } from "../scheduler/model.js";
+import type { Result, Session, Task } from "../scheduler/model.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 
 /**
@@ -53,23 +53,35 @@ function checkSessionOf(req: CommandRequest, scheduler: Scheduler, sessionId: st
 /**
  * Checks every task id the caller names, before anything is done: each one that exists must be of a
  * session the caller may touch. Ids that do not exist are left to the command (NOT_FOUND or skipped).
+ * Returns the tasks it read (scheduler.findTasks, in the order of `taskIds`) for the command to use,
+ * or null where the caller sees every session and nothing was read.
  */
-export function ownTasks(req: CommandRequest, scheduler: Scheduler, taskIds: readonly string[]): void {
-  if (seesAll(req.caller)) return;
+export function ownTasks(
+  req: CommandRequest,
+  scheduler: Scheduler,
+  taskIds: readonly string[],
+): (Task | undefined)[] | null {
+  if (seesAll(req.caller)) return null;
   // A finished task may be only in the store: read from there, a few hundred a query.
   const tasks = scheduler.findTasks(taskIds);
   tasks.forEach((t, i) => {
     if (t) checkSessionOf(req, scheduler, t.sessionId, `task ${taskIds[i]}`);
   });
+  return tasks;
 }
 
-/** As ownTasks, for result ids. */
-export function ownResults(req: CommandRequest, scheduler: Scheduler, resultIds: readonly string[]): void {
-  if (seesAll(req.caller)) return;
+/** As ownTasks, for result ids (the results of scheduler.findResults, without data). */
+export function ownResults(
+  req: CommandRequest,
+  scheduler: Scheduler,
+  resultIds: readonly string[],
+): (Result | undefined)[] | null {
+  if (seesAll(req.caller)) return null;
   const { results } = scheduler.findResults(resultIds);
   results.forEach((r, i) => {
     if (r) checkSessionOf(req, scheduler, r.sessionId, `result ${resultIds[i]}`);
   });
+  return results;
 }
 
 /** A listing's `matches` narrowed to the records of sessions the caller may see. */

@@ -163,9 +163,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument(
         `resultIds lists ${resultIds.length} results: at most ${server.config.maxBatch} a request`,
       );
-    ownResults(req, scheduler, resultIds);
     const owners: Record<string, string | null> = {};
-    const { results } = scheduler.findResults(resultIds);
+    const results = ownResults(req, scheduler, resultIds) ?? scheduler.findResults(resultIds).results;
     resultIds.forEach((id, i) => {
       const r = results[i];
       if (!r || !scheduler.isVisible(r)) throw notFound(`result ${id} does not exist`);

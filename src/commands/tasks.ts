@@ -160,9 +160,8 @@ export function register(map: CommandRegistrar, server: ServerContext): void {
       throw invalidArgument(
         `taskIds lists ${taskIds.length} tasks: at most ${server.config.maxBatch} a request`,
       );
-    ownTasks(req, scheduler, taskIds);
     const resultIds: Record<string, string[]> = {};
-    const tasks = scheduler.findTasks(taskIds);
+    const tasks = ownTasks(req, scheduler, taskIds) ?? scheduler.findTasks(taskIds);
     taskIds.forEach((id, i) => {
       const t = tasks[i];
       if (!t) throw notFound(`task ${id} does not exist`);

@@ -242,8 +242,9 @@ export class Scheduler {
         data[i] = r.data ?? this.cache.get(id);
         if (data[i] === undefined && r.stored) (missing ??= []).push(i);
         else data[i] ??= this.data.dataOf(r);
-      } else if (withData ? (data[i] = this.cache.get(id)) !== undefined : this.cache.has(id)) {
+      } else if (this.cache.has(id)) {
         statuses[i] = "COMPLETED";
+        if (withData) data[i] = this.cache.get(id);
       } else (missing ??= []).push(i);
     }
     if (missing === null) return { statuses, data };
