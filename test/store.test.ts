@@ -90,6 +90,28 @@ describe("the embedded SQLite store", () => {
     assert.equal(db.prepare("SELECT count(*) FROM tasks").pluck().get(), 20, "one row a task");
   });
 
+  it("commits a task's end at once, not after the delay that gathers changes nobody waits for", async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    // Changes gather for a minute: only the commit a task's end asks for can put its COMPLETED on disk.
+    const store = server.scheduler.store as SqlStore;
+    store.flushDelayMs = 60_000;
+    const client = await connect(info.url);
+    cleanup.push(() => client.close());
+    const worker = await spawnWorker(server, EXAMPLE_APPS, 1);
+    cleanup.push(() => worker.stop());
+    const s = await client.createSession({ applicationName: "hello" });
+    const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
+    cleanup.push(async () => void db.close());
+    const status = db.prepare("SELECT status FROM tasks WHERE id = ?").pluck();
+    for (let i = 0; i < 3; i++) {
+      // Acknowledged: on disk. Then ended by the worker, and on disk without anyone asking for it.
+      const [task] = await client.submitTasks(s, [{ payload: encodePayload("noop") }]);
+      assert.ok(status.get(task.taskId), "the submission is on disk when acknowledged");
+      await waitFor(() => status.get(task.taskId) === "COMPLETED", 15_000, "the task's end on disk");
+    }
+  });
+
   it("holds clients' requests while more changes than a commit takes wait for the disk, and loses none", async () => {
     const { server, info } = await startServer();
     cleanup.push(() => server.shutdown());

@@ -240,10 +240,12 @@ export class Fleet {
     const w = this.s.workers.get(workerId);
     if (!w) return;
     const now = Date.now();
+    let ended = 0;
     for (const c of completions) {
       const task = this.s.tasks.get(c.taskId);
       if (!task || task.workerId !== workerId || !w.inflight.has(task.id)) continue;
       w.inflight.delete(task.id);
+      ended++;
       if (c.status !== "CANCELLED") {
         // Run time from the start on a slot (or from dispatch, if STARTED never came).
         const ms = now - task.attempts[task.attempts.length - 1].startedAt;
@@ -272,6 +274,8 @@ export class Fleet {
           this.s.finishTask(task, "ERROR", `worker reported unknown status ${String(c.status)}`);
       }
     }
+    // The client waiting for these tasks hears of them once they are on disk: no delay before the commit.
+    if (ended > 0) this.s.store.commitSoon();
     this.s.dispatcher.schedule();
   }
 

@@ -52,6 +52,7 @@ export class MemoryStore implements Store {
     return MemoryStore.done;
   }
   discard(): void {}
+  commitSoon(): void {}
   backlogged(): null {
     return null;
   }

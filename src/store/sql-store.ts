@@ -149,6 +149,8 @@ export abstract class SqlStore implements Store {
   private reads = 0;
   /** Changes waiting for the next commit past which clients wait (BACKLOG_RECORDS; tests set less). */
   backlogRecords = BACKLOG_RECORDS;
+  /** How long changes nobody waits for gather before their commit (FLUSH_MS; tests set more). */
+  flushDelayMs = FLUSH_MS;
   private backlogWaits = 0;
 
   backlogged(): Promise<void> | null {
@@ -488,7 +490,7 @@ export abstract class SqlStore implements Store {
       setImmediate(() => this.commit());
       return;
     }
-    this.timer ??= setTimeout(() => this.commit(), FLUSH_MS);
+    this.timer ??= setTimeout(() => this.commit(), this.flushDelayMs);
   }
 
   /**
@@ -504,13 +506,25 @@ export abstract class SqlStore implements Store {
     }
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (!this.immediate) {
-        this.immediate = true;
-        setImmediate(() => {
-          this.immediate = false;
-          this.commit();
-        });
-      }
+      this.commitNextTurn();
+    });
+  }
+
+  /**
+   * Changes a client may be waiting for (a task ended): committed at the end of this event-loop turn
+   * rather than after the timer, so that the wait for its outputs, arriving a moment later, finds them
+   * on disk or on their way. With a commit under way they go when it ends, as every change does.
+   */
+  commitSoon(): void {
+    if (this.pending > 0 && !this.inflight && !this.closed) this.commitNextTurn();
+  }
+
+  private commitNextTurn(): void {
+    if (this.immediate) return;
+    this.immediate = true;
+    setImmediate(() => {
+      this.immediate = false;
+      this.commit();
     });
   }
 

@@ -140,6 +140,8 @@ export interface Store {
   /** Reads `length` bytes of a stored result's data from `offset`. */
   readData(resultId: string, offset: number, length: number): Buffer;
   flush(): Promise<void>;
+  /** Something a client may be waiting for changed (a task ended): commit without the usual delay. */
+  commitSoon(): void;
   /**
    * While a commit is under way and more changes than the store takes in one commit wait for the next:
    * a promise that resolves once the commit under way ends (whether it succeeded or not). Else null, and
