@@ -143,6 +143,38 @@ describe("the embedded SQLite store", () => {
     assert.equal(await client.ruok(), "imok");
   });
 
+  it("answers requests that only read while submissions wait for a large commit under way", async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    const store = server.scheduler.store as SqlStore;
+    store.backlogRecords = 100;
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => client.close());
+    const s = await client.createSession({ applicationName: "hello" });
+    const payload = encodePayload("noop");
+    // The first submission's commit (180,000 rows) takes a while; the second's 600 changes wait for the
+    // next one, past the bound: the store is backlogged. Nothing serves the session: no task runs.
+    let bigDone = false;
+    const big = client.submitTasks(s, new Array(60_000).fill({ payload })).then((t) => {
+      bigDone = true;
+      return t;
+    });
+    const small = client.submitTasks(s, new Array(200).fill({ payload }));
+    const heldBefore = store.stats().backlogWaits;
+    const third = client.submitTasks(s, new Array(200).fill({ payload }));
+    const count = await client.countTasks({ sessionId: s });
+    assert.equal(bigDone, false, "the count was answered while the large commit was under way");
+    assert.equal(count.SUBMITTED ?? 0, 60_200, "it sees the tasks submitted, the held ones excepted");
+    assert.equal(await client.ruok(), "imok");
+    const answers = await Promise.all([big, small, third]);
+    assert.deepEqual(
+      answers.map((a) => a.length),
+      [60_000, 200, 200],
+    );
+    assert.ok(store.stats().backlogWaits > heldBefore, "the third submission waited for the commit");
+    assert.equal((await client.countTasks({ sessionId: s })).SUBMITTED, 60_400);
+  });
+
   it("fsyncs each commit before the reply (synchronous = FULL), and says so in getstatus", async () => {
     const { server } = await startServer();
     const client = await connect(server.info!.statusUrl!);

@@ -46,6 +46,11 @@ export interface RequestRecorder {
 export const PEER_SEND_HWM = 10_000;
 /** The most requests one peer may have in flight (its handlers running) on a daemon. */
 export const PEER_MAX_IN_FLIGHT = 1000;
+/**
+ * The most requests a daemon holds while the store is backlogged (see DaemonOptions.backpressure): past
+ * it, it reads none until one runs, so that held requests cannot grow the server's memory.
+ */
+export const MAX_HELD_REQUESTS = 16;
 /** How often, at most, a daemon logs that it drops messages. */
 const DROP_LOG_MS = 10_000;
 
@@ -72,10 +77,13 @@ export interface DaemonOptions {
   /** With `--curve`: the server's secret key; the socket is a CurveZMQ server of the "clients" ZAP domain. */
   curveSecretKey?: string;
   /**
-   * Asked before each request is read: something to wait for first (the store's backlog: see
-   * Store.backlogged), else null. What peers send meanwhile waits in ZeroMQ's queues.
+   * Asked before a request that may change state runs: something to wait for first (the store's
+   * backlog: see Store.backlogged), else null. Requests of `readOnly` commands never wait. Past
+   * MAX_HELD_REQUESTS waiting, no request is read: what peers send meanwhile waits in ZeroMQ's queues.
    */
   backpressure?: () => Promise<void> | null;
+  /** Commands that change nothing the store keeps: answered at once while the store is backlogged. */
+  readOnly?: ReadonlySet<string>;
 }
 
 /**
@@ -125,6 +133,9 @@ export class ServerDaemon implements Daemon {
   private drained: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private requestCount = 0;
+  /** Requests waiting for the store's backlog before they run, and the loop waiting for room among them. */
+  private held = 0;
+  private heldRoom: (() => void) | null = null;
 
   constructor(private readonly opts: DaemonOptions) {
     this.name = opts.name;
@@ -163,13 +174,14 @@ export class ServerDaemon implements Daemon {
   private async serve(): Promise<void> {
     try {
       const fair = new FairShare();
-      const backpressure = this.opts.backpressure;
       for await (const frames of this.socket) {
         this.handle(frames).catch((err: unknown) => this.log.error({ err }, "request handling failed"));
         const pause = fair.pause();
         if (pause) await pause;
-        const backlog = backpressure?.();
-        if (backlog) await backlog;
+        if (this.held >= MAX_HELD_REQUESTS)
+          await new Promise<void>((resolve) => {
+            this.heldRoom = resolve;
+          });
       }
     } catch (err) {
       if (!this.socket.closed) this.log.error({ err }, "receive loop ended");
@@ -265,6 +277,18 @@ export class ServerDaemon implements Daemon {
     }
     process.kill(process.pid, "SIGKILL");
     throw new Error("unreachable");
+  }
+
+  private async hold(backlog: Promise<void>): Promise<void> {
+    this.held++;
+    try {
+      await backlog;
+    } finally {
+      this.held--;
+      const room = this.heldRoom;
+      this.heldRoom = null;
+      room?.();
+    }
   }
 
   private async handle(frames: Buffer[]): Promise<void> {
@@ -401,6 +425,14 @@ export class ServerDaemon implements Daemon {
       this.opts.metrics.record(this.name, cmd, user, (performance.now() - started) / 1000, errorCode);
     };
     try {
+      // While the store is far behind, a request that may add to it waits for the commit under way
+      // (commits stay of a bounded size); one that only reads is answered meanwhile.
+      const backlog = this.opts.readOnly?.has(cmd) ? null : (this.opts.backpressure?.() ?? null);
+      if (backlog) {
+        await this.hold(backlog);
+        // Answered UNAVAILABLE by a shutdown while it waited: it never runs.
+        if (open.answered) return;
+      }
       const result = entry.handler(req);
       const answer: CommandReply = result instanceof Promise ? await result : result;
       if (!open.answered) {

@@ -59,6 +59,23 @@ const SUBMITTER_COMMANDS = [
   "events.unsubscribe",
 ] as const;
 
+/**
+ * Commands that change nothing the store keeps (reads, waits, downloads, subscriptions): answered at once
+ * while the store is backlogged, when those that may change state wait (DaemonOptions.readOnly).
+ */
+export const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set([
+  ...READER_COMMANDS,
+  "sessions.get",
+  "tasks.get",
+  "tasks.getResultIds",
+  "results.download",
+  "results.get",
+  "results.getOwnerTaskId",
+  "results.wait",
+  "events.subscribe",
+  "events.unsubscribe",
+]);
+
 /** `*`: every command, those of modules added to server-modules.cfg and `shutdown` included. */
 export const ALL_COMMANDS = "*";
 

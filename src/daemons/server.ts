@@ -19,6 +19,7 @@ import { DefaultDaemon } from "./default-daemon.js";
 import { IntegrationDaemon } from "./integration-daemon.js";
 import { MetricsDaemon } from "./metrics-daemon.js";
 import { StatusThread } from "./status-thread.js";
+import { READ_ONLY_COMMANDS } from "./roles.js";
 import { serverStatus } from "../commands/status.js";
 import { WorkerEndpoint } from "./worker-endpoint.js";
 import { curveKeyPair } from "zeromq";
@@ -149,8 +150,10 @@ export class Server implements ServerContext {
       ...common,
       curveSecretKey,
       port: config.port,
-      // Clients' requests wait while the store is far behind: commits stay of a bounded size.
+      // Clients' requests that may change state wait while the store is far behind: commits stay of a
+      // bounded size. Reads are answered meanwhile.
       backpressure: () => this.store.backlogged(),
+      readOnly: READ_ONLY_COMMANDS,
     });
     this.daemons.push(this.defaultDaemon);
     if (config.daemons.includes("metrics")) {
