@@ -124,6 +124,13 @@ describe("the embedded SQLite store", () => {
       () => client.close(),
       () => metrics.close(),
     );
+    // Held submissions go one a commit: none gathers many of them (16,000 tasks if all went at once).
+    let largest = 0;
+    const counted = store.onCommitted;
+    store.onCommitted = (tasks, results) => {
+      largest = Math.max(largest, Array.from(tasks).length);
+      counted?.(tasks, results);
+    };
     const s = await client.createSession({ applicationName: "hello" });
     const batch = Array.from({ length: 1000 }, () => ({ payload: encodePayload("noop") }));
     // Sent at once: the server reads them while the commits of the first ones are under way.
@@ -140,6 +147,7 @@ describe("the embedded SQLite store", () => {
     const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
     cleanup.push(async () => void db.close());
     assert.equal(db.prepare("SELECT count(*) FROM tasks").pluck().get(), 20_000, "every task on disk");
+    assert.ok(largest <= 5000, `the largest commit held ${largest} tasks`);
     assert.equal(await client.ruok(), "imok");
   });
 

@@ -133,8 +133,12 @@ export class ServerDaemon implements Daemon {
   private drained: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private requestCount = 0;
-  /** Requests waiting for the store's backlog before they run, and the loop waiting for room among them. */
-  private held = 0;
+  /**
+   * Requests that may change state, held while the store is backlogged (DaemonOptions.backpressure):
+   * let go in order, one a commit while the backlog lasts (release); the loop waits for room among them.
+   */
+  private readonly held: (() => void)[] = [];
+  private releasing = false;
   private heldRoom: (() => void) | null = null;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -178,7 +182,7 @@ export class ServerDaemon implements Daemon {
         this.handle(frames).catch((err: unknown) => this.log.error({ err }, "request handling failed"));
         const pause = fair.pause();
         if (pause) await pause;
-        if (this.held >= MAX_HELD_REQUESTS)
+        if (this.held.length >= MAX_HELD_REQUESTS)
           await new Promise<void>((resolve) => {
             this.heldRoom = resolve;
           });
@@ -216,6 +220,10 @@ export class ServerDaemon implements Daemon {
     this.open.clear();
     await this.out.idle();
     this.socket.close();
+    // A loop waiting for room among held requests goes on, to find the socket closed.
+    const room = this.heldRoom;
+    this.heldRoom = null;
+    room?.();
     await this.loop;
   }
 
@@ -279,16 +287,44 @@ export class ServerDaemon implements Daemon {
     throw new Error("unreachable");
   }
 
-  private async hold(backlog: Promise<void>): Promise<void> {
-    this.held++;
-    try {
-      await backlog;
-    } finally {
-      this.held--;
+  /**
+   * Whether a request of `cmd` must wait before it runs: it may change state, and the store is backlogged
+   * or others wait already (it goes after them). Then resolves when its turn comes.
+   */
+  private waitTurn(cmd: string): Promise<void> | null {
+    const backpressure = this.opts.backpressure;
+    if (!backpressure || this.opts.readOnly?.has(cmd)) return null;
+    let backlog: Promise<void> | null = null;
+    if (!this.releasing) {
+      backlog = backpressure();
+      if (!backlog) return null;
+    }
+    const turn = new Promise<void>((resolve) => this.held.push(resolve));
+    if (!this.releasing) void this.release(backlog, backpressure);
+    return turn;
+  }
+
+  /**
+   * Lets held requests go in order: one each time the commit under way ends, while the store stays
+   * backlogged (as if read one a commit), the rest at once when it no longer is.
+   */
+  private async release(
+    first: Promise<void> | null,
+    backpressure: () => Promise<void> | null,
+  ): Promise<void> {
+    this.releasing = true;
+    let backlog = first;
+    while (this.held.length > 0) {
+      if (backlog) await backlog;
+      this.held.shift()!();
       const room = this.heldRoom;
       this.heldRoom = null;
       room?.();
+      // The request let go runs, its changes counted, before the next one is judged.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      backlog = this.held.length > 0 ? backpressure() : null;
     }
+    this.releasing = false;
   }
 
   private async handle(frames: Buffer[]): Promise<void> {
@@ -427,9 +463,9 @@ export class ServerDaemon implements Daemon {
     try {
       // While the store is far behind, a request that may add to it waits for the commit under way
       // (commits stay of a bounded size); one that only reads is answered meanwhile.
-      const backlog = this.opts.readOnly?.has(cmd) ? null : (this.opts.backpressure?.() ?? null);
-      if (backlog) {
-        await this.hold(backlog);
+      const turn = this.waitTurn(cmd);
+      if (turn) {
+        await turn;
         // Answered UNAVAILABLE by a shutdown while it waited: it never runs.
         if (open.answered) return;
       }
