@@ -151,6 +151,30 @@ describe("the embedded SQLite store", () => {
     assert.equal(await client.ruok(), "imok");
   });
 
+  it("schedules a commit once a turn past 20,000 changes, not once a change", async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => client.close());
+    const s = await client.createSession({ applicationName: "hello" });
+    // Counted, then passed on: everything this process schedules while the server takes 30,000 tasks
+    // (90,000 changes, 70,000 of them past the bound that commits at the next turn).
+    const original = globalThis.setImmediate;
+    let scheduled = 0;
+    const counting = ((...args: Parameters<typeof setImmediate>) => {
+      scheduled++;
+      return original(...args);
+    }) as typeof setImmediate;
+    globalThis.setImmediate = counting;
+    try {
+      const tasks = await client.submitTasks(s, new Array(30_000).fill({ payload: encodePayload("noop") }));
+      assert.equal(tasks.length, 30_000);
+    } finally {
+      globalThis.setImmediate = original;
+    }
+    assert.ok(scheduled < 1000, `${scheduled} callbacks scheduled for one submission`);
+  });
+
   it("answers requests that only read while submissions wait for a large commit under way", async () => {
     const { server, info } = await startServer();
     cleanup.push(() => server.shutdown());

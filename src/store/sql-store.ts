@@ -487,7 +487,8 @@ export abstract class SqlStore implements Store {
     if (this.pending >= FLUSH_RECORDS) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
-      setImmediate(() => this.commit());
+      // Once a turn, not once a change: a 100,000-task submission made 280,000 of them.
+      this.commitNextTurn();
       return;
     }
     this.timer ??= setTimeout(() => this.commit(), this.flushDelayMs);
