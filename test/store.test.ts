@@ -31,6 +31,15 @@ describe("the embedded SQLite store", () => {
   after(async () => {
     for (const c of cleanup.reverse()) await c();
   });
+  /** A server on a SQLite file of its own, its store, and a client with a session; stopped after the suite. */
+  const grid = async () => {
+    const { server, info } = await startServer();
+    cleanup.push(() => server.shutdown());
+    const client = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => client.close());
+    const s = await client.createSession({ applicationName: "hello" });
+    return { server, info, store: server.scheduler.store as SqlStore, client, s };
+  };
 
   it("refuses a second server on the same data dir (a dead one's lock is taken over: see the kill -9 test)", async () => {
     const config = testConfig();
@@ -91,16 +100,11 @@ describe("the embedded SQLite store", () => {
   });
 
   it("commits a task's end at once, not after the delay that gathers changes nobody waits for", async () => {
-    const { server, info } = await startServer();
-    cleanup.push(() => server.shutdown());
+    const { server, store, client, s } = await grid();
     // Changes gather for a minute: only the commit a task's end asks for can put its COMPLETED on disk.
-    const store = server.scheduler.store as SqlStore;
     store.flushDelayMs = 60_000;
-    const client = await connect(info.url);
-    cleanup.push(() => client.close());
     const worker = await spawnWorker(server, EXAMPLE_APPS, 1);
     cleanup.push(() => worker.stop());
-    const s = await client.createSession({ applicationName: "hello" });
     const db = new Database(join(server.config.dataDir, "zgrid.db"), { readonly: true });
     cleanup.push(async () => void db.close());
     const status = db.prepare("SELECT status FROM tasks WHERE id = ?").pluck();
@@ -113,17 +117,11 @@ describe("the embedded SQLite store", () => {
   });
 
   it("holds clients' requests while more changes than a commit takes wait for the disk, and loses none", async () => {
-    const { server, info } = await startServer();
-    cleanup.push(() => server.shutdown());
+    const { server, info, store, client, s } = await grid();
     // 2,000 changes waiting for the next commit instead of 20,000: each submission below makes 3,000.
-    const store = server.scheduler.store as SqlStore;
     store.backlogRecords = 2000;
-    const client = await connect(info.url, { timeoutMs: 60_000 });
     const metrics = await connect(info.metricsUrl!);
-    cleanup.push(
-      () => client.close(),
-      () => metrics.close(),
-    );
+    cleanup.push(() => metrics.close());
     // Held submissions go one a commit: none gathers many of them (16,000 tasks if all went at once).
     let largest = 0;
     const counted = store.onCommitted;
@@ -131,7 +129,6 @@ describe("the embedded SQLite store", () => {
       largest = Math.max(largest, Array.from(tasks).length);
       counted?.(tasks, results);
     };
-    const s = await client.createSession({ applicationName: "hello" });
     const batch = Array.from({ length: 1000 }, () => ({ payload: encodePayload("noop") }));
     // Sent at once: the server reads them while the commits of the first ones are under way.
     const answers = await Promise.all(Array.from({ length: 20 }, () => client.submitTasks(s, batch)));
@@ -152,11 +149,7 @@ describe("the embedded SQLite store", () => {
   });
 
   it("schedules a commit once a turn past 20,000 changes, not once a change", async () => {
-    const { server, info } = await startServer();
-    cleanup.push(() => server.shutdown());
-    const client = await connect(info.url, { timeoutMs: 60_000 });
-    cleanup.push(() => client.close());
-    const s = await client.createSession({ applicationName: "hello" });
+    const { client, s } = await grid();
     // Counted, then passed on: everything this process schedules while the server takes 30,000 tasks
     // (90,000 changes, 70,000 of them past the bound that commits at the next turn).
     const original = globalThis.setImmediate;
@@ -176,13 +169,8 @@ describe("the embedded SQLite store", () => {
   });
 
   it("answers requests that only read while submissions wait for a large commit under way", async () => {
-    const { server, info } = await startServer();
-    cleanup.push(() => server.shutdown());
-    const store = server.scheduler.store as SqlStore;
+    const { store, client, s } = await grid();
     store.backlogRecords = 100;
-    const client = await connect(info.url, { timeoutMs: 60_000 });
-    cleanup.push(() => client.close());
-    const s = await client.createSession({ applicationName: "hello" });
     const payload = encodePayload("noop");
     // The first submission's commit (180,000 rows) takes a while; the second's 600 changes wait for the
     // next one, past the bound: the store is backlogged. Nothing serves the session: no task runs.

@@ -63,11 +63,7 @@ export function ownTasks(
 ): (Task | undefined)[] | null {
   if (seesAll(req.caller)) return null;
   // A finished task may be only in the store: read from there, a few hundred a query.
-  const tasks = scheduler.findTasks(taskIds);
-  tasks.forEach((t, i) => {
-    if (t) checkSessionOf(req, scheduler, t.sessionId, `task ${taskIds[i]}`);
-  });
-  return tasks;
+  return checkSessionsOf(req, scheduler, "task", taskIds, scheduler.findTasks(taskIds));
 }
 
 /** As ownTasks, for result ids (the results of scheduler.findResults, without data). */
@@ -77,11 +73,21 @@ export function ownResults(
   resultIds: readonly string[],
 ): (Result | undefined)[] | null {
   if (seesAll(req.caller)) return null;
-  const { results } = scheduler.findResults(resultIds);
-  results.forEach((r, i) => {
-    if (r) checkSessionOf(req, scheduler, r.sessionId, `result ${resultIds[i]}`);
+  return checkSessionsOf(req, scheduler, "result", resultIds, scheduler.findResults(resultIds).results);
+}
+
+/** Checks the session of each record found for `ids` (undefined: no such record), and returns them. */
+function checkSessionsOf<T extends { sessionId: string }>(
+  req: CommandRequest,
+  scheduler: Scheduler,
+  kind: string,
+  ids: readonly string[],
+  records: (T | undefined)[],
+): (T | undefined)[] {
+  records.forEach((r, i) => {
+    if (r) checkSessionOf(req, scheduler, r.sessionId, `${kind} ${ids[i]}`);
   });
-  return results;
+  return records;
 }
 
 /** A listing's `matches` narrowed to the records of sessions the caller may see. */
