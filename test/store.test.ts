@@ -501,7 +501,14 @@ describe("the PostgreSQL store", { skip: postgresUnavailable() ?? false }, () =>
 
       // The owner's link to the database is cut: PostgreSQL ends its sessions, the lock is free.
       await proxy.close();
-      await waitFor(() => /server is ready/.test(standby.stdout()), 30_000, "the standby taking over");
+      await waitFor(() => /server is ready/.test(standby.stdout()), 30_000, "the standby taking over").catch(
+        (err: Error) => {
+          // What each server said: why the lock stayed taken (it happened once in CI, under load).
+          throw new Error(
+            `${err.message}\nstandby: ${standby.stdout()}${standby.stderr()}\nowner: ${old.stderr()}`,
+          );
+        },
+      );
       await assert.rejects(c1.createSession({ partitionId: "nobody" }), { code: ErrorCode.UNAVAILABLE });
       // The link comes back: the old owner finds the database taken (its retry), writes nothing, stops.
       proxy = await FaultProxy.start({ listenHost: "127.0.0.1", listenPort: port, ...target });
