@@ -1,24 +1,64 @@
 import { randomBytes } from "node:crypto";
 
 /**
- * Ids that are cheap on the hot path: a random prefix per process start and a counter. Unique across
- * restarts because the prefix changes; short, so a million of them cost little memory.
+ * Ids that are cheap on the hot path: the kind's letter, a random prefix per process start and a counter
+ * of that kind. Unique across restarts because the prefix changes; short, so a million of them cost
+ * little memory. An id this generator made names its counter (counterOf): the IdMap of its kind finds
+ * its record by it, without hashing the id.
  */
 export class IdGenerator {
   private readonly prefix: string;
-  private counter = 0;
+  private readonly counters = new Map<string, { next: number; head: string }>();
 
   constructor() {
     this.prefix = randomBytes(5).toString("hex");
   }
 
   next(kind: string): string {
-    const id = `${kind}${this.prefix}${(this.counter++).toString(36)}`;
+    const c = this.counter(kind);
+    const id = c.head + (c.next++).toString(36);
     // Reading a character flattens the concatenation, which the garbage collector then drops: a flat
     // id costs about 34 bytes instead of 57 (a million queued tasks hold two million ids).
     id.charCodeAt(0);
     return id;
   }
+
+  /** What every id of `kind` this generator makes begins with (counterOf reads the rest). */
+  head(kind: string): string {
+    return this.counter(kind).head;
+  }
+
+  private counter(kind: string): { next: number; head: string } {
+    let c = this.counters.get(kind);
+    if (c === undefined) {
+      c = { next: 0, head: kind + this.prefix };
+      this.counters.set(kind, c);
+    }
+    return c;
+  }
+}
+
+/** Base-36 digits of a counter counterOf reads: 36^10 is within a double's exact integers. */
+const MAX_COUNTER_DIGITS = 10;
+
+/**
+ * The counter `id` was made with, if it is an id that begins with `head` (IdGenerator.head) as that
+ * generator writes them; else -1 (an id of another kind, of another process start, or not of this form:
+ * a tail with a leading zero, say).
+ */
+export function counterOf(head: string, id: string): number {
+  const n = id.length - head.length;
+  if (n < 1 || n > MAX_COUNTER_DIGITS || !id.startsWith(head)) return -1;
+  let v = 0;
+  for (let i = head.length; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 48 && c <= 57) v = v * 36 + (c - 48);
+    else if (c >= 97 && c <= 122) v = v * 36 + (c - 87);
+    else return -1;
+  }
+  // toString(36) writes no leading zero: "0" alone is counter 0, "01" no id of ours.
+  if (n > 1 && id.charCodeAt(head.length) === 48) return -1;
+  return v;
 }
 
 /** Characters of an id's tail read as a base-36 number by IdList: a counter's last digits. */

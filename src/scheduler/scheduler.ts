@@ -1,7 +1,6 @@
 import type { Logger } from "../log.js";
 import { ZgridError, ErrorCode, failedPrecondition, invalidArgument, notFound } from "../protocol/errors.js";
 import { EventHub, newResultEvent, newTaskEvent, wants, type Subscriber } from "./events.js";
-import { IdGenerator } from "./ids.js";
 import { TurnClock } from "./turn-clock.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { LoadedState, Store } from "../store/store.js";
@@ -76,7 +75,7 @@ export class Scheduler {
   /** result id → tasks that wait for it (as payload or data dependency). */
   readonly dependents = new Map<string, Task[]>();
   readonly waiters = new ResultWaiters();
-  readonly ids = new IdGenerator();
+  readonly ids = this.table.ids;
   /** The time of this turn of the event loop, one boxed number shared by what it creates (turn-clock.ts). */
   readonly clock = new TurnClock();
   readonly events = new EventHub();

@@ -1,3 +1,5 @@
+import { IdMap } from "./id-map.js";
+import { IdGenerator } from "./ids.js";
 import type { Result, Session, Task } from "./model.js";
 import { TaskCounts } from "./task-counts.js";
 import { PartitionQueue } from "./task-queue.js";
@@ -10,9 +12,11 @@ import type { WorkerState } from "./types.js";
  * rule of the grid (who may change what, and when): that is the scheduler's.
  */
 export class TaskTable {
+  /** What makes the ids of this process's records (the tables below find them by it). */
+  readonly ids = new IdGenerator();
   readonly sessions = new Map<string, Session>();
-  readonly results = new Map<string, Result>();
-  readonly tasks = new Map<string, Task>();
+  readonly results = new IdMap<Result>(this.ids, "r");
+  readonly tasks = new IdMap<Task>(this.ids, "t");
   readonly workers = new Map<string, WorkerState>();
   /** partition → its tasks no worker holds yet. */
   readonly queues = new Map<string, PartitionQueue>();

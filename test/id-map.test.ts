@@ -1,0 +1,118 @@
+/**
+ * The tables of tasks and results by id (issue 12, a compact task table): an id this process made names
+ * its record's slot, so a lookup hashes nothing; an id made elsewhere (a record of an earlier start) is
+ * found all the same, and the table answers as the Map it replaces did.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { IdMap } from "../src/scheduler/id-map.js";
+import { counterOf, IdGenerator } from "../src/scheduler/ids.js";
+
+interface Rec {
+  id: string;
+  n: number;
+}
+
+/** The pages a map holds (a private member): they follow what it holds, not what it held. */
+const pagesOf = (m: IdMap<Rec>): number => (m as unknown as { pages: Map<number, unknown> }).pages.size;
+
+describe("IdMap", () => {
+  it("finds, replaces and removes records by their ids, this process's and others'", () => {
+    const gen = new IdGenerator();
+    const m = new IdMap<Rec>(gen, "t");
+    const own = Array.from({ length: 10_000 }, (_, n) => ({ id: gen.next("t"), n }));
+    const foreign = ["t0123456789a0", "tzzzzzzzzzz1", "r" + gen.head("t").slice(1) + "5", "x"].map(
+      (id, n) => ({
+        id,
+        n: -n - 1,
+      }),
+    );
+    for (const r of [...own, ...foreign]) m.set(r.id, r);
+    assert.equal(m.size, own.length + foreign.length);
+    for (const r of [...own, ...foreign]) assert.equal(m.get(r.id), r, r.id);
+    // Not ids of ours though they begin like them: a leading zero, an upper-case digit, too long.
+    const head = gen.head("t");
+    for (const id of [`${head}05`, `${head}A`, `${head}${"1".repeat(11)}`, head, `${head}-1`]) {
+      assert.equal(m.get(id), undefined, id);
+      assert.equal(m.has(id), false, id);
+      assert.equal(m.delete(id), false, id);
+    }
+    // A result's id names no task, though its counter may be a task's.
+    assert.equal(m.get(gen.next("r")), undefined);
+
+    const again = { id: own[7].id, n: 70 };
+    m.set(again.id, again);
+    assert.equal(m.size, own.length + foreign.length, "a record replaced is counted once");
+    assert.equal(m.get(own[7].id), again);
+
+    assert.equal(m.delete(own[8].id), true);
+    assert.equal(m.delete(own[8].id), false, "removed once");
+    assert.equal(m.delete(foreign[0].id), true);
+    assert.equal(m.has(own[8].id), false);
+    assert.equal(m.get(foreign[0].id), undefined);
+    assert.equal(m.size, own.length + foreign.length - 2);
+  });
+
+  it("lists the records of other ids first, then this process's in the order they were made", () => {
+    const gen = new IdGenerator();
+    const m = new IdMap<Rec>(gen, "r");
+    const own = Array.from({ length: 9_000 }, (_, n) => ({ id: gen.next("r"), n }));
+    const foreign = [{ id: "r-from-before", n: -1 }];
+    // Set out of order: the listing is in id order all the same.
+    for (let i = own.length - 1; i >= 0; i--) m.set(own[i].id, own[i]);
+    m.set(foreign[0].id, foreign[0]);
+    const ids = [...foreign, ...own].map((r) => r.id);
+    assert.deepEqual([...m.keys()], ids);
+    assert.deepEqual(
+      [...m].map(([id]) => id),
+      ids,
+    );
+    assert.deepEqual(
+      [...m.values()].map((r) => r.id),
+      ids,
+    );
+
+    // Removed while a listing is under way: not visited after; the listing goes on.
+    const seen: number[] = [];
+    for (const r of m.values()) {
+      seen.push(r.n);
+      if (r.n === 10) for (let k = 11; k < 5_000; k++) m.delete(own[k].id);
+    }
+    assert.deepEqual(seen, [-1, ...own.slice(0, 11).map((r) => r.n), ...own.slice(5_000).map((r) => r.n)]);
+  });
+
+  it("holds pages for what it holds: a page goes once its last record left", () => {
+    const gen = new IdGenerator();
+    const m = new IdMap<Rec>(gen, "t");
+    const recs = Array.from({ length: 20_000 }, (_, n) => ({ id: gen.next("t"), n }));
+    for (const r of recs) m.set(r.id, r);
+    assert.equal(pagesOf(m), 5, "4,096 records a page");
+    // All but the last leave: one page stays, for one record.
+    for (const r of recs.slice(0, -1)) m.delete(r.id);
+    assert.equal(m.size, 1);
+    assert.equal(pagesOf(m), 1);
+    assert.equal(m.get(recs[19_999].id), recs[19_999]);
+    m.delete(recs[19_999].id);
+    assert.equal(pagesOf(m), 0);
+    assert.deepEqual([...m.values()], []);
+  });
+});
+
+describe("IdGenerator", () => {
+  it("counts each kind apart, and reads an id's counter back", () => {
+    const gen = new IdGenerator();
+    const t = [gen.next("t"), gen.next("t")];
+    const r = gen.next("r");
+    const head = gen.head("t");
+    assert.ok(t[0].startsWith(head) && r.startsWith(gen.head("r")));
+    assert.deepEqual(
+      t.map((id) => counterOf(head, id)),
+      [0, 1],
+    );
+    assert.equal(counterOf(gen.head("r"), r), 0);
+    assert.equal(counterOf(head, r), -1);
+    for (let i = 2; i < 100_000; i++) gen.next("t");
+    assert.equal(counterOf(head, gen.next("t")), 100_000);
+    assert.equal(counterOf(head, new IdGenerator().next("t")), -1, "another process start's id");
+  });
+});
