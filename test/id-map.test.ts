@@ -14,7 +14,12 @@ interface Rec {
 }
 
 /** The pages a map holds (a private member): they follow what it holds, not what it held. */
-const pagesOf = (m: IdMap<Rec>): number => (m as unknown as { pages: Map<number, unknown> }).pages.size;
+const pagesOf = (m: IdMap<Rec>): number => pagesIn(m).size;
+/** Pages that keep an array of slots. */
+const densePagesOf = (m: IdMap<Rec>): number =>
+  [...pagesIn(m).values()].filter((p) => p.slots !== null).length;
+const pagesIn = (m: IdMap<Rec>) =>
+  (m as unknown as { pages: Map<number, { slots: unknown[] | null }> }).pages;
 
 describe("IdMap", () => {
   it("finds, replaces and removes records by their ids, this process's and others'", () => {
@@ -81,20 +86,44 @@ describe("IdMap", () => {
     assert.deepEqual(seen, [-1, ...own.slice(0, 11).map((r) => r.n), ...own.slice(5_000).map((r) => r.n)]);
   });
 
-  it("holds pages for what it holds: a page goes once its last record left", () => {
+  it("holds memory for what it holds: a page goes once its last record left, a page of a few keeps no slots", () => {
     const gen = new IdGenerator();
     const m = new IdMap<Rec>(gen, "t");
     const recs = Array.from({ length: 20_000 }, (_, n) => ({ id: gen.next("t"), n }));
     for (const r of recs) m.set(r.id, r);
     assert.equal(pagesOf(m), 5, "4,096 records a page");
-    // All but the last leave: one page stays, for one record.
-    for (const r of recs.slice(0, -1)) m.delete(r.id);
-    assert.equal(m.size, 1);
-    assert.equal(pagesOf(m), 1);
-    assert.equal(m.get(recs[19_999].id), recs[19_999]);
-    m.delete(recs[19_999].id);
+    assert.equal(densePagesOf(m), 5);
+    // Of each page but the newest, one record in 100 stays (a long task, a shared payload): those pages
+    // keep no array of 4,096 slots; every record is still found, and listed in order.
+    const stay = recs.filter((r) => r.n % 100 === 0 || r.n >= 16_384);
+    const listing = m.values();
+    const seen = [listing.next().value!.n];
+    for (const r of recs) if (r.n % 100 !== 0 && r.n < 16_384) m.delete(r.id);
+    for (const r of listing) seen.push(r.n);
+    assert.deepEqual(seen, [0, ...stay.slice(1).map((r) => r.n)], "a listing under way goes on in order");
+    assert.equal(m.size, stay.length);
+    assert.equal(pagesOf(m), 5);
+    assert.equal(densePagesOf(m), 1, "only the newest page keeps its slots");
+    for (const r of recs) assert.equal(m.get(r.id), stay.includes(r) ? r : undefined, r.id);
+    // A record that comes back to a page of older ids (read back from the store) does not make it dense.
+    m.set(recs[1].id, recs[1]);
+    assert.equal(m.get(recs[1].id), recs[1]);
+    assert.equal(densePagesOf(m), 1);
+    // All leave: no page stays.
+    for (const r of recs) m.delete(r.id);
+    assert.equal(m.size, 0);
     assert.equal(pagesOf(m), 0);
     assert.deepEqual([...m.values()], []);
+    // A page of older ids, first made by a record read back, and a newer one made after it.
+    const old = { id: recs[5].id, n: 5 };
+    m.set(old.id, old);
+    assert.equal(densePagesOf(m), 0);
+    const next = { id: gen.next("t"), n: 20_000 };
+    m.set(next.id, next);
+    assert.deepEqual(
+      [...m.values()].map((r) => r.n),
+      [5, 20_000],
+    );
   });
 });
 
