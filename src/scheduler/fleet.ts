@@ -1,3 +1,4 @@
+import { IdMap } from "./id-map.js";
 import type { AppSet } from "./task-queue.js";
 import { NO_ATTEMPTS, NO_IDS, type Attempt, type Task } from "./model.js";
 import type { Scheduler } from "./scheduler.js";
@@ -60,7 +61,7 @@ export class Fleet {
     newAttempt(task, w.id, now);
     task.workerId = w.id;
     this.s.setStatus(task, "DISPATCHED");
-    w.inflight.add(task.id);
+    w.inflight.set(task.id, task);
   }
 
   /** A worker's applications changed (APPS: it was given new modules): it may take other tasks now. */
@@ -89,7 +90,7 @@ export class Fleet {
     }
     const w: WorkerState = {
       ...info,
-      inflight: new Set(),
+      inflight: new IdMap(this.s.ids, "t"),
       avgTaskMs: null,
       avgPayloadBytes: 0,
       connectedAt: Date.now(),
@@ -111,7 +112,7 @@ export class Fleet {
       { worker: workerId, tasks: w.inflight.size, reason },
       "worker left",
     );
-    for (const taskId of w.inflight) {
+    for (const taskId of w.inflight.keys()) {
       const task = this.s.tasks.get(taskId);
       if (task) this.s.failAttempt(task, `worker ${workerId} was lost (${reason})`, true);
     }
@@ -126,7 +127,7 @@ export class Fleet {
     const w = this.s.workers.get(workerId);
     if (!w || w.inflight.size === 0) return;
     const keep = new Set(held);
-    const lost = [...w.inflight].filter((id) => !keep.has(id));
+    const lost = [...w.inflight.keys()].filter((id) => !keep.has(id));
     if (lost.length === 0) return;
     this.s.log.warn({ worker: workerId, tasks: lost.length }, "worker restarted without tasks it held");
     for (const id of lost) {
@@ -168,7 +169,7 @@ export class Fleet {
         // Still running where it was when the server stopped: the same attempt goes on.
         this.orphans.delete(id);
         orphan.workerId = workerId;
-        w.inflight.add(id);
+        w.inflight.set(id, orphan);
         room--;
         continue;
       }
@@ -197,9 +198,8 @@ export class Fleet {
   expireOverdue(now: number, graceMs: number): void {
     for (const w of this.s.workers.values()) {
       let overdue: Task[] | null = null;
-      for (const id of w.inflight) {
-        const t = this.s.tasks.get(id);
-        if (!t || t.status !== "PROCESSING" || t.options.maxDuration <= 0) continue;
+      for (const t of w.inflight.values()) {
+        if (t.status !== "PROCESSING" || t.options.maxDuration <= 0) continue;
         if (now - t.attempts[t.attempts.length - 1].startedAt > t.options.maxDuration + graceMs)
           (overdue ??= []).push(t);
       }

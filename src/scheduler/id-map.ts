@@ -23,11 +23,11 @@ interface Page<V> {
  * start) go to a Map. A task's submission, dispatch and end looked each of its records up in a Map of
  * hundreds of thousands of string keys, a cache miss each; consecutive ids are neighbours here.
  *
- * What the scheduler uses of a Map: a record's key is its own id. Iteration (values, entries) visits
- * the records of other ids first, then this process's in id order (the order they were made in); a
- * record removed meanwhile is not visited, one added meanwhile may not be.
+ * What the scheduler uses of a Map. Iteration visits the values of other ids first, then this process's
+ * in id order (the order they were made in); a value removed meanwhile is not visited, one added
+ * meanwhile may not be.
  */
-export class IdMap<V extends { readonly id: string }> {
+export class IdMap<V> {
   private readonly pages = new Map<number, Page<V>>();
   private readonly others = new Map<string, V>();
   /** Records in pages. */
@@ -60,7 +60,6 @@ export class IdMap<V extends { readonly id: string }> {
     return this.get(id) !== undefined;
   }
 
-  /** `value` under `id`, which must be its own id. */
   set(id: string, value: V): this {
     const h = counterOf(this.head, id);
     if (h < 0) {
@@ -126,34 +125,41 @@ export class IdMap<V extends { readonly id: string }> {
 
   *values(): Generator<V> {
     yield* this.others.values();
+    yield* this.inPages((_, v) => v);
+  }
+
+  *keys(): Generator<string> {
+    for (const [id] of this.entries()) yield id;
+  }
+
+  *entries(): Generator<[string, V]> {
+    yield* this.others.entries();
+    yield* this.inPages((counter, v): [string, V] => [this.head + counter.toString(36), v]);
+  }
+
+  [Symbol.iterator](): Generator<[string, V]> {
+    return this.entries();
+  }
+
+  /** `out` of each value in pages and its counter, in counter order. */
+  private *inPages<T>(out: (counter: number, value: V) => T): Generator<T> {
     for (const no of [...this.pages.keys()].sort((a, b) => a - b)) {
       const page = this.pages.get(no);
       if (page === undefined) continue;
+      const first = no * PAGE_SIZE;
       // Read through the page as it is at each step: it may turn sparse while a listing waits.
       let i = 0;
       for (; page.slots !== null && i < PAGE_SIZE; i++) {
         const v = page.slots[i];
-        if (v !== undefined) yield v;
+        if (v !== undefined) yield out(first + i, v);
       }
       if (page.slots !== null) continue;
       for (const at of [...page.sparse!.keys()].sort((a, b) => a - b)) {
         if (at < i) continue;
         const v = page.sparse!.get(at);
-        if (v !== undefined) yield v;
+        if (v !== undefined) yield out(first + at, v);
       }
     }
-  }
-
-  *keys(): Generator<string> {
-    for (const v of this.values()) yield v.id;
-  }
-
-  *entries(): Generator<[string, V]> {
-    for (const v of this.values()) yield [v.id, v];
-  }
-
-  [Symbol.iterator](): Generator<[string, V]> {
-    return this.entries();
   }
 
   private page(no: number): Page<V> | undefined {

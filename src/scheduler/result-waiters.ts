@@ -1,3 +1,5 @@
+import { IdMap } from "./id-map.js";
+import type { IdGenerator } from "./ids.js";
 import type { ResultStatus } from "./model.js";
 import type { WaitSpec } from "./types.js";
 
@@ -17,7 +19,12 @@ function isSettled(status: ResultStatus): boolean {
 /** Clients waiting for results (results.wait): woken by the scheduler as results settle. */
 export class ResultWaiters {
   /** One waiter (the common case: no list to allocate), or several. */
-  private readonly byResult = new Map<string, Waiter | Waiter[]>();
+  private readonly byResult: IdMap<Waiter | Waiter[]>;
+
+  /** `ids`: what makes the ids of results (their waiters are found by their counters). */
+  constructor(ids: IdGenerator) {
+    this.byResult = new IdMap(ids, "r");
+  }
 
   has(resultId: string): boolean {
     return this.byResult.has(resultId);

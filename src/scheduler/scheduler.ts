@@ -74,8 +74,8 @@ export class Scheduler {
   readonly workers = this.table.workers;
   /** result id → tasks that wait for it (as payload or data dependency). */
   readonly dependents = new Map<string, Task[]>();
-  readonly waiters = new ResultWaiters();
   readonly ids = this.table.ids;
+  readonly waiters = new ResultWaiters(this.ids);
   /** The time of this turn of the event loop, one boxed number shared by what it creates (turn-clock.ts). */
   readonly clock = new TurnClock();
   readonly events = new EventHub();

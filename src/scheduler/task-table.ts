@@ -108,7 +108,7 @@ export class TaskTable {
   /** Slots of a worker running a task (PROCESSING), not counting the tasks it prefetched. */
   busySlots(w: WorkerState): number {
     let n = 0;
-    for (const id of w.inflight) if (this.tasks.get(id)?.status === "PROCESSING") n++;
+    for (const t of w.inflight.values()) if (t.status === "PROCESSING") n++;
     return Math.min(w.slots, n);
   }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from "../log.js";
 import type { WireTaskOutcome } from "../protocol/worker-messages.js";
 import type { Store, StoreStats } from "../store/store.js";
+import type { IdMap } from "./id-map.js";
 import type { Task, TaskOptions, TaskStatus } from "./model.js";
 import type { AppSet } from "./task-queue.js";
 
@@ -18,7 +19,8 @@ export interface WorkerState {
   slots: number;
   /** slots + prefetch: the most tasks the worker may hold. */
   capacity: number;
-  inflight: Set<string>;
+  /** The tasks it holds, by id. */
+  inflight: IdMap<Task>;
   /**
    * Recent task run time on this worker in ms (moving average), null before its first task ends:
    * the credit it is given follows it (Scheduler.credit).
