@@ -1,5 +1,6 @@
 import { collectGarbage, shrinkHeap } from "../gc.js";
 import type { Store } from "../store/store.js";
+import { IdMap } from "./id-map.js";
 import { FINAL_TASK_STATUSES, type Result, type Task } from "./model.js";
 import type { TaskTable } from "./task-table.js";
 
@@ -56,7 +57,7 @@ export class Residency {
    * result id → how many unfinished tasks name it (payload or data dependency): such a result stays in
    * memory, where dispatch and dependency tracking find it. Live work only.
    */
-  private readonly pins = new Map<string, number>();
+  private readonly pins: IdMap<number>;
   /** Listings that merge the store's records with memory's, under way: nothing leaves memory meanwhile. */
   private scans = 0;
   /** Records committed, by commit, oldest first: their finished ones leave memory (retire). */
@@ -86,7 +87,9 @@ export class Residency {
     private readonly shrink: () => void = shrinkHeap,
     /** How long without a submission ends a burst (ms). */
     private readonly quietMs = BURST_QUIET_MS,
-  ) {}
+  ) {
+    this.pins = new IdMap(table.ids, "r");
+  }
 
   /**
    * `count` tasks were submitted. Their records stay (queued), but building them grew the heap well
