@@ -65,7 +65,12 @@ describe("TASKS and DONE as columns", () => {
     await server.shutdown();
   });
 
-  async function rawWorker(workerId: string, columns: boolean, prefetch = 0): Promise<RawWorker> {
+  async function rawWorker(
+    workerId: string,
+    columns: boolean,
+    prefetch = 0,
+    packedPayloads = false,
+  ): Promise<RawWorker> {
     const w = new RawWorker(server.info!.workerUrl);
     await w.send({
       t: "READY",
@@ -76,6 +81,7 @@ describe("TASKS and DONE as columns", () => {
       slots: 4,
       prefetch,
       ...(columns ? { columns: true } : {}),
+      ...(packedPayloads ? { packedPayloads: true } : {}),
     });
     const welcome = await w.next("WELCOME");
     assert.equal(welcome.header.columns, columns ? true : undefined, "WELCOME answers READY's columns");
@@ -83,6 +89,11 @@ describe("TASKS and DONE as columns", () => {
       welcome.header.packedOutputs,
       columns ? true : undefined,
       "packed outputs come with columns",
+    );
+    assert.equal(
+      welcome.header.packedPayloads,
+      columns && packedPayloads ? true : undefined,
+      "packed payloads when the worker asked, with columns",
     );
     return w;
   }
@@ -96,6 +107,7 @@ describe("TASKS and DONE as columns", () => {
       const [one] = await client.submitTasks(sessionId, [{ payload }]);
       const first = await w.next("TASKS", "a TASKS of one task");
       assert.ok(Array.isArray(first.header.taskIds), "TASKS came as columns");
+      assert.equal(first.header.payloadSizes, undefined, "a blob a payload: the worker did not ask to pack");
       const [t1] = tasksOfColumns(first.header as unknown as TasksColumnsMsg);
       assert.equal(t1.taskId, one.taskId);
       assert.deepEqual(t1.expectedOutputIds, one.expectedOutputIds);
@@ -443,6 +455,58 @@ describe("TASKS and DONE as columns", () => {
     }
   });
 
+  it("TASKS with packed payloads: shared, empty and large payloads back to back in few blobs", async () => {
+    const w = await rawWorker("w-packed-tasks", true, 16, true);
+    try {
+      const sessionId = await client.createSession({ applicationName: "raw", partitionId: "w-packed-tasks" });
+      const shared = Buffer.from("shared");
+      const large = Buffer.alloc(100 * 1024, 7);
+      const payloads = [shared, Buffer.from("a"), shared, Buffer.alloc(0), large, Buffer.from("b")];
+      // The worker's first batch is one task (its task time is not known yet): the rest come after it ends.
+      const submitted = await client.submitTasks(
+        sessionId,
+        payloads.map((payload) => ({ payload })),
+      );
+      const got = new Map<string, Buffer | undefined>();
+      const messages: { header: Record<string, unknown>; blobs: Buffer[] }[] = [];
+      for (let round = 0; round < 10 && got.size < payloads.length; round++) {
+        const m = await w.next("TASKS", "the packed tasks");
+        messages.push(m);
+        const msg = m.header as unknown as TasksColumnsMsg;
+        assert.ok(Array.isArray(msg.payloadSizes), "payloadSizes come with every TASKS");
+        const cut = unpackOutputs(msg.payloadSizes!, m.blobs);
+        assert.ok(Array.isArray(cut), `the sizes describe the blobs: ${String(cut)}`);
+        const tasks = tasksOfColumns(msg);
+        for (const t of tasks) got.set(t.taskId, t.payload === undefined ? undefined : cut[t.payload]);
+        await w.send({
+          t: "DONE",
+          taskIds: tasks.map((t) => t.taskId),
+          statuses: tasks.map(() => "COMPLETED"),
+          outputs: tasks.map(() => -1),
+        });
+      }
+      submitted.forEach((s, i) => assert.deepEqual(got.get(s.taskId), payloads[i], `payload of task ${i}`));
+      for (const m of messages) {
+        const tasks = tasksOfColumns(m.header as unknown as TasksColumnsMsg);
+        const distinct = new Set(tasks.map((t) => t.payloadId)).size;
+        assert.equal(
+          (m.header.payloadSizes as number[]).length,
+          distinct,
+          "a payload tasks of a batch share is sent once in it",
+        );
+      }
+      const blobs = messages.reduce((n, m) => n + m.blobs.length, 0);
+      const sizes = messages.reduce((n, m) => n + (m.header.payloadSizes as number[]).length, 0);
+      assert.ok(blobs < sizes, `fewer blobs (${blobs}) than payloads (${sizes})`);
+      assert.ok(
+        messages.some((m) => m.blobs.some((b) => b.length === large.length && b.equals(large))),
+        "a large payload is a blob of its own",
+      );
+    } finally {
+      await w.close();
+    }
+  });
+
   it("tasksOfColumns refuses columns that do not describe every task", () => {
     const good: TasksColumnsMsg = {
       t: "TASKS",
@@ -480,6 +544,11 @@ describe("TASKS and DONE as columns", () => {
       () => tasksOfColumns({ ...good, optionSets: "x" } as unknown as TasksColumnsMsg),
       /optionSets/,
     );
+    assert.throws(
+      () => tasksOfColumns({ ...good, payloadSizes: 3 } as unknown as TasksColumnsMsg),
+      /payloadSizes/,
+    );
+    assert.equal(tasksOfColumns({ ...good, payloadSizes: [1] }).length, 2);
   });
 
   it("a zgrid worker host speaks columns: a batch at the submission limit runs end to end", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Worker } from "node:worker_threads";
 import { unpack } from "msgpackr";
-import type { ReadyMsg, WireTask } from "../src/protocol/worker-messages.js";
+import type { DoneMsg, ReadyMsg, TasksColumnsMsg, WireTask } from "../src/protocol/worker-messages.js";
 import { WorkerHost } from "../src/worker/index.js";
 import { freePort } from "./helpers.js";
 import { EXAMPLES, FIXTURES, payload, quiet, StandInServer, task } from "./stand-in-server.js";
@@ -111,6 +111,50 @@ describe("WorkerHost against a stand-in server", () => {
     tasks.forEach((t, i) => assert.equal(unpack(results.get(t.taskId)!.data!), i + 1));
     const doneMessages = server.received.filter((r) => r.msg.t === "DONE").length;
     assert.ok(doneMessages < 250, `${doneMessages} DONE messages for 500 tasks`);
+  });
+
+  test("TASKS in columns with packed payloads: shared and cut anywhere; a malformed one is ignored", async () => {
+    assert.equal(ready.columns, true);
+    assert.equal(ready.packedPayloads, true, "READY asks for packed payloads");
+    server.drain();
+    /** TASKS in columns for `ids`, whose payloads[i] index the packed payloads. */
+    const columns = (ids: string[], payloads: number[], payloadSizes: number[]): TasksColumnsMsg => ({
+      t: "TASKS",
+      taskIds: ids,
+      payloadIds: ids.map((id) => `payload-${id}`),
+      payloads,
+      attempts: ids.map(() => 1),
+      sessions: ["session-1"],
+      session: ids.map(() => 0),
+      optionSets: [{ applicationName: "hello" }],
+      option: ids.map(() => 0),
+      outputs: ids.map((id) => `output-${id}`),
+      outputCounts: ids.map(() => 1),
+      payloadSizes,
+    });
+    const a = payload("sum", [[1, 2]]);
+    const b = payload("sum", [[5, 5]]);
+    const joined = Buffer.concat([a, b]);
+    // Sizes that do not add up to the blobs: ignored as a whole, and the host goes on.
+    server.send(peer, columns(["bad1"], [0], [a.length + 1]), [a]);
+    server.send(peer, columns(["k1", "k2", "k3"], [0, 1, 0], [a.length, b.length]), [
+      joined.subarray(0, 3),
+      joined.subarray(3),
+    ]);
+    const results = await server.results(["k1", "k2", "k3"], 15_000);
+    assert.equal(unpack(results.get("k1")!.data!), 3);
+    assert.equal(unpack(results.get("k2")!.data!), 10);
+    assert.equal(unpack(results.get("k3")!.data!), 3, "a payload two tasks share, sent once");
+    const named = server.received.flatMap((r) =>
+      r.msg.t === "DONE"
+        ? (r.msg as DoneMsg).results.map((c) => c.taskId)
+        : r.msg.t === "STARTED" || r.msg.t === "FETCH"
+          ? ((r.msg as { taskIds?: string[]; resultIds?: string[] }).taskIds ??
+            (r.msg as { resultIds?: string[] }).resultIds ??
+            [])
+          : [],
+    );
+    assert.ok(!named.some((id) => id.includes("bad1")), "the malformed TASKS ran nothing");
   });
 
   test("heartbeats flow while welcomed, at the host's interval", async () => {

@@ -18,6 +18,7 @@ import type {
 import { makeCurveServer, receiptLimit } from "./daemon.js";
 import { ZAP_WORKERS } from "./zap-thread.js";
 import {
+  BlobPacker,
   MAX_APP_NAME_CHARS,
   MAX_WORKER_APPS,
   WORKER_PROTOCOL_VERSION,
@@ -375,6 +376,7 @@ export class WorkerEndpoint implements WorkerLink {
       host: typeof h.host === "string" ? h.host : "",
       pid: typeof h.pid === "number" ? h.pid : 0,
       columns: h.columns === true,
+      packedPayloads: h.columns === true && h.packedPayloads === true,
       apps,
     });
     this.send(
@@ -387,6 +389,7 @@ export class WorkerEndpoint implements WorkerLink {
             columns: true,
             maxFrameBytes: this.opts.maxFrameBytes,
             packedOutputs: true,
+            ...(h.packedPayloads === true ? { packedPayloads: true } : {}),
           }
         : {
             t: "WELCOME",
@@ -555,7 +558,8 @@ export class WorkerEndpoint implements WorkerLink {
   sendTasks(workerId: string, tasks: Task[]): void {
     const identity = this.identityOf.get(workerId);
     if (!identity) return;
-    if (this.opts.scheduler.workers.get(workerId)?.columns) this.sendTaskColumns(identity, tasks);
+    const w = this.opts.scheduler.workers.get(workerId);
+    if (w?.columns) this.sendTaskColumns(identity, tasks, w.packedPayloads === true);
     else this.sendTaskMaps(identity, tasks);
   }
 
@@ -599,8 +603,11 @@ export class WorkerEndpoint implements WorkerLink {
     this.send(identity, { t: "TASKS", tasks: wire }, blobs);
   }
 
-  /** TASKS as columns (TasksColumnsMsg): no map per task, sessions and option sets sent once each. */
-  private sendTaskColumns(identity: Buffer, tasks: Task[]): void {
+  /**
+   * TASKS as columns (TasksColumnsMsg): no map per task, sessions and option sets sent once each;
+   * `packed`: the inline payloads back to back in few blobs (`payloadSizes`), not a blob each.
+   */
+  private sendTaskColumns(identity: Buffer, tasks: Task[], packed: boolean): void {
     const n = tasks.length;
     const blobs: Buffer[] = [];
     const blobOf = new Map<string, number>();
@@ -671,7 +678,18 @@ export class WorkerEndpoint implements WorkerLink {
       msg.dependencies = dependencies;
       msg.dependencyCounts = dependencyCounts;
     }
-    this.send(identity, msg, blobs);
+    if (!packed) {
+      this.send(identity, msg, blobs);
+      return;
+    }
+    const payloadSizes: number[] = new Array(blobs.length);
+    const packer = new BlobPacker(this.opts.maxFrameBytes);
+    for (let k = 0; k < blobs.length; k++) {
+      payloadSizes[k] = blobs[k].length;
+      packer.add(blobs[k]);
+    }
+    msg.payloadSizes = payloadSizes;
+    this.send(identity, msg, packer.finish());
   }
 
   cancelTasks(workerId: string, taskIds: string[], reason: string): void {

@@ -68,7 +68,13 @@ export interface ReadyMsg {
    * The worker reads and writes the columnar forms of TASKS and DONE (a v1 extension): the server then
    * says `columns: true` in WELCOME and sends TASKS as columns, and the worker may send DONE as columns.
    */
-  columns?: boolean; /**
+  columns?: boolean;
+  /**
+   * With `columns`: the worker reads TASKS whose inline payloads are packed (`payloadSizes`, a v1
+   * extension): the server then says `packedPayloads: true` in WELCOME and sends them so.
+   */
+  packedPayloads?: boolean;
+  /**
    * The applications the worker can load: the file stems of its app path (`NAME`, `NAME.VERSION`), at
    * most MAX_WORKER_APPS of at most MAX_APP_NAME_CHARS each (a v1 extension). The server sends it only
    * tasks of those applications (or tasks that name none); a worker that says nothing takes any task.
@@ -171,6 +177,8 @@ export interface WelcomeMsg {
   maxFrameBytes?: number;
   /** The server takes DONE with packed outputs (DonePackedMsg; a v1 extension, said with `columns`). */
   packedOutputs?: boolean;
+  /** The server sends TASKS with packed payloads (the worker asked in READY; said with `columns`). */
+  packedPayloads?: boolean;
 }
 export interface RejectMsg {
   t: "REJECT";
@@ -186,6 +194,10 @@ export interface TasksMsg {
  * payloads[i] (-1: FETCH it), attempts[i], sessions[session[i]], optionSets[option[i]], its
  * outputCounts[i] expected outputs taken in order from `outputs`, and its dependencyCounts[i] data
  * dependencies taken in order from `dependencies` (both absent when no task has any).
+ *
+ * With packed payloads (`payloadSizes`, to a worker that said `packedPayloads` in READY): payloads[i] is
+ * the index of its payload among the batch's inline payloads (each sent once), payloadSizes[k] the bytes
+ * of payload k, and the payloads follow back to back across the blobs, cut anywhere: no blob a task.
  */
 export interface TasksColumnsMsg {
   t: "TASKS";
@@ -201,6 +213,7 @@ export interface TasksColumnsMsg {
   outputCounts: number[];
   dependencies?: string[];
   dependencyCounts?: number[];
+  payloadSizes?: number[];
 }
 export interface CancelMsg {
   t: "CANCEL";
@@ -264,6 +277,7 @@ export function tasksOfColumns(m: TasksColumnsMsg): WireTask[] {
   const hasDeps = m.dependencies !== undefined;
   const dependencies = hasDeps ? (column("dependencies", -1) as string[]) : NONE;
   const dependencyCounts = hasDeps ? (column("dependencyCounts") as number[]) : null;
+  if (m.payloadSizes !== undefined) column("payloadSizes", -1);
   const tasks: WireTask[] = new Array(n);
   let o = 0;
   let d = 0;
@@ -325,6 +339,47 @@ const PACK_SHARED_BYTES = 64 * 1024;
 const PACK_BLOB_BYTES = 1024 * 1024;
 
 /**
+ * Gathers byte strings back to back into few blobs, as packed DONE outputs and packed TASKS payloads
+ * travel: small ones (under PACK_SHARED_BYTES) are copied together into blobs of at most PACK_BLOB_BYTES;
+ * a large one is a blob of its own (no copy). No blob exceeds `maxFrameBytes` unless a byte string does.
+ */
+export class BlobPacker {
+  readonly blobs: Buffer[] = [];
+  private run: Buffer[] = [];
+  private runBytes = 0;
+  private readonly limit: number;
+
+  constructor(maxFrameBytes = Infinity) {
+    this.limit = Math.min(PACK_BLOB_BYTES, maxFrameBytes);
+  }
+
+  add(part: Buffer): void {
+    if (part.length === 0) return;
+    if (part.length >= PACK_SHARED_BYTES || part.length > this.limit) {
+      this.endRun();
+      this.blobs.push(part);
+      return;
+    }
+    if (this.runBytes + part.length > this.limit) this.endRun();
+    this.run.push(part);
+    this.runBytes += part.length;
+  }
+
+  /** The blobs, once every part is added. */
+  finish(): Buffer[] {
+    this.endRun();
+    return this.blobs;
+  }
+
+  private endRun(): void {
+    if (this.run.length === 0) return;
+    this.blobs.push(this.run.length === 1 ? this.run[0] : Buffer.concat(this.run, this.runBytes));
+    this.run = [];
+    this.runBytes = 0;
+  }
+}
+
+/**
  * Completions as a DONE with packed outputs (DonePackedMsg): `outputs[c.output]` is the output of
  * completion c. Small outputs are copied together into few blobs; a large one is its own blob (no copy).
  * Every blob is at most `maxFrameBytes` (an output is never larger: the worker ends such a task ERROR).
@@ -339,16 +394,7 @@ export function donePacked(
   const statuses: WireTaskOutcome[] = new Array(n);
   const sizes: number[] = new Array(n);
   let errors: (string | null)[] | undefined;
-  const blobs: Buffer[] = [];
-  const blobLimit = Math.min(PACK_BLOB_BYTES, maxFrameBytes);
-  let run: Buffer[] = [];
-  let runBytes = 0;
-  const endRun = (): void => {
-    if (run.length === 0) return;
-    blobs.push(run.length === 1 ? run[0] : Buffer.concat(run, runBytes));
-    run = [];
-    runBytes = 0;
-  };
+  const packer = new BlobPacker(maxFrameBytes);
   for (let i = 0; i < n; i++) {
     const c = results[i];
     taskIds[i] = c.taskId;
@@ -360,17 +406,9 @@ export function donePacked(
       continue;
     }
     sizes[i] = out.length;
-    if (out.length === 0) continue;
-    if (out.length >= PACK_SHARED_BYTES || out.length > blobLimit) {
-      endRun();
-      blobs.push(out);
-      continue;
-    }
-    if (runBytes + out.length > blobLimit) endRun();
-    run.push(out);
-    runBytes += out.length;
+    packer.add(out);
   }
-  endRun();
+  const blobs = packer.finish();
   const msg: DonePackedMsg = errors
     ? { t: "DONE", taskIds, statuses, sizes, errors }
     : { t: "DONE", taskIds, statuses, sizes };
@@ -378,7 +416,7 @@ export function donePacked(
 }
 
 /**
- * The outputs of a packed DONE: `sizes[i]` bytes each, in turn, from the blobs joined (-1: none). An
+ * The outputs of a packed DONE, or the payloads of a packed TASKS: `sizes[i]` bytes each, in turn, from the blobs joined (-1: none). An
  * output that is a whole blob is that blob; one that shares a blob is copied out of it, so that keeping
  * it never keeps its neighbours. A string when the sizes are not whole numbers of at least -1 or do not
  * add up to the blobs' bytes.

@@ -83,6 +83,7 @@ export class Fleet {
       existing.slots = info.slots;
       existing.capacity = info.capacity;
       existing.columns = info.columns;
+      existing.packedPayloads = info.packedPayloads;
       existing.apps = info.apps;
       existing.lastHeartbeat = Date.now();
       this.s.dispatcher.schedule();

@@ -12,6 +12,7 @@ import { SendQueue } from "../protocol/send-queue.js";
 import {
   WORKER_PROTOCOL_VERSION,
   tasksOfColumns,
+  unpackOutputs,
   type ServerToWorker,
   type TasksMsg,
   type TasksColumnsMsg,
@@ -272,6 +273,7 @@ export class WorkerHost {
       host: hostname(),
       pid: process.pid,
       columns: true,
+      packedPayloads: true,
       ...this.appsField(),
       // What it runs, and what it finished lately: the server may not have read those reports.
       held: [...(this.pool?.heldIds() ?? []), ...(this.outbox?.recentlyDone() ?? [])],
@@ -482,12 +484,22 @@ export class WorkerHost {
       this.log?.error({ err }, "ignoring a TASKS message that is not well formed");
       return;
     }
+    // Packed payloads: task.payload indexes the batch's payloads, cut out of the blobs back to back.
+    let packed: (Buffer | undefined)[] | null = null;
+    if ("payloadSizes" in msg && msg.payloadSizes !== undefined) {
+      const cut = unpackOutputs(msg.payloadSizes, frames.slice(base));
+      if (typeof cut === "string") {
+        this.log?.error(`ignoring a TASKS message whose packed payloads are not well formed: ${cut}`);
+        return;
+      }
+      packed = cut;
+    }
     const ready: ReadyTask[] = [];
     for (const task of tasks) {
       // A task already held is a duplicate delivery (e.g. after a reconnection): run it once.
       if (this.pool!.has(task.taskId) || this.fetcher!.has(task.taskId)) continue;
       if (typeof task.payload === "number") {
-        const payload = frames[base + task.payload];
+        const payload = packed ? packed[task.payload] : frames[base + task.payload];
         if (payload) {
           ready.push({ task, payload });
           continue;
