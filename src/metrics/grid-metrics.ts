@@ -1,19 +1,17 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { LabelHistogram } from "./label-histogram.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
 import { SqlStore } from "../store/sql-store.js";
 import type { Store } from "../store/index.js";
-
-type DurationChild = ReturnType<Histogram<"application">["labels"]>;
 
 /**
  * The grid's own series (design §9), in the server's registry: gauges read from the scheduler at scrape
  * time, task durations observed as tasks end, SQLite commit latency observed as commits happen.
  */
 export class GridMetrics {
-  private readonly durations: Histogram<"application">;
-  /** application → its histogram child, so a finished task costs one lookup and one observe. */
-  private readonly durationChildren = new Map<string, DurationChild>();
+  /** By application: a finished task costs one lookup and a few comparisons. */
+  private readonly durations: LabelHistogram;
 
   constructor(registry: Registry, scheduler: Scheduler, store: Store) {
     const registers = [registry];
@@ -126,13 +124,13 @@ export class GridMetrics {
       "Times a client's request waited for a store commit before it was read: more changes were waiting for the next commit than one commit takes.",
       () => store.stats().backlogWaits,
     );
-    this.durations = new Histogram({
-      name: "zgrid_task_duration_seconds",
-      help: "Run time of tasks that ended COMPLETED, ERROR or TIMEOUT (start of the last attempt to the end), by application.",
-      labelNames: ["application"],
-      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800],
+    this.durations = new LabelHistogram(
+      "zgrid_task_duration_seconds",
+      "Run time of tasks that ended COMPLETED, ERROR or TIMEOUT (start of the last attempt to the end), by application.",
+      "application",
+      [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800],
       registers,
-    });
+    );
     scheduler.onTaskEnd = (task) => this.taskEnded(task);
     const commits = new Histogram({
       name: "zgrid_store_commit_seconds",
@@ -147,13 +145,9 @@ export class GridMetrics {
     const attempts = task.attempts;
     if (attempts.length === 0) return;
     const started = attempts[attempts.length - 1].startedAt;
-    const app = task.options.applicationName;
-    let child = this.durationChildren.get(app);
-    if (!child) {
-      child = this.durations.labels(app);
-      this.durationChildren.set(app, child);
-    }
-    child.observe(Math.max(0, ((task.endedAt ?? Date.now()) - started) / 1000));
+    this.durations
+      .labels(task.options.applicationName)
+      .observe(Math.max(0, ((task.endedAt ?? Date.now()) - started) / 1000));
   }
 }
 
