@@ -127,6 +127,26 @@ describe("IdMap", () => {
   });
 });
 
+describe("IdMap pages", () => {
+  it("a few records keep no slots; a page that fills keeps slots; a listing goes on through both forms", () => {
+    const gen = new IdGenerator();
+    const m = new IdMap<Rec>(gen, "t");
+    const recs = Array.from({ length: 9_000 }, (_, n) => ({ id: gen.next("t"), n }));
+    // A worker's few tasks in hand, from pages far apart: no array of 4,096 slots for them.
+    for (const n of [0, 5_000, 8_999]) m.set(recs[n].id, recs[n]);
+    assert.equal(pagesOf(m), 3);
+    assert.equal(densePagesOf(m), 0);
+    // The first page fills while a listing waits in it: the listing goes on, in order, through it.
+    const listing = m.values();
+    assert.equal(listing.next().value!.n, 0);
+    for (let n = 1; n < 4_096; n++) m.set(recs[n].id, recs[n]);
+    assert.equal(densePagesOf(m), 1, "a page that fills keeps slots");
+    const rest = [...listing].map((r) => r.n);
+    assert.deepEqual(rest, [...Array.from({ length: 4_095 }, (_, i) => i + 1), 5_000, 8_999]);
+    for (const n of [0, 1, 4_095, 5_000, 8_999]) assert.equal(m.get(recs[n].id), recs[n]);
+  });
+});
+
 describe("IdGenerator", () => {
   it("counts each kind apart, and reads an id's counter back", () => {
     const gen = new IdGenerator();

@@ -4,9 +4,12 @@ import { counterOf, type IdGenerator } from "./ids.js";
 const PAGE_BITS = 12;
 const PAGE_SIZE = 1 << PAGE_BITS;
 /**
- * A page that holds fewer records than this, and is not the newest, keeps them in a Map of its own: a
- * few records that stay (a payload that queued tasks share, a long task) keep no 32 KB of slots each.
+ * A page keeps its records in a Map of its own until it holds DENSE_FROM of them, then in an array of
+ * 4,096 slots until it holds fewer than SPARSE_BELOW: a few records that stay while their neighbours
+ * leave (a payload queued tasks share, a long task), or a worker's few tasks in hand, keep no 32 KB of
+ * slots each. The gap between the two keeps a page from changing back and forth at every change.
  */
+const DENSE_FROM = PAGE_SIZE / 16;
 const SPARSE_BELOW = PAGE_SIZE / 64;
 
 /** One page: its slots while dense, else its records by slot. */
@@ -19,7 +22,7 @@ interface Page<V> {
 /**
  * The records of one kind by id (the tasks, or the results, in memory), without hashing the ids this
  * process makes: such an id names its record's slot, its counter (counterOf), in pages of 4,096 slots
- * made on first use and dropped once empty. Ids made elsewhere (records a store kept from an earlier
+ * made on first use and dropped once empty (a page of a few records keeps them in a small Map). Ids made elsewhere (records a store kept from an earlier
  * start) go to a Map. A task's submission, dispatch and end looked each of its records up in a Map of
  * hundreds of thousands of string keys, a cache miss each; consecutive ids are neighbours here.
  *
@@ -32,8 +35,6 @@ export class IdMap<V> {
   private readonly others = new Map<string, V>();
   /** Records in pages. */
   private paged = 0;
-  /** The page of the newest ids: it stays dense. -1 before the first. */
-  private newest = -1;
   /** The page looked up last, and its number: lookups come in runs of neighbours. */
   private lastPage: Page<V> | undefined;
   private lastPageNo = -1;
@@ -70,19 +71,10 @@ export class IdMap<V> {
     const at = h % PAGE_SIZE;
     let page = this.page(no);
     if (page === undefined) {
-      // A page of newer ids is dense; one of older ids (a record read back from the store) is not.
-      page =
-        no > this.newest
-          ? { slots: new Array<V | undefined>(PAGE_SIZE), sparse: null, count: 0 }
-          : { slots: null, sparse: new Map(), count: 0 };
+      page = { slots: null, sparse: new Map(), count: 0 };
       this.pages.set(no, page);
       this.lastPage = page;
       this.lastPageNo = no;
-      if (no > this.newest) {
-        const before = this.pages.get(this.newest);
-        this.newest = no;
-        if (before !== undefined) this.thin(before);
-      }
     }
     if (page.slots !== null) {
       if (page.slots[at] === undefined) {
@@ -97,6 +89,7 @@ export class IdMap<V> {
         this.paged++;
       }
       sparse.set(at, value);
+      if (page.count >= DENSE_FROM) thicken(page);
     }
     return this;
   }
@@ -119,7 +112,7 @@ export class IdMap<V> {
         this.lastPage = undefined;
         this.lastPageNo = -1;
       }
-    } else if (no !== this.newest) this.thin(page);
+    } else if (page.slots !== null && page.count < SPARSE_BELOW) thin(page);
     return true;
   }
 
@@ -147,17 +140,23 @@ export class IdMap<V> {
       const page = this.pages.get(no);
       if (page === undefined) continue;
       const first = no * PAGE_SIZE;
-      // Read through the page as it is at each step: it may turn sparse while a listing waits.
+      // Read through the page as it is at each step: it may change form while a listing waits.
       let i = 0;
-      for (; page.slots !== null && i < PAGE_SIZE; i++) {
-        const v = page.slots[i];
-        if (v !== undefined) yield out(first + i, v);
-      }
-      if (page.slots !== null) continue;
-      for (const at of [...page.sparse!.keys()].sort((a, b) => a - b)) {
-        if (at < i) continue;
-        const v = page.sparse!.get(at);
-        if (v !== undefined) yield out(first + at, v);
+      while (i < PAGE_SIZE) {
+        if (page.slots !== null) {
+          const v = page.slots[i++];
+          if (v !== undefined) yield out(first + i - 1, v);
+          continue;
+        }
+        const ats = [...page.sparse!.keys()].filter((at) => at >= i).sort((a, b) => a - b);
+        let k = 0;
+        for (; k < ats.length && page.slots === null; k++) {
+          const v = page.sparse!.get(ats[k]);
+          if (v !== undefined) yield out(first + ats[k], v);
+        }
+        if (page.slots === null) break;
+        // It turned dense after giving ats[k - 1]: on from the slot after.
+        i = ats[k - 1] + 1;
       }
     }
   }
@@ -171,17 +170,24 @@ export class IdMap<V> {
     }
     return page;
   }
+}
 
-  /** A dense page that holds few records keeps them by slot in a Map from now on. */
-  private thin(page: Page<V>): void {
-    const slots = page.slots;
-    if (slots === null || page.count >= SPARSE_BELOW) return;
-    const sparse = new Map<number, V>();
-    for (let at = 0; at < PAGE_SIZE; at++) {
-      const v = slots[at];
-      if (v !== undefined) sparse.set(at, v);
-    }
-    page.sparse = sparse;
-    page.slots = null;
+/** A dense page keeps its records by slot in a Map from now on. */
+function thin<V>(page: Page<V>): void {
+  const slots = page.slots!;
+  const sparse = new Map<number, V>();
+  for (let at = 0; at < PAGE_SIZE; at++) {
+    const v = slots[at];
+    if (v !== undefined) sparse.set(at, v);
   }
+  page.sparse = sparse;
+  page.slots = null;
+}
+
+/** A sparse page keeps its records in an array of slots from now on. */
+function thicken<V>(page: Page<V>): void {
+  const slots = new Array<V | undefined>(PAGE_SIZE);
+  for (const [at, v] of page.sparse!) slots[at] = v;
+  page.slots = slots;
+  page.sparse = null;
 }
