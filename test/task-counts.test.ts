@@ -117,6 +117,7 @@ describe("the scheduler's task counts", () => {
       host: "test",
       pid: 0,
       columns: false,
+      packedPayloads: false,
       apps: null,
     });
     await nextTurn();

@@ -305,8 +305,9 @@ export class ServerDaemon implements Daemon {
   }
 
   /**
-   * Lets held requests go in order: one each time the commit under way ends, while the store stays
-   * backlogged (as if read one a commit), the rest at once when it no longer is.
+   * Lets held requests go in order: one each time the commit under way ends while the store stays
+   * backlogged (as if read one a commit); once it no longer is, the rest one a turn of the event loop,
+   * each judged again after the one before has run.
    */
   private async release(
     first: Promise<void> | null,

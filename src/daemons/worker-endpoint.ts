@@ -347,6 +347,8 @@ export class WorkerEndpoint implements WorkerLink {
       return;
     }
     const workerId = h.workerId;
+    // Packed payloads come only with columns (docs/protocol.md).
+    const packedPayloads = h.columns === true && h.packedPayloads === true;
     const previous = this.identityOf.get(workerId);
     if (previous && !previous.equals(identity)) {
       // A worker id belongs to the connection that claimed it while that one is alive: another
@@ -376,7 +378,7 @@ export class WorkerEndpoint implements WorkerLink {
       host: typeof h.host === "string" ? h.host : "",
       pid: typeof h.pid === "number" ? h.pid : 0,
       columns: h.columns === true,
-      packedPayloads: h.columns === true && h.packedPayloads === true,
+      packedPayloads,
       apps,
     });
     this.send(
@@ -389,7 +391,7 @@ export class WorkerEndpoint implements WorkerLink {
             columns: true,
             maxFrameBytes: this.opts.maxFrameBytes,
             packedOutputs: true,
-            ...(h.packedPayloads === true ? { packedPayloads: true } : {}),
+            ...(packedPayloads ? { packedPayloads: true } : {}),
           }
         : {
             t: "WELCOME",
@@ -559,7 +561,7 @@ export class WorkerEndpoint implements WorkerLink {
     const identity = this.identityOf.get(workerId);
     if (!identity) return;
     const w = this.opts.scheduler.workers.get(workerId);
-    if (w?.columns) this.sendTaskColumns(identity, tasks, w.packedPayloads === true);
+    if (w?.columns) this.sendTaskColumns(identity, tasks, w.packedPayloads);
     else this.sendTaskMaps(identity, tasks);
   }
 

@@ -416,9 +416,9 @@ export function donePacked(
 }
 
 /**
- * The outputs of a packed DONE, or the payloads of a packed TASKS: `sizes[i]` bytes each, in turn, from the blobs joined (-1: none). An
- * output that is a whole blob is that blob; one that shares a blob is copied out of it, so that keeping
- * it never keeps its neighbours. A string when the sizes are not whole numbers of at least -1 or do not
+ * The outputs of a packed DONE, or the payloads of a packed TASKS: `sizes[i]` bytes each, in turn, from
+ * the blobs joined (-1: none). One that is a whole blob is that blob; one that shares a blob is copied
+ * out of it, so that keeping it never keeps its neighbours. A string when the sizes are not whole numbers of at least -1 or do not
  * add up to the blobs' bytes.
  */
 export function unpackOutputs(

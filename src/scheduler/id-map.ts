@@ -22,9 +22,10 @@ interface Page<V> {
 /**
  * The records of one kind by id (the tasks, or the results, in memory), without hashing the ids this
  * process makes: such an id names its record's slot, its counter (counterOf), in pages of 4,096 slots
- * made on first use and dropped once empty (a page of a few records keeps them in a small Map). Ids made elsewhere (records a store kept from an earlier
- * start) go to a Map. A task's submission, dispatch and end looked each of its records up in a Map of
- * hundreds of thousands of string keys, a cache miss each; consecutive ids are neighbours here.
+ * made on first use and dropped once empty (a page of a few records keeps them in a small Map). Ids
+ * made elsewhere (records a store kept from an earlier start) go to a Map. A task's submission,
+ * dispatch and end looked each of its records up in a Map of hundreds of thousands of string keys, a
+ * cache miss each; consecutive ids are neighbours here.
  *
  * What the scheduler uses of a Map. Iteration visits the values of other ids first, then this process's
  * in id order (the order they were made in); a value removed meanwhile is not visited, one added

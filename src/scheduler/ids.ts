@@ -49,15 +49,20 @@ const MAX_COUNTER_DIGITS = 10;
 export function counterOf(head: string, id: string): number {
   const n = id.length - head.length;
   if (n < 1 || n > MAX_COUNTER_DIGITS || !id.startsWith(head)) return -1;
+  // toString(36) writes no leading zero: "0" alone is counter 0, "01" no id of ours.
+  if (n > 1 && id.charCodeAt(head.length) === 48) return -1;
+  return base36(id, head.length);
+}
+
+/** The characters of `s` from `from` on as a base-36 number, or -1 if one is not a lowercase digit. */
+function base36(s: string, from: number): number {
   let v = 0;
-  for (let i = head.length; i < id.length; i++) {
-    const c = id.charCodeAt(i);
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
     if (c >= 48 && c <= 57) v = v * 36 + (c - 48);
     else if (c >= 97 && c <= 122) v = v * 36 + (c - 87);
     else return -1;
   }
-  // toString(36) writes no leading zero: "0" alone is counter 0, "01" no id of ours.
-  if (n > 1 && id.charCodeAt(head.length) === 48) return -1;
   return v;
 }
 
@@ -66,15 +71,7 @@ const TAIL = 4;
 
 /** The tail of `id` as a number, or -1 if it is not TAIL lowercase base-36 digits. */
 function tailOf(id: string): number {
-  if (id.length <= TAIL) return -1;
-  let v = 0;
-  for (let i = id.length - TAIL; i < id.length; i++) {
-    const c = id.charCodeAt(i);
-    if (c >= 48 && c <= 57) v = v * 36 + (c - 48);
-    else if (c >= 97 && c <= 122) v = v * 36 + (c - 87);
-    else return -1;
-  }
-  return v;
+  return id.length <= TAIL ? -1 : base36(id, id.length - TAIL);
 }
 
 /**

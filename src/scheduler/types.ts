@@ -33,7 +33,7 @@ export interface WorkerState {
   /** It takes TASKS and sends DONE as columns (READY's `columns`). */
   columns: boolean;
   /** It takes TASKS in columns with packed payloads (READY's `packedPayloads`, with `columns`). */
-  packedPayloads?: boolean;
+  packedPayloads: boolean;
   /** The applications it can load (READY's `apps`), null when it did not say: it takes any task. */
   apps: AppSet;
   connectedAt: number;
