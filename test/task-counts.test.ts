@@ -131,7 +131,7 @@ describe("the scheduler's task counts", () => {
     scheduler.lifecycle.cancelSession(s1);
     assert.deepEqual(link.cancelled, link.sent);
     assert.deepEqual(scheduler.views.summary().tasksByPartition.a, counts({ CANCELLED: 2, CANCELLING: 1 }));
-    assert.deepEqual(scheduler.lifecycle.deleteSession(s1), { tasks: 2, results: 6 });
+    assert.deepEqual(await scheduler.lifecycle.deleteSession(s1), { tasks: 2, results: 6 });
     assert.deepEqual(scheduler.views.summary().tasksByPartition, {
       a: counts({ CANCELLING: 1 }),
       b: counts({ SUBMITTED: 2 }),
@@ -143,7 +143,7 @@ describe("the scheduler's task counts", () => {
 
     // Deleting session 2 empties partition "b": it is left out.
     scheduler.lifecycle.cancelSession(s2);
-    scheduler.lifecycle.deleteSession(s2);
+    await scheduler.lifecycle.deleteSession(s2);
     assert.deepEqual(Object.keys(scheduler.views.summary().tasksByPartition), []);
     assert.deepEqual(scheduler.views.summary().tasksByStatus, counts({}));
     assert.deepEqual(scheduler.views.tasksByPartition(), {});

@@ -10,6 +10,7 @@ import { operationCount, type CommitRows, type ResultDoc } from "./commit-encode
 import { lockDataDir } from "./lock.js";
 import {
   failedCommit,
+  Op,
   operationsRunner,
   type CommitReply,
   type CommitRequest,
@@ -31,6 +32,12 @@ export const SCHEMA_VERSION = 2;
 // them and Scheduler.restore fills them in (upgradeTask), and an older zgrid ignores them.
 /** A commit of at most this many operations is made on the server's thread, not sent to the writer. */
 const INLINE_COMMIT_OPS = 64;
+/**
+ * An operation whose statements may touch any number of rows (a session's deletion removes all of its
+ * tasks, results and data: over a second for 200,000 tasks): its commit goes to the writer thread
+ * however few operations it has.
+ */
+const isLarge = (op: readonly unknown[]): boolean => op[0] === Op.DeleteSession;
 /** Statements kept prepared for the reads (SqlStore.all), by their text. */
 const STATEMENTS = 64;
 
@@ -196,7 +203,7 @@ export class SqliteStore extends SqlStore {
         return;
       }
     }
-    if (operationCount(rows) <= INLINE_COMMIT_OPS) {
+    if (operationCount(rows) <= INLINE_COMMIT_OPS && !rows.after.some(isLarge)) {
       // A small commit (one task submitted or ended, a session changed) is made here: the round trip
       // to the writer thread would cost more than the statements (the fsync is the same).
       const t0 = performance.now();
