@@ -37,9 +37,36 @@ function prettyStream(out: NodeJS.WriteStream): Writable {
   });
 }
 
+/** Log bytes held while stderr does not take them (a full disk under a redirected log): past it, dropped. */
+const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
+
+let logWriteFailures = 0;
+let droppedLogLines = 0;
+
+/** Log lines lost: stderr refused them (ENOSPC, say), or more waited than LOG_BUFFER_BYTES. */
+export function logLinesDropped(): number {
+  return droppedLogLines;
+}
+
 /** pino to stderr: JSON lines, or readable lines when stderr is a terminal (ZGRID_LOG_FORMAT=json|pretty overrides). */
 export function createLogger(level = "info", name = "zgrid"): Logger {
   const format = process.env.ZGRID_LOG_FORMAT ?? (process.stderr.isTTY ? "pretty" : "json");
-  const dest = format === "pretty" ? prettyStream(process.stderr) : pino.destination({ fd: 2, sync: false });
+  if (format === "pretty")
+    return pino({ name, level, base: { pid: process.pid } }, prettyStream(process.stderr));
+  const dest = pino.destination({ fd: 2, sync: false, maxLength: LOG_BUFFER_BYTES });
+  // A log that cannot be written (stderr redirected to a full disk) must not take the process down:
+  // an 'error' nobody listened to ended the server. What waits is written once stderr takes it again
+  // (the next line tries); meanwhile at most LOG_BUFFER_BYTES wait, and lines past that are dropped.
+  dest.on("error", () => {
+    logWriteFailures++;
+  });
+  dest.on("drop", () => {
+    droppedLogLines++;
+  });
   return pino({ name, level, base: { pid: process.pid } }, dest);
+}
+
+/** Times writing the log to stderr failed (each is tried again with the next line). */
+export function logWriteErrors(): number {
+  return logWriteFailures;
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { logLinesDropped, logWriteErrors } from "../log.js";
 import { LabelHistogram } from "./label-histogram.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
 import { TASK_STATUSES, type Task } from "../scheduler/model.js";
@@ -117,6 +118,18 @@ export class GridMetrics {
       "zgrid_store_reads_total",
       "Queries the server read its store with (records and data that left memory); its event loop waits for each.",
       () => store.stats().reads,
+    );
+    storeTotal(
+      registry,
+      "zgrid_log_lines_dropped_total",
+      "Log lines lost because stderr did not take them (a redirected log on a full disk): more than 8 MiB waited.",
+      logLinesDropped,
+    );
+    storeTotal(
+      registry,
+      "zgrid_log_write_errors_total",
+      "Times writing the log to stderr failed (ENOSPC, say); what waits is written once it takes writes again.",
+      logWriteErrors,
     );
     storeTotal(
       registry,
