@@ -18,8 +18,29 @@ export const FIXTURE_APPS = join(ROOT, "test/fixtures/apps");
 /** `zgrid server` flags that put every daemon on a free port of 127.0.0.1. */
 export const ANY_PORTS = ["--port", "0", "--worker-port", "0", "--metrics-port", "0", "--status-port", "0"];
 
+/**
+ * The temp dirs this test process made, removed when it exits: a run of the suite left about 270 of
+ * them in /tmp, 400 MB and more, and a machine that ran it for days had its disk fill up.
+ */
+const madeDirs = new Set<string>();
+
+function removeMadeDirs(): void {
+  for (const dir of madeDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Still in use (a mount a test could not undo, say): left where it is.
+    }
+  }
+  madeDirs.clear();
+}
+
+/** A new empty dir under the system's temp dir, removed when this process exits. */
 export function tempDir(prefix = "zgrid-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (madeDirs.size === 0) process.once("exit", removeMadeDirs);
+  madeDirs.add(dir);
+  return dir;
 }
 
 /** Every port 0 (any free port) on 127.0.0.1; quiet logs; a fixed token; a temp data dir. */
