@@ -16,7 +16,7 @@ import { startServer, waitFor } from "./helpers.js";
 /** Enough finished tasks (each with its payload and output) for several slices of each kind. */
 const TASKS = 3 * SCAN_SLICE;
 
-describe("purging and deleting a session of many finished tasks", { timeout: 180_000 }, () => {
+describe("purging and deleting a session of many tasks", { timeout: 180_000 }, () => {
   const cleanup: (() => Promise<void>)[] = [];
   after(async () => {
     for (const c of cleanup.reverse()) await c();
@@ -97,5 +97,50 @@ describe("purging and deleting a session of many finished tasks", { timeout: 180
     assert.ok(!inline.includes(Op.DeleteSession), "the session's rows were deleted on the server's thread");
     assert.equal((await c.countTasks()).CANCELLED, 0, "the deleted tasks are counted out");
     assert.equal((await c.listResults({ filter: { sessionId } })).total, 0);
+  });
+
+  it("with --store memory, walks the records in memory in slices too", async () => {
+    const { server, info } = await startServer({ store: "memory" });
+    cleanup.push(() => server.shutdown());
+    const c = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => c.close());
+    const other = await connect(info.url, { timeoutMs: 60_000 });
+    cleanup.push(() => other.close());
+    const sessionId = await c.createSession({ applicationName: "hello" });
+    await c.submitTasks(sessionId, new Array(TASKS).fill({ payload: encodePayload("noop") }));
+    await c.cancelSession(sessionId);
+
+    let answered = 0;
+    let busy = true;
+    const pings = (async () => {
+      while (busy) {
+        await other.request("noop", {});
+        answered++;
+      }
+    })();
+    // What the other client had been answered when the deletion visited its first and last result.
+    const span: [number, number] = [-1, -1];
+    const results = server.scheduler.results;
+    const values = results.values;
+    results.values = function* () {
+      for (const r of values.call(results)) {
+        if (r.sessionId === sessionId) {
+          if (span[0] < 0) span[0] = answered;
+          span[1] = answered;
+        }
+        yield r;
+      }
+    };
+    try {
+      const removed = (await c.deleteSession(sessionId)) as { removed: { tasks: number; results: number } };
+      assert.deepEqual(removed.removed, { tasks: TASKS, results: 2 * TASKS });
+    } finally {
+      busy = false;
+      await pings;
+      results.values = values;
+    }
+    assert.ok(span[1] > span[0], `other requests answered while the results were walked: ${span.join(", ")}`);
+    assert.equal(server.scheduler.results.size, 0);
+    assert.equal((await c.countTasks()).CANCELLED, 0, "the deleted tasks are counted out");
   });
 });

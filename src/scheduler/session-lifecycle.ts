@@ -1,12 +1,14 @@
 import { failedPrecondition, notFound } from "../protocol/errors.js";
 import { scan } from "./listing.js";
-import type { Result, Session, SessionStatus, Task, TaskOptions } from "./model.js";
+import type { Result, Session, SessionStatus, TaskOptions } from "./model.js";
 import type { Scheduler } from "./scheduler.js";
 import { mergeTaskOptions } from "./task-options.js";
 
 /** How long, and how many, deleted sessions' records `sessions.get` still answers (memory only). */
 const DELETED_RETENTION_MS = 60 * 60_000;
 const MAX_DELETED = 10_000;
+
+const always = (): boolean => true;
 
 /**
  * A session's life (design §5): created RUNNING; paused and resumed; closed to new work; cancelled,
@@ -152,25 +154,6 @@ export class SessionLifecycle {
     return session;
   }
 
-  /**
-   * Visits the records of `sessionId` that left memory (read from the store in slices, the event loop
-   * turning between them: a session of a million finished tasks held every other request for seconds).
-   * Meanwhile nothing leaves memory, so no record is visited here and again in memory, or missed.
-   */
-  private async storedRecords<T extends Task | Result>(
-    read: (sessionIds: string[], skip: (id: string) => boolean) => Iterable<T>,
-    inMemory: (id: string) => boolean,
-    sessionId: string,
-    visit: (record: T) => void,
-  ): Promise<void> {
-    this.s.residency.scanStarted();
-    try {
-      await scan(read([sessionId], inMemory), () => true, visit);
-    } finally {
-      this.s.residency.scanEnded();
-    }
-  }
-
   /** Result data deleted, metadata kept. */
   async purgeSession(sessionId: string): Promise<{ purged: number }> {
     const session = this.transition(sessionId, "PURGED", ["CLOSED", "CANCELLED"]);
@@ -184,12 +167,12 @@ export class SessionLifecycle {
       this.s.events.resultStatus(r);
       purged++;
     }
-    // Those that left memory: their rows say DELETED, their data goes.
-    await this.storedRecords(
-      (ids, skip) => this.s.store.scanResults(ids, skip),
-      (id) => this.s.results.has(id),
-      sessionId,
-      (r) => {
+    // Those that left memory: their rows say DELETED, their data goes. Read in slices, the event loop
+    // turning between them; meanwhile nothing leaves memory, so none is missed.
+    this.s.residency.scanStarted();
+    try {
+      const inMemory = (id: string) => this.s.results.has(id);
+      await scan(this.s.store.scanResults([sessionId], inMemory), always, (r) => {
         if (r.status !== "COMPLETED") return;
         this.s.resultBytes -= r.size;
         this.s.cache.delete(r.id);
@@ -198,8 +181,10 @@ export class SessionLifecycle {
         r.stored = false;
         this.s.events.resultStatus(r);
         purged++;
-      },
-    );
+      });
+    } finally {
+      this.s.residency.scanEnded();
+    }
     return { purged };
   }
 
@@ -214,49 +199,51 @@ export class SessionLifecycle {
     session.deletedAt = Date.now();
     let tasks = 0;
     let results = 0;
-    // Finished records that left memory: counted out here, their rows removed with the session's.
-    await this.storedRecords(
-      (ids, skip) => this.s.store.scanTasks(ids, skip),
-      (id) => this.s.tasks.has(id),
-      sessionId,
-      (t) => {
+    // The event loop turns between slices of records; meanwhile nothing leaves memory, so no record is
+    // visited both in the store and in memory, or missed.
+    this.s.residency.scanStarted();
+    try {
+      // Finished records that left memory: counted out here, their rows removed with the session's.
+      const inMemoryTask = (id: string) => this.s.tasks.has(id);
+      await scan(this.s.store.scanTasks([sessionId], inMemoryTask), always, (t) => {
         this.s.table.counts.remove(t.options.partitionId, t.status);
         this.s.table.sessionCounts.remove(t.sessionId, t.status);
         tasks++;
-      },
-    );
-    await this.storedRecords(
-      (ids, skip) => this.s.store.scanResults(ids, skip),
-      (id) => this.s.results.has(id),
-      sessionId,
-      (r) => {
+      });
+      const inMemoryResult = (id: string) => this.s.results.has(id);
+      await scan(this.s.store.scanResults([sessionId], inMemoryResult), always, (r) => {
         if (r.status === "COMPLETED") this.s.resultBytes -= r.size;
         this.s.cache.delete(r.id);
         this.s.resultCount--;
         results++;
-      },
-    );
-    for (const t of this.s.table.sessionTasks(sessionId)) {
-      // A task still on a worker stays known until the worker answers, so nothing completes twice.
-      if (t.status === "CANCELLING") continue;
-      this.s.table.counts.remove(t.options.partitionId, t.status);
-      this.s.table.sessionCounts.remove(t.sessionId, t.status);
-      this.s.tasks.delete(t.id);
-      tasks++;
-    }
-    for (const [id, r] of this.s.results) {
-      if (r.sessionId !== sessionId) continue;
-      if (r.status === "COMPLETED") this.s.resultBytes -= r.size;
-      if (!this.s.staged.holds(id)) this.s.resultCount--;
-      this.s.results.delete(id);
-      this.s.cache.delete(id);
-      this.s.dependents.delete(id);
-      this.s.residency.forget(id);
-      if (this.s.waiters.has(id)) {
-        r.status = "DELETED";
-        this.s.waiters.settled(r.id, r.status);
+      });
+      for (const t of this.s.table.sessionTasks(sessionId)) {
+        // A task still on a worker stays known until the worker answers, so nothing completes twice.
+        if (t.status === "CANCELLING") continue;
+        this.s.table.counts.remove(t.options.partitionId, t.status);
+        this.s.table.sessionCounts.remove(t.sessionId, t.status);
+        this.s.tasks.delete(t.id);
+        tasks++;
       }
-      results++;
+      // The results in memory are those of every session (all of them with --store memory): read in
+      // slices too.
+      const ofSession = (r: Result) => r.sessionId === sessionId;
+      await scan(this.s.results.values(), ofSession, (r) => {
+        const id = r.id;
+        if (r.status === "COMPLETED") this.s.resultBytes -= r.size;
+        if (!this.s.staged.holds(id)) this.s.resultCount--;
+        this.s.results.delete(id);
+        this.s.cache.delete(id);
+        this.s.dependents.delete(id);
+        this.s.residency.forget(id);
+        if (this.s.waiters.has(id)) {
+          r.status = "DELETED";
+          this.s.waiters.settled(r.id, r.status);
+        }
+        results++;
+      });
+    } finally {
+      this.s.residency.scanEnded();
     }
     this.s.events.removeSession(sessionId);
     this.s.sessions.delete(sessionId);
