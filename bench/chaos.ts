@@ -147,6 +147,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     "200",
     "--log-level",
     "error",
+    "--no-tokens-file",
   ];
   const url = `tcp://127.0.0.1:${ports[0]}?token=chaos`;
   const workerUrl = `tcp://127.0.0.1:${ports[1]}?token=chaos-worker`;

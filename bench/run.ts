@@ -252,6 +252,8 @@ function spawnServer(dir: string, store: string, extra: string[], watch: boolean
         infoFile,
         "--log-level",
         "warn",
+        // A bench's servers come and go on random ports: none is one a client here should find.
+        "--no-tokens-file",
         ...extra,
       ],
       { stdio: ["ignore", watch ? "pipe" : "ignore", "inherit"] },
