@@ -43,16 +43,21 @@ const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
 let logWriteFailures = 0;
 let droppedLogLines = 0;
 
-/** Log lines lost: stderr refused them (ENOSPC, say), or more waited than LOG_BUFFER_BYTES. */
+/** Log lines lost: more waited for stderr to take them (ENOSPC, say) than LOG_BUFFER_BYTES. */
 export function logLinesDropped(): number {
   return droppedLogLines;
+}
+
+/** Times writing the log to stderr failed (each is tried again with the next line). */
+export function logWriteErrors(): number {
+  return logWriteFailures;
 }
 
 /** pino to stderr: JSON lines, or readable lines when stderr is a terminal (ZGRID_LOG_FORMAT=json|pretty overrides). */
 export function createLogger(level = "info", name = "zgrid"): Logger {
   const format = process.env.ZGRID_LOG_FORMAT ?? (process.stderr.isTTY ? "pretty" : "json");
-  if (format === "pretty")
-    return pino({ name, level, base: { pid: process.pid } }, prettyStream(process.stderr));
+  const options = { name, level, base: { pid: process.pid } };
+  if (format === "pretty") return pino(options, prettyStream(process.stderr));
   const dest = pino.destination({ fd: 2, sync: false, maxLength: LOG_BUFFER_BYTES });
   // A log that cannot be written (stderr redirected to a full disk) must not take the process down:
   // an 'error' nobody listened to ended the server. What waits is written once stderr takes it again
@@ -63,10 +68,5 @@ export function createLogger(level = "info", name = "zgrid"): Logger {
   dest.on("drop", () => {
     droppedLogLines++;
   });
-  return pino({ name, level, base: { pid: process.pid } }, dest);
-}
-
-/** Times writing the log to stderr failed (each is tried again with the next line). */
-export function logWriteErrors(): number {
-  return logWriteFailures;
+  return pino(options, dest);
 }

@@ -6,8 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { connect } from "../src/client/client.js";
+import { connect, type ZgridClient } from "../src/client/client.js";
 import { encodePayload } from "../src/client/payload.js";
+import type { Server } from "../src/daemons/server.js";
+import { ErrorCode, type ZgridError } from "../src/protocol/errors.js";
 import { SCAN_SLICE } from "../src/scheduler/listing.js";
 import type { Store } from "../src/store/store.js";
 import { Op } from "../src/store/write-ops.js";
@@ -22,32 +24,60 @@ describe("purging and deleting a session of many tasks", { timeout: 180_000 }, (
     for (const c of cleanup.reverse()) await c();
   });
 
-  it("reads its stored records in slices, answering other requests meanwhile, and deletes them off the server's thread", async () => {
-    const { server, info } = await startServer({ store: "sqlite" });
+  /**
+   * A server on `store` with a session of TASKS cancelled tasks (finished, no worker needed), a client,
+   * and another client that asks the server something over and over until `stop()`: `answered()` says
+   * how many it was answered so far.
+   */
+  async function cancelledSession(store: "sqlite" | "memory") {
+    const { server, info } = await startServer({ store });
     cleanup.push(() => server.shutdown());
     const c = await connect(info.url, { timeoutMs: 60_000 });
     cleanup.push(() => c.close());
     const other = await connect(info.url, { timeoutMs: 60_000 });
     cleanup.push(() => other.close());
     const sessionId = await c.createSession({ applicationName: "hello" });
-    // No worker: the tasks are cancelled, finished all the same, and leave memory once committed.
     await c.submitTasks(sessionId, new Array(TASKS).fill({ payload: encodePayload("noop") }));
     await c.cancelSession(sessionId);
+    let answered = 0;
+    let busy = true;
+    let pings: Promise<void> | null = null;
+    return {
+      server,
+      c,
+      sessionId,
+      answered: () => answered,
+      ping(): void {
+        pings = (async () => {
+          while (busy) {
+            await other.request("noop", {});
+            answered++;
+          }
+        })();
+      },
+      async stop(): Promise<void> {
+        busy = false;
+        await pings;
+      },
+    };
+  }
+
+  /** The session's tasks and results are gone, and counted out. */
+  async function gone(server: Server, c: ZgridClient, sessionId: string): Promise<void> {
+    assert.equal((await c.countTasks()).CANCELLED, 0, "the deleted tasks are counted out");
+    assert.equal((await c.listResults({ filter: { sessionId } })).total, 0);
+    assert.equal(server.scheduler.results.size, 0);
+  }
+
+  it("reads its stored records in slices, answering other requests meanwhile, and deletes them off the server's thread", async () => {
+    const g = await cancelledSession("sqlite");
+    const { server, c, sessionId } = g;
     await waitFor(
       () => server.scheduler.tasks.size === 0 && server.scheduler.results.size === 0,
       60_000,
       "the finished records to leave memory",
     );
 
-    // Another client asks the server something over and over while the session goes.
-    let answered = 0;
-    let busy = true;
-    const pings = (async () => {
-      while (busy) {
-        await other.request("noop", {});
-        answered++;
-      }
-    })();
     // What the other client had been answered when the first and the last stored record were read.
     const store: Store = server.scheduler.store;
     const reads: [number, number][] = [];
@@ -56,8 +86,8 @@ describe("purging and deleting a session of many tasks", { timeout: 180_000 }, (
       reads.push(span);
       return (function* () {
         for (const record of read) {
-          if (span[0] < 0) span[0] = answered;
-          span[1] = answered;
+          if (span[0] < 0) span[0] = g.answered();
+          span[1] = g.answered();
           yield record;
         }
       })();
@@ -73,14 +103,14 @@ describe("purging and deleting a session of many tasks", { timeout: 180_000 }, (
       for (const op of ops) inline.push(op[0]);
       runInline(ops);
     };
+    g.ping();
     try {
       const { purgedResults } = await c.purgeSession(sessionId);
       assert.equal(purgedResults, TASKS, "every payload (the outputs were aborted)");
       const removed = (await c.deleteSession(sessionId)) as { removed: { tasks: number; results: number } };
       assert.deepEqual(removed.removed, { tasks: TASKS, results: 2 * TASKS });
     } finally {
-      busy = false;
-      await pings;
+      await g.stop();
       store.scanTasks = scanTasks;
       store.scanResults = scanResults;
       backend.runInline = runInline;
@@ -95,29 +125,12 @@ describe("purging and deleting a session of many tasks", { timeout: 180_000 }, (
       );
     }
     assert.ok(!inline.includes(Op.DeleteSession), "the session's rows were deleted on the server's thread");
-    assert.equal((await c.countTasks()).CANCELLED, 0, "the deleted tasks are counted out");
-    assert.equal((await c.listResults({ filter: { sessionId } })).total, 0);
+    await gone(server, c, sessionId);
   });
 
-  it("with --store memory, walks the records in memory in slices too", async () => {
-    const { server, info } = await startServer({ store: "memory" });
-    cleanup.push(() => server.shutdown());
-    const c = await connect(info.url, { timeoutMs: 60_000 });
-    cleanup.push(() => c.close());
-    const other = await connect(info.url, { timeoutMs: 60_000 });
-    cleanup.push(() => other.close());
-    const sessionId = await c.createSession({ applicationName: "hello" });
-    await c.submitTasks(sessionId, new Array(TASKS).fill({ payload: encodePayload("noop") }));
-    await c.cancelSession(sessionId);
-
-    let answered = 0;
-    let busy = true;
-    const pings = (async () => {
-      while (busy) {
-        await other.request("noop", {});
-        answered++;
-      }
-    })();
+  it("with --store memory, walks the records in memory in slices too; a second change meanwhile is refused", async () => {
+    const g = await cancelledSession("memory");
+    const { server, c, sessionId } = g;
     // What the other client had been answered when the deletion visited its first and last result.
     const span: [number, number] = [-1, -1];
     const results = server.scheduler.results;
@@ -125,22 +138,29 @@ describe("purging and deleting a session of many tasks", { timeout: 180_000 }, (
     results.values = function* () {
       for (const r of values.call(results)) {
         if (r.sessionId === sessionId) {
-          if (span[0] < 0) span[0] = answered;
-          span[1] = answered;
+          if (span[0] < 0) span[0] = g.answered();
+          span[1] = g.answered();
         }
         yield r;
       }
     };
+    g.ping();
     try {
-      const removed = (await c.deleteSession(sessionId)) as { removed: { tasks: number; results: number } };
-      assert.deepEqual(removed.removed, { tasks: TASKS, results: 2 * TASKS });
+      const deleting = c.deleteSession(sessionId) as Promise<{ removed: { tasks: number; results: number } }>;
+      // Asked while the first deletion goes on (the first slice is under way by the time this is read).
+      const again = await c.deleteSession(sessionId).then(
+        () => null,
+        (err: ZgridError) => err,
+      );
+      assert.equal(again?.code, ErrorCode.FAILED_PRECONDITION, String(again));
+      assert.match(again.message, /being changed by another request/);
+      assert.deepEqual((await deleting).removed, { tasks: TASKS, results: 2 * TASKS });
     } finally {
-      busy = false;
-      await pings;
+      await g.stop();
       results.values = values;
     }
     assert.ok(span[1] > span[0], `other requests answered while the results were walked: ${span.join(", ")}`);
-    assert.equal(server.scheduler.results.size, 0);
-    assert.equal((await c.countTasks()).CANCELLED, 0, "the deleted tasks are counted out");
+    await gone(server, c, sessionId);
+    assert.equal(server.scheduler.resultCount, 0, "each result counted out once");
   });
 });

@@ -113,25 +113,25 @@ export class GridMetrics {
         this.set(store.stats().pendingWrites);
       },
     });
-    storeTotal(
+    counterOfTotal(
       registry,
       "zgrid_store_reads_total",
       "Queries the server read its store with (records and data that left memory); its event loop waits for each.",
       () => store.stats().reads,
     );
-    storeTotal(
+    counterOfTotal(
       registry,
       "zgrid_log_lines_dropped_total",
       "Log lines lost because stderr did not take them (a redirected log on a full disk): more than 8 MiB waited.",
       logLinesDropped,
     );
-    storeTotal(
+    counterOfTotal(
       registry,
       "zgrid_log_write_errors_total",
       "Times writing the log to stderr failed (ENOSPC, say); what waits is written once it takes writes again.",
       logWriteErrors,
     );
-    storeTotal(
+    counterOfTotal(
       registry,
       "zgrid_store_backlog_waits_total",
       "Times a client's request waited for a store commit before it was read: more changes were waiting for the next commit than one commit takes.",
@@ -164,8 +164,8 @@ export class GridMetrics {
   }
 }
 
-/** A counter of a running total the store keeps (`total`), brought up to it at each scrape. */
-function storeTotal(registry: Registry, name: string, help: string, total: () => number): void {
+/** A counter of a running total kept elsewhere (the store, the log: `total`), brought up to it at each scrape. */
+function counterOfTotal(registry: Registry, name: string, help: string, total: () => number): void {
   let counted = 0;
   new Counter({
     name,

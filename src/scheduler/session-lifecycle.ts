@@ -20,6 +20,13 @@ export class SessionLifecycle {
   /** Sessions deleted lately, oldest first: `sessions.get` answers their DELETED record a while. */
   private readonly deletedSessions = new Map<string, Session>();
 
+  /**
+   * Sessions a change is under way for (its commit, then its effect: a purge's or a deletion's reads
+   * its records in slices, over many turns of the event loop). Another change of the same session
+   * meanwhile is refused: two deletions at once counted the session's records out twice.
+   */
+  private readonly changing = new Set<string>();
+
   constructor(private readonly s: Scheduler) {}
 
   /**
@@ -32,19 +39,29 @@ export class SessionLifecycle {
     sessionId: string,
     to: SessionStatus,
     allowed: readonly SessionStatus[],
-    apply: () => T,
+    apply: () => T | Promise<T>,
     fields: Partial<Session> = {},
   ): Promise<T> {
+    if (this.changing.has(sessionId)) {
+      throw failedPrecondition(
+        `session ${sessionId} is being changed by another request (a purge or a deletion takes a while): ask again once it is answered`,
+      );
+    }
     const session = this.transition(sessionId, to, allowed);
     const staged: Session = { ...session, ...fields, status: to };
-    this.s.store.session(staged);
+    this.changing.add(sessionId);
     try {
-      await this.s.store.flush();
-    } catch (err) {
-      this.s.store.discard([], [], [staged]);
-      throw err;
+      this.s.store.session(staged);
+      try {
+        await this.s.store.flush();
+      } catch (err) {
+        this.s.store.discard([], [], [staged]);
+        throw err;
+      }
+      return await apply();
+    } finally {
+      this.changing.delete(sessionId);
     }
-    return apply();
   }
 
   private setSessionStatus(session: Session, status: SessionStatus): void {
@@ -160,20 +177,20 @@ export class SessionLifecycle {
     session.purgedAt = Date.now();
     this.setSessionStatus(session, "PURGED");
     let purged = 0;
-    for (const r of this.s.results.values()) {
-      if (r.sessionId !== sessionId || r.status !== "COMPLETED") continue;
-      this.s.resultBytes -= r.size;
-      this.s.data.dropResultData(r);
-      this.s.events.resultStatus(r);
-      purged++;
-    }
-    // Those that left memory: their rows say DELETED, their data goes. Read in slices, the event loop
-    // turning between them; meanwhile nothing leaves memory, so none is missed.
+    const completed = (r: Result) => r.sessionId === sessionId && r.status === "COMPLETED";
+    // Read in slices, the event loop turning between them (memory holds every session's results, the
+    // store this one's that left memory); meanwhile nothing leaves memory, so none is missed.
     this.s.residency.scanStarted();
     try {
+      await scan(this.s.results.values(), completed, (r) => {
+        this.s.resultBytes -= r.size;
+        this.s.data.dropResultData(r);
+        this.s.events.resultStatus(r);
+        purged++;
+      });
+      // Those that left memory: their rows say DELETED, their data goes.
       const inMemory = (id: string) => this.s.results.has(id);
-      await scan(this.s.store.scanResults([sessionId], inMemory), always, (r) => {
-        if (r.status !== "COMPLETED") return;
+      await scan(this.s.store.scanResults([sessionId], inMemory), completed, (r) => {
         this.s.resultBytes -= r.size;
         this.s.cache.delete(r.id);
         this.s.store.deleteStoredResult(r.id);

@@ -48,32 +48,35 @@ export type CommitReply =
  */
 export const ROWS_A_STATEMENT = 32;
 
-/** Columns of a result's row, in the order an Op.Result names them (after its op code). */
-const RESULT_COLUMNS = 5;
-/** Columns of a task's row, in the order an Op.Task names them (after its op code). */
-const TASK_COLUMNS = 5;
-
 /**
- * An upsert of `rows` rows. A task's or a result's row is rewritten in place: its session (and a task's
- * seq) never change, so the statement leaves the indexed columns alone and SQLite touches no index
- * (INSERT OR REPLACE deleted the row and inserted it again, under a new rowid, rewriting every index
- * entry). A row named twice in one statement is written, then updated, as by two statements.
+ * The upsert of a task's or a result's row: its columns in the order its operation names them (after
+ * the op code). A row is rewritten in place: its session (and a task's seq) never change, so the
+ * statement leaves the indexed columns alone and SQLite touches no index (INSERT OR REPLACE deleted the
+ * row and inserted it again, under a new rowid, rewriting every index entry).
  */
-function upsertSql(table: string, columns: string, update: string, rows: number): string {
-  const n = columns.split(",").length;
-  const row = `(${new Array<string>(n).fill("?").join(", ")})`;
-  const values = new Array<string>(rows).fill(row).join(", ");
-  return `INSERT INTO ${table} (${columns}) VALUES ${values} ON CONFLICT (id) DO UPDATE SET ${update}`;
+interface Upsert {
+  table: string;
+  columns: readonly string[];
+  update: string;
 }
 
-const RESULT_UPSERT: [string, string] = [
-  "id, session_id, status, doc, data",
-  "status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
-];
-const TASK_UPSERT: [string, string] = [
-  "id, session_id, seq, status, doc",
-  "status = excluded.status, doc = excluded.doc",
-];
+const RESULT_ROW: Upsert = {
+  table: "results",
+  columns: ["id", "session_id", "status", "doc", "data"],
+  update: "status = excluded.status, doc = excluded.doc, data = COALESCE(excluded.data, results.data)",
+};
+const TASK_ROW: Upsert = {
+  table: "tasks",
+  columns: ["id", "session_id", "seq", "status", "doc"],
+  update: "status = excluded.status, doc = excluded.doc",
+};
+
+/** `u` of `rows` rows: a row named twice in it is written, then updated, as by two statements. */
+function upsertSql(u: Upsert, rows: number): string {
+  const row = `(${u.columns.map(() => "?").join(", ")})`;
+  const values = new Array<string>(rows).fill(row).join(", ");
+  return `INSERT INTO ${u.table} (${u.columns.join(", ")}) VALUES ${values} ON CONFLICT (id) DO UPDATE SET ${u.update}`;
+}
 
 /**
  * Consecutive rows of one kind, written ROWS_A_STATEMENT at a time by one statement; fewer, at the end
@@ -81,52 +84,41 @@ const TASK_UPSERT: [string, string] = [
  */
 class RowBatch {
   private readonly params: unknown[] = [];
-  private rows = 0;
+  private readonly one: Database.Statement;
+  private readonly many: Database.Statement;
+  private readonly columns: number;
 
-  constructor(
-    private readonly one: Database.Statement,
-    private readonly many: Database.Statement,
-    private readonly columns: number,
-  ) {}
+  constructor(db: Database.Database, upsert: Upsert) {
+    this.one = db.prepare(upsertSql(upsert, 1));
+    this.many = db.prepare(upsertSql(upsert, ROWS_A_STATEMENT));
+    this.columns = upsert.columns.length;
+  }
 
   /** Adds the row of `op` (its columns follow its op code); written once the batch is full. */
   add(op: unknown[]): void {
     const p = this.params;
     for (let i = 1; i <= this.columns; i++) p.push(op[i] ?? null);
-    if (++this.rows === ROWS_A_STATEMENT) this.flush();
+    if (p.length === this.columns * ROWS_A_STATEMENT) this.flush();
   }
 
   /** Writes what the batch holds. */
   flush(): void {
-    if (this.rows === 0) return;
     const p = this.params;
-    if (this.rows === ROWS_A_STATEMENT) this.many.run(p);
+    if (p.length === this.columns * ROWS_A_STATEMENT) this.many.run(p);
     else for (let at = 0; at < p.length; at += this.columns) this.one.run(p.slice(at, at + this.columns));
     p.length = 0;
-    this.rows = 0;
   }
 
   /** Forgets what the batch holds (its transaction failed). */
   clear(): void {
     this.params.length = 0;
-    this.rows = 0;
   }
 }
 
 /** A function that runs a commit's operations on `db` in one transaction (it throws if that fails). */
 export function operationsRunner(db: Database.Database): (ops: unknown[][]) => void {
-  const upsert = ([columns, update]: [string, string], table: string, rows: number) =>
-    db.prepare(upsertSql(table, columns, update, rows));
-  const results = new RowBatch(
-    upsert(RESULT_UPSERT, "results", 1),
-    upsert(RESULT_UPSERT, "results", ROWS_A_STATEMENT),
-    RESULT_COLUMNS,
-  );
-  const tasks = new RowBatch(
-    upsert(TASK_UPSERT, "tasks", 1),
-    upsert(TASK_UPSERT, "tasks", ROWS_A_STATEMENT),
-    TASK_COLUMNS,
-  );
+  const results = new RowBatch(db, RESULT_ROW);
+  const tasks = new RowBatch(db, TASK_ROW);
   const stmt = {
     session: db.prepare("INSERT OR REPLACE INTO sessions (id, doc) VALUES (?, ?)"),
     clearRowData: db.prepare("UPDATE results SET data = NULL WHERE id = ?"),
